@@ -1,0 +1,103 @@
+"""Failure handling shared by every HTTP adapter: one error mapping and a circuit breaker.
+
+Upstream (httpx) errors are translated once, here, into :class:`SourceFault` with an
+:class:`~adapters.base.Outcome`; adapters turn a fault into a failed ``SourceResult``.
+``tests/adapters/test_resilience.py`` checks every httpx exception type has a mapping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+
+from adapters.base import Outcome
+
+
+class SourceFault(Exception):
+    """A source could not give a usable answer. ``outcome`` says which kind of failure."""
+
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+def map_httpx_error(exc: httpx.HTTPError) -> SourceFault:
+    """Map any httpx error to a fault. Timeouts are their own outcome; the rest are unavailable."""
+    if isinstance(exc, httpx.TimeoutException):
+        return SourceFault(Outcome.TIMED_OUT, f"timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.HTTPStatusError):
+        return SourceFault(Outcome.UNAVAILABLE, f"HTTP {exc.response.status_code}")
+    if isinstance(exc, httpx.DecodingError):
+        return SourceFault(Outcome.BAD_DATA, "undecodable response body")
+    return SourceFault(Outcome.UNAVAILABLE, f"{type(exc).__name__}")
+
+
+class CircuitOpen(SourceFault):
+    def __init__(self) -> None:
+        super().__init__(Outcome.UNAVAILABLE, "circuit open after repeated failures")
+
+
+class CircuitBreaker:
+    """Closed → open after ``threshold`` consecutive failures; half-open after ``reset_s``.
+
+    In half-open state one trial call is let through: success closes the circuit, failure
+    opens it again. Per process, per source (a replica that has not seen failures keeps
+    trying, which is what we want for a shared source).
+    """
+
+    def __init__(
+        self,
+        threshold: int = 5,
+        reset_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.reset_s = reset_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.reset_s:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        return self.state != "open"
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self.threshold or self._opened_at is not None:
+            self._opened_at = self._clock()
+
+
+@asynccontextmanager
+async def guarded(breaker: CircuitBreaker) -> AsyncIterator[None]:
+    """Run a source call under the breaker, mapping httpx errors to :class:`SourceFault`.
+
+    Only source faults count against the breaker; a ``NOT_FOUND`` is a healthy answer.
+    """
+    if not breaker.allow():
+        raise CircuitOpen()
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        breaker.record_failure()
+        raise map_httpx_error(exc) from exc
+    except SourceFault as fault:
+        if fault.outcome is not Outcome.NOT_FOUND:
+            breaker.record_failure()
+        raise
+    else:
+        breaker.record_success()
