@@ -1,0 +1,102 @@
+"""The per-request record accessor: fetch → decide → merge. Routes cannot skip a step.
+
+Every route that touches patient data goes through :class:`RecordAccess`, which
+
+1. asks the record service for every source's contribution (through the cache),
+2. answers ``404`` when every source said it does not know the person and ``503`` when no
+   source found the person and at least one could not be asked (a ``404`` then could be
+   wrong, and a clinician would act on it),
+3. applies the access decision **per source, before merging** (``specs/behaviour.md``:
+   a withheld source adds nothing, not even demographics), and
+4. merges what is left.
+
+The decision is a pluggable :class:`Decider`. Until the consent policy is wired in, the
+gateway uses :func:`permit_all`: a principal whose scopes allow the interaction may read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from adapters.base import Outcome, SourceResult
+from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.merge import MergedRecord, merge
+from gateway.record import RecordService
+
+Effect = Literal["permit", "permit-filtered", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who is asking, for what purpose, under which request id."""
+
+    sub: str
+    role: str | None
+    org: str
+    client_kind: str
+    purpose: str
+    request_id: str
+    break_glass_reason: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    effect: Effect
+    visible: tuple[SourceResult, ...]
+    reasons: tuple[str, ...] = ()
+    break_glass: bool = False
+
+
+class Decider(Protocol):
+    def __call__(
+        self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+    ) -> Verdict: ...
+
+
+def permit_all(ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]) -> Verdict:
+    """Scope-only access: everything a source returned is visible."""
+    return Verdict(effect="permit", visible=tuple(r for r in results if r.outcome is Outcome.FOUND))
+
+
+@dataclass(slots=True)
+class AccessResult:
+    nhs_number: str
+    record: MergedRecord
+    verdict: Verdict
+    failed: list[SourceResult] = field(default_factory=list)
+
+
+class RecordAccess:
+    def __init__(self, records: RecordService, decider: Decider = permit_all) -> None:
+        self.records = records
+        self.decider = decider
+
+    async def read(self, ctx: RequestContext, nhs_number: str) -> AccessResult:
+        results = await self.records.fetch(nhs_number)
+        failed = [r for r in results if not r.ok]
+        found = [r for r in results if r.outcome is Outcome.FOUND]
+        if not found:
+            if failed:
+                names = ", ".join(r.source for r in failed)
+                raise ServiceUnavailable(
+                    f"The person's record cannot be assembled: no source answered ({names})."
+                    if len(failed) == len(results)
+                    else f"No answering source knows this NHS number, and these sources "
+                    f"could not be asked: {names}. Try again shortly."
+                )
+            raise NotFound("No source system holds a record for this NHS number.")
+        verdict = self.decider(ctx, nhs_number, results)
+        if verdict.effect == "deny":
+            raise Forbidden(
+                "Access to this person's record is denied: " + ", ".join(verdict.reasons),
+                reasons=verdict.reasons,
+            )
+        return AccessResult(
+            nhs_number=nhs_number,
+            record=merge(nhs_number, verdict.visible),
+            verdict=verdict,
+            failed=failed,
+        )

@@ -1,0 +1,104 @@
+"""The FastAPI application: middleware, one error handler, routers, lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway.deps import request_id_from
+from gateway.errors import BadRequest, GatewayError
+from gateway.fhir.responses import FHIRResponse, outcome
+from gateway.routes import fhir, health
+from gateway.state import GatewayState
+
+log = structlog.get_logger("caregateway.access")
+
+StateFactory = Callable[[], Awaitable[tuple[GatewayState, Callable[[], Awaitable[None]]]]]
+
+
+def create_app(state_factory: StateFactory) -> FastAPI:
+    """Build the app; ``state_factory`` makes the shared state and its closer at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state, close = await state_factory()
+        app.state.gateway = state
+        try:
+            yield
+        finally:
+            await close()
+
+    app = FastAPI(
+        title="caregateway",
+        summary="FHIR R4 shared care record gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(fhir.router)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request_id_from(request.headers.get("x-request-id"))
+        request.state.request_id = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            route = request.scope.get("route")
+            log.info(
+                "request",
+                method=request.method,
+                route=getattr(route, "path", "unmatched"),
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> FHIRResponse:
+        return FHIRResponse(exc.to_operation_outcome(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> FHIRResponse:
+        err = BadRequest(
+            "The request is not valid: "
+            + "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                for e in exc.errors()
+            )
+        )
+        return FHIRResponse(err.to_operation_outcome(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> FHIRResponse:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        text = {404: "No such endpoint.", 405: "Method not allowed."}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return FHIRResponse(outcome(code, "error", text), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> FHIRResponse:
+        log.error("unhandled_error", error=type(exc).__name__)
+        return FHIRResponse(
+            outcome("exception", "fatal", "Internal error; it has been logged."), status_code=500
+        )
+
+    return app

@@ -1,0 +1,259 @@
+"""``caregateway`` command line: demo, serve, token, keys, audit, simulate-sources."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import secrets
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+
+import uvicorn
+
+from gateway.logging import configure_logging
+from gateway.settings import ConfigurationError, Settings, get_settings, load_sources
+
+DEMO_ISSUER = "urn:caregateway:demo-issuer"
+
+
+def _fail(message: str) -> int:
+    print(f"caregateway: {message}", file=sys.stderr)
+    return 2
+
+
+def _serve_app(app: object, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+# --- demo -------------------------------------------------------------------------------
+
+
+async def _demo(settings: Settings) -> None:
+    from simulators.population import SCENARIOS
+    from simulators.runner import source_configs, start_sources
+
+    from gateway.app import create_app
+    from gateway.auth import TokenVerifier, generate_signing_key, issue_token
+    from gateway.wiring import build_state
+
+    running = await start_sources()
+    private_pem, public_jwk = generate_signing_key()
+    base_url = f"http://{settings.host}:{settings.port}/fhir"
+    verifier = TokenVerifier(issuer=DEMO_ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
+    gp = running.population.gp_of(SCENARIOS["both"].nhs_number)
+    token = issue_token(
+        private_pem,
+        issuer=DEMO_ISSUER,
+        audience=base_url,
+        sub="demo-clinician-0001",
+        name="Demo Clinician",
+        role="R8000",
+        org=gp,
+        scopes=("user/*.rs",),
+        purpose="TREAT",
+        ttl_s=12 * 3600,
+    )
+
+    async def factory():  # type: ignore[no-untyped-def]
+        return await build_state(
+            base_url=base_url, sources=source_configs(running), verifier=verifier
+        )
+
+    server = _serve_app(create_app(factory), settings.host, settings.port)
+    serve_task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serve_task.done():
+                await serve_task
+                return
+            await asyncio.sleep(0.05)
+        both = SCENARIOS["both"].nhs_number
+        lines = [
+            "",
+            "caregateway demo is running (Ctrl-C to stop)",
+            f"  FHIR base URL : {base_url}",
+            f"  social care   : {running.social_care_url}",
+            f"  community     : {running.community_url}",
+            f"  token (R8000 Clinical Practitioner at GP practice {gp}, purpose TREAT, 12 h):",
+            f"  {token}",
+            "",
+            "  Scenario people (synthetic NHS numbers):",
+        ]
+        for scenario in SCENARIOS.values():
+            number = scenario.nhs_number or "(no valid NHS number)"
+            lines.append(f"    {number:<22} {scenario.key:<16} {scenario.description}")
+        curl = (
+            f"curl -s -H {shlex.quote('Authorization: Bearer ' + token)} {base_url}/Patient/{both}"
+        )
+        lines += ["", "  Try:", f"  {curl}", ""]
+        print("\n".join(lines), flush=True)
+        await serve_task
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serve_task, return_exceptions=True)
+        await running.stop()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    configure_logging(settings.log_format)
+    os.environ.setdefault(
+        "CAREGW_DATABASE_URL", f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/demo.db"
+    )
+    try:
+        asyncio.run(_demo(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# --- serve ------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from gateway.auth import TokenVerifier
+    from gateway.wiring import build_state
+
+    try:
+        settings = get_settings()
+        settings.require_serve_settings()
+        assert settings.sources_file is not None and settings.auth_issuer is not None
+        sources = load_sources(settings.sources_file)
+        jwks = None
+        if settings.auth_jwks_file:
+            try:
+                jwks = json.loads(settings.auth_jwks_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigurationError(f"CAREGW_AUTH_JWKS_FILE: cannot read JWKS: {exc}") from exc
+        verifier = TokenVerifier(
+            issuer=settings.auth_issuer,
+            audience=settings.audience,
+            jwks=jwks,
+            jwks_url=settings.auth_jwks_url,
+        )
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    configure_logging(settings.log_format)
+
+    async def factory():  # type: ignore[no-untyped-def]
+        return await build_state(
+            base_url=settings.fhir_base_url, sources=sources, verifier=verifier
+        )
+
+    asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())
+    return 0
+
+
+# --- token, keys, audit, simulate-sources --------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth import issue_token
+
+    settings = get_settings()
+    if not settings.dev_signing_key_file:
+        return _fail("CAREGW_DEV_SIGNING_KEY_FILE is required: the private key (PEM) to sign with")
+    if not settings.auth_issuer:
+        return _fail("CAREGW_AUTH_ISSUER is required: the issuer the gateway trusts")
+    try:
+        pem = settings.dev_signing_key_file.read_bytes()
+    except OSError as exc:
+        return _fail(f"CAREGW_DEV_SIGNING_KEY_FILE: cannot read: {exc}")
+    token = issue_token(
+        pem,
+        issuer=settings.auth_issuer,
+        audience=settings.audience,
+        sub=args.sub,
+        role=args.role,
+        org=args.org,
+        scopes=tuple(args.scope or ["user/*.rs"]),
+        purpose=args.purpose,
+        ttl_s=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    raw = base64.b64encode(secrets.token_bytes(32)).decode()
+    print(raw if args.index else f"k{secrets.token_hex(4)}:{raw}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit.cli import verify_main
+
+    return verify_main(get_settings().database_url)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.runner import main_simulate
+
+    main_simulate(args.host, args.social_care_port, args.community_port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="caregateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run gateway + simulated sources with no configuration")
+    sub.add_parser("serve", help="run the gateway from CAREGW_* configuration")
+
+    token = sub.add_parser("token", help="print a signed development token")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--role", required=True)
+    token.add_argument("--org", required=True)
+    token.add_argument("--scope", action="append")
+    token.add_argument("--purpose")
+    token.add_argument("--ttl", type=int, default=3600)
+
+    keys = sub.add_parser("keys", help="key material")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    gen = keys_sub.add_parser("generate", help="print a new cache key entry (kid:base64key)")
+    gen.add_argument("--index", action="store_true", help="print a CAREGW_CACHE_INDEX_KEY instead")
+
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the audit trail's hash chain")
+
+    sim = sub.add_parser("simulate-sources", help="run only the simulated source systems")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--social-care-port", type=int, default=8081)
+    sim.add_argument("--community-port", type=int, default=8082)
+    return parser
+
+
+_COMMANDS = {
+    "demo": cmd_demo,
+    "serve": cmd_serve,
+    "token": cmd_token,
+    "keys": cmd_keys,
+    "audit": cmd_audit_verify,
+    "simulate-sources": cmd_simulate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

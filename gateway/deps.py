@@ -1,0 +1,81 @@
+"""FastAPI dependencies, as ``Annotated`` aliases routes declare (``GateDep`` ...).
+
+:func:`gate` runs the checks of ``specs/behaviour.md`` in their fixed order — token (401),
+scope for the interaction (403), purpose of use (403) — and yields the :class:`RequestContext`.
+Parameter and NHS number checks (400) come after, in the route's own parsing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+
+from adapters import nhs_number
+from gateway.access import RecordAccess, RequestContext
+from gateway.auth import parse_bearer, require_scope, resolve_purpose
+from gateway.errors import BadRequest
+from gateway.state import GatewayState
+
+Interaction = Literal["read", "search", "create", "update", "delete"]
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane token, otherwise a new UUID."""
+    if header and _REQUEST_ID.fullmatch(header):
+        return header
+    return str(uuid.uuid4())
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+def get_access(state: StateDep) -> RecordAccess:
+    return state.access
+
+
+AccessDep = Annotated[RecordAccess, Depends(get_access)]
+
+
+def gate(resource_type: str, interaction: Interaction) -> Callable[..., RequestContext]:
+    """Dependency factory: authenticate, check scope, resolve purpose — in that order."""
+
+    def _gate(request: Request, state: StateDep) -> RequestContext:
+        token = parse_bearer(request.headers.get("authorization"))
+        principal = state.verifier.verify(token)
+        request.state.principal = principal
+        require_scope(principal, resource_type, interaction)
+        purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))
+        reason = (request.headers.get("x-break-glass-reason") or "").strip() or None
+        return RequestContext(
+            sub=principal.sub,
+            role=principal.role,
+            org=principal.org,
+            client_kind=principal.client_kind,
+            purpose=purpose,
+            request_id=request.state.request_id,
+            break_glass_reason=reason if purpose == "ETREAT" else None,
+            name=principal.name,
+        )
+
+    return _gate
+
+
+def parse_nhs_number(value: str, where: str = "NHS number") -> str:
+    """Normalise and validate, or 400 naming the parameter (never echoing the value)."""
+    try:
+        return nhs_number.parse(value)
+    except nhs_number.InvalidNHSNumber as exc:
+        raise BadRequest(
+            f"{where} is not a valid NHS number (10 digits with a Modulus 11 check digit).",
+            expression=[where],
+        ) from exc

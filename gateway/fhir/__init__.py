@@ -1,0 +1,1 @@
+"""FHIR R4 wire format: responses, Bundles, OperationOutcome entries, CapabilityStatement."""

@@ -1,0 +1,89 @@
+"""The CapabilityStatement: what this server really supports, kept beside the routes."""
+
+from __future__ import annotations
+
+from adapters import ukcore
+from adapters.base import Resource
+
+SOFTWARE_VERSION = "0.1.0"
+
+
+def capability_statement(base_url: str) -> Resource:
+    smart = {
+        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/capabilities",
+        "valueCode": "permission-v2",
+    }
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "caregateway",
+        "status": "active",
+        "date": "2026-11-23",
+        "publisher": "caregateway",
+        "kind": "instance",
+        "software": {"name": "caregateway", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "Shared care record gateway", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "extension": [smart],
+                    "description": (
+                        "Bearer JWT (RS256/RS384/ES256/ES384) with SMART v1 or v2 scopes; every "
+                        "request states a purpose of use (X-Purpose-Of-Use or the token's "
+                        "purpose_of_use claim). X-Break-Glass-Reason with ETREAT requests "
+                        "emergency access."
+                    ),
+                },
+                "resource": [
+                    {
+                        "type": "Patient",
+                        "profile": ukcore.PROFILE_PATIENT,
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {
+                                "name": "identifier",
+                                "type": "token",
+                                "documentation": "NHS number only: "
+                                + ukcore.NHS_NUMBER_SYSTEM
+                                + "|{nhs}",
+                            }
+                        ],
+                        "operation": [
+                            {
+                                "name": "everything",
+                                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                            }
+                        ],
+                    },
+                    {
+                        "type": "CarePlan",
+                        "profile": ukcore.PROFILE_CAREPLAN,
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {"name": "patient", "type": "reference"},
+                            {"name": "subject", "type": "reference"},
+                            {"name": "status", "type": "token"},
+                            {"name": "category", "type": "token"},
+                            {"name": "_count", "type": "number"},
+                        ],
+                        "searchInclude": [],
+                    },
+                    {"type": "CareTeam", "profile": ukcore.PROFILE_CARETEAM},
+                    {"type": "Provenance", "profile": ukcore.PROFILE_PROVENANCE},
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,118 @@
+"""Structured logging (structlog): JSON outside a terminal, and redaction of personal data.
+
+Logs are for operators, not for IG review (that is the audit trail), so they must never carry
+NHS numbers, names, addresses, dates of birth or tokens. Two defences:
+
+* by key: values of keys such as ``nhs_number``, ``name``, ``token``, ``authorization`` are
+  replaced with ``"[redacted]"`` wherever they appear;
+* by shape: any ten-digit run (spaced or not), any bearer/JWT-looking string and any ISO date
+  in any string value is masked, so a careless ``log.info("...", detail=str(exc))`` is safe too.
+
+``tests/gateway/test_logging.py`` drives the demo end to end and scans the captured output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[redacted]"
+_SENSITIVE_KEYS = frozenset(
+    {
+        "nhs",
+        "nhs_number",
+        "nhsnumber",
+        "name",
+        "family",
+        "given",
+        "address",
+        "postcode",
+        "birthdate",
+        "birth_date",
+        "dob",
+        "token",
+        "access_token",
+        "authorization",
+        "password",
+        "api_key",
+        "secret",
+        "telecom",
+        "phone",
+        "email",
+    }
+)
+_PATTERNS = (
+    re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)"),  # NHS numbers in any layout
+    re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),  # JWTs
+    re.compile(r"(?i)bearer\s+\S+"),
+    re.compile(r"(?<!\d)(?:19|20)\d{2}-\d{2}-\d{2}(?![\d:T])"),  # bare dates (birth dates)
+)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for pattern in _PATTERNS:
+            value = pattern.sub(REDACTED, value)
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if str(k).lower() in _SENSITIVE_KEYS else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask sensitive keys and sensitive-looking values."""
+    for key in list(event_dict):
+        if key.lower() in _SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(fmt: str = "auto", level: int = logging.INFO, stream: Any = None) -> None:
+    """Set up structlog and route stdlib logging (uvicorn, httpx) through the same redaction."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").disabled = True

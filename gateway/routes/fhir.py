@@ -1,0 +1,245 @@
+"""FHIR read API: Patient, CarePlan and $everything (``specs/gateway-interface.md``).
+
+Handlers stay small: the gate dependency authenticates and checks scope and purpose,
+:class:`~gateway.access.RecordAccess` fetches, decides and merges, and this module only
+shapes the answer. Handlers never catch: :mod:`gateway.app` maps errors to OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from adapters import ukcore
+from adapters.base import Resource
+from gateway.access import AccessResult, RequestContext
+from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number
+from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.fhir.capability import capability_statement
+from gateway.fhir.responses import BundleBuilder, FHIRResponse, outcome
+from gateway.routes.params import check_params, count_param, offset_param, one
+
+router = APIRouter(prefix="/fhir")
+
+PatientRead = Annotated[RequestContext, Depends(gate("Patient", "read"))]
+PatientSearch = Annotated[RequestContext, Depends(gate("Patient", "search"))]
+CarePlanRead = Annotated[RequestContext, Depends(gate("CarePlan", "read"))]
+CarePlanSearch = Annotated[RequestContext, Depends(gate("CarePlan", "search"))]
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+@router.get("/metadata")
+async def read_metadata(state: StateDep) -> FHIRResponse:
+    return FHIRResponse(capability_statement(state.base_url))
+
+
+def _bundle_outcomes(bundle: BundleBuilder, result: AccessResult, *, warnings: bool) -> None:
+    """The OperationOutcome entries ``specs/behaviour.md`` asks for, in a fixed order."""
+    for failed in result.failed:
+        bundle.add_outcome(
+            outcome(
+                "incomplete",
+                "warning",
+                f"Source '{failed.source}' did not answer ({failed.outcome.value}): its records "
+                "are missing from this answer.",
+            )
+        )
+    if result.verdict.effect == "permit-filtered":
+        bundle.add_outcome(
+            outcome(
+                "suppressed",
+                "information",
+                "Some information was withheld from this answer: "
+                + ", ".join(result.verdict.reasons),
+                reasons=result.verdict.reasons,
+            )
+        )
+    if result.verdict.break_glass:
+        bundle.add_outcome(
+            outcome(
+                "informational",
+                "warning",
+                "Emergency access (break-glass): this access is recorded for review by the "
+                "Information Governance lead.",
+                reasons=("break-glass",),
+            )
+        )
+    if warnings:
+        for warning in result.record.warnings:
+            bundle.add_outcome(outcome("informational", "warning", warning.text))
+
+
+@router.get("/Patient/{nhs}")
+async def read_patient(
+    nhs: str, ctx: PatientRead, access: AccessDep, request: Request
+) -> FHIRResponse:
+    check_params(request, ())
+    result = await access.read(ctx, parse_nhs_number(nhs))
+    if result.record.patient is None:
+        raise NotFound("No Patient resource may be shown for this NHS number.")
+    headers = {}
+    if result.failed:
+        headers["X-Incomplete-Sources"] = ",".join(r.source for r in result.failed)
+    return FHIRResponse(result.record.patient, headers=headers)
+
+
+@router.get("/Patient")
+async def search_patient(
+    ctx: PatientSearch, access: AccessDep, state: StateDep, request: Request
+) -> FHIRResponse:
+    check_params(request, ("identifier",))
+    raw = one(request, "identifier")
+    if raw is None:
+        raise BadRequest(
+            "Patient search needs identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}.",
+            expression=["identifier"],
+        )
+    system, _, value = raw.rpartition("|")
+    if system and system != ukcore.NHS_NUMBER_SYSTEM:
+        raise BadRequest(
+            f"Only the NHS number identifier ({ukcore.NHS_NUMBER_SYSTEM}) can be searched.",
+            expression=["identifier"],
+        )
+    nhs = parse_nhs_number(value, "identifier")
+    bundle = BundleBuilder(state.base_url)
+    bundle.link("self", "Patient", {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"})
+    try:
+        result = await access.read(ctx, nhs)
+    except NotFound:
+        return FHIRResponse(bundle.build(total=0))
+    if result.record.patient is not None:
+        bundle.add(result.record.patient)
+    _bundle_outcomes(bundle, result, warnings=True)
+    return FHIRResponse(bundle.build(total=len(bundle.entries)))
+
+
+def _careplan_subject(request: Request) -> str:
+    """The NHS number from ``patient``, ``subject`` or ``patient.identifier`` (exactly one)."""
+    given = {k: one(request, k) for k in ("patient", "subject", "patient.identifier")}
+    present = {k: v for k, v in given.items() if v is not None}
+    if len(present) != 1:
+        raise BadRequest(
+            "CarePlan search needs exactly one of patient, subject or patient.identifier.",
+            expression=sorted(present) or ["patient"],
+        )
+    name, value = next(iter(present.items()))
+    if name == "patient.identifier":
+        system, _, value = value.rpartition("|")
+        if system and system != ukcore.NHS_NUMBER_SYSTEM:
+            raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
+    else:
+        value = value.removeprefix("Patient/")
+    return parse_nhs_number(value, name)
+
+
+def _matches_token(codings: list[dict[str, Any]], wanted: list[str]) -> bool:
+    for token in wanted:
+        system, bar, code = token.rpartition("|")
+        for coding in codings:
+            if coding.get("code") == code and (not bar or coding.get("system") == system):
+                return True
+    return False
+
+
+def _filter_careplans(plans: list[Resource], request: Request) -> list[Resource]:
+    statuses = [s for v in request.query_params.getlist("status") for s in v.split(",") if s]
+    categories = [c for v in request.query_params.getlist("category") for c in v.split(",") if c]
+    bad = [s for s in statuses if s not in ukcore.CAREPLAN_STATUS]
+    if bad:
+        raise BadRequest(
+            f"Unknown CarePlan status: {', '.join(bad)}; use {sorted(ukcore.CAREPLAN_STATUS)}.",
+            expression=["status"],
+        )
+    out = []
+    for plan in plans:
+        if statuses and plan.get("status") not in statuses:
+            continue
+        codings = [c for cat in plan.get("category", ()) for c in cat.get("coding", ())]
+        if categories and not _matches_token(codings, categories):
+            continue
+        out.append(plan)
+    return out
+
+
+@router.get("/CarePlan")
+async def search_careplans(
+    ctx: CarePlanSearch, access: AccessDep, state: StateDep, request: Request
+) -> FHIRResponse:
+    check_params(
+        request,
+        ("patient", "subject", "patient.identifier", "status", "category", "_count", "_offset"),
+    )
+    nhs = _careplan_subject(request)
+    count, offset = count_param(request), offset_param(request)
+    result = await access.read(ctx, nhs)
+    plans = _filter_careplans(result.record.care_plans, request)
+    page = plans[offset : offset + count]
+
+    bundle = BundleBuilder(state.base_url)
+    params = {k: v for k, v in request.query_params.items() if k not in ("_offset", "_count")}
+    params["_count"] = str(count)
+    bundle.link("self", "CarePlan", {**params, "_offset": str(offset)})
+    if offset + count < len(plans):
+        bundle.link("next", "CarePlan", {**params, "_offset": str(offset + count)})
+    if offset > 0:
+        bundle.link("previous", "CarePlan", {**params, "_offset": str(max(0, offset - count))})
+    bundle.add_all(page)
+    _bundle_outcomes(bundle, result, warnings=True)
+    return FHIRResponse(bundle.build(total=len(plans)))
+
+
+@router.get("/CarePlan/{plan_id}")
+async def read_careplan(
+    plan_id: str, ctx: CarePlanRead, access: AccessDep, request: Request
+) -> FHIRResponse:
+    check_params(request, ())
+    source, person_id = _split_resource_id(plan_id)
+    adapter = access.records.adapter(source)
+    if adapter is None:
+        raise NotFound("No CarePlan with this id.")
+    nhs = await adapter.nhs_number_for(person_id)
+    if nhs is None:
+        raise NotFound("No CarePlan with this id.")
+    result = await access.read(ctx, nhs)
+    for plan in result.record.care_plans:
+        if plan["id"] == plan_id:
+            return FHIRResponse(plan)
+    if any(r.source == source for r in result.failed):
+        raise NotFound("No CarePlan with this id could be found; its source did not answer.")
+    if result.verdict.effect == "permit-filtered":
+        # The caller may know the plan exists (it has a relationship) but may not see it.
+        held = await access.records.fetch(nhs)
+        if any(
+            r.get("id") == plan_id for res in held if res.source == source for r in res.resources
+        ):
+            raise Forbidden(
+                "This CarePlan is withheld: " + ", ".join(result.verdict.reasons),
+                reasons=result.verdict.reasons,
+            )
+    raise NotFound("No CarePlan with this id.")
+
+
+def _split_resource_id(resource_id: str) -> tuple[str, str]:
+    """``{source}.{personId}.{localId}`` → (source, personId), or 404 for any other shape."""
+    if not _ID.fullmatch(resource_id):
+        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
+    parts = resource_id.split(".")
+    if len(parts) < 3:
+        raise NotFound("No resource with this id.")
+    return parts[0], parts[1]
+
+
+@router.get("/Patient/{nhs}/$everything")
+async def patient_everything(
+    nhs: str, ctx: PatientRead, access: AccessDep, state: StateDep, request: Request
+) -> FHIRResponse:
+    check_params(request, ())
+    result = await access.read(ctx, parse_nhs_number(nhs))
+    bundle = BundleBuilder(state.base_url)
+    bundle.link("self", f"Patient/{result.nhs_number}/$everything", {})
+    bundle.add_all(result.record.resources())
+    _bundle_outcomes(bundle, result, warnings=True)
+    return FHIRResponse(bundle.build(total=len(bundle.entries)))

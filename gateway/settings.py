@@ -1,0 +1,129 @@
+"""One settings object for the whole gateway, read from ``CAREGW_*`` variables (and ``.env``).
+
+The table in ``specs/gateway-interface.md`` is the contract. ``serve`` refuses to start when a
+required value is missing, naming the variable; ``demo`` fills everything with its own values.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.base import SourceConfig
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREGW_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str | None = None
+    sources_file: Path | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_jwks_file: Path | None = None
+    auth_jwks_url: str | None = None
+    database_url: str = "sqlite+aiosqlite:///./caregateway.db"
+    redis_url: str | None = None
+    cache_keys: str | None = None
+    cache_index_key: str | None = None
+    cache_ttl_s: int = Field(default=300, ge=0)
+    policy_file: Path | None = None
+    dev_signing_key_file: Path | None = None
+    out_of_hours: str = "19:00-07:00"
+    volume_alert_per_hour: int = 30
+    audit_retention_days: int = 2922
+    log_format: str = "auto"  # auto | json | console
+
+    @property
+    def fhir_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+
+    @property
+    def audience(self) -> str:
+        return self.auth_audience or self.fhir_base_url
+
+    def require_serve_settings(self) -> None:
+        """Check what ``serve`` cannot run without; raise naming the first missing variable."""
+        if not self.auth_issuer:
+            raise ConfigurationError("CAREGW_AUTH_ISSUER is required")
+        if not (self.auth_jwks_file or self.auth_jwks_url):
+            raise ConfigurationError("CAREGW_AUTH_JWKS_FILE or CAREGW_AUTH_JWKS_URL is required")
+        if not self.sources_file:
+            raise ConfigurationError("CAREGW_SOURCES_FILE is required")
+        if not self.cache_keys:
+            raise ConfigurationError("CAREGW_CACHE_KEYS is required (caregateway keys generate)")
+        if not self.cache_index_key:
+            raise ConfigurationError(
+                "CAREGW_CACHE_INDEX_KEY is required (caregateway keys generate --index)"
+            )
+
+
+_KINDS = {"social-care-api", "community-fhir-stu3"}
+
+
+def load_sources(path: Path) -> list[SourceConfig]:
+    """Read the sources file (YAML or JSON list); errors name the file and the entry."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"CAREGW_SOURCES_FILE: cannot read {path}: {exc}") from exc
+    try:
+        data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"CAREGW_SOURCES_FILE: {path} is not valid YAML/JSON") from exc
+    if not isinstance(data, list) or not data:
+        raise ConfigurationError("CAREGW_SOURCES_FILE: expected a non-empty list of sources")
+    sources: list[SourceConfig] = []
+    names: set[str] = set()
+    for i, entry in enumerate(data):
+        where = f"CAREGW_SOURCES_FILE: entry {i}"
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{where}: expected a mapping")
+        missing = [k for k in ("name", "kind", "base_url", "organisation") if not entry.get(k)]
+        if missing:
+            raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
+        if entry["kind"] not in _KINDS:
+            raise ConfigurationError(f"{where}: kind must be one of {sorted(_KINDS)}")
+        if entry.get("domain") not in (None, "social-care", "health"):
+            raise ConfigurationError(f"{where}: domain must be social-care or health")
+        name = str(entry["name"])
+        if not name.replace("-", "").isalnum() or name in names:
+            raise ConfigurationError(f"{where}: name must be unique, letters, digits and '-'")
+        names.add(name)
+        try:
+            sources.append(
+                SourceConfig(
+                    name=name,
+                    kind=entry["kind"],
+                    base_url=str(entry["base_url"]).rstrip("/"),
+                    organisation=str(entry["organisation"]),
+                    timeout_s=float(entry.get("timeout_s", 2.0)),
+                    api_key=entry.get("api_key"),
+                    bearer_token=entry.get("bearer_token"),
+                    domain=entry.get("domain"),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{where}: {exc}") from exc
+    return sources
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        var = "CAREGW_" + str(first["loc"][0]).upper() if first.get("loc") else "CAREGW_*"
+        raise ConfigurationError(f"{var}: {first['msg']}") from exc

@@ -1,0 +1,15 @@
+"""What a running gateway holds: built once in the app lifespan, shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.access import RecordAccess
+from gateway.auth import TokenVerifier
+
+
+@dataclass(slots=True)
+class GatewayState:
+    base_url: str
+    verifier: TokenVerifier
+    access: RecordAccess
