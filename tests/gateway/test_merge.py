@@ -1,0 +1,125 @@
+"""Merge rules: one Patient per NHS number, trust order for demographics, warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters import ukcore
+from adapters.base import DataIssue, Outcome, SourceResult
+from gateway.merge import merge, merge_patient
+
+NHS = "9990000018"
+
+
+def patient(source: str, *, verified: bool, updated: str, **elements: Any) -> dict[str, Any]:
+    code = "01" if verified else "02"
+    return {
+        "resourceType": "Patient",
+        "id": f"{source}.P1",
+        "meta": {
+            "profile": [ukcore.PROFILE_PATIENT],
+            "source": ukcore.source_uri(source),
+            "lastUpdated": updated,
+            "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": "health"}],
+        },
+        "identifier": [
+            {
+                "system": ukcore.NHS_NUMBER_SYSTEM,
+                "value": NHS,
+                "extension": [
+                    {
+                        "url": ukcore.EXT_NHS_VERIFICATION,
+                        "valueCodeableConcept": {
+                            "coding": [{"system": ukcore.NHS_VERIFICATION_SYSTEM, "code": code}]
+                        },
+                    }
+                ],
+            },
+            {"system": ukcore.person_id_system(source), "value": "P1"},
+        ],
+        **elements,
+    }
+
+
+def result(
+    source: str, *resources: dict[str, Any], issues: tuple[DataIssue, ...] = ()
+) -> SourceResult:
+    return SourceResult(
+        source=source,
+        organisation="X1",
+        domain="health",
+        outcome=Outcome.FOUND,
+        resources=resources,
+        issues=issues,
+    )
+
+
+def test_verified_source_wins_over_more_recent_unverified() -> None:
+    a = patient("a", verified=True, updated="2026-01-01T00:00:00Z", birthDate="1940-01-01")
+    b = patient("b", verified=False, updated="2026-10-01T00:00:00Z", birthDate="1941-02-02")
+    merged, warnings = merge_patient(NHS, [("b", b), ("a", a)])
+    assert merged is not None
+    assert merged["id"] == NHS
+    assert merged["birthDate"] == "1940-01-01"
+    nhs_idents = [i for i in merged["identifier"] if i["system"] == ukcore.NHS_NUMBER_SYSTEM]
+    assert len(nhs_idents) == 1
+    code = nhs_idents[0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]
+    assert code == "01"
+    assert {i["system"] for i in merged["identifier"]} == {
+        ukcore.NHS_NUMBER_SYSTEM,
+        ukcore.person_id_system("a"),
+        ukcore.person_id_system("b"),
+    }
+    assert [w.code for w in warnings] == ["demographics-conflict"]
+    assert "birthDate" in warnings[0].text and "1940" not in warnings[0].text
+
+
+def test_most_recent_wins_between_equally_trusted_sources() -> None:
+    a = patient("a", verified=True, updated="2026-01-01T00:00:00Z", gender="male")
+    b = patient("b", verified=True, updated="2026-10-01T00:00:00Z", gender="female")
+    merged, _ = merge_patient(NHS, [("a", a), ("b", b)])
+    assert merged is not None and merged["gender"] == "female"
+
+
+def test_no_conflict_no_warning_and_elements_filled_from_any_source() -> None:
+    a = patient("a", verified=True, updated="2026-01-01T00:00:00Z", birthDate="1940-01-01")
+    b = patient(
+        "b",
+        verified=False,
+        updated="2026-10-01T00:00:00Z",
+        birthDate="1940-01-01",
+        telecom=[{"system": "phone", "value": "01375 000001"}],
+    )
+    merged, warnings = merge_patient(NHS, [("a", a), ("b", b)])
+    assert warnings == []
+    assert merged is not None and merged["telecom"][0]["value"] == "01375 000001"
+
+
+def test_merge_passes_plans_through_and_prunes_provenance_targets() -> None:
+    plan = {"resourceType": "CarePlan", "id": "a.P1.SP1", "status": "active"}
+    prov = {
+        "resourceType": "Provenance",
+        "id": "a.P1.provenance",
+        "target": [
+            {"reference": "Patient/a.P1"},
+            {"reference": "CarePlan/a.P1.SP1"},
+            {"reference": "CarePlan/a.P1.withheld"},
+        ],
+    }
+    pat = patient("a", verified=True, updated="2026-01-01T00:00:00Z")
+    record = merge(
+        NHS, [result("a", pat, plan, prov, issues=(DataIssue("duplicate-person", "two"),))]
+    )
+    assert record.care_plans == [plan]
+    assert record.provenance[0]["target"] == [
+        {"reference": f"Patient/{NHS}"},
+        {"reference": "CarePlan/a.P1.SP1"},
+    ]
+    assert [w.code for w in record.warnings] == ["duplicate-person"]
+    assert [r["resourceType"] for r in record.resources()] == ["Patient", "CarePlan", "Provenance"]
+
+
+def test_failed_sources_contribute_nothing() -> None:
+    failed = SourceResult("b", "X2", "health", Outcome.UNAVAILABLE, detail="HTTP 503")
+    record = merge(NHS, [failed])
+    assert record.patient is None and record.resources() == []
