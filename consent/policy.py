@@ -1,0 +1,159 @@
+"""The Caldicott access policy: a YAML file an IG lead can read, validated at start-up.
+
+Usage::
+
+    policy = load_policy()                      # the packaged default_policy.yaml
+    policy = load_policy(settings.policy_file)  # a site's own copy (CAREGW_POLICY_FILE)
+    rule = policy.rule_for(requester)           # None: the role is unknown -> deny
+
+An invalid file raises :class:`PolicyError` whose message lists every problem with its
+location (``roles.R8000.purposes.1: 'TRET' is not a PurposeOfUse code ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from consent.model import ClientKind, Level, Requester
+
+Domain = Literal["health", "social-care"]
+DOMAINS: tuple[str, ...] = ("health", "social-care")
+
+Label = Literal["U", "L", "M", "N", "R", "V"]
+"""HL7 v3 Confidentiality codes."""
+
+PURPOSES_OF_USE: frozenset[str] = frozenset(
+    {
+        # HL7 v3 PurposeOfUse (v3-ActReason), the codes a request may carry.
+        "TREAT", "ETREAT", "CAREMGT", "CLINTRCH", "COC", "HPAYMT", "HOPERAT", "HMARKT",
+        "HRESCH", "HSYSADMIN", "PATRQT", "FAMRQT", "PWATRNY", "SUPNWK", "PUBHLTH", "HDIRECT",
+        "HLEGAL", "HQUALIMP", "HACCRED", "HCOMPL", "HOUTCOMS", "HPRGRP", "HTEST", "POPHLTH",
+        "PATADMIN", "PATSFTY", "PERFMSR", "RECORDMGT", "TRAIN", "BTG", "ERTREAT", "DSRCH",
+    }
+)  # fmt: skip
+
+BREAK_GLASS_PURPOSE = "ETREAT"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LevelSpec(_Frozen):
+    description: str = ""
+    resource_types: tuple[str, ...] = ()
+
+    def allows(self, resource_type: str) -> bool:
+        return "*" in self.resource_types or resource_type in self.resource_types
+
+
+class RoleRule(_Frozen):
+    """What one role may do. Its fields are the columns of the policy table."""
+
+    name: str = ""
+    level: Level
+    purposes: tuple[str, ...] = Field(min_length=1)
+    sees_labels: dict[Domain, tuple[Label, ...]] = Field(default_factory=dict)
+    may_record_directives: bool = False
+    may_read_audit: bool = False
+
+    @field_validator("purposes")
+    @classmethod
+    def _known_purposes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if p not in PURPOSES_OF_USE]
+        if bad:
+            raise ValueError(
+                f"{', '.join(repr(b) for b in bad)} is not a PurposeOfUse code "
+                "(e.g. TREAT, ETREAT, CAREMGT, HOPERAT)"
+            )
+        return value
+
+    def allows_purpose(self, purpose: str) -> bool:
+        return purpose in self.purposes
+
+    def sees_label(self, domain: str, label: str) -> bool:
+        return label in self.sees_labels.get(domain, ())  # type: ignore[call-overload]
+
+
+class BreakGlass(_Frozen):
+    overrides_objection: bool = True
+    overrides_recipient_refusal: bool = True
+    duration_minutes: int = Field(default=60, gt=0, le=24 * 60)
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+
+class Policy(_Frozen):
+    version: str = Field(min_length=1)
+    levels: dict[Level, LevelSpec]
+    roles: dict[str, RoleRule]
+    system_clients: RoleRule
+    break_glass: BreakGlass = BreakGlass()
+
+    @model_validator(mode="after")
+    def _levels_defined(self) -> Policy:
+        used = {r.level for r in self.roles.values()} | {self.system_clients.level}
+        missing = sorted(str(level) for level in used if level not in self.levels)
+        if missing:
+            raise ValueError(f"levels used by roles but not defined: {', '.join(missing)}")
+        for code in self.roles:
+            if not code or code != code.strip() or " " in code:
+                raise ValueError(f"role code {code!r} must be a non-empty code without spaces")
+        return self
+
+    def rule_for(self, requester: Requester) -> RoleRule | None:
+        """The rule for a requester: system clients by ``client_kind``, users by role."""
+        if requester.client_kind == ClientKind.SYSTEM:
+            return self.system_clients
+        if requester.role is None:
+            return None
+        return self.roles.get(requester.role)
+
+    def level_spec(self, level: Level) -> LevelSpec:
+        return self.levels[level]
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used; the message says where and why."""
+
+
+def parse_policy(data: Mapping[str, Any], origin: str = "policy") -> Policy:
+    """Validate an already-parsed policy document."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {loc}: {msg}")
+        raise PolicyError(f"{origin} is not a valid access policy:\n" + "\n".join(lines)) from exc
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate a policy file; ``None`` means the packaged default."""
+    if path is None:
+        origin = "consent/default_policy.yaml"
+        text = resources.files("consent").joinpath("default_policy.yaml").read_text("utf-8")
+    else:
+        origin = str(path)
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy file {origin}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{origin} is not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise PolicyError(f"{origin} must be a YAML mapping with version, levels, roles, ...")
+    return parse_policy(data, origin)
