@@ -1,0 +1,306 @@
+"""Bearer token verification: ``Authorization`` header → JWT → verified claims → Principal.
+
+Order inside :meth:`TokenVerifier.verify`, cheapest and most dangerous first:
+
+1. shape (three base64url segments, bounded length) and the *unverified* header;
+2. ``alg`` must be one of RS256, RS384, ES256, ES384 — ``none`` and every ``HS*`` are refused
+   here, before any key is looked up, so a public key can never be used as an HMAC secret;
+   ``jku`` / ``x5u`` / ``jwk`` header members are never followed;
+3. ``kid`` selects the key (and the key's type must match ``alg``);
+4. signature, ``exp`` (required), ``nbf`` / ``iat``, ``iss`` (exact), ``aud`` (contains), with
+   a leeway of 60 s;
+5. claims → :class:`Principal` (``sub``, ``org``, ``scope`` required; ``role`` for users).
+
+Every failure is :class:`InvalidToken` (an ``Unauthorized``, so 401) with a fixed message and
+a short machine ``reason``. Messages never contain the token nor any value taken from it, and
+PyJWT's exceptions are not chained (``from None``): their text can carry decoded fragments
+that would otherwise reach logged tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gateway.auth._jwks import KeysUnavailable, PublicKey, RemoteJwks, StaticJwks
+from gateway.auth._principal import ClientKind, Principal, reduce_role
+from gateway.auth._scopes import parse_scopes
+from gateway.errors import Unauthorized
+
+ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
+LEEWAY_S = 60
+MAX_TOKEN_CHARS = 16 * 1024
+
+_CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1"}
+_JWS_COMPACT = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_ODS = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,15}")
+
+_MESSAGES = {
+    "missing-token": "An access token is required: send 'Authorization: Bearer <token>'.",
+    "malformed": "The access token is malformed.",
+    "alg-not-allowed": "The access token's signing algorithm is not accepted "
+    "(RS256, RS384, ES256 or ES384 only).",
+    "unknown-kid": "The access token was signed with a key the gateway does not know.",
+    "keys-unavailable": "The gateway cannot obtain the identity provider's keys to verify "
+    "the access token.",
+    "bad-signature": "The access token's signature is not valid.",
+    "expired": "The access token has expired.",
+    "not-yet-valid": "The access token is not yet valid (nbf or iat in the future).",
+    "wrong-audience": "The access token was not issued for this gateway (aud).",
+    "wrong-issuer": "The access token was not issued by the trusted issuer (iss).",
+    "missing-claim": "The access token lacks a required claim.",
+    "invalid-claim": "The access token has a claim with an unusable value.",
+    "invalid": "The access token is not valid.",
+}
+
+
+class InvalidToken(Unauthorized):
+    """401: no usable access token. ``reason`` is a short machine code (``expired`` ...)."""
+
+    def __init__(self, reason: str, message: str | None = None, **kw: Any) -> None:
+        super().__init__(message or _MESSAGES[reason], reasons=[reason], **kw)
+        self.reason = reason
+
+
+def parse_bearer(authorization_header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (RFC 6750 §2.1).
+
+    Missing → ``missing-token`` (with a bare ``WWW-Authenticate: Bearer`` challenge, as
+    RFC 6750 §3.1 asks); any other scheme or a token with characters outside ``b64token``
+    → ``malformed`` (``invalid_request``).
+    """
+    if authorization_header is None or not authorization_header.strip():
+        raise InvalidToken("missing-token", headers={"WWW-Authenticate": "Bearer"})
+    parts = authorization_header.strip().split(" ")
+    invalid_request = {"WWW-Authenticate": 'Bearer error="invalid_request"'}
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise InvalidToken(
+            "malformed",
+            "The Authorization header must be 'Bearer <token>'.",
+            headers=invalid_request,
+        )
+    token = parts[1]
+    if len(token) > MAX_TOKEN_CHARS or _B64TOKEN.fullmatch(token) is None:
+        raise InvalidToken("malformed", headers=invalid_request)
+    return token
+
+
+class TokenVerifier:
+    """Verifies access tokens against the configured issuer, audience and keys.
+
+    Give exactly one of ``jwks`` (a JWKS document, e.g. from :func:`load_jwks_file`) or
+    ``jwks_url`` (fetched with ``httpx``; cached ``jwks_ttl_s``; refetched on an unknown
+    ``kid`` at most once per ``jwks_min_refresh_s``)::
+
+        verifier = TokenVerifier(issuer=ISS, audience="https://gw.example/fhir", jwks=jwks)
+        principal = verifier.verify(parse_bearer(request.headers.get("authorization")))
+
+    :meth:`verify` may block on a JWKS fetch; from async code use :meth:`averify`, which
+    runs a due fetch in a worker thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks: Mapping[str, Any] | None = None,
+        jwks_url: str | None = None,
+        algorithms: Iterable[str] = ALLOWED_ALGORITHMS,
+        leeway_s: int = LEEWAY_S,
+        jwks_ttl_s: float = 300.0,
+        jwks_min_refresh_s: float = 30.0,
+        jwks_timeout_s: float = 5.0,
+        http_client: httpx.Client | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not issuer or not audience:
+            raise ValueError("issuer and audience are required")
+        if (jwks is None) == (jwks_url is None):
+            raise ValueError("give exactly one of jwks or jwks_url")
+        self.algorithms = tuple(algorithms)
+        if not self.algorithms or not set(self.algorithms) <= set(ALLOWED_ALGORITHMS):
+            raise ValueError(f"algorithms must be drawn from {', '.join(ALLOWED_ALGORITHMS)}")
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+        self.keys: StaticJwks | RemoteJwks
+        if jwks is not None:
+            self.keys = StaticJwks(jwks)
+        else:
+            assert jwks_url is not None
+            extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+            self.keys = RemoteJwks(
+                jwks_url,
+                ttl_s=jwks_ttl_s,
+                min_refresh_s=jwks_min_refresh_s,
+                timeout_s=jwks_timeout_s,
+                client=http_client,
+                **extra,
+            )
+
+    def verify(self, token: str) -> Principal:
+        """Verify ``token`` and return its :class:`Principal`; ``InvalidToken`` otherwise."""
+        alg, kid = self._inspect_header(token)
+        key = self._key_for(alg, kid)
+        claims = self._decode(token, key, alg)
+        return principal_from_claims(claims)
+
+    async def averify(self, token: str) -> Principal:
+        """:meth:`verify` for the event loop: a due JWKS fetch runs in a worker thread."""
+        alg, kid = self._inspect_header(token)
+        if self.keys.needs_fetch(kid):
+            await asyncio.to_thread(self._key_for, alg, kid)
+        return self.verify(token)
+
+    def close(self) -> None:
+        if isinstance(self.keys, RemoteJwks):
+            self.keys.close()
+
+    def _inspect_header(self, token: str) -> tuple[str, str | None]:
+        if (
+            not isinstance(token, str)
+            or len(token) > MAX_TOKEN_CHARS
+            or _JWS_COMPACT.fullmatch(token) is None
+        ):
+            raise InvalidToken("malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise InvalidToken("malformed") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise InvalidToken("alg-not-allowed")
+        if "crit" in header:  # RFC 7515 §4.1.11: we understand no extensions
+            raise InvalidToken("malformed")
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not kid):
+            raise InvalidToken("malformed")
+        return alg, kid
+
+    def _key_for(self, alg: str, kid: str | None) -> PublicKey:
+        try:
+            key = self.keys.get(kid)
+        except KeysUnavailable:
+            raise InvalidToken("keys-unavailable") from None
+        if key is None:
+            raise InvalidToken("unknown-kid")
+        if alg.startswith("RS"):
+            ok = isinstance(key, rsa.RSAPublicKey)
+        else:
+            ok = (
+                isinstance(key, ec.EllipticCurvePublicKey)
+                and key.curve.name == _CURVE_FOR_ALG[alg]
+            )
+        if not ok:
+            raise InvalidToken("alg-not-allowed", "The signing algorithm does not match the key.")
+        return key
+
+    def _decode(self, token: str, key: PublicKey, alg: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(_reason_for(exc)) from None
+        # Belt and braces over the library: exact issuer, audience contained.
+        if claims.get("iss") != self.issuer:
+            raise InvalidToken("wrong-issuer")
+        aud = claims.get("aud")
+        if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
+            raise InvalidToken("wrong-audience")
+        return claims
+
+
+def _reason_for(exc: jwt.InvalidTokenError) -> str:
+    # Order matters: InvalidSignatureError is a DecodeError.
+    table: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+        (jwt.ExpiredSignatureError, "expired"),
+        (jwt.ImmatureSignatureError, "not-yet-valid"),
+        (jwt.InvalidAudienceError, "wrong-audience"),
+        (jwt.InvalidIssuerError, "wrong-issuer"),
+        (jwt.MissingRequiredClaimError, "missing-claim"),
+        (jwt.InvalidSignatureError, "bad-signature"),
+        (jwt.InvalidAlgorithmError, "alg-not-allowed"),
+        (jwt.DecodeError, "malformed"),
+        (jwt.InvalidIssuedAtError, "invalid-claim"),
+        (jwt.exceptions.InvalidSubjectError, "invalid-claim"),
+        (jwt.exceptions.InvalidJTIError, "invalid-claim"),
+    )
+    for kind, reason in table:
+        if isinstance(exc, kind):
+            return reason
+    return "invalid"
+
+
+def _missing(claim: str) -> InvalidToken:
+    return InvalidToken("missing-claim", f"The access token has no usable '{claim}' claim.")
+
+
+def _invalid(claim: str) -> InvalidToken:
+    return InvalidToken("invalid-claim", f"The access token's '{claim}' claim is not usable.")
+
+
+def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(name)
+    return value.strip() or None
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """Build the :class:`Principal` from already-verified claims (see the token spec)."""
+    sub = _optional_str(claims, "sub")
+    if sub is None:
+        raise _missing("sub")
+    org = _optional_str(claims, "org")
+    if org is None:
+        raise _missing("org")
+    if _ODS.fullmatch(org) is None:
+        raise _invalid("org")
+    scope = claims.get("scope")
+    if scope is None:
+        raise _missing("scope")
+    if not (
+        isinstance(scope, str)
+        or (isinstance(scope, list) and all(isinstance(s, str) for s in scope))
+    ):
+        raise _invalid("scope")
+    kind = claims.get("client_kind", "user")
+    if kind not in ("user", "system"):
+        raise _invalid("client_kind")
+    client_kind: ClientKind = kind
+    raw_role = _optional_str(claims, "role")
+    role: str | None = None
+    if raw_role is not None:
+        role = reduce_role(raw_role)
+        if role is None:
+            raise _invalid("role")
+    elif client_kind == "user":
+        raise _missing("role")
+    return Principal(
+        sub=sub,
+        org=org,
+        role=role,
+        scopes=parse_scopes(scope),
+        client_kind=client_kind,
+        name=_optional_str(claims, "name"),
+        default_purpose=_optional_str(claims, "purpose_of_use"),
+        client_id=_optional_str(claims, "client_id") or _optional_str(claims, "azp"),
+        jti=_optional_str(claims, "jti"),
+    )
