@@ -196,8 +196,7 @@ class TokenVerifier:
             ok = isinstance(key, rsa.RSAPublicKey)
         else:
             ok = (
-                isinstance(key, ec.EllipticCurvePublicKey)
-                and key.curve.name == _CURVE_FOR_ALG[alg]
+                isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == _CURVE_FOR_ALG[alg]
             )
         if not ok:
             raise InvalidToken("alg-not-allowed", "The signing algorithm does not match the key.")
