@@ -1,0 +1,223 @@
+"""The encrypted cache of normalised source results, per source, per NHS number.
+
+What is cached is a :class:`~adapters.base.SourceResult` (its ``to_json`` form, orjson,
+sealed with AES-256-GCM) under ``cgw:v1:r:{HMAC(nhs)}:{HMAC(source)}``. Decisions are never
+cached: consent is decided after the cache on every request. Only answers (``FOUND``,
+``NOT_FOUND``) are cached; a failed or timed-out source is asked again next time, so a
+partial record is never served as complete.
+
+Nothing here raises for a cache problem: an unavailable backend is a miss (and ``put`` a
+no-op), an undecryptable or corrupt value is deleted and is a miss; both are counted.
+
+Usage::
+
+    cache = RecordCache(backend, ring, index, ttl_s=300, sources=["social-care", "community"])
+    result = await cache.get_or_fetch("social-care", nhs, lambda: adapter.fetch(nhs))
+    await cache.evict(nhs)        # all sources; other replicas are told over pub/sub
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from adapters.base import SourceResult
+from gateway.cache.backends import CacheBackend
+from gateway.cache.crypto import IndexKey, KeyRing
+from gateway.cache.errors import CacheUnavailable, UndecryptableValue
+from gateway.cache.singleflight import SingleFlight
+
+__all__ = ["EVICTION_CHANNEL", "CacheStats", "RecordCache"]
+
+log = logging.getLogger(__name__)
+
+EVICTION_CHANNEL = "cgw:v1:evict"
+"""Redis pub/sub channel for evictions. A message is ``{origin}:{person_token}``: the
+sending replica's random id and the hex HMAC of the NHS number (never the number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    hits: int
+    misses: int
+    errors: int  # undecryptable or corrupt values, deleted
+    unavailable: int  # backend calls that failed (each also a miss or a skipped write)
+    degraded: bool  # the backend is failing now
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "errors": self.errors,
+            "unavailable": self.unavailable,
+            "degraded": self.degraded,
+        }
+
+
+class RecordCache:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        keyring: KeyRing,
+        index_key: IndexKey,
+        ttl_s: float = 300.0,
+        *,
+        sources: Iterable[str] = (),
+        origin: str | None = None,
+    ) -> None:
+        """``sources``: the configured source names, so ``evict`` reaches every source's
+        entry even for sources this process has not touched yet."""
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self.backend = backend
+        self.keyring = keyring
+        self.index_key = index_key
+        self.ttl_s = ttl_s
+        self._sources: set[str] = set(sources)
+        self.origin = origin or _random_origin()
+        self._flights: SingleFlight[SourceResult] = SingleFlight()
+        self._hits = 0
+        self._misses = 0
+        self._errors = 0
+        self._unavailable = 0
+
+    # -- reading and writing -----------------------------------------------------------
+
+    async def get(self, source: str, nhs: str) -> SourceResult | None:
+        """The cached result of ``source`` for ``nhs``, or None (miss, never raises)."""
+        self._sources.add(source)
+        return await self._get(source, self.index_key.record_key(source, nhs))
+
+    async def _get(self, source: str, key: bytes) -> SourceResult | None:
+        try:
+            blob = await self.backend.get(key)
+        except CacheUnavailable:
+            self._unavailable += 1
+            self._misses += 1
+            return None
+        if blob is None:
+            self._misses += 1
+            return None
+        try:
+            result = SourceResult.from_json(orjson.loads(self.keyring.open(key, blob)))
+            if result.source != source or not result.ok:
+                raise ValueError("cached result does not belong here")
+        except (UndecryptableValue, ValueError, KeyError, TypeError) as exc:
+            self._errors += 1
+            self._misses += 1
+            log.warning("cache value unusable (%s): deleted", type(exc).__name__)
+            await self._delete(key)
+            return None
+        self._hits += 1
+        return result
+
+    async def put(self, result: SourceResult, nhs: str) -> bool:
+        """Cache an answer (FOUND / NOT_FOUND); failures are never cached. True if stored."""
+        if not result.ok:
+            return False
+        self._sources.add(result.source)
+        key = self.index_key.record_key(result.source, nhs)
+        blob = self.keyring.seal(key, orjson.dumps(result.to_json()))
+        try:
+            await self.backend.set(key, blob, self.ttl_s)
+        except CacheUnavailable:
+            self._unavailable += 1
+            return False
+        return True
+
+    async def get_or_fetch(
+        self, source: str, nhs: str, fetch: Callable[[], Awaitable[SourceResult]]
+    ) -> SourceResult:
+        """From the cache, or fetched once however many callers ask at the same time."""
+        key = self.index_key.record_key(source, nhs)
+        self._sources.add(source)
+        return await self._flights.run(key, lambda: self._read_through(source, key, nhs, fetch))
+
+    async def _read_through(
+        self,
+        source: str,
+        key: bytes,
+        nhs: str,
+        fetch: Callable[[], Awaitable[SourceResult]],
+    ) -> SourceResult:
+        cached = await self._get(source, key)
+        if cached is not None:
+            return cached
+        result = await fetch()
+        await self.put(result, nhs)
+        return result
+
+    # -- eviction ------------------------------------------------------------------------
+
+    async def evict(self, nhs: str, *, publish: bool = True) -> None:
+        """Drop every source's entry for ``nhs`` here, and tell other replicas."""
+        token = self.index_key.person_token(nhs)
+        await self.evict_token(token)
+        if publish:
+            await self.publish_eviction_token(token)
+
+    async def evict_token(self, person_token: str) -> None:
+        """Drop every source's entry for a person named by ``IndexKey.person_token``."""
+        await self._delete(*self._keys_for(person_token))
+
+    async def publish_eviction(self, nhs: str) -> None:
+        """Tell other replicas' in-process layers to drop ``nhs`` (no NHS number is sent)."""
+        await self.publish_eviction_token(self.index_key.person_token(nhs))
+
+    async def publish_eviction_token(self, person_token: str) -> None:
+        try:
+            await self.backend.publish(
+                EVICTION_CHANNEL, f"{self.origin}:{person_token}".encode("ascii")
+            )
+        except CacheUnavailable:
+            self._unavailable += 1
+
+    async def drop_local(self, person_token: str) -> None:
+        """Drop a person from this process's own layer only: an eviction heard from another
+        replica, which has already cleared the shared layer."""
+        await self.backend.drop_local(*self._keys_for(person_token))
+
+    def clear_local(self) -> None:
+        """Forget this process's own layer (after missing evictions while disconnected)."""
+        self.backend.clear_local()
+
+    def _keys_for(self, person_token: str) -> list[bytes]:
+        return [self.index_key.record_key_for_token(s, person_token) for s in self._sources]
+
+    async def _delete(self, *keys: bytes) -> None:
+        if not keys:
+            return
+        try:
+            await self.backend.delete(*keys)
+        except CacheUnavailable:
+            self._unavailable += 1
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def sources(self) -> frozenset[str]:
+        return frozenset(self._sources)
+
+    @property
+    def stats(self) -> CacheStats:
+        return CacheStats(
+            hits=self._hits,
+            misses=self._misses,
+            errors=self._errors,
+            unavailable=self._unavailable,
+            degraded=self.backend.stats.degraded,
+        )
+
+    async def ping(self) -> bool:
+        return await self.backend.ping()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+def _random_origin() -> str:
+    return secrets.token_hex(8)
