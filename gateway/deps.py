@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -46,12 +46,12 @@ def get_access(state: StateDep) -> RecordAccess:
 AccessDep = Annotated[RecordAccess, Depends(get_access)]
 
 
-def gate(resource_type: str, interaction: Interaction) -> Callable[..., RequestContext]:
+def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitable[RequestContext]]:
     """Dependency factory: authenticate, check scope, resolve purpose — in that order."""
 
-    def _gate(request: Request, state: StateDep) -> RequestContext:
+    async def _gate(request: Request, state: StateDep) -> RequestContext:
         token = parse_bearer(request.headers.get("authorization"))
-        principal = state.verifier.verify(token)
+        principal = await state.verifier.averify(token)
         request.state.principal = principal
         require_scope(principal, resource_type, interaction)
         purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))

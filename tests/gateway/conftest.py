@@ -1,0 +1,25 @@
+"""Gateway fixtures: a real gateway on loopback in front of the real source simulators."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from simulators.runner import source_configs
+
+from gateway.auth import generate_signing_key
+from tests.gateway.harness import Gateway, running_gateway
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> tuple[bytes, dict[str, Any]]:
+    return generate_signing_key()
+
+
+@pytest.fixture(scope="session")
+async def gateway(
+    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    async with running_gateway(source_configs(running_sources), *signing_key) as gw:
+        yield gw
