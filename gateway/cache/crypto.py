@@ -117,9 +117,7 @@ class KeyRing:
             kid, sep, b64 = entry.partition(":")
             kid = kid.strip()
             if not sep or not kid or not b64.strip():
-                raise CacheConfigError(
-                    f"{KEYS_VAR}: entry {len(keys) + 1} is not 'kid:base64key'"
-                )
+                raise CacheConfigError(f"{KEYS_VAR}: entry {len(keys) + 1} is not 'kid:base64key'")
             if kid in keys:
                 raise CacheConfigError(f"{KEYS_VAR}: key id {kid!r} appears twice")
             if not _KID_RE.match(kid):

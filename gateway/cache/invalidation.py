@@ -113,6 +113,7 @@ class EvictionListener:
         self.ready = asyncio.Event()
         self.received = 0
         self.resyncs = 0
+        self.handled = asyncio.Event()  # set after each eviction applied (tests wait on it)
 
     async def run(self) -> None:
         first = True
@@ -152,3 +153,4 @@ class EvictionListener:
             return
         self.received += 1
         await self.cache.drop_local(token)
+        self.handled.set()

@@ -46,6 +46,7 @@ class CacheStats:
     misses: int
     errors: int  # undecryptable or corrupt values, deleted
     unavailable: int  # backend calls that failed (each also a miss or a skipped write)
+    writes: int  # values stored
     degraded: bool  # the backend is failing now
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -54,6 +55,7 @@ class CacheStats:
             "misses": self.misses,
             "errors": self.errors,
             "unavailable": self.unavailable,
+            "writes": self.writes,
             "degraded": self.degraded,
         }
 
@@ -84,6 +86,7 @@ class RecordCache:
         self._misses = 0
         self._errors = 0
         self._unavailable = 0
+        self._writes = 0
 
     # -- reading and writing -----------------------------------------------------------
 
@@ -115,10 +118,10 @@ class RecordCache:
         self._hits += 1
         return result
 
-    async def put(self, result: SourceResult, nhs: str) -> bool:
-        """Cache an answer (FOUND / NOT_FOUND); failures are never cached. True if stored."""
+    async def put(self, result: SourceResult, nhs: str) -> None:
+        """Cache an answer (FOUND / NOT_FOUND); failures are never cached. Never raises."""
         if not result.ok:
-            return False
+            return
         self._sources.add(result.source)
         key = self.index_key.record_key(result.source, nhs)
         blob = self.keyring.seal(key, orjson.dumps(result.to_json()))
@@ -126,8 +129,8 @@ class RecordCache:
             await self.backend.set(key, blob, self.ttl_s)
         except CacheUnavailable:
             self._unavailable += 1
-            return False
-        return True
+            return
+        self._writes += 1
 
     async def get_or_fetch(
         self, source: str, nhs: str, fetch: Callable[[], Awaitable[SourceResult]]
@@ -209,6 +212,7 @@ class RecordCache:
             misses=self._misses,
             errors=self._errors,
             unavailable=self._unavailable,
+            writes=self._writes,
             degraded=self.backend.stats.degraded,
         )
 
