@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from consent.model import NHS_NUMBER_SYSTEM, ODS_SYSTEM
@@ -144,6 +144,13 @@ def _parse_instant(value: Any, end: bool) -> datetime | None:
     """FHIR dateTime (``2026``..., date or full instant) to an aware UTC datetime."""
     if not isinstance(value, str):
         raise ValueError("not a string")
+    if len(value) in (4, 7):  # year or year-month: the whole year or month
+        year, month = int(value[:4]), int(value[5:7]) if len(value) == 7 else None
+        if not end:
+            return datetime(year, month or 1, 1, tzinfo=UTC)
+        last_month = month or 12
+        nxt = date(year + 1, 1, 1) if last_month == 12 else date(year, last_month + 1, 1)
+        return datetime.combine(nxt - timedelta(days=1), time.max, tzinfo=UTC)
     if len(value) == 10:
         d = date.fromisoformat(value)
         return datetime.combine(d, time.max if end else time.min, tzinfo=UTC)
