@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
-import secrets
 import shlex
 import sys
 import tempfile
@@ -42,12 +40,12 @@ def _serve_app(app: object, host: str, port: int) -> uvicorn.Server:
 
 
 async def _demo(settings: Settings) -> None:
-    from simulators.population import SCENARIOS
     from simulators.runner import source_configs, start_sources
 
     from gateway.app import create_app
     from gateway.auth import TokenVerifier, generate_signing_key, issue_token
-    from gateway.wiring import build_state
+    from gateway.wiring import build_state, make_cache
+    from simulators.population import SCENARIOS
 
     running = await start_sources()
     private_pem, public_jwk = generate_signing_key()
@@ -67,10 +65,11 @@ async def _demo(settings: Settings) -> None:
         ttl_s=12 * 3600,
     )
 
+    sources = source_configs(running)
+
     async def factory():  # type: ignore[no-untyped-def]
-        return await build_state(
-            base_url=base_url, sources=source_configs(running), verifier=verifier
-        )
+        cache = make_cache(sources=sources, ttl_s=settings.cache_ttl_s or 300, demo=True)
+        return await build_state(base_url=base_url, sources=sources, verifier=verifier, cache=cache)
 
     server = _serve_app(create_app(factory), settings.host, settings.port)
     serve_task = asyncio.create_task(server.serve())
@@ -126,7 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.auth import TokenVerifier
-    from gateway.wiring import build_state
+    from gateway.cache import CacheConfigError
+    from gateway.wiring import build_state, make_cache
 
     try:
         settings = get_settings()
@@ -145,13 +145,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             jwks=jwks,
             jwks_url=settings.auth_jwks_url,
         )
-    except ConfigurationError as exc:
+        cache = make_cache(
+            sources=sources,
+            ttl_s=settings.cache_ttl_s,
+            keys=settings.cache_keys,
+            index_key=settings.cache_index_key,
+            redis_url=settings.redis_url,
+        )
+    except (ConfigurationError, CacheConfigError) as exc:
         return _fail(str(exc))
     configure_logging(settings.log_format)
 
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(
-            base_url=settings.fhir_base_url, sources=sources, verifier=verifier
+            base_url=settings.fhir_base_url, sources=sources, verifier=verifier, cache=cache
         )
 
     asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())
@@ -189,8 +196,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    raw = base64.b64encode(secrets.token_bytes(32)).decode()
-    print(raw if args.index else f"k{secrets.token_hex(4)}:{raw}")
+    from gateway.cache import generate_index_key, generate_key_entry
+
+    print(generate_index_key() if args.index else generate_key_entry())
     return 0
 
 

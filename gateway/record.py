@@ -10,7 +10,7 @@ failure never is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -27,9 +27,11 @@ _GRACE_S = 0.5
 class ResultCache(Protocol):
     """What the record service needs of a cache (see :mod:`gateway.cache`)."""
 
-    async def get(self, source: str, nhs: str) -> SourceResult | None: ...
-
-    async def put(self, result: SourceResult, nhs: str) -> None: ...
+    async def get_or_fetch(
+        self, source: str, nhs: str, fetch: Callable[[], Awaitable[SourceResult]]
+    ) -> SourceResult:
+        """Cached answer, or ``fetch()`` run once for all concurrent callers and cached if ok."""
+        ...
 
 
 class RecordService:
@@ -52,14 +54,11 @@ class RecordService:
         return list(await asyncio.gather(*(self._fetch_one(a, nhs_number) for a in self.adapters)))
 
     async def _fetch_one(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:
-        if self.cache is not None:
-            cached = await self.cache.get(adapter.name, nhs_number)
-            if cached is not None:
-                return cached
-        result = await self._ask(adapter, nhs_number)
-        if self.cache is not None and result.ok:
-            await self.cache.put(result, nhs_number)
-        return result
+        if self.cache is None:
+            return await self._ask(adapter, nhs_number)
+        return await self.cache.get_or_fetch(
+            adapter.name, nhs_number, lambda: self._ask(adapter, nhs_number)
+        )
 
     async def _ask(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:
         limit = self._timeouts.get(adapter.name, 2.0) + _GRACE_S

@@ -10,7 +10,18 @@ from adapters.socialcare.adapter import SocialCareAdapter
 from adapters.base import SourceAdapter, SourceConfig
 from gateway.access import Decider, RecordAccess, permit_all
 from gateway.auth import TokenVerifier
-from gateway.record import RecordService, ResultCache
+from gateway.cache import (
+    DEMO_CACHE_KEYS,
+    DEMO_INDEX_KEY,
+    IndexKey,
+    KeyRing,
+    MemoryBackend,
+    RecordCache,
+    RedisBackend,
+    refuse_demo_keys,
+)
+from gateway.cache.backends import CacheBackend
+from gateway.record import RecordService
 from gateway.state import GatewayState
 
 
@@ -20,12 +31,30 @@ def make_adapter(config: SourceConfig) -> SourceAdapter:
     return CommunityAdapter(config)
 
 
+def make_cache(
+    *,
+    sources: Sequence[SourceConfig],
+    ttl_s: float,
+    keys: str | None = None,
+    index_key: str | None = None,
+    redis_url: str | None = None,
+    demo: bool = False,
+) -> RecordCache:
+    """The encrypted record cache: demo keys only for ``demo``; Redis when a URL is given."""
+    ring = KeyRing.parse(keys or DEMO_CACHE_KEYS if demo else keys or "")
+    index = IndexKey.parse(index_key or DEMO_INDEX_KEY if demo else index_key or "")
+    if not demo:
+        refuse_demo_keys(ring, index)
+    backend: CacheBackend = RedisBackend(redis_url) if redis_url else MemoryBackend(10_000)
+    return RecordCache(backend, ring, index, ttl_s=ttl_s, sources=[s.name for s in sources])
+
+
 async def build_state(
     *,
     base_url: str,
     sources: Sequence[SourceConfig],
     verifier: TokenVerifier,
-    cache: ResultCache | None = None,
+    cache: RecordCache | None = None,
     decider: Decider = permit_all,
 ) -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
     adapters = [make_adapter(c) for c in sources]
@@ -35,4 +64,10 @@ async def build_state(
         verifier=verifier,
         access=RecordAccess(records, decider),
     )
-    return state, records.aclose
+
+    async def close() -> None:
+        await records.aclose()
+        if cache is not None:
+            await cache.aclose()
+
+    return state, close

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 
 from adapters.base import SourceConfig
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
+from gateway.embedded import free_port, running_server
 from gateway.wiring import build_state
 
 ISSUER = "urn:caregateway:test-issuer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -76,24 +67,8 @@ async def running_gateway(
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(base_url=base_url, sources=sources, verifier=verifier)
 
-    config = uvicorn.Config(
-        create_app(factory), host="127.0.0.1", port=port, access_log=False, log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    started = asyncio.Event()
-
-    async def wait_started() -> None:
-        while not server.started:
-            if task.done():
-                raise RuntimeError("gateway failed to start")
-            await asyncio.sleep(0.01)
-        started.set()
-
-    await asyncio.wait_for(wait_started(), timeout=20)
-    async with httpx.AsyncClient(timeout=30) as client:
-        try:
-            yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=20)
+    async with (
+        running_server(create_app(factory), "127.0.0.1", port),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
