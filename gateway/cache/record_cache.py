@@ -106,10 +106,13 @@ class RecordCache:
             self._misses += 1
             return None
         try:
-            result = SourceResult.from_json(orjson.loads(self.keyring.open(key, blob)))
+            data = orjson.loads(self.keyring.open(key, blob))
+            if not isinstance(data, dict):
+                raise TypeError("cached value is not an object")
+            result = SourceResult.from_json(data)
             if result.source != source or not result.ok:
                 raise ValueError("cached result does not belong here")
-        except (UndecryptableValue, ValueError, KeyError, TypeError) as exc:
+        except (UndecryptableValue, ValueError, KeyError, TypeError, AttributeError) as exc:
             self._errors += 1
             self._misses += 1
             log.warning("cache value unusable (%s): deleted", type(exc).__name__)
