@@ -1,0 +1,343 @@
+"""The record cache against a real redis-server: encryption at rest, opaque keys, TTL,
+rotation, single flight, eviction (change feed and pub/sub), and Redis failures."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+import redis.asyncio as redis_asyncio
+
+from adapters.base import ChangedPerson, SourceResult
+from gateway.cache import (
+    EVICTION_CHANNEL,
+    ChangePoller,
+    EvictionListener,
+    IndexKey,
+    KeyRing,
+    MemoryBackend,
+    RecordCache,
+    RedisBackend,
+    TieredBackend,
+)
+from gateway.cache.crypto import kid_of
+from tests.gateway.cache_factories import NHS_A, NHS_B, PEOPLE, found, secrets_of
+from tests.redis_server import (  # noqa: F401  (fixtures)
+    RedisServer,
+    fresh_redis,
+    own_redis_server,
+    redis_server,
+)
+
+SOURCES = ("social-care", "community")
+KEY_A = "key-a:" + base64.b64encode(b"a" * 32).decode()
+KEY_B = "key-b:" + base64.b64encode(b"b" * 32).decode()
+INDEX = IndexKey(b"i" * 32)
+ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
+
+
+def make_cache(url: str, ring: str = KEY_A, **backend_options: float) -> RecordCache:
+    return RecordCache(
+        RedisBackend(url, **backend_options),
+        KeyRing.parse(ring),
+        INDEX,
+        ttl_s=300,
+        sources=SOURCES,
+    )
+
+
+@pytest.fixture
+async def cache(fresh_redis: RedisServer) -> AsyncIterator[RecordCache]:  # noqa: F811
+    c = make_cache(fresh_redis.url)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def raw(fresh_redis: RedisServer) -> Iterator[redis.Redis]:  # noqa: F811
+    client = redis.Redis.from_url(fresh_redis.url)
+    yield client
+    client.close()
+
+
+def key_of(source: str, nhs: str) -> bytes:
+    return INDEX.record_key(source, nhs)
+
+
+async def test_hit_and_miss(cache: RecordCache) -> None:
+    assert await cache.get("social-care", NHS_A) is None
+    await cache.put(found("social-care", NHS_A), NHS_A)
+    assert await cache.get("social-care", NHS_A) == found("social-care", NHS_A)
+    assert await cache.get("community", NHS_A) is None
+    assert (cache.stats.hits, cache.stats.misses) == (1, 2)
+
+
+async def test_same_record_twice_gives_different_ciphertext(
+    cache: RecordCache, raw: redis.Redis
+) -> None:
+    await cache.put(found("social-care", NHS_A), NHS_A)
+    first = raw.get(key_of("social-care", NHS_A))
+    await cache.put(found("social-care", NHS_A), NHS_A)
+    second = raw.get(key_of("social-care", NHS_A))
+    assert first and second and first != second
+    assert await cache.get("social-care", NHS_A) == found("social-care", NHS_A)
+
+
+async def test_ttl_is_set(cache: RecordCache, raw: redis.Redis) -> None:
+    await cache.put(found("community", NHS_A), NHS_A)
+    pttl = raw.pttl(key_of("community", NHS_A))
+    assert 290_000 < pttl <= 300_000
+
+
+async def test_tampered_value_is_a_miss_and_deleted(cache: RecordCache, raw: redis.Redis) -> None:
+    await cache.put(found("social-care", NHS_A), NHS_A)
+    key = key_of("social-care", NHS_A)
+    blob = bytearray(raw.get(key) or b"")
+    blob[len(blob) // 2] ^= 0x40
+    raw.set(key, bytes(blob))
+    assert await cache.get("social-care", NHS_A) is None
+    assert raw.exists(key) == 0
+    assert cache.stats.errors == 1
+    # and the next read-through refetches and stores a good value again
+    calls = 0
+
+    async def fetch() -> SourceResult:
+        nonlocal calls
+        calls += 1
+        return found("social-care", NHS_A)
+
+    assert await cache.get_or_fetch("social-care", NHS_A, fetch) == found("social-care", NHS_A)
+    assert calls == 1 and raw.exists(key) == 1
+
+
+async def test_value_copied_to_another_key_fails(cache: RecordCache, raw: redis.Redis) -> None:
+    await cache.put(found("social-care", NHS_A), NHS_A)
+    await cache.put(found("social-care", NHS_B), NHS_B)
+    a_blob = raw.get(key_of("social-care", NHS_A))
+    assert a_blob is not None
+    raw.set(key_of("social-care", NHS_B), a_blob)  # B's key now holds A's record
+    assert await cache.get("social-care", NHS_B) is None
+    assert raw.exists(key_of("social-care", NHS_B)) == 0
+    assert await cache.get("social-care", NHS_A) == found("social-care", NHS_A)
+
+
+async def test_rotation(fresh_redis: RedisServer, raw: redis.Redis) -> None:  # noqa: F811
+    old = make_cache(fresh_redis.url, KEY_A)
+    await old.put(found("social-care", NHS_A), NHS_A)
+    assert kid_of(raw.get(key_of("social-care", NHS_A)) or b"") == "key-a"
+
+    rotated = make_cache(fresh_redis.url, f"{KEY_B},{KEY_A}")
+    assert await rotated.get("social-care", NHS_A) == found("social-care", NHS_A)
+    await rotated.put(found("social-care", NHS_B), NHS_B)
+    blob_b = raw.get(key_of("social-care", NHS_B)) or b""
+    assert blob_b[2 : 2 + blob_b[1]] == b"key-b"
+
+    assert await old.get("social-care", NHS_B) is None  # a replica without key B: a miss
+    await old.aclose()
+    await rotated.aclose()
+
+
+async def test_nothing_identifying_in_redis(cache: RecordCache, raw: redis.Redis) -> None:
+    for nhs in PEOPLE:
+        for source in SOURCES:
+            await cache.put(found(source, nhs), nhs)
+            assert await cache.get(source, nhs) == found(source, nhs)
+    keys = list(raw.scan_iter(count=1000))
+    assert len(keys) == 4
+    forbidden = [s for nhs in PEOPLE for s in secrets_of(nhs)] + [s.encode() for s in SOURCES]
+    for key in keys:
+        value = raw.get(key) or b""
+        assert len(value) > 100
+        for blob in (key, value):
+            assert not ISO_DATE.search(blob), key
+            for secret in forbidden:
+                assert secret not in blob, (key, secret)
+                assert secret.lower() not in blob.lower()
+        assert key.startswith(b"cgw:v1:r:")
+
+
+async def test_single_flight_against_redis(cache: RecordCache) -> None:
+    release = asyncio.Event()
+    calls = 0
+
+    async def fetch() -> SourceResult:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return found("community", NHS_A)
+
+    tasks = [asyncio.create_task(cache.get_or_fetch("community", NHS_A, fetch)) for _ in range(20)]
+    await asyncio.sleep(0)  # every task joins the flight in its first step
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert calls == 1
+    assert results == [found("community", NHS_A)] * 20
+    assert await cache.get("community", NHS_A) == found("community", NHS_A)
+
+
+async def test_change_feed_evicts(cache: RecordCache, raw: redis.Redis) -> None:
+    for nhs in PEOPLE:
+        for source in SOURCES:
+            await cache.put(found(source, nhs), nhs)
+    changed_at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+    async def fetch_changes(since: datetime) -> list[ChangedPerson]:
+        return [ChangedPerson(NHS_B, changed_at)]
+
+    poller = ChangePoller(fetch_changes, cache, interval_s=10)
+    assert await poller.poll_once() == 1
+    assert raw.exists(*(key_of(s, NHS_B) for s in SOURCES)) == 0
+    assert raw.exists(*(key_of(s, NHS_A) for s in SOURCES)) == 2
+
+
+async def test_pubsub_eviction_reaches_other_replicas_local_layer(
+    fresh_redis: RedisServer,  # noqa: F811
+) -> None:
+    def replica() -> RecordCache:
+        tiered = TieredBackend(MemoryBackend(100), RedisBackend(fresh_redis.url))
+        return RecordCache(tiered, KeyRing.parse(KEY_A), INDEX, 300, sources=SOURCES)
+
+    a, b = replica(), replica()
+    assert isinstance(b.backend, TieredBackend)
+    assert isinstance(b.backend.remote, RedisBackend)
+    listener = EvictionListener(b.backend.remote, b, poll_timeout_s=0.05)
+    task = asyncio.create_task(listener.run())
+    spy = redis_asyncio.Redis.from_url(fresh_redis.url)
+    pubsub = spy.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(EVICTION_CHANNEL)
+    try:
+        await asyncio.wait_for(listener.ready.wait(), 5)
+        await a.put(found("social-care", NHS_A), NHS_A)
+        assert await b.get("social-care", NHS_A) is not None  # now in b's local layer too
+        assert b.backend.local.stats.entries == 1
+
+        await a.evict(NHS_A)
+        await asyncio.wait_for(listener.handled.wait(), 5)
+        assert b.backend.local.stats.entries == 0
+        assert await b.get("social-care", NHS_A) is None
+
+        message = None
+        while message is None:
+            message = await pubsub.get_message(timeout=5)
+        data: bytes = message["data"]
+        assert NHS_A.encode() not in data
+        assert data.endswith(INDEX.person_token(NHS_A).encode())
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await spy.aclose()
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_redis_down_is_a_miss_then_restart_restores_caching(
+    own_redis_server: RedisServer,  # noqa: F811
+) -> None:
+    cache = make_cache(own_redis_server.url, retry_interval_s=0)
+    try:
+        await cache.put(found("social-care", NHS_A), NHS_A)
+        assert await cache.get("social-care", NHS_A) is not None
+
+        own_redis_server.stop()
+        started = time.monotonic()
+        assert await cache.get("social-care", NHS_A) is None
+        await cache.put(found("social-care", NHS_B), NHS_B)
+        await cache.evict(NHS_A)
+        assert await cache.ping() is False
+        assert time.monotonic() - started < 2
+        stats = cache.stats
+        assert stats.degraded and stats.unavailable >= 3
+
+        calls = 0
+
+        async def fetch() -> SourceResult:
+            nonlocal calls
+            calls += 1
+            return found("community", NHS_A)
+
+        assert await cache.get_or_fetch("community", NHS_A, fetch) == found("community", NHS_A)
+        assert calls == 1
+
+        own_redis_server.start()  # same port, empty (no persistence)
+        assert await cache.get("community", NHS_A) is None
+        assert not cache.stats.degraded
+        await cache.put(found("community", NHS_A), NHS_A)
+        assert await cache.get("community", NHS_A) == found("community", NHS_A)
+        assert await cache.ping() is True
+    finally:
+        await cache.aclose()
+
+
+async def test_backoff_skips_redis_until_retry_interval(
+    own_redis_server: RedisServer,  # noqa: F811
+) -> None:
+    now = [0.0]
+    backend = RedisBackend(own_redis_server.url, retry_interval_s=5, clock=lambda: now[0])
+    cache = RecordCache(backend, KeyRing.parse(KEY_A), INDEX, 300, sources=SOURCES)
+    try:
+        await cache.put(found("social-care", NHS_A), NHS_A)
+        own_redis_server.stop()
+        assert await cache.get("social-care", NHS_A) is None
+        own_redis_server.start()
+        now[0] = 4.9  # still backing off: no call made
+        assert await cache.get("social-care", NHS_A) is None
+        assert backend.stats.degraded
+        now[0] = 5.0
+        await cache.put(found("social-care", NHS_A), NHS_A)
+        assert not backend.stats.degraded
+        assert await cache.get("social-care", NHS_A) is not None
+    finally:
+        await cache.aclose()
+
+
+async def test_slow_redis_times_out_quickly() -> None:
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        cache = make_cache(f"redis://127.0.0.1:{port}/0", op_timeout_s=0.2, retry_interval_s=0)
+        try:
+            started = time.monotonic()
+            assert await cache.get("social-care", NHS_A) is None
+            await cache.put(found("social-care", NHS_A), NHS_A)
+            assert time.monotonic() - started < 1.5
+            assert cache.stats.degraded and cache.stats.unavailable == 2
+        finally:
+            await cache.aclose()
+
+
+async def test_listener_resyncs_local_layer_after_redis_returns(
+    own_redis_server: RedisServer,  # noqa: F811
+) -> None:
+    remote = RedisBackend(own_redis_server.url, retry_interval_s=0)
+    local = MemoryBackend(100)
+    cache = RecordCache(
+        TieredBackend(local, remote), KeyRing.parse(KEY_A), INDEX, 300, sources=SOURCES
+    )
+    listener = EvictionListener(remote, cache, retry_interval_s=0.05, poll_timeout_s=0.05)
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.ready.wait(), 5)
+        await cache.put(found("social-care", NHS_A), NHS_A)
+        assert len(local) == 1
+        own_redis_server.stop()
+        own_redis_server.start()
+        while listener.resyncs == 0:  # evictions may have been missed meanwhile
+            await asyncio.wait_for(listener.ready.wait(), 5)
+            if listener.resyncs == 0:
+                await asyncio.sleep(0.01)
+        assert len(local) == 0
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await cache.aclose()
