@@ -1,0 +1,201 @@
+"""Properties of decide() over generated records, requesters and directives."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consent.decide import confidentiality, decide, resource_domain
+from consent.directives import Directive, DirectiveKind
+from consent.model import (
+    ClientKind,
+    Decision,
+    Effect,
+    Reason,
+    Requester,
+    SourceContribution,
+    resource_key,
+)
+from consent.policy import load_policy
+from tests.consent.factories import NOW, meta, ods
+
+POLICY = load_policy()
+ORGS = ["F81001", "RAT", "LA001", "RXX"]
+ROLES = [*POLICY.roles, "R9999", None]
+PURPOSES = ["TREAT", "ETREAT", "CAREMGT", "HOPERAT", None]
+DOMAINS = ["health", "social-care"]
+
+orgs = st.sampled_from(ORGS)
+labels = st.lists(st.sampled_from(["N", "R", "V", "L"]), max_size=2)
+
+
+@st.composite
+def resource(draw: st.DrawFn, source: str, domain: str, i: int) -> dict[str, Any]:
+    rtype = draw(st.sampled_from(["Patient", "CarePlan", "CareTeam", "Goal", "Observation"]))
+    r: dict[str, Any] = {
+        "resourceType": rtype,
+        "meta": meta(source, draw(st.sampled_from([domain, *DOMAINS])), *draw(labels)),
+    }
+    if draw(st.booleans()) or i == 0:
+        r["id"] = f"{source}-{i}"
+    if rtype == "Patient" and draw(st.booleans()):
+        r["generalPractitioner"] = [ods(draw(orgs))]
+    elif rtype == "CarePlan":
+        r["author"] = ods(draw(orgs))
+    elif rtype == "CareTeam":
+        r["participant"] = [{"onBehalfOf": ods(draw(orgs))}]
+    return r
+
+
+@st.composite
+def contribution(draw: st.DrawFn, source: str) -> SourceContribution:
+    domain = draw(st.sampled_from(DOMAINS))
+    n = draw(st.integers(0, 5))
+    rs = tuple(draw(resource(source, domain, i)) for i in range(n))
+    return SourceContribution(source, draw(orgs), domain, rs)
+
+
+@st.composite
+def record(draw: st.DrawFn) -> tuple[SourceContribution, ...]:
+    n = draw(st.integers(1, 3))
+    return tuple(draw(contribution(f"src{i}")) for i in range(n))
+
+
+@st.composite
+def directive(draw: st.DrawFn) -> Directive:
+    kind = draw(st.sampled_from(list(DirectiveKind)))
+    return Directive(
+        consent_id=draw(st.sampled_from(["a", "b", "c"])),
+        kind=kind,
+        status=draw(st.sampled_from(["active", "active", "inactive", "proposed"])),
+        org=None if kind is DirectiveKind.OBJECTION else draw(orgs),
+        purposes=draw(st.none() | st.frozensets(st.sampled_from(["TREAT", "ETREAT", "CAREMGT"]))),
+        start=draw(st.none() | st.just(NOW - timedelta(days=1)) | st.just(NOW + timedelta(days=1))),
+    )
+
+
+@st.composite
+def requester(draw: st.DrawFn) -> Requester:
+    return Requester(
+        sub="u",
+        role=draw(st.sampled_from(ROLES)),
+        org=draw(orgs),
+        client_kind=draw(st.sampled_from([ClientKind.USER, ClientKind.USER, ClientKind.SYSTEM])),
+        break_glass_reason=draw(st.none() | st.sampled_from(["", "  ", "collapsed at home"])),
+    )
+
+
+priors = st.none() | st.integers(-10, 120).map(lambda m: NOW - timedelta(minutes=m))
+directive_lists = st.lists(directive(), max_size=4)
+
+
+def shown(d: Decision, contributions: tuple[SourceContribution, ...]) -> set[tuple[str, str]]:
+    return {
+        (c.source, str(r.get("id") or f"{r['resourceType']}@{id(r)}"))
+        for c in d.visible(contributions)
+        for r in c.resources
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(requester(), st.sampled_from(PURPOSES), record(), directive_lists, directive(), priors)
+def test_adding_a_deny_directive_never_widens_access(
+    who: Requester,
+    purpose: str | None,
+    contributions: tuple[SourceContribution, ...],
+    directives: list[Directive],
+    extra: Directive,
+    prior: Any,
+) -> None:
+    before = decide(who, purpose, contributions, directives, POLICY, NOW, prior)
+    after = decide(who, purpose, contributions, [*directives, extra], POLICY, NOW, prior)
+    assert shown(after, contributions) <= shown(before, contributions)
+    if before.effect is Effect.DENY:
+        assert after.effect is Effect.DENY
+
+
+@settings(max_examples=300, deadline=None)
+@given(requester(), st.sampled_from(PURPOSES), record(), directive_lists)
+def test_break_glass_never_applies_without_a_reason(
+    who: Requester,
+    purpose: str | None,
+    contributions: tuple[SourceContribution, ...],
+    directives: list[Directive],
+) -> None:
+    d = decide(who, purpose, contributions, directives, POLICY, NOW, prior_break_glass=None)
+    if d.break_glass:
+        assert purpose == "ETREAT"
+        assert (who.break_glass_reason or "").strip()
+        assert d.break_glass_reason == who.break_glass_reason.strip()  # type: ignore[union-attr]
+        assert Reason.BREAK_GLASS in d.reasons
+    else:
+        assert Reason.BREAK_GLASS not in d.reasons
+
+
+@settings(max_examples=300, deadline=None)
+@given(requester(), st.sampled_from(PURPOSES), record(), directive_lists, priors)
+def test_withheld_never_visible_and_effect_consistent(
+    who: Requester,
+    purpose: str | None,
+    contributions: tuple[SourceContribution, ...],
+    directives: list[Directive],
+    prior: Any,
+) -> None:
+    d = decide(who, purpose, contributions, directives, POLICY, NOW, prior)
+    visible = d.visible(contributions)
+    keys = {
+        (c.source, resource_key(r, i))
+        for c in contributions
+        for i, r in enumerate(c.resources)
+        for v in visible
+        if v.source == c.source and any(x is r for x in v.resources)
+    }
+    for w in d.withheld:
+        assert (w.source, w.key) not in keys
+    assert not {c.source for c in visible} & set(d.withheld_sources)
+
+    rule = POLICY.rule_for(who)
+    for c in visible:
+        for r in c.resources:
+            assert confidentiality(r) != "V"
+            assert rule is not None
+            assert rule.sees_label(resource_domain(r, c.domain), confidentiality(r))
+            assert POLICY.level_spec(rule.level).allows(str(r["resourceType"]))
+
+    n_visible = sum(len(c.resources) for c in visible)
+    if d.effect is Effect.DENY:
+        assert n_visible == 0 and d.reasons
+    elif d.effect is Effect.PERMIT:
+        assert n_visible and not d.withheld and not d.withheld_sources
+    else:
+        assert n_visible and (d.withheld or d.withheld_sources) and d.reasons
+
+
+@settings(max_examples=200, deadline=None)
+@given(requester(), st.sampled_from(PURPOSES), record(), directive_lists, priors)
+def test_decisions_are_deterministic(
+    who: Requester,
+    purpose: str | None,
+    contributions: tuple[SourceContribution, ...],
+    directives: list[Directive],
+    prior: Any,
+) -> None:
+    first = decide(who, purpose, contributions, directives, POLICY, NOW, prior)
+    second = decide(who, purpose, contributions, list(directives), POLICY, NOW, prior)
+    assert first == second
+    assert first.visible(contributions) == second.visible(contributions)
+
+
+@settings(max_examples=200, deadline=None)
+@given(requester(), record(), directive_lists)
+def test_no_permit_without_relationship_or_break_glass(
+    who: Requester, contributions: tuple[SourceContribution, ...], directives: list[Directive]
+) -> None:
+    from consent.decide import legitimate_relationship
+
+    d = decide(who, "TREAT", contributions, directives, POLICY, NOW)
+    if legitimate_relationship(who.org, contributions) is None:
+        assert d.effect is Effect.DENY
