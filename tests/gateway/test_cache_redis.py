@@ -341,3 +341,85 @@ async def test_listener_resyncs_local_layer_after_redis_returns(
         with pytest.raises(asyncio.CancelledError):
             await task
         await cache.aclose()
+
+
+ACL_RULES = (
+    "on >s3cret-pass resetkeys ~cgw:* resetchannels &cgw:* -@all "
+    "+get +set +del +publish +ping +subscribe +unsubscribe"
+)
+
+
+async def test_least_privilege_acl_user_from_url(
+    fresh_redis: RedisServer,  # noqa: F811
+    raw: redis.Redis,
+) -> None:
+    raw.execute_command("ACL", "SETUSER", "caregateway", *ACL_RULES.split())
+    url = fresh_redis.url.replace("redis://", "redis://caregateway:s3cret-pass@")
+    cache = make_cache(url)
+    remote = cache.backend
+    assert isinstance(remote, RedisBackend)
+    listener = EvictionListener(remote, cache, poll_timeout_s=0.05)
+    task = asyncio.create_task(listener.run())
+    try:
+        await cache.put(found("social-care", NHS_A), NHS_A)
+        assert await cache.get("social-care", NHS_A) == found("social-care", NHS_A)
+        await cache.evict(NHS_A)
+        assert await cache.get("social-care", NHS_A) is None
+        await asyncio.wait_for(listener.ready.wait(), 5)
+        assert await cache.ping() is True
+        assert cache.stats.unavailable == 0 and not cache.stats.degraded
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await cache.aclose()
+    wrong = make_cache(url.replace("s3cret-pass", "wrong"))
+    try:
+        assert await wrong.get("social-care", NHS_A) is None
+        assert wrong.stats.degraded
+    finally:
+        await wrong.aclose()
+
+
+def _all_subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
+    found_: set[type[BaseException]] = {cls}
+    for sub in cls.__subclasses__():
+        found_ |= _all_subclasses(sub)
+    return found_
+
+
+UPSTREAM_ERRORS = sorted(
+    _all_subclasses(redis.exceptions.RedisError) | {OSError, ConnectionRefusedError, TimeoutError},
+    key=lambda c: c.__qualname__,
+)
+
+
+@pytest.mark.parametrize("error", UPSTREAM_ERRORS, ids=lambda c: c.__qualname__)
+async def test_every_upstream_error_becomes_a_miss(
+    error: type[BaseException], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = make_cache("redis://127.0.0.1:1/0", retry_interval_s=0)
+    backend = cache.backend
+    assert isinstance(backend, RedisBackend)
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise error.__new__(error)
+
+    for name in ("get", "set", "delete", "publish", "ping"):
+        monkeypatch.setattr(backend.client, name, boom)
+    assert await cache.get("social-care", NHS_A) is None
+    await cache.put(found("social-care", NHS_A), NHS_A)
+    await cache.evict(NHS_A)
+    assert await cache.ping() is False
+    assert cache.stats.degraded
+    await cache.aclose()
+
+
+def test_tls_options_need_rediss_and_reach_the_connection_pool() -> None:
+    with pytest.raises(ValueError, match="rediss://"):
+        RedisBackend("redis://127.0.0.1:6379/0", ssl_ca_certs="/etc/ssl/ca.pem")
+    backend = RedisBackend("rediss://gw:pw@127.0.0.1:6380/2", ssl_ca_certs="/etc/ssl/ca.pem")
+    kwargs = backend.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem"
+    assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_check_hostname"] is True
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("gw", "pw", 2)
