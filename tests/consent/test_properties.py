@@ -129,7 +129,7 @@ def test_break_glass_never_applies_without_a_reason(
     if d.break_glass:
         assert purpose == "ETREAT"
         assert (who.break_glass_reason or "").strip()
-        assert d.break_glass_reason == who.break_glass_reason.strip()  # type: ignore[union-attr]
+        assert d.break_glass_reason == who.break_glass_reason.strip()
         assert Reason.BREAK_GLASS in d.reasons
     else:
         assert Reason.BREAK_GLASS not in d.reasons
@@ -146,13 +146,12 @@ def test_withheld_never_visible_and_effect_consistent(
 ) -> None:
     d = decide(who, purpose, contributions, directives, POLICY, NOW, prior)
     visible = d.visible(contributions)
-    keys = {
-        (c.source, resource_key(r, i))
-        for c in contributions
-        for i, r in enumerate(c.resources)
-        for v in visible
-        if v.source == c.source and any(x is r for x in v.resources)
-    }
+    originals = {c.source: c.resources for c in contributions}
+    keys = set()
+    for v in visible:
+        for r in v.resources:
+            i = next(i for i, o in enumerate(originals[v.source]) if o is r)
+            keys.add((v.source, resource_key(r, i)))
     for w in d.withheld:
         assert (w.source, w.key) not in keys
     assert not {c.source for c in visible} & set(d.withheld_sources)
