@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis
@@ -34,6 +35,7 @@ from tests.redis_server import (  # noqa: F401  (fixtures)
     fresh_redis,
     own_redis_server,
     redis_server,
+    tls_redis_server,
 )
 
 SOURCES = ("social-care", "community")
@@ -43,7 +45,7 @@ INDEX = IndexKey(b"i" * 32)
 ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
 
 
-def make_cache(url: str, ring: str = KEY_A, **backend_options: float) -> RecordCache:
+def make_cache(url: str, ring: str = KEY_A, **backend_options: Any) -> RecordCache:
     return RecordCache(
         RedisBackend(url, **backend_options),
         KeyRing.parse(ring),
@@ -69,6 +71,12 @@ def raw(fresh_redis: RedisServer) -> Iterator[redis.Redis]:  # noqa: F811
 
 def key_of(source: str, nhs: str) -> bytes:
     return INDEX.record_key(source, nhs)
+
+
+def raw_get(raw: redis.Redis, key: bytes) -> bytes:
+    value = raw.get(key)
+    assert isinstance(value, bytes), key
+    return value
 
 
 async def test_hit_and_miss(cache: RecordCache) -> None:
@@ -99,7 +107,7 @@ async def test_ttl_is_set(cache: RecordCache, raw: redis.Redis) -> None:
 async def test_tampered_value_is_a_miss_and_deleted(cache: RecordCache, raw: redis.Redis) -> None:
     await cache.put(found("social-care", NHS_A), NHS_A)
     key = key_of("social-care", NHS_A)
-    blob = bytearray(raw.get(key) or b"")
+    blob = bytearray(raw_get(raw, key))
     blob[len(blob) // 2] ^= 0x40
     raw.set(key, bytes(blob))
     assert await cache.get("social-care", NHS_A) is None
@@ -131,12 +139,12 @@ async def test_value_copied_to_another_key_fails(cache: RecordCache, raw: redis.
 async def test_rotation(fresh_redis: RedisServer, raw: redis.Redis) -> None:  # noqa: F811
     old = make_cache(fresh_redis.url, KEY_A)
     await old.put(found("social-care", NHS_A), NHS_A)
-    assert kid_of(raw.get(key_of("social-care", NHS_A)) or b"") == "key-a"
+    assert kid_of(raw_get(raw, key_of("social-care", NHS_A))) == "key-a"
 
     rotated = make_cache(fresh_redis.url, f"{KEY_B},{KEY_A}")
     assert await rotated.get("social-care", NHS_A) == found("social-care", NHS_A)
     await rotated.put(found("social-care", NHS_B), NHS_B)
-    blob_b = raw.get(key_of("social-care", NHS_B)) or b""
+    blob_b = raw_get(raw, key_of("social-care", NHS_B))
     assert blob_b[2 : 2 + blob_b[1]] == b"key-b"
 
     assert await old.get("social-care", NHS_B) is None  # a replica without key B: a miss
@@ -153,7 +161,7 @@ async def test_nothing_identifying_in_redis(cache: RecordCache, raw: redis.Redis
     assert len(keys) == 4
     forbidden = [s for nhs in PEOPLE for s in secrets_of(nhs)] + [s.encode() for s in SOURCES]
     for key in keys:
-        value = raw.get(key) or b""
+        value = raw_get(raw, key)
         assert len(value) > 100
         for blob in (key, value):
             assert not ISO_DATE.search(blob), key
@@ -353,7 +361,9 @@ async def test_least_privilege_acl_user_from_url(
     fresh_redis: RedisServer,  # noqa: F811
     raw: redis.Redis,
 ) -> None:
-    raw.execute_command("ACL", "SETUSER", "caregateway", *ACL_RULES.split())
+    raw.execute_command(  # type: ignore[no-untyped-call]
+        "ACL", "SETUSER", "caregateway", *ACL_RULES.split()
+    )
     url = fresh_redis.url.replace("redis://", "redis://caregateway:s3cret-pass@")
     cache = make_cache(url)
     remote = cache.backend
@@ -423,3 +433,26 @@ def test_tls_options_need_rediss_and_reach_the_connection_pool() -> None:
     assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem"
     assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_check_hostname"] is True
     assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("gw", "pw", 2)
+
+
+async def test_rediss_with_ca_verification(tls_redis_server: RedisServer) -> None:  # noqa: F811
+    assert tls_redis_server.tls is not None and tls_redis_server.url.startswith("rediss://")
+    cache = make_cache(tls_redis_server.url, ssl_ca_certs=str(tls_redis_server.tls.ca_cert))
+    try:
+        await cache.put(found("social-care", NHS_A), NHS_A)
+        assert await cache.get("social-care", NHS_A) == found("social-care", NHS_A)
+        assert not cache.stats.degraded
+    finally:
+        await cache.aclose()
+    untrusted = make_cache(tls_redis_server.url)  # system CAs do not trust the test CA
+    try:
+        assert await untrusted.get("social-care", NHS_A) is None
+        assert untrusted.stats.degraded
+    finally:
+        await untrusted.aclose()
+    plain = make_cache(tls_redis_server.url.replace("rediss://", "redis://"))
+    try:
+        assert await plain.get("social-care", NHS_A) is None
+        assert plain.stats.degraded
+    finally:
+        await plain.aclose()
