@@ -1,0 +1,213 @@
+"""Run both simulated sources as real HTTP servers (uvicorn) on loopback.
+
+In tests, the demo and benchmarks, inside an event loop that is already running::
+
+    async with serve_sources() as running:
+        configs = source_configs(running)      # adapters.base.SourceConfig for each source
+        ...                                    # running.social_care_url, running.community_url
+
+or ``running = await start_sources()`` ... ``await running.stop()``. Ports are chosen by the
+operating system (a socket bound to port 0), and ``start_sources`` returns only once both
+servers are accepting connections.
+
+From a shell, :func:`main_simulate` (the ``caregateway simulate-sources`` command, also
+``python -m simulators``) serves them on fixed ports until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from adapters.base import SourceConfig
+from simulators import community, socialcare
+from simulators.population import (
+    COMMUNITY_ODS,
+    COUNCIL_ODS,
+    DEFAULT_SEED,
+    DEFAULT_SIZE,
+    SCENARIOS,
+    Population,
+    build_population,
+)
+
+__all__ = [
+    "RunningSources",
+    "main_simulate",
+    "serve_sources",
+    "source_configs",
+    "start_sources",
+]
+
+STARTUP_TIMEOUT_S = 10.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone (the host owns them)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class _Serving:
+    server: _Server
+    task: asyncio.Task[None]
+    url: str
+
+
+async def _serve(app: FastAPI, host: str, port: int) -> _Serving:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_TIMEOUT_S
+    # Wait on the server's own "started" flag (set once the socket is listening).
+    while not server.started:
+        if task.done():
+            sock.close()
+            task.result()  # re-raise the startup error
+            raise RuntimeError("simulated source stopped before it started")
+        if loop.time() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError("simulated source did not start in time")
+        await asyncio.sleep(0.005)
+    return _Serving(server, task, f"http://{host}:{bound_port}")
+
+
+@dataclass
+class RunningSources:
+    """Both simulators, serving; ``stop()`` (or leaving ``async with``) shuts them down."""
+
+    population: Population
+    social_care_url: str
+    community_url: str
+    api_key: str
+    bearer_token: str
+    _servers: list[_Serving] = field(default_factory=list, repr=False)
+
+    async def stop(self) -> None:
+        for serving in self._servers:
+            serving.server.should_exit = True
+        for serving in self._servers:
+            await serving.task
+        self._servers.clear()
+
+    async def __aenter__(self) -> RunningSources:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def start_sources(
+    seed: int = DEFAULT_SEED,
+    size: int = DEFAULT_SIZE,
+    *,
+    population: Population | None = None,
+    host: str = "127.0.0.1",
+    social_port: int = 0,
+    community_port: int = 0,
+    api_key: str = socialcare.DEFAULT_API_KEY,
+    bearer_token: str = community.DEFAULT_BEARER_TOKEN,
+) -> RunningSources:
+    """Build the population once and serve both simulators in the running event loop."""
+    pop = population if population is not None else build_population(seed, size)
+    social = await _serve(socialcare.create_app(pop, api_key), host, social_port)
+    try:
+        health = await _serve(community.create_app(pop, bearer_token), host, community_port)
+    except BaseException:
+        social.server.should_exit = True
+        await social.task
+        raise
+    return RunningSources(pop, social.url, health.url, api_key, bearer_token, [social, health])
+
+
+@contextlib.asynccontextmanager
+async def serve_sources(
+    seed: int = DEFAULT_SEED,
+    size: int = DEFAULT_SIZE,
+    *,
+    population: Population | None = None,
+) -> AsyncIterator[RunningSources]:
+    """``async with serve_sources() as running:`` — both simulators for the block's duration."""
+    running = await start_sources(seed, size, population=population)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def source_configs(running: RunningSources) -> list[SourceConfig]:
+    """The gateway's source configuration for the running simulators."""
+    return [
+        SourceConfig(
+            name="socialcare",
+            kind="social-care-api",
+            base_url=running.social_care_url,
+            organisation=COUNCIL_ODS,
+            api_key=running.api_key,
+            timeout_s=2.0,
+        ),
+        SourceConfig(
+            name="community",
+            kind="community-fhir-stu3",
+            base_url=running.community_url,
+            organisation=COMMUNITY_ODS,
+            bearer_token=running.bearer_token,
+            timeout_s=2.0,
+        ),
+    ]
+
+
+def describe(running: RunningSources) -> str:
+    """What :func:`main_simulate` prints: URLs, credentials and the scenario people."""
+    lines = [
+        f"social care API   {running.social_care_url}   X-Api-Key: {running.api_key}",
+        f"community FHIR    {running.community_url}   Authorization: Bearer "
+        f"{running.bearer_token}",
+        f"population        {running.population.size} people (seed {running.population.seed})",
+        "scenario people:",
+    ]
+    for s in SCENARIOS.values():
+        ident = s.nhs_number or ", ".join(s.person_ids)
+        lines.append(f"  {s.key:<16} {ident:<12} {s.description}")
+    return "\n".join(lines)
+
+
+def main_simulate(
+    host: str = "127.0.0.1", social_port: int = 8101, community_port: int = 8102
+) -> None:
+    """Serve both simulators in the foreground until interrupted (Ctrl-C)."""
+
+    async def run() -> None:
+        running = await start_sources(host=host, social_port=social_port,
+                                      community_port=community_port)
+        print(describe(running), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await running.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
