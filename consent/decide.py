@@ -226,27 +226,69 @@ def confidentiality(resource: Resource) -> str:
     return max(codes, key=_CONFIDENTIALITY_RANK.__getitem__)
 
 
+def _reference_key(ref: Any) -> str | None:
+    """``CarePlan/abc`` from a relative or absolute reference (``_history`` dropped)."""
+    value = ref.get("reference") if isinstance(ref, Mapping) else None
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    parts = value.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return "/".join(parts[-2:])
+
+
 def minimum_necessary(
     rule: RoleRule, policy: Policy, contribution: SourceContribution
 ) -> tuple[Withheld, ...]:
     """Caldicott principle 3 (use the minimum necessary) and 4 (need to know): remove the
     resource types the role's level does not include, and resources carrying a
     confidentiality label the role may not see in that resource's domain (break-glass
-    never changes this)."""
+    never changes this).
+
+    What would betray a removed resource goes with it, for the same reason: the goals
+    of a removed ``CarePlan`` and a ``Provenance`` whose target was removed.
+    """
     level = policy.level_spec(rule.level)
     level_reason = (
         Reason.LEVEL_DEMOGRAPHICS_ONLY
         if rule.level is Level.DEMOGRAPHICS
         else Reason.ROLE_NOT_PERMITTED
     )
-    out: list[Withheld] = []
+    source = contribution.source
+    removed: dict[str, Reason] = {}
     for i, r in enumerate(contribution.resources):
         key = resource_key(r, i)
         if not level.allows(str(r.get("resourceType"))):
-            out.append(Withheld(key, level_reason, contribution.source))
+            removed[key] = level_reason
         elif not rule.sees_label(resource_domain(r, contribution.domain), confidentiality(r)):
-            out.append(Withheld(key, Reason.LABEL_RESTRICTED, contribution.source))
-    return tuple(out)
+            removed[key] = Reason.LABEL_RESTRICTED
+
+    goals_of_removed_plans: dict[str, Reason] = {}
+    for i, r in enumerate(contribution.resources):
+        reason = removed.get(resource_key(r, i))
+        if reason is not None and r.get("resourceType") == "CarePlan":
+            for goal in _list(r.get("goal")):
+                gkey = _reference_key(goal)
+                if gkey is not None:
+                    goals_of_removed_plans.setdefault(gkey, reason)
+    for dependent_type in ("Goal", "Provenance"):
+        for i, r in enumerate(contribution.resources):
+            key = resource_key(r, i)
+            if key in removed or r.get("resourceType") != dependent_type:
+                continue
+            if dependent_type == "Goal" and key in goals_of_removed_plans:
+                removed[key] = goals_of_removed_plans[key]
+            elif dependent_type == "Provenance":
+                for target in _list(r.get("target")):
+                    tkey = _reference_key(target)
+                    if tkey is not None and tkey in removed:
+                        removed[key] = removed[tkey]
+                        break
+    return tuple(
+        Withheld(resource_key(r, i), removed[resource_key(r, i)], source)
+        for i, r in enumerate(contribution.resources)
+        if resource_key(r, i) in removed
+    )
 
 
 # --- the decision -------------------------------------------------------------------------
@@ -278,13 +320,12 @@ def decide(
     if denial is not None or rule is None or not purpose:
         d = denial or _Denial(Reason.ROLE_NOT_PERMITTED, "no rule")
         return Decision(Effect.DENY, (d.reason,), version, f"denied: {d.rule}")
-    who = f"{'system client' if requester.client_kind == 'system' else requester.role}"
+    who = "system client" if requester.client_kind == "system" else f"role {requester.role}"
     head = f"{who} ({rule.level}) at {requester.org} for {purpose}"
 
     bg = break_glass(requester, purpose, policy, now, prior_break_glass)
-    bg_fields: dict[str, Any] = (
-        {"break_glass": True, "break_glass_reason": bg.reason} if bg is not None else {}
-    )
+    flagged = bg is not None
+    bg_reason = bg.reason if bg is not None else None
     reasons: list[Reason] = []
     applied: list[str] = []
     overridden: list[str] = []
@@ -296,7 +337,8 @@ def decide(
             version,
             f"denied: {why}",
             directives_applied=_unique(applied),
-            **bg_fields,
+            break_glass=flagged,
+            break_glass_reason=bg_reason,
         )
 
     relationship = legitimate_relationship(requester.org, contributions)
@@ -354,7 +396,8 @@ def decide(
             withheld=tuple(withheld),
             withheld_sources=tuple(dropped),
             directives_applied=_unique(applied),
-            **bg_fields,
+            break_glass=flagged,
+            break_glass_reason=bg_reason,
         )
     basis = relationship or "no legitimate relationship"
     text = f"permitted: {head}; {basis}"
@@ -370,6 +413,7 @@ def decide(
         withheld=tuple(withheld),
         withheld_sources=tuple(dropped),
         directives_applied=_unique(applied),
+        break_glass=flagged,
+        break_glass_reason=bg_reason,
         break_glass_until=bg.until if bg is not None else None,
-        **bg_fields,
     )

@@ -562,3 +562,28 @@ def test_confidentiality(labels: tuple[str, ...], expected: str) -> None:
 def test_labels_from_other_systems_ignored() -> None:
     r = {"meta": {"security": [{"system": "http://example.org", "code": "V"}]}}
     assert confidentiality(r) == "N"
+
+
+def _provenance(rid: str, target: str) -> dict[str, Any]:
+    return {"resourceType": "Provenance", "id": rid, "target": [{"reference": target}]}
+
+
+def test_what_would_betray_a_removed_plan_goes_with_it() -> None:
+    plan = care_plan("t-mh", "community", "health", TRUST, "R")
+    plan["goal"] = [{"reference": "Goal/g-mh"}]
+    extra = (
+        {"resourceType": "Goal", "id": "g-mh", "meta": meta("community", "health")},
+        {"resourceType": "Goal", "id": "g-ok", "meta": meta("community", "health")},
+        _provenance("pv-mh", "https://gw.example/fhir/CarePlan/t-mh/_history/2"),
+        _provenance("pv-goal", "Goal/g-mh"),
+        _provenance("pv-ok", "CarePlan/t-cp1"),
+    )
+    base = trust().resources
+    contributions = (SourceContribution("community", TRUST, "health", (*base[:2], plan, *extra)),)
+    sw = decide(user("LA-SW", TRUST), "TREAT", contributions, (), POLICY, NOW)
+    assert visible_ids(sw, contributions) == {"t-p", "t-cp1", "g-ok", "pv-ok"}
+    assert {w.reason for w in sw.withheld} == {R.LABEL_RESTRICTED}
+    clinician = decide(user("R8000", TRUST), "TREAT", contributions, (), POLICY, NOW)
+    assert clinician.effect is Effect.PERMIT
+    admin = decide(user("R8008", TRUST), "TREAT", contributions, (), POLICY, NOW)
+    assert visible_ids(admin, contributions) == {"t-p"}
