@@ -9,6 +9,7 @@ Modules, each one concept:
 * :mod:`.record_cache` — ``RecordCache`` (get / put / get_or_fetch / evict, stats);
 * :mod:`.singleflight` — ``SingleFlight``;
 * :mod:`.invalidation` — ``ChangePoller`` and ``EvictionListener``;
+* :mod:`.factory` — ``build_record_cache`` from configuration values;
 * :mod:`.errors` — the exception tree.
 """
 
@@ -34,6 +35,7 @@ from gateway.cache.errors import (
     CacheUnavailable,
     UndecryptableValue,
 )
+from gateway.cache.factory import build_record_cache
 from gateway.cache.invalidation import ChangePoller, EvictionListener
 from gateway.cache.record_cache import EVICTION_CHANNEL, CacheStats, RecordCache
 from gateway.cache.singleflight import SingleFlight
@@ -58,6 +60,7 @@ __all__ = [
     "SingleFlight",
     "TieredBackend",
     "UndecryptableValue",
+    "build_record_cache",
     "generate_index_key",
     "generate_key_entry",
     "refuse_demo_keys",

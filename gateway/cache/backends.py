@@ -9,12 +9,19 @@ is failing the backend is *degraded*: after a failure it answers ``CacheUnavaila
 once for ``retry_interval_s`` instead of making every request wait for a connect timeout,
 then tries again; the first success clears the flag (redis-py opens a fresh connection on
 the next command, so reconnection needs nothing more).
+
+The gateway needs only these Redis commands, so it can run as a least-privilege ACL user
+(tested in ``tests/gateway/test_cache_redis.py``)::
+
+    ACL SETUSER caregateway on >PASSWORD resetkeys ~cgw:* resetchannels &cgw:* -@all
+        +get +set +del +publish +ping +subscribe +unsubscribe
+
+and connect with ``rediss://caregateway:PASSWORD@host:6380/0``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl as ssl_module
 import time
 from collections import OrderedDict
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import redis.asyncio as redis_asyncio
+import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -31,7 +39,7 @@ from gateway.cache.errors import CacheUnavailable
 
 __all__ = ["BackendStats", "CacheBackend", "MemoryBackend", "RedisBackend", "TieredBackend"]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], float]
 
@@ -200,11 +208,11 @@ class RedisBackend:
             self._failures += 1
             self._retry_at = self._clock() + self.retry_interval_s
             if not self._degraded:
-                log.warning("cache degraded: redis %s failed (%s)", what, type(exc).__name__)
+                log.warning("cache_degraded", operation=what, error=type(exc).__name__)
             self._degraded = True
             raise CacheUnavailable(f"redis {what} failed: {type(exc).__name__}") from exc
         if self._degraded:
-            log.warning("cache restored: redis answering again")
+            log.warning("cache_restored")
             self._degraded = False
         return result
 

@@ -19,9 +19,10 @@ next request anyway.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+
+import structlog
 
 from adapters.base import ChangedPerson
 from gateway.cache.backends import RedisBackend
@@ -29,7 +30,7 @@ from gateway.cache.record_cache import EVICTION_CHANNEL, RecordCache
 
 __all__ = ["ChangePoller", "EvictionListener", "FetchChanges"]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 FetchChanges = Callable[[datetime], Awaitable[list[ChangedPerson]]]
 
@@ -86,7 +87,7 @@ class ChangePoller:
                 raise
             except Exception as exc:  # a feed outage must not stop the poller
                 self.failures += 1
-                log.warning("change feed %s poll failed: %s", self.name, type(exc).__name__)
+                log.warning("change_feed_poll_failed", feed=self.name, error=type(exc).__name__)
             await asyncio.sleep(self.interval_s)
 
 
@@ -135,7 +136,7 @@ class EvictionListener:
             except Exception as exc:  # Redis gone: wait, resubscribe, resync
                 self.ready.clear()
                 first = False
-                log.warning("eviction listener lost redis: %s", type(exc).__name__)
+                log.warning("eviction_listener_lost_redis", error=type(exc).__name__)
                 await asyncio.sleep(self.retry_interval_s)
             finally:
                 self.ready.clear()

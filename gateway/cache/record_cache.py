@@ -18,12 +18,12 @@ Usage::
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
+import structlog
 
 from adapters.base import SourceResult
 from gateway.cache.backends import CacheBackend
@@ -33,7 +33,7 @@ from gateway.cache.singleflight import SingleFlight
 
 __all__ = ["EVICTION_CHANNEL", "CacheStats", "RecordCache"]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 EVICTION_CHANNEL = "cgw:v1:evict"
 """Redis pub/sub channel for evictions. A message is ``{origin}:{person_token}``: the
@@ -115,7 +115,7 @@ class RecordCache:
         except (UndecryptableValue, ValueError, KeyError, TypeError, AttributeError) as exc:
             self._errors += 1
             self._misses += 1
-            log.warning("cache value unusable (%s): deleted", type(exc).__name__)
+            log.warning("cache_value_unusable", error=type(exc).__name__, action="deleted")
             await self._delete(key)
             return None
         self._hits += 1

@@ -13,12 +13,17 @@ from adapters.base import ChangedPerson, Outcome, SourceResult
 from gateway.cache import (
     DEMO_CACHE_KEYS,
     DEMO_INDEX_KEY,
+    CacheConfigError,
     ChangePoller,
     IndexKey,
     KeyRing,
     MemoryBackend,
     RecordCache,
     SingleFlight,
+    TieredBackend,
+    build_record_cache,
+    generate_index_key,
+    generate_key_entry,
 )
 from tests.gateway.cache_factories import NHS_A, NHS_B, failed, found
 
@@ -235,3 +240,31 @@ async def test_poller_run_survives_feed_failures_and_cancels_cleanly() -> None:
         await task
     assert poller.failures == 1
     assert await cache.get("social-care", NHS_A) is None
+
+
+def test_build_record_cache_demo_and_serve_rules() -> None:
+    demo = build_record_cache(redis_url=None, cache_keys=None, index_key=None, demo=True)
+    assert isinstance(demo.backend, MemoryBackend)
+    with pytest.raises(CacheConfigError, match="CAREGW_CACHE_KEYS is required"):
+        build_record_cache(redis_url=None, cache_keys=None, index_key=generate_index_key())
+    with pytest.raises(CacheConfigError, match="CAREGW_CACHE_INDEX_KEY is required"):
+        build_record_cache(redis_url=None, cache_keys=generate_key_entry(), index_key=None)
+    with pytest.raises(CacheConfigError, match="CAREGW_CACHE_KEYS contains the public demo"):
+        build_record_cache(
+            redis_url=None, cache_keys=DEMO_CACHE_KEYS, index_key=generate_index_key()
+        )
+    with pytest.raises(CacheConfigError, match="CAREGW_REDIS_URL"):
+        build_record_cache(
+            redis_url="http://127.0.0.1:6379",
+            cache_keys=generate_key_entry(),
+            index_key=generate_index_key(),
+        )
+    serve = build_record_cache(
+        redis_url="redis://127.0.0.1:6379/0",
+        cache_keys=generate_key_entry(),
+        index_key=generate_index_key(),
+        sources=["social-care"],
+        local_ttl_s=5,
+    )
+    assert isinstance(serve.backend, TieredBackend)
+    assert serve.sources == {"social-care"}
