@@ -118,6 +118,16 @@ class Policy(_Frozen):
             return None
         return self.roles.get(requester.role)
 
+    def may_record_directives(self, requester: Requester) -> bool:
+        """Whether the requester may create or change consent directives (else ``403``)."""
+        rule = self.rule_for(requester)
+        return rule is not None and rule.may_record_directives
+
+    def may_read_audit(self, requester: Requester) -> bool:
+        """Whether the requester may read the audit trail (IG roles)."""
+        rule = self.rule_for(requester)
+        return rule is not None and rule.may_read_audit
+
     def level_spec(self, level: Level) -> LevelSpec:
         return self.levels[level]
 

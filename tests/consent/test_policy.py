@@ -184,3 +184,22 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_policy_is_immutable(policy: Policy) -> None:
     with pytest.raises(ValueError):
         policy.version = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("requester", "record", "audit"),
+    [
+        (Requester("s", "R8000", "RAT"), True, False),
+        (Requester("s", "LA-SW", "LA001"), True, False),
+        (Requester("s", "R8008", "RAT"), False, False),
+        (Requester("s", "R0001", "RAT"), True, True),
+        (Requester("s", "R5105", "RAT"), True, True),
+        (Requester("s", "R0001", "RAT", ClientKind.SYSTEM), False, False),
+        (Requester("s", "R9999", "RAT"), False, False),
+    ],
+)
+def test_may_record_directives_and_read_audit(
+    policy: Policy, requester: Requester, record: bool, audit: bool
+) -> None:
+    assert policy.may_record_directives(requester) is record
+    assert policy.may_read_audit(requester) is audit
