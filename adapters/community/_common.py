@@ -1,0 +1,268 @@
+"""Shared pieces of the STU3 → UK Core R4 conversion: parsing, ids, meta, references.
+
+Everything here is pure. Problems with the source's content raise :class:`ConversionError`,
+whose message names the resource type and the failing element paths, never a value (values
+may be NHS numbers or names).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir.resources.STU3.careplan import CarePlan as STU3CarePlan
+from fhir.resources.STU3.careteam import CareTeam as STU3CareTeam
+from fhir.resources.STU3.organization import Organization as STU3Organization
+from fhir.resources.STU3.patient import Patient as STU3Patient
+from fhir.resources.STU3.practitioner import Practitioner as STU3Practitioner
+from pydantic import ValidationError
+
+from adapters import ukcore
+from adapters.base import DataIssue, Domain, Resource
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_MODELS: dict[str, Any] = {
+    "Patient": STU3Patient,
+    "CarePlan": STU3CarePlan,
+    "CareTeam": STU3CareTeam,
+    "Organization": STU3Organization,
+    "Practitioner": STU3Practitioner,
+}
+SDS_USER_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
+
+
+class ConversionError(Exception):
+    """The source sent content we cannot normalise. The message carries no identifiers."""
+
+
+@dataclass(slots=True)
+class Context:
+    """What a conversion needs besides the STU3 resource itself.
+
+    ``resolved`` maps ``"Organization/{id}"`` / ``"Practitioner/{id}"`` to the STU3 resources
+    the client fetched (or the source included); ``issues`` collects data-quality findings.
+    """
+
+    source: str
+    organisation: str
+    domain: Domain
+    resolved: Mapping[str, Resource] = field(default_factory=dict)
+    issues: list[DataIssue] = field(default_factory=list)
+
+    def issue(self, code: str, text: str) -> None:
+        found = DataIssue(code, text)
+        if found not in self.issues:
+            self.issues.append(found)
+
+
+def parse_stu3(raw: Any, expected: str) -> Resource:
+    """Check ``raw`` is a structurally valid STU3 resource of type ``expected``; return it."""
+    if not isinstance(raw, dict) or raw.get("resourceType") != expected:
+        raise ConversionError(f"expected a STU3 {expected} resource")
+    try:
+        _MODELS[expected].model_validate(raw)
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise ConversionError(f"STU3 {expected} failed validation{_where(exc)}") from None
+    return raw
+
+
+def _where(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return ""
+    paths = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+    return " at " + ", ".join(paths[:5]) if paths else ""
+
+
+def make_id(*parts: str) -> str:
+    """``{source}.{personId}[.{localId}]`` within FHIR's id rules."""
+    value = ".".join(parts)
+    if not _FHIR_ID.fullmatch(value):
+        raise ConversionError("source id does not fit FHIR id rules once prefixed")
+    return value
+
+
+def local_id(raw: Resource) -> str:
+    value = raw.get("id")
+    if not isinstance(value, str) or not value:
+        raise ConversionError(f"STU3 {raw.get('resourceType')} has no id")
+    return value
+
+
+def meta(raw: Resource, profile: str, ctx: Context) -> Resource:
+    """UK Core profile, our source and care-domain tag, v3 Confidentiality labels as R4."""
+    out: Resource = {
+        "profile": [profile],
+        "source": ukcore.source_uri(ctx.source),
+        "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": ctx.domain}],
+    }
+    source_meta = raw.get("meta") or {}
+    if source_meta.get("lastUpdated"):
+        out["lastUpdated"] = source_meta["lastUpdated"]
+    labels = security_labels(source_meta.get("security") or (), ctx)
+    if labels:
+        out["security"] = labels
+    return out
+
+
+def security_labels(codings: Sequence[Resource], ctx: Context) -> list[Resource]:
+    """STU3 ``http://hl7.org/fhir/v3/Confidentiality`` (or the R4 system) → R4 labels.
+
+    Other security systems are not ours to interpret and are dropped; an unknown
+    confidentiality code is reported, not guessed.
+    """
+    labels: list[Resource] = []
+    for coding in codings:
+        system = coding.get("system")
+        if system not in (ukcore.STU3_CONFIDENTIALITY_SYSTEM, ukcore.CONFIDENTIALITY_SYSTEM):
+            continue
+        code = coding.get("code")
+        if code in ukcore.CONFIDENTIALITY_DISPLAY:
+            label = ukcore.security_label(code)
+            if label not in labels:
+                labels.append(label)
+        else:
+            ctx.issue("unknown-code", "confidentiality code not in v3 Confidentiality")
+    return labels
+
+
+def codeable(cc: Any) -> Resource | None:
+    """A CodeableConcept's codings (system, version, code, display) and text, nothing else."""
+    if not isinstance(cc, dict):
+        return None
+    out: Resource = {}
+    codings = [
+        {k: c[k] for k in ("system", "version", "code", "display") if c.get(k) is not None}
+        for c in cc.get("coding") or ()
+        if isinstance(c, dict)
+    ]
+    codings = [c for c in codings if c]
+    if codings:
+        out["coding"] = codings
+    if cc.get("text"):
+        out["text"] = cc["text"]
+    return out or None
+
+
+def copy_keys(raw: Any, keys: Sequence[str]) -> Resource | None:
+    """The listed elements of a datatype whose STU3 and R4 shapes are the same."""
+    if not isinstance(raw, dict):
+        return None
+    out = {k: raw[k] for k in keys if raw.get(k) is not None}
+    return out or None
+
+
+PERIOD_KEYS = ("start", "end")
+
+
+def find_target(reference: Any, container: Resource, ctx: Context) -> Resource | None:
+    """The STU3 resource a Reference points at: contained (``#id``) or fetched (``Type/id``)."""
+    if not isinstance(reference, dict):
+        return None
+    ref = reference.get("reference")
+    if not isinstance(ref, str) or not ref:
+        return None
+    if ref.startswith("#"):
+        for item in container.get("contained") or ():
+            if isinstance(item, dict) and item.get("id") == ref[1:]:
+                return item
+        ctx.issue("unresolved-reference", "a contained reference names no contained resource")
+        return None
+    key = relative_reference(ref)
+    if key is None:
+        return None
+    found = ctx.resolved.get(key)
+    if found is None and key.split("/", 1)[0] in ("Organization", "Practitioner"):
+        ctx.issue("unresolved-reference", f"a referenced {key.split('/', 1)[0]} was not found")
+    return found
+
+
+def relative_reference(ref: str) -> str | None:
+    """``Type/id`` from a relative or absolute literal reference (history suffix dropped)."""
+    parts = ref.split("/_history/", 1)[0].rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2][:1].isupper():
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def external_references(raw: Resource) -> set[str]:
+    """Every ``Organization/x`` and ``Practitioner/x`` literal reference in a resource."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                key = relative_reference(ref)
+                if key and key.split("/", 1)[0] in ("Organization", "Practitioner"):
+                    found.add(key)
+            for key, value in node.items():
+                if key != "contained":
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(raw)
+    return found
+
+
+def organisation_ref(org: Resource) -> Resource | None:
+    """``{identifier: ODS, display}`` for an STU3 Organization (no literal reference)."""
+    out: Resource = {}
+    for ident in org.get("identifier") or ():
+        if ident.get("system") == ukcore.ODS_ORGANISATION_SYSTEM and ident.get("value"):
+            out["identifier"] = ukcore.ods_identifier(ident["value"])
+            break
+    if org.get("name"):
+        out["display"] = org["name"]
+    return out or None
+
+
+def practitioner_ref(practitioner: Resource) -> Resource | None:
+    """``{identifier, display}`` for an STU3 Practitioner (SDS user id preferred)."""
+    out: Resource = {}
+    idents = [i for i in practitioner.get("identifier") or () if i.get("value")]
+    idents.sort(key=lambda i: i.get("system") != SDS_USER_SYSTEM)
+    if idents:
+        out["identifier"] = copy_keys(idents[0], ("system", "value"))
+    names = practitioner.get("name") or ()
+    if names:
+        display = human_name_text(names[0])
+        if display:
+            out["display"] = display
+    return out or None
+
+
+def human_name_text(name: Resource) -> str:
+    if name.get("text"):
+        return str(name["text"])
+    parts = [*(name.get("prefix") or ()), *(name.get("given") or ())]
+    if name.get("family"):
+        parts.append(name["family"])
+    return " ".join(str(p) for p in parts)
+
+
+def logical_ref(reference: Any, container: Resource, ctx: Context) -> Resource | None:
+    """An R4 logical reference (identifier + display) for an Organization or Practitioner.
+
+    We do not serve the source's Organizations and Practitioners, so a literal reference
+    would dangle; the identifier (ODS code, SDS user id) is what other systems understand.
+    """
+    target = find_target(reference, container, ctx)
+    out: Resource | None = None
+    if target is not None:
+        kind = target.get("resourceType")
+        if kind == "Organization":
+            out = organisation_ref(target)
+        elif kind == "Practitioner":
+            out = practitioner_ref(target)
+        if out is not None:
+            out = {"type": kind, **out}
+    if out is None and isinstance(reference, dict):
+        out = copy_keys(reference, ("display",))
+        ident = reference.get("identifier")
+        if isinstance(ident, dict) and ident.get("value"):
+            out = {**(out or {}), "identifier": copy_keys(ident, ("system", "value"))}
+    return out

@@ -1,0 +1,264 @@
+"""The community source behind :class:`adapters.base.SourceAdapter`.
+
+``fetch`` asks the source in three rounds, each as concurrent as the data allows:
+
+1. ``Patient?identifier=nhs-number|{nhs}`` (every match: duplicates are reported, not hidden);
+2. per patient, ``CarePlan?subject=`` and ``CareTeam?subject=`` together (``asyncio.gather``);
+3. every referenced ``Organization`` / ``Practitioner`` not contained or included, once each.
+
+Then the pure conversion (:mod:`adapters.community.convert`) builds the UK Core resources,
+each validated where it is born. The whole fetch runs under ``asyncio.timeout(timeout_s)``;
+source faults, bad content and the deadline become a failed :class:`SourceResult`, never an
+exception.
+
+>>> adapter = CommunityAdapter(SourceConfig("community", "community-fhir-stu3",
+...     "http://127.0.0.1:8082/fhir", "RWX", bearer_token="..."))  # doctest: +SKIP
+>>> result = await adapter.fetch("9991000003")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import httpx
+
+from adapters import nhs_number, ukcore
+from adapters.base import DataIssue, Domain, Outcome, Resource, SourceConfig, SourceResult
+from adapters.community import client as _client
+from adapters.community._common import external_references, parse_stu3
+from adapters.community.client import CommunityClient
+from adapters.community.convert import (
+    Context,
+    ConversionError,
+    convert_care_plan,
+    convert_care_team,
+    convert_patient,
+    make_provenance,
+    patient_nhs_number,
+)
+from adapters.resilience import CircuitBreaker, SourceFault
+
+_SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+class CommunityAdapter:
+    """One community FHIR STU3 source. Make one per source and share it (it holds the client)."""
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        client: httpx.AsyncClient | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self._config = config
+        self._owns_http = client is None
+        self._http = client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s))
+        self._client = CommunityClient(
+            self._http, config.base_url, breaker or CircuitBreaker(), config.bearer_token
+        )
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def organisation(self) -> str:
+        return self._config.organisation
+
+    @property
+    def domain(self) -> Domain:
+        return self._config.care_domain
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def fetch(self, nhs_number: str) -> SourceResult:
+        fetched_at = datetime.now(UTC)
+        token = _client.deadline.set(asyncio.get_running_loop().time() + self._config.timeout_s)
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                resources, issues = await self._collect(nhs_number, fetched_at)
+        except TimeoutError:
+            detail = f"no answer within {self._config.timeout_s:g}s"
+            return self._failed(Outcome.TIMED_OUT, detail, fetched_at)
+        except SourceFault as fault:
+            return self._failed(fault.outcome, fault.detail, fetched_at)
+        except ConversionError as exc:
+            return self._failed(Outcome.BAD_DATA, str(exc), fetched_at)
+        finally:
+            _client.deadline.reset(token)
+        outcome = Outcome.FOUND if resources else Outcome.NOT_FOUND
+        return self._result(outcome, fetched_at, resources=resources, issues=issues)
+
+    async def nhs_number_for(self, person_id: str) -> str | None:
+        """The valid NHS number of source Patient ``person_id``, or ``None``.
+
+        Raises :class:`~adapters.resilience.SourceFault` when the source cannot answer (a
+        missing patient is ``None``, not a fault).
+        """
+        if not _SOURCE_ID.fullmatch(person_id):
+            return None
+        token = _client.deadline.set(asyncio.get_running_loop().time() + self._config.timeout_s)
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                raw = await self._client.read("Patient", person_id)
+        except TimeoutError:
+            raise SourceFault(Outcome.TIMED_OUT, "no answer in time") from None
+        except SourceFault as fault:
+            if fault.outcome is Outcome.NOT_FOUND:
+                return None
+            raise
+        finally:
+            _client.deadline.reset(token)
+        try:
+            return patient_nhs_number(parse_stu3(raw, "Patient"))
+        except ConversionError:
+            return None
+
+    # --- the three rounds ---------------------------------------------------------------
+
+    async def _collect(
+        self, nhs: str, fetched_at: datetime
+    ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
+        ctx = Context(self.name, self.organisation, self.domain)
+        if not nhs_number.is_valid(nhs):
+            return (), ()
+        nhs = nhs_number.normalise(nhs)
+        patients = await self._patients(nhs, ctx)
+        if not patients:
+            return (), tuple(ctx.issues)
+        if len(patients) > 1:
+            ctx.issue("duplicate-person", f"{len(patients)} patient records share one NHS number")
+
+        resolved: dict[str, Resource] = {}
+        found = await asyncio.gather(*(self._care(p["id"], resolved) for p in patients))
+        refs: set[str] = set()
+        for raw in [*patients, *(r for plans, teams in found for r in (*plans, *teams))]:
+            refs |= external_references(raw)
+        await self._resolve(refs - resolved.keys(), resolved)
+        ctx.resolved = resolved
+
+        heads: list[Resource] = []
+        body: list[Resource] = []
+        provenance: list[Resource] = []
+        for raw_patient, (plans, teams) in zip(patients, found, strict=True):
+            pid = raw_patient["id"]
+            patient = convert_patient(raw_patient, ctx)
+            made = [convert_care_plan(p, pid, nhs, ctx) for p in plans]
+            made += [convert_care_team(t, pid, nhs, ctx) for t in teams]
+            heads.append(patient)
+            body.extend(made)
+            provenance.append(make_provenance(pid, [patient, *made], fetched_at, ctx))
+        resources = (*heads, *body, *provenance)
+        for resource in resources:
+            _validate(resource)
+        return resources, tuple(ctx.issues)
+
+    async def _patients(self, nhs: str, ctx: Context) -> list[Resource]:
+        query = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
+        patients: list[Resource] = []
+        for resource, mode in await self._client.search("Patient", query):
+            if mode != "match" or resource.get("resourceType") != "Patient":
+                continue
+            raw = parse_stu3(resource, "Patient")
+            if patient_nhs_number(raw) != nhs:
+                ctx.issue("nhs-number-mismatch", "a matched patient holds another NHS number")
+                continue
+            if not any(raw.get("id") == p.get("id") for p in patients):
+                patients.append(raw)
+        return patients
+
+    async def _care(
+        self, patient_id: str, resolved: dict[str, Resource]
+    ) -> tuple[list[Resource], list[Resource]]:
+        subject = {"subject": f"Patient/{patient_id}"}
+        plan_entries, team_entries = await asyncio.gather(
+            self._client.search("CarePlan", subject), self._client.search("CareTeam", subject)
+        )
+        plans: dict[str, Resource] = {}
+        teams: dict[str, Resource] = {}
+        for resource, mode in (*plan_entries, *team_entries):
+            kind = resource.get("resourceType")
+            key = f"{kind}/{resource.get('id')}"
+            if kind == "CarePlan" and mode == "match":
+                plans.setdefault(key, resource)
+            elif kind == "CareTeam":
+                teams.setdefault(key, resource)
+            elif kind in ("Organization", "Practitioner"):
+                resolved[key] = parse_stu3(resource, str(kind))
+        return list(plans.values()), list(teams.values())
+
+    async def _resolve(self, refs: Iterable[str], resolved: dict[str, Resource]) -> None:
+        """GET each referenced Organization/Practitioner once; a missing one is skipped."""
+
+        async def one(ref: str) -> None:
+            kind, _, rid = ref.partition("/")
+            if not _SOURCE_ID.fullmatch(rid):
+                return
+            try:
+                raw = await self._client.read(kind, rid)
+            except SourceFault as fault:
+                if fault.outcome is Outcome.NOT_FOUND:
+                    return
+                raise
+            resolved[ref] = parse_stu3(raw, kind)
+
+        await asyncio.gather(*(one(ref) for ref in sorted(refs)))
+
+    # --- results ------------------------------------------------------------------------
+
+    def _result(
+        self,
+        outcome: Outcome,
+        fetched_at: datetime,
+        *,
+        resources: tuple[Resource, ...] = (),
+        issues: tuple[DataIssue, ...] = (),
+        detail: str | None = None,
+    ) -> SourceResult:
+        return SourceResult(
+            source=self.name,
+            organisation=self.organisation,
+            domain=self.domain,
+            outcome=outcome,
+            resources=resources,
+            issues=issues,
+            detail=detail,
+            fetched_at=fetched_at,
+        )
+
+    def _failed(self, outcome: Outcome, detail: str, fetched_at: datetime) -> SourceResult:
+        return self._result(outcome, fetched_at, detail=detail)
+
+
+@functools.cache
+def _validator() -> tuple[Callable[[Resource], None], type[Exception]] | None:
+    """``adapters.validation`` (R4B model + UK Core checks), looked up once.
+
+    Looked up lazily so the adapter keeps working in a tree where that module is absent.
+    """
+    try:
+        module = importlib.import_module("adapters.validation")
+    except ImportError:
+        return None
+    return module.validate_resource, module.UKCoreValidationError
+
+
+def _validate(resource: Resource) -> None:
+    """UK Core validation where the resource is born; failures are the source's bad data."""
+    checker = _validator()
+    if checker is None:
+        return
+    validate, error = checker
+    try:
+        validate(resource)
+    except error:
+        raise ConversionError(
+            f"normalised {resource.get('resourceType')} failed UK Core validation"
+        ) from None

@@ -1,0 +1,175 @@
+"""HTTP access to the community source's STU3 API.
+
+Every request goes through :func:`adapters.resilience.guarded`, so httpx errors and HTTP
+failures become :class:`~adapters.resilience.SourceFault` values counted by the circuit
+breaker. Statuses are mapped here, once:
+
+======================  =====================================================
+``200``                 the JSON body (must be a JSON object)
+``404``                 ``NOT_FOUND`` (a healthy answer; the breaker ignores it)
+``429`` / ``503``       retried once after ``Retry-After`` if that fits the deadline,
+                        otherwise ``UNAVAILABLE``
+``401`` / ``403``       ``UNAVAILABLE`` ("refused")
+anything else           ``UNAVAILABLE``, with the STU3 OperationOutcome issue code
+======================  =====================================================
+
+Failure details carry the status and OperationOutcome codes, never diagnostics text (the
+source may echo identifiers there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import email.utils
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from adapters.base import Outcome, Resource
+from adapters.resilience import CircuitBreaker, SourceFault, guarded
+
+FHIR_JSON = "application/fhir+json"
+MAX_PAGES = 200
+TRANSIENT = frozenset({429, 503})
+
+# Loop time by which the current fetch must be done (set by the adapter per fetch; tasks
+# started with asyncio.gather inherit it).
+deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "community_deadline", default=None
+)
+
+
+class CommunityClient:
+    """Searches and reads against one community source over a shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        breaker: CircuitBreaker,
+        bearer_token: str | None = None,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/") + "/"
+        self._origin = _origin(self._base)
+        self._breaker = breaker
+        self._headers = {"Accept": FHIR_JSON}
+        if bearer_token:
+            self._headers["Authorization"] = f"Bearer {bearer_token}"
+
+    async def read(self, resource_type: str, resource_id: str) -> Resource:
+        """``GET /{type}/{id}``; a 404 raises a ``NOT_FOUND`` fault."""
+        return await self.get(f"{resource_type}/{resource_id}")
+
+    async def search(
+        self, resource_type: str, params: Mapping[str, str]
+    ) -> list[tuple[Resource, str]]:
+        """Every entry of a searchset, following ``link[relation=next]``: (resource, mode)."""
+        found: list[tuple[Resource, str]] = []
+        url: str | None = resource_type
+        query: Mapping[str, str] | None = params
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return found
+            bundle = await self.get(url, query)
+            if bundle.get("resourceType") != "Bundle":
+                raise SourceFault(Outcome.BAD_DATA, f"{resource_type} search gave no Bundle")
+            for entry in bundle.get("entry") or ():
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict):
+                    mode = (entry.get("search") or {}).get("mode") or "match"
+                    found.append((resource, str(mode)))
+            url, query = self._next_link(bundle), None
+        raise SourceFault(Outcome.BAD_DATA, f"{resource_type} search has too many pages")
+
+    def _next_link(self, bundle: Resource) -> str | None:
+        for link in bundle.get("link") or ():
+            if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+                url = urljoin(self._base, str(link["url"]))
+                if _origin(url) != self._origin:
+                    # Never send the source's bearer token anywhere else.
+                    raise SourceFault(Outcome.BAD_DATA, "next link points outside the source")
+                return url
+        return None
+
+    async def get(self, url: str, params: Mapping[str, str] | None = None) -> Resource:
+        """One GET under the breaker, with at most one ``Retry-After`` retry."""
+        full = urljoin(self._base, url)
+        async with guarded(self._breaker):
+            response = await self._http.get(full, params=params, headers=self._headers)
+            if response.status_code in TRANSIENT:
+                delay = _retry_after(response)
+                if delay is not None and _fits_deadline(delay):
+                    await asyncio.sleep(delay)
+                    response = await self._http.get(full, params=params, headers=self._headers)
+            return _body(response)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _fits_deadline(delay: float) -> bool:
+    """True when waiting ``delay`` seconds still leaves time for the retry itself."""
+    limit = deadline.get()
+    if limit is None:
+        return math.isfinite(delay) and delay <= 1.0
+    remaining = limit - asyncio.get_running_loop().time()
+    return delay < remaining * 0.8
+
+
+def _body(response: httpx.Response) -> Resource:
+    status = response.status_code
+    if status == 200:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            raise SourceFault(Outcome.BAD_DATA, "response is not JSON") from None
+        if not isinstance(body, dict):
+            raise SourceFault(Outcome.BAD_DATA, "response is not a JSON object")
+        return body
+    if status == 404:
+        raise SourceFault(Outcome.NOT_FOUND, "HTTP 404")
+    if status in (401, 403):
+        raise SourceFault(Outcome.UNAVAILABLE, f"refused by source (HTTP {status})")
+    codes = _outcome_codes(response)
+    suffix = f" ({', '.join(codes)})" if codes else ""
+    raise SourceFault(Outcome.UNAVAILABLE, f"HTTP {status}{suffix}")
+
+
+def _outcome_codes(response: httpx.Response) -> list[str]:
+    """The issue codes of a STU3 OperationOutcome body (codes only: no diagnostics)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return []
+    codes = [
+        str(issue.get("code"))
+        for issue in body.get("issue") or ()
+        if isinstance(issue, dict) and isinstance(issue.get("code"), str)
+    ]
+    return [c for c in codes if c.replace("-", "").isalpha()][:3]
