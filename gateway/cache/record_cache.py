@@ -6,6 +6,10 @@ cached: consent is decided after the cache on every request. Only answers (``FOU
 ``NOT_FOUND``) are cached; a failed or timed-out source is asked again next time, so a
 partial record is never served as complete.
 
+Prefer ``get_or_fetch`` to a ``get`` then ``put`` of one's own: it shares one fetch among
+concurrent callers (single flight) and does not cache a fetch that an eviction overtook
+(the source changed while we were reading it).
+
 Nothing here raises for a cache problem: an unavailable backend is a miss (and ``put`` a
 no-op), an undecryptable or corrupt value is deleted and is a miss; both are counted.
 
@@ -19,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -35,6 +40,8 @@ __all__ = ["EVICTION_CHANNEL", "CacheStats", "RecordCache"]
 
 log = structlog.get_logger(__name__)
 
+_EVICTIONS_REMEMBERED = 10_000
+
 EVICTION_CHANNEL = "cgw:v1:evict"
 """Redis pub/sub channel for evictions. A message is ``{origin}:{person_token}``: the
 sending replica's random id and the hex HMAC of the NHS number (never the number)."""
@@ -47,6 +54,7 @@ class CacheStats:
     errors: int  # undecryptable or corrupt values, deleted
     unavailable: int  # backend calls that failed (each also a miss or a skipped write)
     writes: int  # values stored
+    stale: int  # fetches not cached because the person was evicted meanwhile
     degraded: bool  # the backend is failing now
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -56,6 +64,7 @@ class CacheStats:
             "errors": self.errors,
             "unavailable": self.unavailable,
             "writes": self.writes,
+            "stale": self.stale,
             "degraded": self.degraded,
         }
 
@@ -87,6 +96,11 @@ class RecordCache:
         self._errors = 0
         self._unavailable = 0
         self._writes = 0
+        self._stale = 0
+        # eviction sequence per person token (bounded): a fetch that was under way when its
+        # person was evicted may hold pre-change data, so its result is not cached
+        self._eviction_seq = 0
+        self._evicted: OrderedDict[str, int] = OrderedDict()
 
     # -- reading and writing -----------------------------------------------------------
 
@@ -153,7 +167,12 @@ class RecordCache:
         cached = await self._get(source, key)
         if cached is not None:
             return cached
+        token = self.index_key.person_token(nhs)
+        started = self._eviction_seq
         result = await fetch()
+        if self._evicted.get(token, -1) > started:
+            self._stale += 1  # changed while we fetched: answer, but do not cache
+            return result
         await self.put(result, nhs)
         return result
 
@@ -168,6 +187,7 @@ class RecordCache:
 
     async def evict_token(self, person_token: str) -> None:
         """Drop every source's entry for a person named by ``IndexKey.person_token``."""
+        self._note_eviction(person_token)
         await self._delete(*self._keys_for(person_token))
 
     async def publish_eviction(self, nhs: str) -> None:
@@ -185,11 +205,19 @@ class RecordCache:
     async def drop_local(self, person_token: str) -> None:
         """Drop a person from this process's own layer only: an eviction heard from another
         replica, which has already cleared the shared layer."""
+        self._note_eviction(person_token)
         await self.backend.drop_local(*self._keys_for(person_token))
 
     def clear_local(self) -> None:
         """Forget this process's own layer (after missing evictions while disconnected)."""
         self.backend.clear_local()
+
+    def _note_eviction(self, person_token: str) -> None:
+        self._eviction_seq += 1
+        self._evicted[person_token] = self._eviction_seq
+        self._evicted.move_to_end(person_token)
+        while len(self._evicted) > _EVICTIONS_REMEMBERED:
+            self._evicted.popitem(last=False)
 
     def _keys_for(self, person_token: str) -> list[bytes]:
         return [self.index_key.record_key_for_token(s, person_token) for s in self._sources]
@@ -216,6 +244,7 @@ class RecordCache:
             errors=self._errors,
             unavailable=self._unavailable,
             writes=self._writes,
+            stale=self._stale,
             degraded=self.backend.stats.degraded,
         )
 

@@ -268,3 +268,28 @@ def test_build_record_cache_demo_and_serve_rules() -> None:
     )
     assert isinstance(serve.backend, TieredBackend)
     assert serve.sources == {"social-care"}
+
+
+async def test_fetch_overtaken_by_an_eviction_is_not_cached() -> None:
+    cache = make_cache()
+    fetching, release = asyncio.Event(), asyncio.Event()
+
+    async def fetch() -> SourceResult:
+        fetching.set()
+        await release.wait()
+        return found("social-care", NHS_A)  # read before the change
+
+    task = asyncio.create_task(cache.get_or_fetch("social-care", NHS_A, fetch))
+    await fetching.wait()
+    await cache.evict(NHS_A)  # the change feed says the person changed meanwhile
+    release.set()
+    assert await task == found("social-care", NHS_A)  # the caller is still answered
+    assert await cache.get("social-care", NHS_A) is None  # but it was not cached
+    assert cache.stats.stale == 1
+    # an eviction of someone else does not stop caching
+    fetching.clear()
+    task = asyncio.create_task(cache.get_or_fetch("social-care", NHS_A, fetch))
+    await fetching.wait()
+    await cache.evict(NHS_B)
+    await task
+    assert await cache.get("social-care", NHS_A) is not None
