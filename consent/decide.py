@@ -55,6 +55,7 @@ from consent.model import (
     Resource,
     SourceContribution,
     Withheld,
+    reference_key,
     resource_key,
     source_key,
 )
@@ -226,17 +227,6 @@ def confidentiality(resource: Resource) -> str:
     return max(codes, key=_CONFIDENTIALITY_RANK.__getitem__)
 
 
-def _reference_key(ref: Any) -> str | None:
-    """``CarePlan/abc`` from a relative or absolute reference (``_history`` dropped)."""
-    value = ref.get("reference") if isinstance(ref, Mapping) else None
-    if not isinstance(value, str) or "/" not in value:
-        return None
-    parts = value.rstrip("/").split("/")
-    if len(parts) >= 4 and parts[-2] == "_history":
-        parts = parts[:-2]
-    return "/".join(parts[-2:])
-
-
 def minimum_necessary(
     rule: RoleRule, policy: Policy, contribution: SourceContribution
 ) -> tuple[Withheld, ...]:
@@ -246,7 +236,9 @@ def minimum_necessary(
     never changes this).
 
     What would betray a removed resource goes with it, for the same reason: the goals
-    of a removed ``CarePlan`` and a ``Provenance`` whose target was removed.
+    of a removed ``CarePlan``, and a ``Provenance`` all of whose targets were removed (one
+    that still speaks for something shown keeps only those targets: see
+    :meth:`Decision.visible`).
     """
     level = policy.level_spec(rule.level)
     level_reason = (
@@ -268,7 +260,7 @@ def minimum_necessary(
         reason = removed.get(resource_key(r, i))
         if reason is not None and r.get("resourceType") == "CarePlan":
             for goal in _list(r.get("goal")):
-                gkey = _reference_key(goal)
+                gkey = reference_key(goal)
                 if gkey is not None:
                     goals_of_removed_plans.setdefault(gkey, reason)
     for dependent_type in ("Goal", "Provenance"):
@@ -279,11 +271,9 @@ def minimum_necessary(
             if dependent_type == "Goal" and key in goals_of_removed_plans:
                 removed[key] = goals_of_removed_plans[key]
             elif dependent_type == "Provenance":
-                for target in _list(r.get("target")):
-                    tkey = _reference_key(target)
-                    if tkey is not None and tkey in removed:
-                        removed[key] = removed[tkey]
-                        break
+                targets = [reference_key(t) for t in _list(r.get("target"))]
+                if targets and all(t in removed for t in targets):
+                    removed[key] = removed[str(targets[0])]
     return tuple(
         Withheld(resource_key(r, i), removed[resource_key(r, i)], source)
         for i, r in enumerate(contribution.resources)

@@ -118,6 +118,25 @@ def resource_key(resource: Resource, index: int) -> str:
     return f"{rtype}/{rid}" if rid else f"{rtype}#{index}"
 
 
+def reference_key(ref: Any) -> str | None:
+    """``CarePlan/abc`` from a Reference, relative or absolute (``_history`` dropped)."""
+    value = ref.get("reference") if isinstance(ref, Mapping) else None
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    parts = value.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return "/".join(parts[-2:])
+
+
+def _without_withheld_targets(provenance: Resource, withheld: frozenset[str]) -> Resource:
+    targets = provenance.get("target")
+    if not isinstance(targets, list):
+        return provenance
+    kept = [t for t in targets if reference_key(t) not in withheld]
+    return provenance if len(kept) == len(targets) else {**provenance, "target": kept}
+
+
 def source_key(source: str) -> str:
     return f"source:{source}"
 
@@ -168,6 +187,8 @@ class Decision:
         """What may be shown: withheld sources dropped entirely (their ``Patient`` too) and
         withheld resources removed from the rest. Nothing at all when the effect is deny.
 
+        A ``Provenance`` that is kept loses the targets that were withheld (a copy is
+        returned; the input is never changed), so it never points at something removed.
         Sources left with no resources are dropped as well, so that a caller merging the
         result cannot learn that a source held something.
         """
@@ -178,10 +199,13 @@ class Decision:
         for c in contributions:
             if c.source in dropped:
                 continue
+            removed = frozenset(k for s, k in self._withheld_keys if s == c.source)
             kept = tuple(
-                r
+                _without_withheld_targets(r, removed)
+                if r.get("resourceType") == "Provenance"
+                else r
                 for i, r in enumerate(c.resources)
-                if (c.source, resource_key(r, i)) not in self._withheld_keys
+                if resource_key(r, i) not in removed
             )
             if kept:
                 out.append(SourceContribution(c.source, c.custodian, c.domain, kept))

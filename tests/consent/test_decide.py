@@ -587,3 +587,15 @@ def test_what_would_betray_a_removed_plan_goes_with_it() -> None:
     assert clinician.effect is Effect.PERMIT
     admin = decide(user("R8008", TRUST), "TREAT", contributions, (), POLICY, NOW)
     assert visible_ids(admin, contributions) == {"t-p"}
+
+
+def test_source_provenance_keeps_only_what_is_shown() -> None:
+    base = trust().resources
+    prov = _provenance("pv", "Patient/t-p")
+    prov["target"] += [{"reference": "CarePlan/t-cp1"}, {"reference": "CarePlan/t-mh"}]
+    contributions = (SourceContribution("community", TRUST, "health", (*base, prov)),)
+    d = decide(user("LA-SW", TRUST), "TREAT", contributions, (), POLICY, NOW)
+    (shown,) = d.visible(contributions)
+    (kept,) = [r for r in shown.resources if r["resourceType"] == "Provenance"]
+    assert kept["target"] == [{"reference": "Patient/t-p"}, {"reference": "CarePlan/t-cp1"}]
+    assert len(prov["target"]) == 3  # the input is not changed
