@@ -55,6 +55,10 @@ def contribution(draw: st.DrawFn, source: str) -> SourceContribution:
     domain = draw(st.sampled_from(DOMAINS))
     n = draw(st.integers(0, 5))
     rs = tuple(draw(resource(source, domain, i)) for i in range(n))
+    if rs and draw(st.booleans()):  # a source Provenance, as the adapters make one
+        targets = [{"reference": resource_key(r, i)} for i, r in enumerate(rs) if "id" in r]
+        provenance = {"resourceType": "Provenance", "id": f"{source}-pv", "target": targets}
+        rs = (*rs, provenance)
     return SourceContribution(source, draw(orgs), domain, rs)
 
 
@@ -150,10 +154,19 @@ def test_withheld_never_visible_and_effect_consistent(
     keys = set()
     for v in visible:
         for r in v.resources:
-            i = next(i for i, o in enumerate(originals[v.source]) if o is r)
+            i = next(
+                i
+                for i, o in enumerate(originals[v.source])
+                if o is r or (r["resourceType"] == "Provenance" and o.get("id") == r.get("id"))
+            )
             keys.add((v.source, resource_key(r, i)))
     for w in d.withheld:
         assert (w.source, w.key) not in keys
+    withheld = {(w.source, w.key) for w in d.withheld}
+    for v in visible:
+        for r in v.resources:
+            for t in r.get("target", []) if r["resourceType"] == "Provenance" else []:
+                assert (v.source, t["reference"]) not in withheld
     assert not {c.source for c in visible} & set(d.withheld_sources)
 
     rule = POLICY.rule_for(who)
