@@ -40,18 +40,20 @@ def _serve_app(app: object, host: str, port: int) -> uvicorn.Server:
 
 
 async def _demo(settings: Settings) -> None:
-    from simulators.runner import source_configs, start_sources
-
     from gateway.app import create_app
     from gateway.auth import TokenVerifier, generate_signing_key, issue_token
-    from gateway.wiring import build_state, make_cache
+    from gateway.cache.factory import build_record_cache
+    from gateway.wiring import build_state
     from simulators.population import SCENARIOS
+    from simulators.runner import source_configs, start_sources
 
     running = await start_sources()
     private_pem, public_jwk = generate_signing_key()
     base_url = f"http://{settings.host}:{settings.port}/fhir"
     verifier = TokenVerifier(issuer=DEMO_ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
-    gp = running.population.gp_of(SCENARIOS["both"].nhs_number)
+    both = SCENARIOS["both"].nhs_number or ""
+    person = running.population.council_people_with(both)[0]
+    gp = person.gp.ods_code if person.gp else "F81001"
     token = issue_token(
         private_pem,
         issuer=DEMO_ISSUER,
@@ -68,7 +70,14 @@ async def _demo(settings: Settings) -> None:
     sources = source_configs(running)
 
     async def factory():  # type: ignore[no-untyped-def]
-        cache = make_cache(sources=sources, ttl_s=settings.cache_ttl_s or 300, demo=True)
+        cache = build_record_cache(
+            redis_url=settings.redis_url,
+            cache_keys=settings.cache_keys,
+            index_key=settings.cache_index_key,
+            ttl_s=settings.cache_ttl_s or 300,
+            sources=[s.name for s in sources],
+            demo=True,
+        )
         return await build_state(base_url=base_url, sources=sources, verifier=verifier, cache=cache)
 
     server = _serve_app(create_app(factory), settings.host, settings.port)
@@ -79,7 +88,6 @@ async def _demo(settings: Settings) -> None:
                 await serve_task
                 return
             await asyncio.sleep(0.05)
-        both = SCENARIOS["both"].nhs_number
         lines = [
             "",
             "caregateway demo is running (Ctrl-C to stop)",
@@ -126,7 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.auth import TokenVerifier
     from gateway.cache import CacheConfigError
-    from gateway.wiring import build_state, make_cache
+    from gateway.cache.factory import build_record_cache
+    from gateway.wiring import build_state
 
     try:
         settings = get_settings()
@@ -145,12 +154,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             jwks=jwks,
             jwks_url=settings.auth_jwks_url,
         )
-        cache = make_cache(
-            sources=sources,
-            ttl_s=settings.cache_ttl_s,
-            keys=settings.cache_keys,
-            index_key=settings.cache_index_key,
+        cache = build_record_cache(
             redis_url=settings.redis_url,
+            cache_keys=settings.cache_keys,
+            index_key=settings.cache_index_key,
+            ttl_s=settings.cache_ttl_s,
+            sources=[s.name for s in sources],
         )
     except (ConfigurationError, CacheConfigError) as exc:
         return _fail(str(exc))

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from adapters.community.adapter import CommunityAdapter
 from adapters.socialcare.adapter import SocialCareAdapter
 
 from adapters.base import SourceAdapter, SourceConfig
+from adapters.community.adapter import CommunityAdapter
 from gateway.access import Decider, RecordAccess, permit_all
 from gateway.auth import TokenVerifier
-from gateway.cache import (
-    DEMO_CACHE_KEYS,
-    DEMO_INDEX_KEY,
-    IndexKey,
-    KeyRing,
-    MemoryBackend,
-    RecordCache,
-    RedisBackend,
-    refuse_demo_keys,
-)
-from gateway.cache.backends import CacheBackend
+from gateway.cache import RecordCache
 from gateway.record import RecordService
 from gateway.state import GatewayState
 
@@ -29,24 +19,6 @@ def make_adapter(config: SourceConfig) -> SourceAdapter:
     if config.kind == "social-care-api":
         return SocialCareAdapter(config)
     return CommunityAdapter(config)
-
-
-def make_cache(
-    *,
-    sources: Sequence[SourceConfig],
-    ttl_s: float,
-    keys: str | None = None,
-    index_key: str | None = None,
-    redis_url: str | None = None,
-    demo: bool = False,
-) -> RecordCache:
-    """The encrypted record cache: demo keys only for ``demo``; Redis when a URL is given."""
-    ring = KeyRing.parse(keys or DEMO_CACHE_KEYS if demo else keys or "")
-    index = IndexKey.parse(index_key or DEMO_INDEX_KEY if demo else index_key or "")
-    if not demo:
-        refuse_demo_keys(ring, index)
-    backend: CacheBackend = RedisBackend(redis_url) if redis_url else MemoryBackend(10_000)
-    return RecordCache(backend, ring, index, ttl_s=ttl_s, sources=[s.name for s in sources])
 
 
 async def build_state(
