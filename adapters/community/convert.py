@@ -206,11 +206,15 @@ def _general_practitioner(reference: Any, raw: Resource, ctx: Context) -> Resour
 
 def convert_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
     """A STU3 CarePlan as a UK Core CarePlan with id ``{source}.{patient id}.{plan id}``."""
+    if isinstance(raw, dict) and not raw.get("intent"):
+        # STU3 makes intent 1..1, yet some systems leave it out: "plan unless the source
+        # says otherwise" (specs/mappings.md).
+        raw = {**raw, "intent": "plan"}
     raw = parse_stu3(raw, "CarePlan")
     status = CAREPLAN_STATUS_STU3_TO_R4.get(raw["status"], raw["status"])
     if status not in ukcore.CAREPLAN_STATUS:
         raise ConversionError("STU3 CarePlan status has no R4 equivalent")
-    intent = raw.get("intent") or "plan"
+    intent = raw["intent"]
     if intent not in ukcore.CAREPLAN_INTENT:
         raise ConversionError("STU3 CarePlan intent has no R4 equivalent")
     out: Resource = {
