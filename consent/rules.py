@@ -1,0 +1,243 @@
+"""The rules of the access decision, one function each, each naming the Caldicott principle
+it implements. :func:`consent.decide.decide` runs them in order; they are pure and separately
+testable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from consent.directives import Directive, DirectiveKind
+from consent.model import (
+    CARE_DOMAIN_SYSTEM,
+    CONFIDENTIALITY_SYSTEM,
+    ODS_SYSTEM,
+    Level,
+    Reason,
+    Requester,
+    Resource,
+    SourceContribution,
+    Withheld,
+    reference_key,
+    resource_key,
+)
+from consent.policy import BREAK_GLASS_PURPOSE, Policy, RoleRule
+
+_CONFIDENTIALITY_RANK = {"U": 0, "L": 1, "M": 2, "N": 3, "R": 4, "V": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlass:
+    """Emergency access in use for this request."""
+
+    reason: str | None  # None when continuing an earlier break-glass within its window
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    reason: Reason
+    rule: str
+
+
+def check_role_and_purpose(
+    requester: Requester, purpose: str | None, rule: RoleRule | None
+) -> Denial | None:
+    """Caldicott principle 1 (justify the purpose) and 2 (use only when necessary): the role
+    must be one the policy names, the request must state a purpose of use the role may use,
+    and the role's level must give access to care data at all."""
+    who = "system clients" if requester.client_kind == "system" else f"role {requester.role}"
+    if rule is None:
+        return Denial(Reason.ROLE_NOT_PERMITTED, f"{who} is not named in the policy")
+    if not purpose:
+        return Denial(Reason.PURPOSE_MISSING, "no purpose of use was stated")
+    if not rule.allows_purpose(purpose):
+        return Denial(Reason.PURPOSE_NOT_PERMITTED, f"{who} may not use purpose {purpose}")
+    if rule.level is Level.NONE:
+        return Denial(Reason.ROLE_NOT_PERMITTED, f"{who} has access level none: no care data")
+    return None
+
+
+def break_glass(
+    requester: Requester,
+    purpose: str,
+    policy: Policy,
+    now: datetime,
+    prior_break_glass: datetime | None,
+) -> BreakGlass | None:
+    """Caldicott principle 7 (the duty to share information for individual care is as
+    important as the duty to protect confidentiality): emergency access is purpose ETREAT
+    with a stated reason, or ETREAT again within the policy's window after the same user
+    broke the glass for the same person (``prior_break_glass``, supplied by the caller).
+    Without a reason and without a live window there is no break-glass."""
+    if purpose != BREAK_GLASS_PURPOSE:
+        return None
+    duration = policy.break_glass.duration
+    reason = (requester.break_glass_reason or "").strip()
+    if reason:
+        return BreakGlass(reason, now + duration)
+    if prior_break_glass is not None and prior_break_glass <= now < prior_break_glass + duration:
+        return BreakGlass(None, prior_break_glass + duration)
+    return None
+
+
+def _ods(ref: Any) -> str | None:
+    if isinstance(ref, Mapping):
+        ident = ref.get("identifier")
+        if isinstance(ident, Mapping) and ident.get("system") == ODS_SYSTEM:
+            value = ident.get("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def legitimate_relationship(org: str, contributions: Iterable[SourceContribution]) -> str | None:
+    """Caldicott principle 4 (need to know): the asking organisation must be part of the
+    person's care. Returns how it is (for the matched rule), or ``None``.
+
+    It is when it is the registered GP practice of the person (``Patient.generalPractitioner``),
+    the custodian of a source that holds them, the author of one of their care plans, or on
+    one of their care teams (a participant's ``onBehalfOf`` or an organisation member or the
+    managing organisation — which covers the organisation employing an allocated worker).
+    """
+    for c in contributions:
+        if c.custodian == org and c.resources:
+            return f"{org} is the custodian of source {c.source}"
+        for r in c.resources:
+            rtype = r.get("resourceType")
+            if rtype == "Patient":
+                if any(_ods(gp) == org for gp in _list(r.get("generalPractitioner"))):
+                    return f"{org} is the registered GP practice"
+            elif rtype == "CarePlan":
+                if _ods(r.get("author")) == org:
+                    return f"{org} authored a care plan"
+            elif rtype == "CareTeam":
+                for p in _list(r.get("participant")):
+                    if isinstance(p, Mapping) and org in (
+                        _ods(p.get("onBehalfOf")),
+                        _ods(p.get("member")),
+                    ):
+                        return f"{org} is on a care team"
+                if any(_ods(m) == org for m in _list(r.get("managingOrganization"))):
+                    return f"{org} manages a care team"
+    return None
+
+
+def objection(directives: Iterable[Directive]) -> tuple[Directive, ...]:
+    """Caldicott principle 8 (inform people how their information is used, and respect their
+    choices) and principle 6 (comply with the law — the right to object): the in-force
+    objections that refuse all sharing."""
+    return tuple(d for d in directives if d.kind is DirectiveKind.OBJECTION)
+
+
+def recipient_refused(org: str, directives: Iterable[Directive]) -> tuple[Directive, ...]:
+    """Caldicott principles 8 and 6, as :func:`objection`: the in-force directives in which
+    the person refused to let the requester's organisation see their record."""
+    return tuple(d for d in directives if d.kind is DirectiveKind.REFUSE_RECIPIENT and d.org == org)
+
+
+def withheld_sources(
+    org: str, contributions: Iterable[SourceContribution], directives: Sequence[Directive]
+) -> dict[str, tuple[Directive, ...]]:
+    """Caldicott principles 8 and 6: sources whose custodian the person asked not to share,
+    with the directives that said so. A source is not withheld from its own custodian."""
+    out: dict[str, tuple[Directive, ...]] = {}
+    for c in contributions:
+        if c.custodian == org:
+            continue
+        hits = tuple(
+            d
+            for d in directives
+            if d.kind is DirectiveKind.WITHHOLD_SOURCE and d.org == c.custodian
+        )
+        if hits:
+            out[c.source] = hits
+    return out
+
+
+def resource_domain(resource: Resource, default: str) -> str:
+    """The ``urn:caregateway:care-domain`` tag, else the source's domain."""
+    meta = resource.get("meta")
+    if isinstance(meta, Mapping):
+        for tag in _list(meta.get("tag")):
+            if isinstance(tag, Mapping) and tag.get("system") == CARE_DOMAIN_SYSTEM:
+                code = tag.get("code")
+                if isinstance(code, str):
+                    return code
+    return default
+
+
+def confidentiality(resource: Resource) -> str:
+    """The resource's most restrictive v3-Confidentiality label; unlabelled counts as ``N``,
+    and ``U``/``L``/``M`` (less restrictive than normal) count as ``N`` too."""
+    meta = resource.get("meta")
+    codes = ["N"]
+    if isinstance(meta, Mapping):
+        codes += [
+            str(s.get("code"))
+            for s in _list(meta.get("security"))
+            if isinstance(s, Mapping)
+            and s.get("system") == CONFIDENTIALITY_SYSTEM
+            and s.get("code") in _CONFIDENTIALITY_RANK
+        ]
+    return max(codes, key=_CONFIDENTIALITY_RANK.__getitem__)
+
+
+def minimum_necessary(
+    rule: RoleRule, policy: Policy, contribution: SourceContribution
+) -> tuple[Withheld, ...]:
+    """Caldicott principle 3 (use the minimum necessary) and 4 (need to know): remove the
+    resource types the role's level does not include, and resources carrying a
+    confidentiality label the role may not see in that resource's domain (break-glass
+    never changes this).
+
+    What would betray a removed resource goes with it, for the same reason: the goals
+    of a removed ``CarePlan``, and a ``Provenance`` all of whose targets were removed (one
+    that still speaks for something shown keeps only those targets: see
+    :meth:`Decision.visible`).
+    """
+    level = policy.level_spec(rule.level)
+    level_reason = (
+        Reason.LEVEL_DEMOGRAPHICS_ONLY
+        if rule.level is Level.DEMOGRAPHICS
+        else Reason.ROLE_NOT_PERMITTED
+    )
+    source = contribution.source
+    removed: dict[str, Reason] = {}
+    for i, r in enumerate(contribution.resources):
+        key = resource_key(r, i)
+        if not level.allows(str(r.get("resourceType"))):
+            removed[key] = level_reason
+        elif not rule.sees_label(resource_domain(r, contribution.domain), confidentiality(r)):
+            removed[key] = Reason.LABEL_RESTRICTED
+
+    goals_of_removed_plans: dict[str, Reason] = {}
+    for i, r in enumerate(contribution.resources):
+        reason = removed.get(resource_key(r, i))
+        if reason is not None and r.get("resourceType") == "CarePlan":
+            for goal in _list(r.get("goal")):
+                gkey = reference_key(goal)
+                if gkey is not None:
+                    goals_of_removed_plans.setdefault(gkey, reason)
+    for dependent_type in ("Goal", "Provenance"):
+        for i, r in enumerate(contribution.resources):
+            key = resource_key(r, i)
+            if key in removed or r.get("resourceType") != dependent_type:
+                continue
+            if dependent_type == "Goal" and key in goals_of_removed_plans:
+                removed[key] = goals_of_removed_plans[key]
+            elif dependent_type == "Provenance":
+                targets = [reference_key(t) for t in _list(r.get("target"))]
+                if targets and all(t in removed for t in targets):
+                    removed[key] = removed[str(targets[0])]
+    return tuple(
+        Withheld(resource_key(r, i), removed[resource_key(r, i)], source)
+        for i, r in enumerate(contribution.resources)
+        if resource_key(r, i) in removed
+    )
