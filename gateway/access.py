@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from adapters.base import Outcome, SourceResult
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
@@ -44,19 +44,30 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """What the decision means for this answer: the visible part of each source, and why.
+
+    ``withheld`` holds ``"{resourceType}/{id}"`` keys of removed resources (for a direct
+    read's 403 and the audit trail; never shown to the caller). ``detail`` is the decider's
+    own record of the decision (the consent ``Decision``), for the audit trail.
+    """
+
     effect: Effect
     visible: tuple[SourceResult, ...]
     reasons: tuple[str, ...] = ()
     break_glass: bool = False
+    withheld: frozenset[str] = frozenset()
+    detail: Any = None
 
 
 class Decider(Protocol):
-    def __call__(
+    async def __call__(
         self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
     ) -> Verdict: ...
 
 
-def permit_all(ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]) -> Verdict:
+async def permit_all(
+    ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+) -> Verdict:
     """Scope-only access: everything a source returned is visible."""
     return Verdict(effect="permit", visible=tuple(r for r in results if r.outcome is Outcome.FOUND))
 
@@ -74,21 +85,33 @@ class RecordAccess:
         self.records = records
         self.decider = decider
 
+    async def decide_only(self, ctx: RequestContext, nhs_number: str) -> Verdict:
+        """The decision for this caller and person, without releasing any data
+        (``$access-check``). Raises 404/503 like :meth:`read`; a deny is returned, not raised."""
+        results = await self.records.fetch(nhs_number)
+        self._check_found(results)
+        return await self.decider(ctx, nhs_number, results)
+
+    @staticmethod
+    def _check_found(results: Sequence[SourceResult]) -> None:
+        failed = [r for r in results if not r.ok]
+        if any(r.outcome is Outcome.FOUND for r in results):
+            return
+        if failed:
+            names = ", ".join(r.source for r in failed)
+            raise ServiceUnavailable(
+                f"The person's record cannot be assembled: no source answered ({names})."
+                if len(failed) == len(results)
+                else f"No answering source knows this NHS number, and these sources "
+                f"could not be asked: {names}. Try again shortly."
+            )
+        raise NotFound("No source system holds a record for this NHS number.")
+
     async def read(self, ctx: RequestContext, nhs_number: str) -> AccessResult:
         results = await self.records.fetch(nhs_number)
+        self._check_found(results)
         failed = [r for r in results if not r.ok]
-        found = [r for r in results if r.outcome is Outcome.FOUND]
-        if not found:
-            if failed:
-                names = ", ".join(r.source for r in failed)
-                raise ServiceUnavailable(
-                    f"The person's record cannot be assembled: no source answered ({names})."
-                    if len(failed) == len(results)
-                    else f"No answering source knows this NHS number, and these sources "
-                    f"could not be asked: {names}. Try again shortly."
-                )
-            raise NotFound("No source system holds a record for this NHS number.")
-        verdict = self.decider(ctx, nhs_number, results)
+        verdict = await self.decider(ctx, nhs_number, results)
         if verdict.effect == "deny":
             raise Forbidden(
                 "Access to this person's record is denied: " + ", ".join(verdict.reasons),

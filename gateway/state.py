@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.access import RecordAccess
 from gateway.auth import TokenVerifier
@@ -13,3 +14,6 @@ class GatewayState:
     base_url: str
     verifier: TokenVerifier
     access: RecordAccess
+    policy: Any = None  # consent.Policy when the consent policy is wired
+    consents: Any = None  # gateway.consent_store.ConsentStore
+    audit: Any = None  # gateway.audit.AuditTrail

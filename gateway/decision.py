@@ -1,0 +1,121 @@
+"""The consent policy as the gateway's decider: stored directives + Caldicott policy → Verdict.
+
+Bridges :mod:`consent` (pure) to the request path. Per request it loads the person's consent
+directives and any live break-glass grant from the stores (never cached, so a change
+applies to the very next request), calls :func:`consent.decide`, records a new break-glass
+grant, and turns the :class:`consent.Decision` into the :class:`~gateway.access.Verdict`
+that the routes and the audit trail use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from adapters.base import Outcome, SourceResult
+from consent import (
+    ClientKind,
+    Decision,
+    Policy,
+    Requester,
+    SourceContribution,
+    decide,
+    parse_consents,
+)
+from gateway.access import RequestContext, Verdict
+
+
+class DirectiveSource(Protocol):
+    async def active_for(self, nhs_number: str) -> Sequence[Mapping[str, Any]]:
+        """The person's Consent resources (FHIR dicts) — all statuses; the policy filters."""
+        ...
+
+
+class BreakGlassLedger(Protocol):
+    async def last_grant(self, sub: str, nhs_number: str) -> datetime | None: ...
+
+    async def record(self, sub: str, nhs_number: str, at: datetime, reason: str) -> None: ...
+
+
+def contributions(results: Sequence[SourceResult]) -> tuple[SourceContribution, ...]:
+    return tuple(
+        SourceContribution(
+            source=r.source, custodian=r.organisation, domain=r.domain, resources=r.resources
+        )
+        for r in results
+        if r.outcome is Outcome.FOUND
+    )
+
+
+def requester(ctx: RequestContext) -> Requester:
+    return Requester(
+        sub=ctx.sub,
+        role=ctx.role,
+        org=ctx.org,
+        client_kind=ClientKind(ctx.client_kind),
+        break_glass_reason=ctx.break_glass_reason,
+    )
+
+
+def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
+    shown = {c.source: c for c in decision.visible(contributions(results))}
+    visible = tuple(
+        SourceResult(
+            source=r.source,
+            organisation=r.organisation,
+            domain=r.domain,
+            outcome=r.outcome,
+            resources=shown[r.source].resources,
+            issues=r.issues,
+            fetched_at=r.fetched_at,
+        )
+        for r in results
+        if r.source in shown
+    )
+    return Verdict(
+        effect=decision.effect.value,  # type: ignore[arg-type]
+        visible=visible,
+        reasons=tuple(str(r) for r in decision.reasons),
+        break_glass=decision.break_glass,
+        withheld=frozenset(w.key for w in decision.withheld),
+        detail=decision,
+    )
+
+
+class PolicyDecider:
+    def __init__(
+        self,
+        policy: Policy,
+        directives: DirectiveSource,
+        ledger: BreakGlassLedger,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.policy = policy
+        self.directives = directives
+        self.ledger = ledger
+        self.clock = clock
+
+    async def decision(
+        self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+    ) -> Decision:
+        now = self.clock()
+        stored = await self.directives.active_for(nhs_number)
+        prior = await self.ledger.last_grant(ctx.sub, nhs_number)
+        decision = decide(
+            requester(ctx),
+            ctx.purpose,
+            contributions(results),
+            parse_consents(stored),
+            self.policy,
+            now,
+            prior_break_glass=prior,
+        )
+        if decision.break_glass and ctx.break_glass_reason:
+            await self.ledger.record(ctx.sub, nhs_number, now, ctx.break_glass_reason)
+        return decision
+
+    async def __call__(
+        self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+    ) -> Verdict:
+        return to_verdict(await self.decision(ctx, nhs_number, results), results)
