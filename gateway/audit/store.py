@@ -1,0 +1,544 @@
+"""The durable, tamper-evident audit trail: table ``audit_event`` and :class:`AuditStore`.
+
+Durable: :meth:`AuditStore.append` returns only after the transaction holding the event has
+committed (SQLite: WAL with ``synchronous=FULL``; PostgreSQL: the default synchronous commit).
+If it cannot commit, the caller gets :class:`AuditUnavailable` and must release nothing.
+
+Group commit: callers put their event on a queue and await their own future; one writer task
+takes everything queued (up to ``max_batch``), links it into the chain and commits it in one
+transaction, then resolves each future. While one commit is flushing, the next batch gathers,
+so N concurrent requests cost about one disk flush, not N. There is no timer: a lone event is
+committed at once.
+
+Tamper evidence: events form chains (``chain_id``; one per store by default). Each row keeps
+the exact bytes stored (``orjson`` with sorted keys; never re-serialised through pydantic),
+``prev_hash`` (the previous row's hash; 64 zeros for the first) and
+``hash = SHA-256(prev_hash ascii || stored bytes)``. :meth:`AuditStore.verify` recomputes the
+chain and reports the first row that does not fit (edited, deleted, inserted, reordered).
+The writer reads the chain head inside each transaction and ``(chain_id, seq)`` is unique, so
+two writers on one chain (two replicas) cannot fork it: the loser's batch is retried on the
+new head.
+
+    store = AuditStore(engine)
+    await store.start()
+    event_id = await store.append(build_audit_event(rec, base_url))   # durable now
+    result = await store.verify()
+    await store.close()                                               # drains the queue
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, cast
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import Select
+from sqlalchemy.types import TypeDecorator
+
+from gateway.audit import events as ev
+from gateway.audit.errors import AuditUnavailable
+from gateway.db import Base
+
+GENESIS_HASH: Final = "0" * 64
+DEFAULT_CHAIN: Final = "main"
+_VERIFY_PAGE: Final = 1000
+_LINK_RETRIES: Final = 3
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class AuditEventRow(Base):
+    """One stored AuditEvent; ``resource`` holds the exact hashed bytes (UTF-8 JSON)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "seq", name="uq_audit_event_chain_seq"),
+        Index("ix_audit_event_agent_recorded", "agent_sub", "recorded"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    recorded: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    patient: Mapped[str | None] = mapped_column(String(10), index=True)
+    agent_sub: Mapped[str | None] = mapped_column(String(255))
+    agent_org: Mapped[str | None] = mapped_column(String(32), index=True)
+    purpose: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(2))
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    resource: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+audit_event = cast(Table, AuditEventRow.__table__)
+
+
+def canonical_bytes(event: dict[str, Any]) -> bytes:
+    """The bytes stored and hashed for ``event``: orjson, keys sorted, no whitespace."""
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+
+
+def link_hash(prev_hash: str, stored: bytes) -> str:
+    """``SHA-256(prev_hash || stored bytes)`` as lowercase hex."""
+    return hashlib.sha256(prev_hash.encode("ascii") + stored).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """Outcome of :meth:`AuditStore.verify`: the first broken link, if any."""
+
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    broken_id: str | None = None
+    chain_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An event ready to insert, minus the chain fields the writer fills in."""
+
+    id: str
+    recorded: datetime
+    stored: bytes
+    columns: dict[str, Any]
+
+
+def _parse_recorded(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("AuditEvent.recorded is required")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("AuditEvent.recorded must carry a timezone")
+    return parsed
+
+
+def _index_columns(event: dict[str, Any]) -> dict[str, Any]:
+    """The searchable columns, derived from the event itself (verify re-derives them)."""
+    return {
+        "recorded": _parse_recorded(event.get("recorded")),
+        "patient": ev.event_patient(event),
+        "agent_sub": ev.event_agent_sub(event),
+        "agent_org": ev.event_agent_org(event),
+        "purpose": ev.event_purpose(event),
+        "outcome": str(event.get("outcome", "")),
+        "break_glass": ev.event_break_glass(event),
+    }
+
+
+def prepare(event: dict[str, Any]) -> _Prepared:
+    """Check, serialise and index one event (in the caller's task, before it is queued)."""
+    if event.get("resourceType") != "AuditEvent":
+        raise ValueError("only AuditEvent resources go into the audit store")
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        event = {**event, "id": str(uuid.uuid4())}
+        event_id = event["id"]
+    columns = _index_columns(event)
+    return _Prepared(event_id, columns["recorded"], canonical_bytes(event), columns)
+
+
+_Item = tuple[_Prepared, "asyncio.Future[str]"]
+_STOP: Final = None  # the queue's stop marker
+
+
+class AuditStore:
+    """Append, verify and search the audit trail; see the module docstring.
+
+    ``group_commit=False`` makes :meth:`append` commit each event in its own transaction
+    (what :meth:`append_one_by_one` always does); the benchmark compares the two.
+    ``transactions`` counts committed write transactions, ``events_written`` the rows.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        chain_id: str = DEFAULT_CHAIN,
+        group_commit: bool = True,
+        max_batch: int = 512,
+    ) -> None:
+        self.engine = engine
+        self.chain_id = chain_id
+        self.group_commit = group_commit
+        self.max_batch = max_batch
+        self.transactions = 0
+        self.events_written = 0
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._one_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the group-commit writer task (idempotent)."""
+        if self._closed:
+            raise AuditUnavailable("The audit store is closed.")
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._run_writer(), name="audit-writer")
+
+    async def close(self) -> None:
+        """Stop taking events, commit everything already queued, stop the writer."""
+        self._closed = True
+        if self._writer is not None and not self._writer.done():
+            self._queue.put_nowait(_STOP)
+            await self._writer
+        self._writer = None
+
+    # --- writing -------------------------------------------------------------------------
+
+    async def append(self, event: dict[str, Any]) -> str:
+        """Store ``event`` durably and return its id; :class:`AuditUnavailable` if impossible."""
+        if not self.group_commit:
+            return await self.append_one_by_one(event)
+        if self._closed:
+            raise AuditUnavailable("The audit store is closed.")
+        prepared = prepare(event)
+        if self._writer is None or self._writer.done():
+            await self.start()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((prepared, future))
+        return await future
+
+    async def append_one_by_one(self, event: dict[str, Any]) -> str:
+        """Store ``event`` in a transaction of its own (no batching); durable on return."""
+        if self._closed:
+            raise AuditUnavailable("The audit store is closed.")
+        prepared = prepare(event)
+        async with self._one_lock:
+            await self._commit([prepared])
+        return prepared.id
+
+    async def _run_writer(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch: list[_Item] = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._commit_batch(batch)
+        # Anything queued after the stop marker (a race with close()) is refused, not lost.
+        while not self._queue.empty():
+            left = self._queue.get_nowait()
+            if left is not None:
+                future = left[1]
+                if not future.done():
+                    future.set_exception(AuditUnavailable("The audit store is closed."))
+
+    async def _commit_batch(self, batch: list[_Item]) -> None:
+        try:
+            await self._commit([prepared for prepared, _ in batch])
+        except BaseException as exc:
+            failure = exc if isinstance(exc, AuditUnavailable) else AuditUnavailable()
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for prepared, future in batch:
+            if not future.done():
+                future.set_result(prepared.id)
+
+    async def _commit(self, batch: Sequence[_Prepared]) -> None:
+        """Link ``batch`` onto the chain head and commit it in one transaction."""
+        for attempt in range(_LINK_RETRIES):
+            try:
+                async with self.engine.begin() as conn:
+                    await self._insert_linked(conn, batch)
+            except IntegrityError as exc:
+                # Another writer took the same seq on this chain: re-read the head, retry.
+                if attempt == _LINK_RETRIES - 1:
+                    raise AuditUnavailable() from exc
+                continue
+            except (SQLAlchemyError, OSError) as exc:
+                raise AuditUnavailable() from exc
+            self.transactions += 1
+            self.events_written += len(batch)
+            return
+
+    async def _insert_linked(self, conn: AsyncConnection, batch: Sequence[_Prepared]) -> None:
+        head = (
+            await conn.execute(
+                select(audit_event.c.seq, audit_event.c.hash)
+                .where(audit_event.c.chain_id == self.chain_id)
+                .order_by(audit_event.c.seq.desc())
+                .limit(1)
+            )
+        ).first()
+        seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
+        rows: list[dict[str, Any]] = []
+        for prepared in batch:
+            seq += 1
+            digest = link_hash(prev, prepared.stored)
+            rows.append(
+                {
+                    **prepared.columns,
+                    "id": prepared.id,
+                    "chain_id": self.chain_id,
+                    "seq": seq,
+                    "resource": prepared.stored.decode("utf-8"),
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
+            prev = digest
+        await conn.execute(insert(audit_event), rows)
+
+    # --- checking ------------------------------------------------------------------------
+
+    async def verify(self, chain_id: str | None = None) -> VerifyResult:
+        """Recompute every chain (or one) and return the first broken link, if any.
+
+        Checks, per row in ``seq`` order: no gap in ``seq``; ``prev_hash`` is the previous
+        row's ``hash``; ``hash`` matches the stored bytes; the searchable columns match the
+        event. Deleting the newest rows leaves a shorter valid chain: anchor the head
+        elsewhere (an export) to detect that.
+        """
+        checked = 0
+        async with self.engine.connect() as conn:
+            if chain_id is None:
+                chains = list(
+                    (
+                        await conn.execute(
+                            select(audit_event.c.chain_id)
+                            .distinct()
+                            .order_by(audit_event.c.chain_id)
+                        )
+                    ).scalars()
+                )
+            else:
+                chains = [chain_id]
+            for chain in chains:
+                result = await self._verify_chain(conn, chain)
+                checked += result.checked
+                if not result.ok:
+                    return VerifyResult(
+                        ok=False,
+                        checked=checked,
+                        broken_seq=result.broken_seq,
+                        broken_id=result.broken_id,
+                        chain_id=chain,
+                        reason=result.reason,
+                    )
+        return VerifyResult(ok=True, checked=checked)
+
+    async def _verify_chain(self, conn: AsyncConnection, chain: str) -> VerifyResult:
+        expected_seq, prev, checked = 1, GENESIS_HASH, 0
+        columns = list(audit_event.c)
+        while True:
+            page = (
+                await conn.execute(
+                    select(*columns)
+                    .where(audit_event.c.chain_id == chain, audit_event.c.seq >= expected_seq)
+                    .order_by(audit_event.c.seq)
+                    .limit(_VERIFY_PAGE)
+                )
+            ).mappings()
+            rows = list(page)
+            if not rows:
+                return VerifyResult(ok=True, checked=checked)
+            for row in rows:
+                reason = _check_row(row, expected_seq, prev)
+                if reason is not None:
+                    return VerifyResult(
+                        ok=False,
+                        checked=checked,
+                        broken_seq=row["seq"] if reason != "missing" else expected_seq,
+                        broken_id=row["id"],
+                        chain_id=chain,
+                        reason=reason
+                        if reason != "missing"
+                        else (f"seq {expected_seq} missing (next present is {row['seq']})"),
+                    )
+                checked += 1
+                expected_seq += 1
+                prev = row["hash"]
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def get(self, event_id: str) -> dict[str, Any] | None:
+        """One stored event by id, parsed from its stored bytes."""
+        async with self.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    select(audit_event.c.resource).where(audit_event.c.id == event_id)
+                )
+            ).scalar_one_or_none()
+        return None if stored is None else _loads(stored)
+
+    async def search(
+        self,
+        *,
+        patient: str | None = None,
+        agent: str | None = None,
+        agent_org: str | None = None,
+        date_ge: datetime | None = None,
+        date_le: datetime | None = None,
+        outcome: str | None = None,
+        purpose: str | None = None,
+        break_glass: bool | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Events matching every given filter, newest first; ``count``/``offset`` page them."""
+        query = _filtered(
+            select(audit_event.c.resource),
+            patient=patient,
+            agent=agent,
+            agent_org=agent_org,
+            date_ge=date_ge,
+            date_le=date_le,
+            outcome=outcome,
+            purpose=purpose,
+            break_glass=break_glass,
+        )
+        query = (
+            query.order_by(audit_event.c.recorded.desc(), audit_event.c.seq.desc())
+            .limit(max(0, count))
+            .offset(max(0, offset))
+        )
+        async with self.engine.connect() as conn:
+            stored = (await conn.execute(query)).scalars().all()
+        return [_loads(s) for s in stored]
+
+    async def count(
+        self,
+        *,
+        patient: str | None = None,
+        agent: str | None = None,
+        agent_org: str | None = None,
+        date_ge: datetime | None = None,
+        date_le: datetime | None = None,
+        outcome: str | None = None,
+        purpose: str | None = None,
+        break_glass: bool | None = None,
+    ) -> int:
+        """How many events :meth:`search` with the same filters would page through."""
+        query = _filtered(
+            select(func.count()).select_from(audit_event),
+            patient=patient,
+            agent=agent,
+            agent_org=agent_org,
+            date_ge=date_ge,
+            date_le=date_le,
+            outcome=outcome,
+            purpose=purpose,
+            break_glass=break_glass,
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+
+def _filtered(
+    query: Select[Any],
+    *,
+    patient: str | None,
+    agent: str | None,
+    agent_org: str | None,
+    date_ge: datetime | None,
+    date_le: datetime | None,
+    outcome: str | None,
+    purpose: str | None,
+    break_glass: bool | None,
+) -> Select[Any]:
+    c = audit_event.c
+    if patient is not None:
+        query = query.where(c.patient == patient)
+    if agent is not None:
+        query = query.where(c.agent_sub == agent)
+    if agent_org is not None:
+        query = query.where(c.agent_org == agent_org)
+    if date_ge is not None:
+        query = query.where(c.recorded >= date_ge)
+    if date_le is not None:
+        query = query.where(c.recorded <= date_le)
+    if outcome is not None:
+        query = query.where(c.outcome == outcome)
+    if purpose is not None:
+        query = query.where(c.purpose == purpose)
+    if break_glass is not None:
+        query = query.where(c.break_glass == break_glass)
+    return query
+
+
+def _loads(stored: str | bytes) -> dict[str, Any]:
+    value = orjson.loads(stored)
+    if not isinstance(value, dict):
+        raise ValueError("stored audit event is not a JSON object")
+    return value
+
+
+def _check_row(row: Any, expected_seq: int, prev: str) -> str | None:
+    """Why ``row`` breaks the chain, or None. ``"missing"`` means a seq gap."""
+    if row["seq"] != expected_seq:
+        return "missing"
+    if row["prev_hash"] != prev:
+        return "prev_hash does not match the previous event's hash"
+    stored = row["resource"]
+    stored_bytes = stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
+    if link_hash(prev, stored_bytes) != row["hash"]:
+        return "hash does not match the stored event"
+    try:
+        event = _loads(stored_bytes)
+        columns = _index_columns(event)
+    except (ValueError, orjson.JSONDecodeError):
+        return "stored event is not a readable AuditEvent"
+    if event.get("id") != row["id"]:
+        return "row id does not match the stored event"
+    for name, value in columns.items():
+        if row[name] != value:
+            return f"column {name} does not match the stored event"
+    return None

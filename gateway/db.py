@@ -1,0 +1,85 @@
+"""The gateway's SQL database: one declarative ``Base``, one engine factory, schema creation.
+
+Consent directives and the audit trail live here. Tables are declared on :class:`Base` by the
+modules that own them (``gateway.audit.store`` declares ``audit_event``); importing such a
+module registers its table, and :func:`create_schema` creates every registered table.
+
+SQLite (the embedded default) is opened in WAL mode with ``synchronous=FULL``: a commit is on
+disk when it returns, which is what "durable before data leaves" needs. PostgreSQL
+(``postgresql+asyncpg://``) is durable on commit by default.
+
+    engine = make_engine("sqlite+aiosqlite:///./caregateway.db")
+    await create_schema(engine)
+    sessions = make_session_factory(engine)
+    async with sessions() as session, session.begin():
+        ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every gateway table."""
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_is_file(url: str) -> bool:
+    database = make_url(url).database
+    return (
+        bool(database) and database != ":memory:" and not str(database).startswith("file::memory:")
+    )
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url``; SQLite files get WAL, ``synchronous=FULL`` and a busy timeout.
+
+    Extra keyword arguments go to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+    """
+    if is_sqlite(url):
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+    engine = create_async_engine(url, **kwargs)
+    if is_sqlite(url):
+        wal = _sqlite_is_file(url)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_conn.cursor()
+            try:
+                if wal:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=FULL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA busy_timeout=30000")
+            finally:
+                cursor.close()
+
+    return engine
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create every table registered on :class:`Base` that does not exist yet (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (``expire_on_commit=False``)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
