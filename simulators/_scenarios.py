@@ -11,14 +11,8 @@ from datetime import date
 from typing import Final
 
 from simulators import _vocab as v
-from simulators._build import (
-    Builder,
-    care_plan,
-    care_team,
-    community_patient,
-    council_person,
-    support_plan,
-)
+from simulators._build import Builder, council_person, support_plan
+from simulators._build_community import care_plan, care_team, community_patient
 from simulators.model import Address, Involvement, PersonName, Scenario, Worker
 
 NHS_BOTH: Final = "9991000003"

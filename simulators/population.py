@@ -35,7 +35,16 @@ systems with local two-character sub-codes, and local PAS identifiers.
 
 from __future__ import annotations
 
-from simulators._build import Builder, general_person
+from simulators import _vocab as v
+from simulators._build import (
+    Builder,
+    council_person,
+    days_before,
+    involvements,
+    support_plan,
+    weighted,
+)
+from simulators._build_community import care_plan, care_team, community_patient
 from simulators._scenarios import SCENARIO_NHS_NUMBERS, SCENARIOS, add_scenarios
 from simulators._vocab import (
     COMMUNITY_NAME,
@@ -65,12 +74,66 @@ DEFAULT_SEED = 20261123
 DEFAULT_SIZE = 2000
 
 
+def _general_person(b: Builder, index: int) -> None:
+    """One random person, known to social care, community health, or both."""
+    rng = b.rng
+    identity = b.identity()
+    locality = identity[3]
+    address = b.address(locality)
+    gp = b.gp_for(locality)
+    death = days_before(rng, 5, 700) if rng.random() < 0.03 else None
+    membership = weighted(rng, (("both", 55), ("social", 25), ("community", 20)))
+    nhs: str | None = b.new_nhs_number()
+    ethnicity = weighted(rng, v.ETHNICITY_WEIGHTS)
+
+    if membership in {"both", "social"}:
+        person_id = f"P{index:06d}"
+        council_nhs = None if rng.random() < 0.02 else nhs
+        person = council_person(b, person_id, council_nhs, identity, address, gp, death)
+        if person.ethnicity is not None:
+            ethnicity = person.ethnicity
+        b.council.append(person)
+        plans = []
+        for _ in range(rng.choice((1, 1, 2, 2, 3))):
+            plan_type = weighted(rng, v.PLAN_TYPE_WEIGHTS)
+            worker = rng.choice(v.WORKERS)
+            plans.append(support_plan(b, person_id, plan_type,
+                                      weighted(rng, v.PLAN_STATUS_WEIGHTS), worker))
+        b.plans[person_id] = tuple(plans)
+        current = rng.choice((1, 1, 2, 2, 3))
+        leads = 2 if rng.random() < 0.05 else (0 if rng.random() < 0.05 else 1)
+        b.involvements[person_id] = involvements(
+            b, locality, current=current, historic=rng.choice((0, 0, 1, 2)), leads=leads
+        )
+
+    if membership in {"both", "community"}:
+        patient_id = f"C{index:06d}"
+        b.patients.append(
+            community_patient(b, patient_id, nhs, identity, address, gp, death, ethnicity)
+        )
+        teams = []
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            name = rng.choice(v.CARE_TEAM_NAMES).format(locality=locality)
+            teams.append(care_team(b, patient_id, name,
+                                   status="active" if rng.random() < 0.85 else "inactive"))
+        b.care_teams[patient_id] = tuple(teams)
+        cps = []
+        for _ in range(rng.choice((1, 1, 2, 2, 3))):
+            category = (v.MENTAL_HEALTH_CATEGORY if rng.random() < 0.08
+                        else rng.choice(v.CARE_PLAN_CATEGORIES))
+            team_id = teams[0].team_id if teams and rng.random() < 0.5 else None
+            cps.append(care_plan(b, patient_id, category,
+                                 weighted(rng, v.COMMUNITY_PLAN_STATUS_WEIGHTS),
+                                 care_team_id=team_id))
+        b.care_plans[patient_id] = tuple(cps)
+
+
 def build_population(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Population:
     """Make ``size`` people (the scenario people included); the same seed gives the same data."""
     b = Builder(seed, SCENARIO_NHS_NUMBERS)
     general = max(0, size - len(SCENARIOS))
     for index in range(1, general + 1):
-        general_person(b, index)
+        _general_person(b, index)
     add_scenarios(b)
     return Population(
         seed=seed,
