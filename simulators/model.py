@@ -253,10 +253,18 @@ class Population:
     organizations: Mapping[str, CommunityOrganization]  # by resource id
     practitioners: Mapping[str, CommunityPractitioner]  # by resource id
     scenarios: Mapping[str, Scenario]
-    _council_by_id: dict[str, CouncilPerson] = field(default_factory=dict, repr=False)
-    _council_by_nhs: dict[str, list[CouncilPerson]] = field(default_factory=dict, repr=False)
-    _community_by_id: dict[str, CommunityPatient] = field(default_factory=dict, repr=False)
-    _community_by_nhs: dict[str, list[CommunityPatient]] = field(default_factory=dict, repr=False)
+    _council_by_id: dict[str, CouncilPerson] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _council_by_nhs: dict[str, list[CouncilPerson]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _community_by_id: dict[str, CommunityPatient] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _community_by_nhs: dict[str, list[CommunityPatient]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for person in self.council_people:

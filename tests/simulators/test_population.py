@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -210,3 +213,23 @@ def test_vendor_mess_is_present(pop: Population) -> None:
     assert {e.system for e in ethnic} == {v.STU3_ETHNIC_SYSTEM, v.STU3_ETHNIC_SYSTEM_NHS}
     assert any(len(e.code) == 2 and e.code in v.LOCAL_ETHNIC_SUBCODES for e in ethnic)
     assert all(any(i.system == v.PAS_NUMBER_SYSTEM for i in p.local_ids) for p in patients)
+
+
+def test_same_population_in_another_process() -> None:
+    """No dependence on hash randomisation: another interpreter builds identical data."""
+    script = (
+        "import hashlib\n"
+        "from simulators.population import build_population\n"
+        "p = build_population(11, 200)\n"
+        "data = (p.council_people, sorted(p.support_plans.items()), p.community_patients,\n"
+        "        sorted(p.care_plans.items()), sorted(p.care_teams.items()))\n"
+        "print(hashlib.sha256(repr(data).encode()).hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script], check=True, capture_output=True, text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1 and "" not in digests
