@@ -186,25 +186,43 @@ def relative_reference(ref: str) -> str | None:
     return f"{parts[-2]}/{parts[-1]}"
 
 
+# Where the conversion looks up Organizations and Practitioners (nothing else is fetched, so
+# a reference the conversion would drop anyway can never fail a fetch).
+_REFERENCE_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Patient": (("generalPractitioner",),),
+    "CarePlan": (("author",), ("activity", "detail", "performer")),
+    "CareTeam": (
+        ("participant", "member"),
+        ("participant", "onBehalfOf"),
+        ("managingOrganization",),
+    ),
+}
+
+
 def external_references(raw: Resource) -> set[str]:
-    """Every ``Organization/x`` and ``Practitioner/x`` literal reference in a resource."""
+    """The relative ``Organization/x`` / ``Practitioner/x`` references the conversion resolves.
+
+    Contained (``#id``) and absolute references are not fetched: an absolute URL may name
+    another server, and the source's bearer token must not travel there.
+    """
     found: set[str] = set()
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, path)
+        elif isinstance(node, dict):
+            if path:
+                walk(node.get(path[0]), path[1:])
+                return
             ref = node.get("reference")
-            if isinstance(ref, str) and not ref.startswith("#"):
+            if isinstance(ref, str) and "://" not in ref and not ref.startswith("#"):
                 key = relative_reference(ref)
                 if key and key.split("/", 1)[0] in ("Organization", "Practitioner"):
                     found.add(key)
-            for key, value in node.items():
-                if key != "contained":
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
 
-    walk(raw)
+    for path in _REFERENCE_PATHS.get(str(raw.get("resourceType")), ()):
+        walk(raw, path)
     return found
 
 

@@ -258,3 +258,13 @@ async def test_aclose_closes_only_an_owned_client(source: FakeSource) -> None:
     assert not http.is_closed
     owned = CommunityAdapter(CONFIG)
     await owned.aclose()
+
+
+async def test_only_references_the_conversion_uses_are_fetched(source: FakeSource) -> None:
+    plan = source.plans["C1"][0]
+    plan["note"] = [{"text": "n", "authorReference": {"reference": "Practitioner/unused"}}]
+    plan["author"].append({"reference": "http://elsewhere.test/fhir/Organization/far"})
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.FOUND
+    assert source.calls["Practitioner/unused"] == 0
+    assert not any("far" in path for path in source.calls)
