@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from adapters.base import Outcome, SourceResult
+from adapters.base import Outcome, Resource, SourceResult
 from consent import (
     ClientKind,
     Decision,
@@ -66,7 +66,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
             organisation=r.organisation,
             domain=r.domain,
             outcome=r.outcome,
-            resources=shown[r.source].resources,
+            resources=cast(tuple[Resource, ...], shown[r.source].resources),
             issues=r.issues,
             fetched_at=r.fetched_at,
         )
@@ -74,7 +74,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
         if r.source in shown
     )
     return Verdict(
-        effect=decision.effect.value,  # type: ignore[arg-type]
+        effect=decision.effect.value,
         visible=visible,
         reasons=tuple(str(r) for r in decision.reasons),
         break_glass=decision.break_glass,
