@@ -198,7 +198,15 @@ def _general_practitioner(reference: Any, raw: Resource, ctx: Context) -> Resour
         return organisation_ref(target)
     if target is not None and target.get("resourceType") == "Practitioner":
         return practitioner_ref(target)
-    return copy_keys(reference, ("display",))
+    if not isinstance(reference, dict):
+        return None
+    out: Resource = {}
+    ident = reference.get("identifier")
+    if isinstance(ident, dict) and ident.get("value"):
+        out["identifier"] = copy_keys(ident, ("system", "value"))
+    if reference.get("display"):
+        out["display"] = reference["display"]
+    return out or None
 
 
 # --- CarePlan --------------------------------------------------------------------------
@@ -348,7 +356,7 @@ def _activity(activity: Any, plan: Resource, ctx: Context) -> Resource | None:
         out["statusReason"] = {"text": detail["statusReason"]}
     if isinstance(detail.get("prohibited"), bool):
         out["doNotPerform"] = detail["prohibited"]
-    for key in ("scheduledTiming", "scheduledPeriod", "scheduledString"):
+    for key in ("scheduledTiming", "scheduledPeriod", "scheduledString"):  # same in R4
         if detail.get(key):
             out[key] = detail[key]
     performers = [logical_ref(p, plan, ctx) for p in detail.get("performer") or ()]

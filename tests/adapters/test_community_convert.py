@@ -662,3 +662,29 @@ def test_one_provenance_names_the_source_organisation_by_ods() -> None:
     r4_valid(out)
     with pytest.raises(ValueError):
         make_provenance("C1", made, datetime(2026, 11, 23), context)  # noqa: DTZ001
+
+
+def test_general_practitioner_by_identifier_only() -> None:
+    raw = patient(gp=None)
+    raw["generalPractitioner"] = [
+        {
+            "identifier": {"system": ukcore.ODS_ORGANISATION_SYSTEM, "value": "F81001"},
+            "display": "X",
+        }
+    ]
+    out = convert_patient(raw, ctx())
+    assert out["generalPractitioner"] == [
+        {"identifier": ukcore.ods_identifier("F81001"), "display": "X"}
+    ]
+
+
+def test_timing_is_kept_as_sent() -> None:
+    raw = care_plan()
+    raw["activity"][0]["detail"]["scheduledTiming"] = {
+        "repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN"]}
+    }
+    raw["activity"][0]["detail"].pop("scheduledString")
+    out = convert_care_plan(raw, "C1", NHS, ctx())
+    timing = out["activity"][0]["detail"]["scheduledTiming"]
+    assert timing == {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN"]}}
+    r4_valid(out)
