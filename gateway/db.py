@@ -61,15 +61,21 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
-            cursor = dbapi_conn.cursor()
             try:
-                if wal:
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=FULL")
-                cursor.execute("PRAGMA foreign_keys=ON")
-                cursor.execute("PRAGMA busy_timeout=30000")
-            finally:
-                cursor.close()
+                cursor = dbapi_conn.cursor()
+                try:
+                    if wal:
+                        cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=FULL")
+                    cursor.execute("PRAGMA foreign_keys=ON")
+                    cursor.execute("PRAGMA busy_timeout=30000")
+                finally:
+                    cursor.close()
+            except BaseException:
+                # Not a database (or unreadable): close it here, or the driver's worker
+                # thread outlives the event loop.
+                dbapi_conn.close()
+                raise
 
     return engine
 
