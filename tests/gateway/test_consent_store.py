@@ -1,0 +1,162 @@
+"""ConsentStore and BreakGlassStore on a real SQLite file: ids, versions, no caching."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from consent import parse_consents
+from gateway.consent_store import (
+    UKCORE_CONSENT_PROFILE,
+    BreakGlassStore,
+    ConsentDirectiveRow,
+    ConsentStore,
+)
+from gateway.db import Base, make_engine, make_session_factory
+from gateway.errors import NotFound, UnprocessableEntity
+from simulators.population import SCENARIOS
+
+NHS_A = SCENARIOS["both"].nhs_number or ""
+NHS_B = SCENARIOS["community_only"].nhs_number or ""
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def objection(nhs: str, status: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
+        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'consent.db'}")
+    async with eng.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield eng
+    await eng.dispose()
+
+
+async def test_create_assigns_id_version_and_profile(engine: AsyncEngine) -> None:
+    at = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
+    store = ConsentStore(engine, clock=lambda: at)
+    given = {**objection(NHS_A), "id": "client-chosen", "meta": {"profile": ["urn:x"]}}
+    stored = await store.create(given)
+    assert stored["id"] != "client-chosen"
+    assert stored["meta"] == {
+        "versionId": "1",
+        "lastUpdated": "2026-11-23T10:00:00.123Z",
+        "profile": ["urn:x", UKCORE_CONSENT_PROFILE],
+    }
+    assert given["id"] == "client-chosen"  # the caller's dict is not changed
+    assert await store.get(stored["id"]) == stored
+    assert await store.get("no-such-id") is None
+
+
+async def test_update_increments_version_and_keeps_one_row(engine: AsyncEngine) -> None:
+    store = ConsentStore(engine)
+    stored = await store.create(objection(NHS_A))
+    second = await store.update(stored["id"], {**stored, "status": "inactive"})
+    third = await store.update(stored["id"], {**second, "status": "active"})
+    assert (second["meta"]["versionId"], third["meta"]["versionId"]) == ("2", "3")
+    assert (await store.get(stored["id"]) or {})["status"] == "active"
+    async with make_session_factory(engine)() as session:
+        row = await session.get(ConsentDirectiveRow, stored["id"])
+        assert row is not None and (row.version, row.status) == (3, "active")
+        assert row.created <= row.updated and row.created.tzinfo is not None
+
+
+async def test_update_unknown_id_is_not_found(engine: AsyncEngine) -> None:
+    with pytest.raises(NotFound):
+        await ConsentStore(engine).update("missing", objection(NHS_A))
+
+
+async def test_concurrent_updates_never_share_a_version(engine: AsyncEngine) -> None:
+    store = ConsentStore(engine)
+    stored = await store.create(objection(NHS_A))
+    results = await asyncio.gather(
+        *(store.update(stored["id"], {**stored, "status": s}) for s in ["inactive", "active"] * 3)
+    )
+    versions = sorted(int(r["meta"]["versionId"]) for r in results)
+    assert versions == [2, 3, 4, 5, 6, 7]
+    final = await store.get(stored["id"])
+    assert final is not None and final["meta"]["versionId"] == "7"
+
+
+async def test_search_and_active_for_return_every_status_for_that_person_only(
+    engine: AsyncEngine,
+) -> None:
+    store = ConsentStore(engine)
+    first = await store.create(objection(NHS_A))
+    second = await store.create(objection(NHS_A, status="inactive"))
+    await store.create(objection(NHS_B))
+    assert [c["id"] for c in await store.search(NHS_A)] == [first["id"], second["id"]]
+    assert await store.active_for(NHS_A) == await store.search(NHS_A)
+    assert await store.search("9999999999") == []
+    # What the store returns is what the pure core parses.
+    assert [d.status for d in parse_consents(await store.active_for(NHS_A))] == [
+        "active",
+        "inactive",
+    ]
+
+
+async def test_a_change_is_seen_by_the_next_read_through_another_store(
+    engine: AsyncEngine,
+) -> None:
+    writer, reader = ConsentStore(engine), ConsentStore(engine)
+    stored = await writer.create(objection(NHS_A))
+    assert [c["status"] for c in await reader.active_for(NHS_A)] == ["active"]
+    await writer.update(stored["id"], {**stored, "status": "inactive"})
+    assert [c["status"] for c in await reader.active_for(NHS_A)] == ["inactive"]
+
+
+async def test_nothing_is_written_without_an_nhs_number(engine: AsyncEngine) -> None:
+    store = ConsentStore(engine)
+    bad = {k: v for k, v in objection(NHS_A).items() if k != "patient"}
+    with pytest.raises(UnprocessableEntity):
+        await store.create(bad)
+    stored = await store.create(objection(NHS_A))
+    with pytest.raises(UnprocessableEntity):
+        await store.update(stored["id"], bad)
+    assert await store.get(stored["id"]) == stored
+    async with make_session_factory(engine)() as session:
+        assert await session.scalar(select(func.count()).select_from(ConsentDirectiveRow)) == 1
+
+
+async def test_store_accepts_a_session_factory(engine: AsyncEngine) -> None:
+    store = ConsentStore(make_session_factory(engine))
+    stored = await store.create(objection(NHS_B))
+    assert await store.get(stored["id"]) == stored
+
+
+async def test_break_glass_ledger_returns_the_latest_grant(engine: AsyncEngine) -> None:
+    ledger = BreakGlassStore(engine)
+    assert await ledger.last_grant("user-1", NHS_A) is None
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    await ledger.record("user-1", NHS_A, t0, "unconscious in A&E")
+    await ledger.record("user-1", NHS_A, t0 + timedelta(minutes=5), "still in A&E")
+    await ledger.record("user-2", NHS_A, t0 + timedelta(hours=1), "other user")
+    await ledger.record("user-1", NHS_B, t0 + timedelta(hours=2), "other person")
+    latest = await ledger.last_grant("user-1", NHS_A)
+    assert latest == t0 + timedelta(minutes=5)
+    assert latest is not None and latest.tzinfo is not None
+    assert await ledger.last_grant("user-3", NHS_A) is None
