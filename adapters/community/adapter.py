@@ -258,7 +258,6 @@ def _validate(resource: Resource) -> None:
     validate, error = checker
     try:
         validate(resource)
-    except error:
-        raise ConversionError(
-            f"normalised {resource.get('resourceType')} failed UK Core validation"
-        ) from None
+    except error as exc:
+        # Its messages name elements and rules, never values (adapters/validation.py).
+        raise ConversionError(f"normalised resource failed UK Core validation: {exc}") from None

@@ -268,3 +268,28 @@ async def test_only_references_the_conversion_uses_are_fetched(source: FakeSourc
     assert result.outcome is Outcome.FOUND
     assert source.calls["Practitioner/unused"] == 0
     assert not any("far" in path for path in source.calls)
+
+
+async def test_every_resource_is_validated_and_a_failure_is_bad_data(
+    source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.community import adapter as module
+
+    seen: list[str] = []
+
+    class Invalid(Exception):
+        pass
+
+    def validate(resource: dict[str, Any]) -> None:
+        seen.append(resource["resourceType"])
+        if resource["resourceType"] == "CareTeam":
+            raise Invalid("CareTeam: status: not in the required value set")
+
+    monkeypatch.setattr(module, "_validator", lambda: (validate, Invalid))
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.BAD_DATA
+    assert result.detail == (
+        "normalised resource failed UK Core validation: "
+        "CareTeam: status: not in the required value set"
+    )
+    assert seen == ["Patient", "CarePlan", "CarePlan", "CareTeam"]
