@@ -64,7 +64,7 @@ from gateway.db import Base
 GENESIS_HASH: Final = "0" * 64
 DEFAULT_CHAIN: Final = "main"
 _VERIFY_PAGE: Final = 1000
-_LINK_RETRIES: Final = 3
+_LINK_RETRIES: Final = 5
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -299,9 +299,11 @@ class AuditStore:
                 async with self.engine.begin() as conn:
                     await self._insert_linked(conn, batch)
             except IntegrityError as exc:
-                # Another writer took the same seq on this chain: re-read the head, retry.
+                # Another writer (SQLite: another process) took the same seq on this chain:
+                # re-read the head and retry. PostgreSQL writers are serialised by a lock.
                 if attempt == _LINK_RETRIES - 1:
                     raise AuditUnavailable() from exc
+                await asyncio.sleep(0.005 * (attempt + 1))
                 continue
             except (SQLAlchemyError, OSError) as exc:
                 raise AuditUnavailable() from exc
@@ -310,6 +312,10 @@ class AuditStore:
             return
 
     async def _insert_linked(self, conn: AsyncConnection, batch: Sequence[_Prepared]) -> None:
+        if conn.dialect.name == "postgresql":
+            # Writers on one chain (replicas) take turns; the head read below then sees the
+            # newest committed row (READ COMMITTED reads per statement).
+            await conn.execute(select(func.pg_advisory_xact_lock(_chain_lock_key(self.chain_id))))
         head = (
             await conn.execute(
                 select(audit_event.c.seq, audit_event.c.hash)
@@ -512,6 +518,12 @@ def _filtered(
     if break_glass is not None:
         query = query.where(c.break_glass == break_glass)
     return query
+
+
+def _chain_lock_key(chain_id: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory lock on one chain."""
+    digest = hashlib.sha256(b"caregateway-audit-chain:" + chain_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _loads(stored: str | bytes) -> dict[str, Any]:
