@@ -1,0 +1,466 @@
+"""The Consent API and $access-check over real HTTP, with the consent policy as the decider.
+
+The gateway here is built like ``tests/gateway/harness.py`` but with the consent router, a
+SQLite consent store, and ``PolicyDecider`` in :class:`RecordAccess`, in front of the real
+community simulator (the source that holds the scenario people these tests use).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters import nhs_number
+from adapters.community.adapter import CommunityAdapter
+from consent import load_policy
+from gateway.access import RecordAccess
+from gateway.app import create_app
+from gateway.auth import TokenVerifier, generate_signing_key, issue_token
+from gateway.consent_store import (
+    UKCORE_CONSENT_PROFILE,
+    BreakGlassGrantRow,
+    BreakGlassStore,
+    ConsentDirectiveRow,
+    ConsentStore,
+)
+from gateway.db import create_schema, make_engine
+from gateway.decision import PolicyDecider
+from gateway.embedded import free_port, running_server
+from gateway.record import RecordService
+from gateway.routes import consent as consent_routes
+from gateway.state import GatewayState
+from simulators.population import SCENARIOS
+from simulators.runner import RunningSources, source_configs
+
+ISSUER = "urn:caregateway:test-issuer"
+FHIR_JSON = "application/fhir+json"
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+GP_ORG = "F81001"  # registered GP practice of the "both" scenario person
+
+
+def nhs(key: str) -> str:
+    number = SCENARIOS[key].nhs_number
+    assert number is not None
+    return number
+
+
+NHS_BOTH = nhs("both")
+NHS_COMMUNITY = nhs("community_only")
+
+
+@dataclass
+class ConsentGateway:
+    base_url: str
+    private_pem: bytes
+    client: httpx.AsyncClient
+    engine: AsyncEngine
+    unknown_nhs: str
+
+    def headers(
+        self,
+        *,
+        role: str | None = "R8000",
+        org: str = GP_ORG,
+        scopes: Sequence[str] = ("user/*.cruds",),
+        purpose: str | None = "TREAT",
+        sub: str = "consent-user-0001",
+        name: str | None = "Dr Test Recorder",
+        **kw: Any,
+    ) -> dict[str, str]:
+        token = issue_token(
+            self.private_pem,
+            issuer=ISSUER,
+            audience=self.base_url,
+            sub=sub,
+            role=role,
+            org=org,
+            scopes=tuple(scopes),
+            purpose=purpose,
+            name=name,
+            **kw,
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def post(self, body: Any, **kw: Any) -> httpx.Response:
+        content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
+        return await self.client.post(
+            f"{self.base_url}/Consent",
+            content=content,
+            headers={**self.headers(**kw), "Content-Type": FHIR_JSON},
+        )
+
+    async def put(self, cid: str, body: Any, **kw: Any) -> httpx.Response:
+        return await self.client.put(
+            f"{self.base_url}/Consent/{cid}",
+            json=body,
+            headers={**self.headers(**kw), "Content-Type": FHIR_JSON},
+        )
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        params = kw.pop("params", None)
+        return await self.client.get(
+            f"{self.base_url}{path}", params=params, headers=self.headers(**kw)
+        )
+
+
+def _unknown_nhs(running: RunningSources) -> str:
+    pop = running.population
+    stored = [p.nhs_number for p in pop.community_patients]
+    stored += [p.nhs_number for p in pop.council_people]
+    held = {"".join(ch for ch in (n or "") if ch.isdigit()) for n in stored}
+    rng = random.Random(20261123)
+    while True:
+        candidate = nhs_number.synthetic(rng)
+        if candidate not in held:
+            return candidate
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cgw(
+    running_sources: RunningSources, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ConsentGateway]:
+    private_pem, public_jwk = generate_signing_key()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/fhir"
+    verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
+    db: Path = tmp_path_factory.mktemp("consent-api") / "gateway.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    await create_schema(engine)
+    configs = [c for c in source_configs(running_sources) if c.kind == "community-fhir-stu3"]
+
+    async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
+        records = RecordService(
+            [CommunityAdapter(c) for c in configs], {c.name: c.timeout_s for c in configs}
+        )
+        policy = load_policy()
+        store, ledger = ConsentStore(engine), BreakGlassStore(engine)
+        state = GatewayState(
+            base_url=base_url,
+            verifier=verifier,
+            access=RecordAccess(records, PolicyDecider(policy, store, ledger)),
+            policy=policy,
+            consents=store,
+        )
+        return state, records.aclose
+
+    app = create_app(factory)
+    app.include_router(consent_routes.router)
+    try:
+        async with (
+            running_server(app, "127.0.0.1", port),
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            yield ConsentGateway(
+                base_url, private_pem, client, engine, _unknown_nhs(running_sources)
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def empty_tables(cgw: ConsentGateway) -> AsyncIterator[None]:
+    yield
+    async with cgw.engine.begin() as conn:
+        await conn.execute(delete(ConsentDirectiveRow))
+        await conn.execute(delete(BreakGlassGrantRow))
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def objection(number: str = NHS_BOTH, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": NHS_SYSTEM, "value": number}},
+        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def assert_fhir(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(FHIR_JSON)
+    assert resp.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def assert_outcome(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    body = assert_fhir(resp, status)
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["code"] == code
+    return body
+
+
+def reason_codes(oo: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in oo["issue"][0].get("details", {}).get("coding", ())]
+
+
+def params(body: dict[str, Any], name: str) -> list[Any]:
+    return [
+        next(v for k, v in p.items() if k.startswith("value"))
+        for p in body["parameter"]
+        if p["name"] == name
+    ]
+
+
+# --- POST --------------------------------------------------------------------------------
+
+
+async def test_create_returns_201_with_location_and_fills_the_recorder(
+    cgw: ConsentGateway,
+) -> None:
+    resp = await cgw.post(objection(), sub="gp-0042", name="Dr A Example")
+    stored = assert_fhir(resp, 201)
+    cid = stored["id"]
+    assert resp.headers["location"] == f"{cgw.base_url}/Consent/{cid}/_history/1"
+    assert resp.headers["etag"] == 'W/"1"'
+    assert stored["meta"]["versionId"] == "1"
+    assert stored["meta"]["profile"] == [UKCORE_CONSENT_PROFILE]
+    assert stored["meta"]["lastUpdated"].endswith("Z")
+    assert stored["dateTime"].endswith("Z")
+    assert stored["performer"] == [
+        {"identifier": {"system": "urn:caregateway:user", "value": "gp-0042"},
+         "display": "Dr A Example"}
+    ]  # fmt: skip
+    assert stored["organization"] == [{"identifier": {"system": ODS, "value": GP_ORG}}]
+    assert assert_fhir(await cgw.get(f"/Consent/{cid}"), 200) == stored
+
+
+async def test_create_keeps_recorder_fields_the_caller_gave(cgw: ConsentGateway) -> None:
+    given = objection(
+        dateTime="2026-11-01T09:00:00Z",
+        performer=[{"display": "Practice manager"}],
+        organization=[{"identifier": {"system": ODS, "value": "RAT"}}],
+    )
+    stored = assert_fhir(await cgw.post(given), 201)
+    for key in ("dateTime", "performer", "organization"):
+        assert stored[key] == given[key]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "JSON object"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"resourceType": "Patient", "id": "x"}', "resourceType Consent"),
+    ],
+)
+async def test_malformed_body_is_400(cgw: ConsentGateway, body: bytes, fragment: str) -> None:
+    oo = assert_outcome(await cgw.post(body), 400, "invalid")
+    assert fragment in oo["issue"][0]["diagnostics"]
+
+
+async def test_model_failure_is_400_naming_the_element_not_the_value(
+    cgw: ConsentGateway,
+) -> None:
+    body = objection(category="Mrs Secret Person", madeUp="9991000003")
+    oo = assert_outcome(await cgw.post(body), 400, "invalid")
+    text = oo["issue"][0]["diagnostics"]
+    assert "not a valid FHIR R4 Consent" in text
+    assert "category" in text and "madeUp" in text
+    assert "Secret" not in text and "9991000003" not in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"provision": None}, "Consent.provision is required"),
+        (
+            {"policy": [{"uri": "https://example.org/policy"}]},
+            "exactly one of Consent.policy and Consent.policyRule",
+        ),
+        ({"policyRule": None}, "exactly one of Consent.policy and Consent.policyRule"),
+        ({"provision": {"type": "permit"}}, "type must be deny"),
+    ],
+)
+async def test_rule_breaking_consent_is_422(
+    cgw: ConsentGateway, changes: dict[str, Any], fragment: str
+) -> None:
+    oo = assert_outcome(await cgw.post(objection(**changes)), 422, "business-rule")
+    assert fragment in oo["issue"][0]["diagnostics"]
+
+
+async def test_unknown_nhs_number_is_422(cgw: ConsentGateway) -> None:
+    oo = assert_outcome(await cgw.post(objection(cgw.unknown_nhs)), 422, "business-rule")
+    assert "unknown NHS number" in oo["issue"][0]["diagnostics"]
+    assert cgw.unknown_nhs not in oo["issue"][0]["diagnostics"]
+    search = assert_fhir(await cgw.get("/Consent", params={"patient": cgw.unknown_nhs}), 200)
+    assert search["total"] == 0
+
+
+async def test_role_that_may_not_record_is_403(cgw: ConsentGateway) -> None:
+    oo = assert_outcome(await cgw.post(objection(), role="R8008"), 403, "forbidden")
+    assert reason_codes(oo) == ["role-not-permitted"]
+    # The role is refused before the body is looked at.
+    oo = assert_outcome(await cgw.post(b"{not json", role="R8008"), 403, "forbidden")
+    assert reason_codes(oo) == ["role-not-permitted"]
+
+
+async def test_privacy_officer_may_record(cgw: ConsentGateway) -> None:
+    resp = await cgw.post(objection(), role="R0001", purpose="HOPERAT", org="X26")
+    assert_fhir(resp, 201)
+
+
+async def test_scope_without_create_is_403(cgw: ConsentGateway) -> None:
+    oo = assert_outcome(await cgw.post(objection(), scopes=("user/*.rs",)), 403, "forbidden")
+    assert reason_codes(oo) == ["scope-insufficient"]
+
+
+# --- GET ---------------------------------------------------------------------------------
+
+
+async def test_search_by_each_patient_form(cgw: ConsentGateway) -> None:
+    first = assert_fhir(await cgw.post(objection()), 201)
+    second = assert_fhir(await cgw.post(objection(status="inactive")), 201)
+    assert_fhir(await cgw.post(objection(NHS_COMMUNITY)), 201)
+    for query in (
+        {"patient": NHS_BOTH},
+        {"patient": f"Patient/{NHS_BOTH}"},
+        {"patient.identifier": f"{NHS_SYSTEM}|{NHS_BOTH}"},
+    ):
+        bundle = assert_fhir(await cgw.get("/Consent", params=query), 200)
+        assert bundle["type"] == "searchset" and bundle["total"] == 2
+        assert [e["resource"]["id"] for e in bundle["entry"]] == [first["id"], second["id"]]
+        assert bundle["entry"][0]["fullUrl"] == f"{cgw.base_url}/Consent/{first['id']}"
+    active = assert_fhir(
+        await cgw.get("/Consent", params={"patient": NHS_BOTH, "status": "active"}), 200
+    )
+    assert [e["resource"]["id"] for e in active["entry"]] == [first["id"]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"patient": "12345"},
+        {"patient.identifier": f"urn:other|{NHS_BOTH}"},
+        {"patient": NHS_BOTH, "patient.identifier": NHS_BOTH},
+        {"patient": NHS_BOTH, "subject": NHS_BOTH},
+    ],
+)
+async def test_bad_search_is_400(cgw: ConsentGateway, query: dict[str, str]) -> None:
+    assert_outcome(await cgw.get("/Consent", params=query), 400, "invalid")
+
+
+async def test_read_unknown_id_is_404(cgw: ConsentGateway) -> None:
+    assert_outcome(await cgw.get("/Consent/no-such-consent"), 404, "not-found")
+
+
+async def test_reading_directives_needs_a_recording_role(cgw: ConsentGateway) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    for path in (f"/Consent/{stored['id']}", f"/Consent?patient={NHS_BOTH}"):
+        oo = assert_outcome(await cgw.get(path, role="R8008"), 403, "forbidden")
+        assert reason_codes(oo) == ["role-not-permitted"]
+
+
+# --- PUT ---------------------------------------------------------------------------------
+
+
+async def test_put_makes_a_directive_inactive(cgw: ConsentGateway) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    resp = await cgw.put(stored["id"], {**stored, "status": "inactive"})
+    updated = assert_fhir(resp, 200)
+    assert updated["status"] == "inactive"
+    assert updated["meta"]["versionId"] == "2"
+    assert resp.headers["etag"] == 'W/"2"'
+    again = assert_fhir(await cgw.get(f"/Consent/{stored['id']}"), 200)
+    assert again == updated
+
+
+async def test_put_unknown_id_is_404(cgw: ConsentGateway) -> None:
+    assert_outcome(await cgw.put("no-such-consent", objection()), 404, "not-found")
+
+
+async def test_put_with_another_id_in_the_body_is_400(cgw: ConsentGateway) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    oo = assert_outcome(await cgw.put(stored["id"], {**stored, "id": "other"}), 400, "invalid")
+    assert oo["issue"][0]["expression"] == ["id"]
+
+
+async def test_put_validates_like_post(cgw: ConsentGateway) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    no_provision = {k: v for k, v in stored.items() if k != "provision"}
+    assert_outcome(await cgw.put(stored["id"], no_provision), 422, "business-rule")
+    assert_outcome(await cgw.put(stored["id"], {**stored, "status": 7}), 400, "invalid")
+    moved = {**stored, "patient": {"identifier": {"system": NHS_SYSTEM, "value": NHS_COMMUNITY}}}
+    assert_outcome(await cgw.put(stored["id"], moved), 422, "business-rule")
+    oo = assert_outcome(await cgw.put(stored["id"], stored, role="R8008"), 403, "forbidden")
+    assert reason_codes(oo) == ["role-not-permitted"]
+    assert assert_fhir(await cgw.get(f"/Consent/{stored['id']}"), 200) == stored
+
+
+# --- the directive takes effect on the very next request --------------------------------
+
+
+async def test_objection_applies_at_once_and_withdrawal_lifts_it(cgw: ConsentGateway) -> None:
+    gp = {"role": "R8000", "org": GP_ORG, "scopes": ("user/*.rs",)}
+    assert_fhir(await cgw.get(f"/Patient/{NHS_BOTH}", **gp), 200)
+
+    stored = assert_fhir(await cgw.post(objection(), role="R0001", purpose="HOPERAT"), 201)
+    oo = assert_outcome(await cgw.get(f"/Patient/{NHS_BOTH}", **gp), 403, "forbidden")
+    assert "patient-objected" in reason_codes(oo)
+
+    resp = await cgw.put(stored["id"], {**stored, "status": "inactive"})
+    assert_fhir(resp, 200)
+    patient = assert_fhir(await cgw.get(f"/Patient/{NHS_BOTH}", **gp), 200)
+    assert patient["resourceType"] == "Patient"
+
+
+# --- $access-check -----------------------------------------------------------------------
+
+
+async def test_access_check_for_a_permitted_principal(cgw: ConsentGateway) -> None:
+    body = assert_fhir(await cgw.get(f"/Patient/{NHS_BOTH}/$access-check"), 200)
+    assert body["resourceType"] == "Parameters"
+    names = [p["name"] for p in body["parameter"]]
+    assert names[0] == "effect" and {"policy-version", "matched-rule"} <= set(names)
+    assert params(body, "effect") in (["permit"], ["permit-filtered"])
+    assert params(body, "policy-version") == [load_policy().version]
+    assert GP_ORG in params(body, "matched-rule")[0]
+    assert set(names) <= {"effect", "reason", "policy-version", "matched-rule"}
+
+
+async def test_access_check_for_a_denied_principal(cgw: ConsentGateway) -> None:
+    body = assert_fhir(await cgw.get(f"/Patient/{NHS_BOTH}/$access-check", org="Y99999"), 200)
+    assert params(body, "effect") == ["deny"]
+    assert params(body, "reason") == ["no-legitimate-relationship"]
+    assert params(body, "policy-version") == [load_policy().version]
+    text = str(body)
+    assert NHS_BOTH not in text and "Patient/" not in text
+
+
+async def test_access_check_reports_an_objection(cgw: ConsentGateway) -> None:
+    assert_fhir(await cgw.post(objection()), 201)
+    body = assert_fhir(await cgw.get(f"/Patient/{NHS_BOTH}/$access-check"), 200)
+    assert params(body, "effect") == ["deny"]
+    assert "patient-objected" in params(body, "reason")
+
+
+async def test_access_check_unknown_person_is_404(cgw: ConsentGateway) -> None:
+    resp = await cgw.get(f"/Patient/{cgw.unknown_nhs}/$access-check")
+    assert_outcome(resp, 404, "not-found")
