@@ -1,0 +1,10 @@
+"""The council adult social care source (``social-care-api``) as a :class:`SourceAdapter`.
+
+* :mod:`.client` — HTTP: API key, cursor paging, status mapping, one ``Retry-After`` retry;
+* :mod:`.mapping` — pure functions from the vendor's JSON to UK Core R4 resources;
+* :mod:`.adapter` — :class:`SocialCareAdapter`, the fetch orchestration.
+"""
+
+from adapters.socialcare.adapter import SocialCareAdapter
+
+__all__ = ["SocialCareAdapter"]

@@ -1,0 +1,182 @@
+"""HTTP access to the council's social care API (``specs/social-care-api.md``).
+
+Every request carries ``X-Api-Key`` and goes through :func:`adapters.resilience.guarded`,
+so httpx errors and HTTP failures become :class:`~adapters.resilience.SourceFault` values
+counted by the circuit breaker. Statuses are mapped here, once:
+
+=================  ==========================================================
+``200``            the JSON body (must be a JSON object)
+``404``            ``NOT_FOUND`` (a healthy answer: the breaker ignores it)
+``429``            retried once after ``Retry-After`` when the wait is short and fits
+                   the fetch deadline, otherwise ``UNAVAILABLE``
+``503``            ``UNAVAILABLE`` (the caller's answer is partial; no retry)
+``401`` / ``403``  ``UNAVAILABLE`` ("refused": a configuration problem, never retried)
+anything else      ``UNAVAILABLE`` with the status
+=================  ==========================================================
+
+Lists are ``{"items": [...], "next": cursor}``; :meth:`SocialCareClient.list` follows
+``next`` (as ``cursor=``) up to :data:`MAX_PAGES` pages. Failure details carry statuses and
+error codes only, never bodies (the source may echo identifiers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import email.utils
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from adapters.base import Outcome, Resource
+from adapters.resilience import CircuitBreaker, SourceFault, guarded
+
+MAX_PAGES = 100
+MAX_RETRY_AFTER_S = 2.0  # never wait longer than this for one 429, whatever the source says
+
+# Loop time by which the current fetch must be done (set by the adapter per fetch; tasks
+# started with asyncio.gather inherit it).
+deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "socialcare_deadline", default=None
+)
+
+
+class SocialCareClient:
+    """Calls one social care source over a shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        breaker: CircuitBreaker,
+        api_key: str | None = None,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._breaker = breaker
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["X-Api-Key"] = api_key
+
+    async def people(self, nhs_number: str) -> list[Resource]:
+        """``GET /people?nhsNumber=`` (every page): 0, 1 or more (duplicate) people."""
+        return await self.list("people", {"nhsNumber": nhs_number})
+
+    async def person(self, person_id: str) -> Resource:
+        """``GET /people/{personId}``; an unknown person raises a ``NOT_FOUND`` fault."""
+        return await self.get(f"people/{_segment(person_id)}")
+
+    async def support_plans(self, person_id: str) -> list[Resource]:
+        return await self.list(f"people/{_segment(person_id)}/support-plans")
+
+    async def involvements(self, person_id: str) -> list[Resource]:
+        return await self.list(f"people/{_segment(person_id)}/involvements")
+
+    async def changes(self, since: datetime) -> list[Resource]:
+        """``GET /changes?since=`` (every page)."""
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        return await self.list("changes", {"since": since.isoformat()})
+
+    async def list(self, path: str, params: Mapping[str, str] | None = None) -> list[Resource]:
+        """Every item of a paged list, following ``next`` cursors."""
+        items: list[Resource] = []
+        query: dict[str, str] = dict(params or {})
+        for _ in range(MAX_PAGES):
+            page = await self.get(path, query)
+            found = page.get("items")
+            if not isinstance(found, list):
+                raise SourceFault(Outcome.BAD_DATA, f"{_name(path)} list has no items")
+            items.extend(i for i in found if isinstance(i, dict))
+            cursor = page.get("next")
+            if cursor is None or cursor == "":
+                return items
+            query = {**dict(params or {}), "cursor": str(cursor)}
+        raise SourceFault(Outcome.BAD_DATA, f"{_name(path)} list has too many pages")
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Resource:
+        """One GET under the breaker, with at most one ``Retry-After`` retry on 429."""
+        url = f"{self._base}/{path}"
+        async with guarded(self._breaker):
+            response = await self._http.get(url, params=params, headers=self._headers)
+            if response.status_code == 429:
+                delay = _retry_after(response)
+                if delay is not None and _fits_deadline(delay):
+                    await asyncio.sleep(delay)
+                    response = await self._http.get(url, params=params, headers=self._headers)
+            return _body(response)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _name(path: str) -> str:
+    """The last word of a list path (never a person id), for failure details."""
+    return path.rsplit("/", 1)[-1]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _fits_deadline(delay: float) -> bool:
+    """True when ``delay`` is short and waiting still leaves time for the retry itself."""
+    if not math.isfinite(delay) or delay > MAX_RETRY_AFTER_S:
+        return False
+    limit = deadline.get()
+    if limit is None:
+        return True
+    remaining = limit - asyncio.get_running_loop().time()
+    return delay < remaining * 0.8
+
+
+def _body(response: httpx.Response) -> Resource:
+    status = response.status_code
+    if status == 200:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            raise SourceFault(Outcome.BAD_DATA, "response is not JSON") from None
+        if not isinstance(body, dict):
+            raise SourceFault(Outcome.BAD_DATA, "response is not a JSON object")
+        return body
+    if status == 404:
+        raise SourceFault(Outcome.NOT_FOUND, "HTTP 404")
+    if status in (401, 403):
+        raise SourceFault(Outcome.UNAVAILABLE, f"refused by source (HTTP {status})")
+    if status == 429:
+        return _raise(Outcome.UNAVAILABLE, "rate limited by source (HTTP 429)")
+    return _raise(Outcome.UNAVAILABLE, f"HTTP {status}{_error_code(response)}")
+
+
+def _raise(outcome: Outcome, detail: str) -> Resource:
+    raise SourceFault(outcome, detail)
+
+
+def _error_code(response: httpx.Response) -> str:
+    """`` (code)`` from a ``{"error": code}`` body when it is a plain word, else nothing."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    code = body.get("error") if isinstance(body, dict) else None
+    if isinstance(code, str) and code.replace("_", "").isalpha() and len(code) <= 40:
+        return f" ({code})"
+    return ""
