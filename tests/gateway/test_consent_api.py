@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import nhs_number
+from adapters.base import SourceConfig
 from adapters.community.adapter import CommunityAdapter
 from consent import load_policy
-from gateway.access import RecordAccess
+from gateway.access import RecordAccess, Verdict
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, generate_signing_key, issue_token
 from gateway.consent_store import (
@@ -37,6 +39,7 @@ from gateway.decision import PolicyDecider
 from gateway.embedded import free_port, running_server
 from gateway.record import RecordService
 from gateway.routes import consent as consent_routes
+from gateway.routes.consent import access_check_parameters
 from gateway.state import GatewayState
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
@@ -126,18 +129,17 @@ def _unknown_nhs(running: RunningSources) -> str:
             return candidate
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def cgw(
-    running_sources: RunningSources, tmp_path_factory: pytest.TempPathFactory
+@asynccontextmanager
+async def serving(
+    configs: Sequence[SourceConfig], db: Path, unknown_nhs: str
 ) -> AsyncIterator[ConsentGateway]:
+    """A gateway on loopback with the consent router and the consent policy as decider."""
     private_pem, public_jwk = generate_signing_key()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
-    db: Path = tmp_path_factory.mktemp("consent-api") / "gateway.db"
     engine = make_engine(f"sqlite+aiosqlite:///{db}")
     await create_schema(engine)
-    configs = [c for c in source_configs(running_sources) if c.kind == "community-fhir-stu3"]
 
     async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
         records = RecordService(
@@ -161,11 +163,19 @@ async def cgw(
             running_server(app, "127.0.0.1", port),
             httpx.AsyncClient(timeout=30) as client,
         ):
-            yield ConsentGateway(
-                base_url, private_pem, client, engine, _unknown_nhs(running_sources)
-            )
+            yield ConsentGateway(base_url, private_pem, client, engine, unknown_nhs)
     finally:
         await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cgw(
+    running_sources: RunningSources, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ConsentGateway]:
+    configs = [c for c in source_configs(running_sources) if c.kind == "community-fhir-stu3"]
+    db = tmp_path_factory.mktemp("consent-api") / "gateway.db"
+    async with serving(configs, db, _unknown_nhs(running_sources)) as gw:
+        yield gw
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
@@ -464,3 +474,33 @@ async def test_access_check_reports_an_objection(cgw: ConsentGateway) -> None:
 async def test_access_check_unknown_person_is_404(cgw: ConsentGateway) -> None:
     resp = await cgw.get(f"/Patient/{cgw.unknown_nhs}/$access-check")
     assert_outcome(resp, 404, "not-found")
+
+
+async def test_create_when_no_source_answers_is_503(
+    running_sources: RunningSources, tmp_path: Path
+) -> None:
+    dead = [
+        replace(c, base_url=f"http://127.0.0.1:{free_port()}/fhir", timeout_s=0.5)
+        for c in source_configs(running_sources)
+        if c.kind == "community-fhir-stu3"
+    ]
+    async with serving(dead, tmp_path / "gateway.db", NHS_BOTH) as gw:
+        oo = assert_outcome(await gw.post(objection()), 503, "transient")
+        assert "did not answer" in oo["issue"][0]["diagnostics"]
+        search = assert_fhir(await gw.get("/Consent", params={"patient": NHS_BOTH}), 200)
+        assert search["total"] == 0
+
+
+def test_access_check_without_the_consent_policy_says_so() -> None:
+    body = access_check_parameters(Verdict(effect="permit", visible=()), None)
+    assert body == {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "effect", "valueCode": "permit"},
+            {"name": "policy-version", "valueString": "none"},
+            {
+                "name": "matched-rule",
+                "valueString": "scope-only access: no consent policy was applied",
+            },
+        ],
+    }
