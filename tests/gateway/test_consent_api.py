@@ -2,7 +2,7 @@
 
 The gateway here is built like ``tests/gateway/harness.py`` but with the consent router, a
 SQLite consent store, and ``PolicyDecider`` in :class:`RecordAccess`, in front of the real
-community simulator (the source that holds the scenario people these tests use).
+social care and community simulators.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import nhs_number
 from adapters.base import SourceConfig
-from adapters.community.adapter import CommunityAdapter
 from consent import load_policy
 from gateway.access import RecordAccess, Verdict
 from gateway.app import create_app
@@ -41,6 +40,7 @@ from gateway.record import RecordService
 from gateway.routes import consent as consent_routes
 from gateway.routes.consent import access_check_parameters
 from gateway.state import GatewayState
+from gateway.wiring import make_adapter
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
 
@@ -143,7 +143,7 @@ async def serving(
 
     async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
         records = RecordService(
-            [CommunityAdapter(c) for c in configs], {c.name: c.timeout_s for c in configs}
+            [make_adapter(c) for c in configs], {c.name: c.timeout_s for c in configs}
         )
         policy = load_policy()
         store, ledger = ConsentStore(engine), BreakGlassStore(engine)
@@ -172,7 +172,7 @@ async def serving(
 async def cgw(
     running_sources: RunningSources, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ConsentGateway]:
-    configs = [c for c in source_configs(running_sources) if c.kind == "community-fhir-stu3"]
+    configs = source_configs(running_sources)
     db = tmp_path_factory.mktemp("consent-api") / "gateway.db"
     async with serving(configs, db, _unknown_nhs(running_sources)) as gw:
         yield gw
@@ -482,7 +482,6 @@ async def test_create_when_no_source_answers_is_503(
     dead = [
         replace(c, base_url=f"http://127.0.0.1:{free_port()}/fhir", timeout_s=0.5)
         for c in source_configs(running_sources)
-        if c.kind == "community-fhir-stu3"
     ]
     async with serving(dead, tmp_path / "gateway.db", NHS_BOTH) as gw:
         oo = assert_outcome(await gw.post(objection()), 503, "transient")
