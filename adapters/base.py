@@ -7,8 +7,8 @@ source problem: failures are values, so the gateway can answer with a partial Bu
 
 Resource conventions every adapter follows (the gateway relies on them):
 
-* every resource has ``meta.profile`` (UK Core), ``meta.source`` = ``urn:caregateway:source:{name}``,
-  a ``meta.tag`` ``urn:caregateway:care-domain|{domain}``, and ``meta.security`` v3
+* every resource has ``meta.profile`` (UK Core),
+  ``meta.source`` = ``urn:caregateway:source:{name}``, a ``meta.tag`` ``urn:caregateway:care-domain|{domain}``, and ``meta.security`` v3
   Confidentiality labels where the source marks the data (``R``/``V``);
 * ids are ``{source}.{personId}`` for the source's Patient and
   ``{source}.{personId}.{localId}`` for everything else (``[A-Za-z0-9\\-.]{1,64}``);
@@ -133,7 +133,7 @@ class SourceAdapter(Protocol):
     def domain(self) -> Domain: ...
 
     async def fetch(self, nhs_number: str) -> SourceResult:
-        """Everything this source holds for the person, normalised; never raises for source faults."""
+        """Everything this source holds for the person, normalised; never raises for faults."""
         ...
 
     async def nhs_number_for(self, person_id: str) -> str | None:
@@ -141,5 +141,3 @@ class SourceAdapter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-

@@ -89,7 +89,12 @@ STU3_ETHNIC_CATEGORY_SYSTEMS: Final = frozenset(
 )
 
 # --- gender (NHS Data Dictionary person stated gender -> FHIR administrative-gender) ------
-DD_GENDER_TO_FHIR: Final[dict[str, str]] = {"1": "male", "2": "female", "9": "other", "X": "unknown"}
+DD_GENDER_TO_FHIR: Final[dict[str, str]] = {
+    "1": "male",
+    "2": "female",
+    "9": "other",
+    "X": "unknown",
+}
 ADMINISTRATIVE_GENDER: Final = frozenset({"male", "female", "other", "unknown"})
 
 # --- required bindings the fhir.resources models do not check ---------------------------
@@ -110,7 +115,9 @@ CAREPLAN_ACTIVITY_STATUS: Final = frozenset(
         "entered-in-error",
     }
 )
-CARETEAM_STATUS: Final = frozenset({"proposed", "active", "suspended", "inactive", "entered-in-error"})
+CARETEAM_STATUS: Final = frozenset(
+    {"proposed", "active", "suspended", "inactive", "entered-in-error"}
+)
 GOAL_LIFECYCLE_STATUS: Final = frozenset(
     {
         "proposed",
