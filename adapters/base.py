@@ -8,7 +8,8 @@ source problem: failures are values, so the gateway can answer with a partial Bu
 Resource conventions every adapter follows (the gateway relies on them):
 
 * every resource has ``meta.profile`` (UK Core),
-  ``meta.source`` = ``urn:caregateway:source:{name}``, a ``meta.tag`` ``urn:caregateway:care-domain|{domain}``, and ``meta.security`` v3
+  ``meta.source`` = ``urn:caregateway:source:{name}``,
+  a ``meta.tag`` ``urn:caregateway:care-domain|{domain}``, and ``meta.security`` v3
   Confidentiality labels where the source marks the data (``R``/``V``);
 * ids are ``{source}.{personId}`` for the source's Patient and
   ``{source}.{personId}.{localId}`` for everything else (``[A-Za-z0-9\\-.]{1,64}``);
