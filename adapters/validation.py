@@ -21,6 +21,7 @@ adapters.validation.UKCoreValidationError: Goal: lifecycleStatus: not in the req
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -81,6 +82,16 @@ def _in(value_set: Iterable[str], value: Any, where: str, *, required: bool) -> 
 
 
 # --- checks for every resource ---------------------------------------------------------
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _check_id(resource: Resource) -> list[str]:
+    """FHIR's id rule, whose 64-character limit the models do not enforce."""
+    rid = resource.get("id")
+    if rid is None or (isinstance(rid, str) and _FHIR_ID.fullmatch(rid)):
+        return []
+    return ["id: must be 1-64 of A-Z a-z 0-9 - ."]
 
 
 def _check_profile(resource: Resource) -> list[str]:
@@ -218,7 +229,12 @@ def _check_goal(goal: Resource) -> list[str]:
 
 Check = Callable[[Resource], list[str]]
 
-_COMMON: Final[tuple[Check, ...]] = (_check_profile, _check_security, _check_legacy_extensions)
+_COMMON: Final[tuple[Check, ...]] = (
+    _check_id,
+    _check_profile,
+    _check_security,
+    _check_legacy_extensions,
+)
 _CHECKS: Final[dict[str, tuple[Check, ...]]] = {
     "Patient": (_check_nhs_identifiers, _check_ethnic_category, _check_gender),
     "CarePlan": (_check_careplan,),

@@ -175,6 +175,8 @@ BAD: list[tuple[str, Any, Any, str]] = [
     ("security bad code", patient, _set("meta/security/0/code", "X"), "meta.security"),
     ("structure", patient, _set("birthDate", "1936-13-45"), "birthDate"),
     ("unknown element", patient, _set("colour", "blue"), "colour"),
+    ("id too long", careplan, _set("id", "x" * 65), "id:"),
+    ("id bad chars", goal, _set("id", "a_b"), "id:"),
     ("careplan status", careplan, _set("status", "bogus"), "status"),
     ("careplan no status", careplan, _set("status", _DELETE), "status"),
     ("careplan intent", careplan, _set("intent", "wish"), "intent"),
