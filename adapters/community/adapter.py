@@ -19,10 +19,8 @@ exception.
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import httpx
@@ -42,6 +40,7 @@ from adapters.community.convert import (
     patient_nhs_number,
 )
 from adapters.resilience import CircuitBreaker, SourceFault
+from adapters.validation import UKCoreValidationError, validate_resource
 
 _SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -237,27 +236,10 @@ class CommunityAdapter:
         return self._result(outcome, fetched_at, detail=detail)
 
 
-@functools.cache
-def _validator() -> tuple[Callable[[Resource], None], type[Exception]] | None:
-    """``adapters.validation`` (R4B model + UK Core checks), looked up once.
-
-    Looked up lazily so the adapter keeps working in a tree where that module is absent.
-    """
-    try:
-        module = importlib.import_module("adapters.validation")
-    except ImportError:
-        return None
-    return module.validate_resource, module.UKCoreValidationError
-
-
 def _validate(resource: Resource) -> None:
     """UK Core validation where the resource is born; failures are the source's bad data."""
-    checker = _validator()
-    if checker is None:
-        return
-    validate, error = checker
     try:
-        validate(resource)
-    except error as exc:
+        validate_resource(resource)
+    except UKCoreValidationError as exc:
         # Its messages name elements and rules, never values (adapters/validation.py).
         raise ConversionError(f"normalised resource failed UK Core validation: {exc}") from None

@@ -13,6 +13,7 @@ from adapters import ukcore
 from adapters.base import Outcome, SourceAdapter, SourceConfig
 from adapters.community.adapter import CommunityAdapter
 from adapters.resilience import CircuitBreaker
+from adapters.validation import UKCoreValidationError
 from tests.adapters.test_community_convert import (
     NHS,
     care_plan,
@@ -277,15 +278,12 @@ async def test_every_resource_is_validated_and_a_failure_is_bad_data(
 
     seen: list[str] = []
 
-    class Invalid(Exception):
-        pass
-
     def validate(resource: dict[str, Any]) -> None:
         seen.append(resource["resourceType"])
         if resource["resourceType"] == "CareTeam":
-            raise Invalid("CareTeam: status: not in the required value set")
+            raise UKCoreValidationError("CareTeam: status: not in the required value set")
 
-    monkeypatch.setattr(module, "_validator", lambda: (validate, Invalid))
+    monkeypatch.setattr(module, "validate_resource", validate)
     result = await adapter_for(source).fetch(NHS)
     assert result.outcome is Outcome.BAD_DATA
     assert result.detail == (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from adapters.community.convert import (
     make_provenance,
     patient_nhs_number,
 )
+from adapters.validation import validate_resource
 
 NHS = "9991000003"
 ODS = "RWX"
@@ -173,13 +173,9 @@ def ctx(**resolved: dict[str, Any]) -> Context:
 
 
 def r4_valid(resource: dict[str, Any]) -> None:
-    """Structure per the R4B models, and UK Core checks when ``adapters.validation`` exists."""
+    """Structure per the R4B models, and the project's UK Core checks."""
     R4_MODELS[resource["resourceType"]].model_validate(copy.deepcopy(resource))
-    try:
-        validation = importlib.import_module("adapters.validation")
-    except ImportError:
-        return
-    validation.validate_resource(copy.deepcopy(resource))
+    validate_resource(copy.deepcopy(resource))
 
 
 def assert_meta(resource: dict[str, Any], profile: str) -> None:
