@@ -150,7 +150,11 @@ def _check_nhs_identifiers(patient: Resource) -> list[str]:
     for i, ident in found:
         where = f"identifier[{i}]"
         value = ident.get("value")
-        if not isinstance(value, str) or value != nhs_number.normalise(value):
+        if (
+            not isinstance(value, str)
+            or not value.isascii()
+            or value != nhs_number.normalise(value)
+        ):
             problems.append(f"{where}.value: NHS number must be 10 digits without separators")
         elif not nhs_number.is_valid(value):
             problems.append(f"{where}.value: NHS number fails the Modulus 11 check")

@@ -136,7 +136,7 @@ class SocialCareAdapter:
                 at = datetime.fromisoformat(when.replace("Z", "+00:00"))
             except ValueError:
                 continue
-            if nhs_number.is_valid(digits) and at.tzinfo is not None:
+            if digits.isascii() and nhs_number.is_valid(digits) and at.tzinfo is not None:
                 changed.append(ChangedPerson(digits, at))
         return changed
 
@@ -156,9 +156,9 @@ class SocialCareAdapter:
         self, nhs: str, fetched_at: datetime
     ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
         ctx = mapping.Context(self.name, self.organisation, self.domain)
-        if not nhs_number.is_valid(nhs):
-            return (), ()
         nhs = nhs_number.normalise(nhs)
+        if not (nhs.isascii() and nhs_number.is_valid(nhs)):
+            return (), ()
         people = self._matching(await self._client.people(nhs), nhs, ctx)
         if not people:
             return (), tuple(ctx.issues)

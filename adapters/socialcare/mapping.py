@@ -174,7 +174,8 @@ def person_nhs_number(person: Mapping[str, Any]) -> str | None:
     if not isinstance(raw, str) or person.get("nhsNumberStatus") == "missing":
         return None
     digits = nhs_number.normalise(raw)
-    return digits if nhs_number.is_valid(digits) else None
+    # ASCII only: nhs_number.is_valid also accepts other scripts' digits (e.g. Arabic-Indic).
+    return digits if digits.isascii() and nhs_number.is_valid(digits) else None
 
 
 def map_person(person: Mapping[str, Any], ctx: Context) -> Resource:

@@ -105,7 +105,16 @@ async def test_nhs_number_is_normalised_before_asking() -> None:
     assert fake.requests[0].url.params["nhsNumber"] == NHS
 
 
-@pytest.mark.parametrize("bad", ["", "123", "9434765918", "abcdefghij"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "123",
+        "9434765918",
+        "abcdefghij",
+        "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669",
+    ],
+)
 async def test_invalid_nhs_number_is_not_found_without_asking(bad: str) -> None:
     fake = council()
     result = await adapter(fake).fetch(bad)

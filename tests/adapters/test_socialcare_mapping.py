@@ -262,6 +262,7 @@ def test_address_period_and_unknown_uses() -> None:
         (person(nhsNumber=None), None),
         (person(nhsNumberStatus="missing"), None),
         (person(nhsNumber=" 943-476 5919 "), NHS),
+        (person(nhsNumber="\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669"), None),
     ],
 )
 def test_person_nhs_number(raw: dict[str, Any], expected: str | None) -> None:

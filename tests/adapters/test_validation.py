@@ -127,6 +127,12 @@ BAD: list[tuple[str, Any, Any, str]] = [
         "at most one NHS number",
     ),
     ("nhs mod11", patient, _set("identifier/0/value", "9990000019"), "Modulus 11"),
+    (
+        "nhs arabic digits",
+        patient,
+        _set("identifier/0/value", "\u0669" * 3 + "0000018"),
+        "10 digits",
+    ),
     ("nhs spaces", patient, _set("identifier/0/value", "999 000 0018"), "10 digits"),
     ("no verification", patient, _set("identifier/0/extension", []), "verification"),
     (
