@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway.access import permit_all  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.auth import TokenVerifier, generate_signing_key, issue_token  # noqa: E402
 from gateway.cache.factory import build_record_cache  # noqa: E402
@@ -59,6 +61,7 @@ async def main(latency_ms: int, requests: int) -> None:
             for url in (running.social_care_url, running.community_url):
                 r = await client.post(f"{url}/_control", json={"latency_ms": latency_ms})
                 r.raise_for_status()
+        workdir = tempfile.mkdtemp(prefix="caregw-bench-")
         pem, jwk = generate_signing_key()
         port = free_port()
         base = f"http://127.0.0.1:{port}/fhir"
@@ -68,7 +71,14 @@ async def main(latency_ms: int, requests: int) -> None:
             cache = build_record_cache(
                 redis_url=None, cache_keys=None, index_key=None, ttl_s=3600, demo=True
             )
-            return await build_state(base_url=base, sources=sources, verifier=verifier, cache=cache)
+            return await build_state(
+                base_url=base,
+                sources=sources,
+                verifier=verifier,
+                database_url=f"sqlite+aiosqlite:///{workdir}/bench.db",
+                decider=permit_all,
+                cache=cache,
+            )
 
         token = issue_token(
             pem,

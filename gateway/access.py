@@ -61,12 +61,23 @@ class Verdict:
 
 class Decider(Protocol):
     async def __call__(
-        self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
-    ) -> Verdict: ...
+        self,
+        ctx: RequestContext,
+        nhs_number: str,
+        results: Sequence[SourceResult],
+        *,
+        dry_run: bool = False,
+    ) -> Verdict:
+        """``dry_run``: decide but record nothing (no break-glass grant): ``$access-check``."""
+        ...
 
 
 async def permit_all(
-    ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+    ctx: RequestContext,
+    nhs_number: str,
+    results: Sequence[SourceResult],
+    *,
+    dry_run: bool = False,
 ) -> Verdict:
     """Scope-only access: everything a source returned is visible."""
     return Verdict(effect="permit", visible=tuple(r for r in results if r.outcome is Outcome.FOUND))
@@ -90,7 +101,7 @@ class RecordAccess:
         (``$access-check``). Raises 404/503 like :meth:`read`; a deny is returned, not raised."""
         results = await self.records.fetch(nhs_number)
         self._check_found(results)
-        return await self.decider(ctx, nhs_number, results)
+        return await self.decider(ctx, nhs_number, results, dry_run=True)
 
     @staticmethod
     def _check_found(results: Sequence[SourceResult]) -> None:

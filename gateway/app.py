@@ -12,10 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from adapters.resilience import SourceFault
 from gateway.deps import request_id_from
-from gateway.errors import BadRequest, GatewayError
+from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
 from gateway.fhir.responses import FHIRResponse, outcome
-from gateway.routes import fhir, health
+from gateway.routes import consent, fhir, health
 from gateway.state import GatewayState
 
 log = structlog.get_logger("caregateway.access")
@@ -44,6 +45,7 @@ def create_app(state_factory: StateFactory) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(fhir.router)
+    app.include_router(consent.router)
     app.include_router(health.router)
 
     @app.middleware("http")
@@ -74,6 +76,11 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> FHIRResponse:
         return FHIRResponse(exc.to_operation_outcome(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(SourceFault)
+    async def source_fault(request: Request, exc: SourceFault) -> FHIRResponse:
+        err = ServiceUnavailable("A source system needed for this request did not answer.")
+        return FHIRResponse(err.to_operation_outcome(), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> FHIRResponse:

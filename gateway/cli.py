@@ -47,6 +47,9 @@ async def _demo(settings: Settings) -> None:
     from simulators.population import SCENARIOS
     from simulators.runner import source_configs, start_sources
 
+    database_url = os.environ.get("CAREGW_DATABASE_URL") or (
+        f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='caregateway-demo-')}/demo.db"
+    )
     running = await start_sources()
     private_pem, public_jwk = generate_signing_key()
     base_url = f"http://{settings.host}:{settings.port}/fhir"
@@ -78,7 +81,14 @@ async def _demo(settings: Settings) -> None:
             sources=[s.name for s in sources],
             demo=True,
         )
-        return await build_state(base_url=base_url, sources=sources, verifier=verifier, cache=cache)
+        return await build_state(
+            base_url=base_url,
+            sources=sources,
+            verifier=verifier,
+            database_url=database_url,
+            policy_file=settings.policy_file,
+            cache=cache,
+        )
 
     server = _serve_app(create_app(factory), settings.host, settings.port)
     serve_task = asyncio.create_task(server.serve())
@@ -131,6 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from consent import PolicyError, load_policy
     from gateway.app import create_app
     from gateway.auth import TokenVerifier
     from gateway.cache import CacheConfigError
@@ -161,13 +172,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ttl_s=settings.cache_ttl_s,
             sources=[s.name for s in sources],
         )
+        load_policy(settings.policy_file)  # fail now, naming the problem, not at start-up
+    except PolicyError as exc:
+        return _fail(f"CAREGW_POLICY_FILE: {exc}")
     except (ConfigurationError, CacheConfigError) as exc:
         return _fail(str(exc))
     configure_logging(settings.log_format)
 
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(
-            base_url=settings.fhir_base_url, sources=sources, verifier=verifier, cache=cache
+            base_url=settings.fhir_base_url,
+            sources=sources,
+            verifier=verifier,
+            database_url=settings.database_url,
+            policy_file=settings.policy_file,
+            cache=cache,
         )
 
     asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())

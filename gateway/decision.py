@@ -97,7 +97,12 @@ class PolicyDecider:
         self.clock = clock
 
     async def decision(
-        self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+        self,
+        ctx: RequestContext,
+        nhs_number: str,
+        results: Sequence[SourceResult],
+        *,
+        dry_run: bool = False,
     ) -> Decision:
         now = self.clock()
         stored = await self.directives.active_for(nhs_number)
@@ -111,11 +116,17 @@ class PolicyDecider:
             now,
             prior_break_glass=prior,
         )
-        if decision.break_glass and ctx.break_glass_reason:
+        if decision.break_glass and ctx.break_glass_reason and not dry_run:
             await self.ledger.record(ctx.sub, nhs_number, now, ctx.break_glass_reason)
         return decision
 
     async def __call__(
-        self, ctx: RequestContext, nhs_number: str, results: Sequence[SourceResult]
+        self,
+        ctx: RequestContext,
+        nhs_number: str,
+        results: Sequence[SourceResult],
+        *,
+        dry_run: bool = False,
     ) -> Verdict:
-        return to_verdict(await self.decision(ctx, nhs_number, results), results)
+        decision = await self.decision(ctx, nhs_number, results, dry_run=dry_run)
+        return to_verdict(decision, results)

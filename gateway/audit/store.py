@@ -51,7 +51,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
@@ -190,6 +190,9 @@ class AuditStore:
     ``group_commit=False`` makes :meth:`append` commit each event in its own transaction
     (what :meth:`append_one_by_one` always does); the benchmark compares the two.
     ``transactions`` counts committed write transactions, ``events_written`` the rows.
+    ``timeout_s`` bounds how long :meth:`append` waits for its commit (a hung database then
+    gives :class:`AuditUnavailable`, and the request fails closed; the event may still be
+    committed later, which is safe: an audit record without released data).
     """
 
     def __init__(
@@ -199,16 +202,20 @@ class AuditStore:
         chain_id: str = DEFAULT_CHAIN,
         group_commit: bool = True,
         max_batch: int = 512,
+        timeout_s: float | None = 15.0,
     ) -> None:
         self.engine = engine
         self.chain_id = chain_id
         self.group_commit = group_commit
         self.max_batch = max_batch
+        self.timeout_s = timeout_s
         self.transactions = 0
         self.events_written = 0
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._one_lock = asyncio.Lock()
+        self._inflight: list[_Item] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -220,13 +227,30 @@ class AuditStore:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._run_writer(), name="audit-writer")
 
-    async def close(self) -> None:
-        """Stop taking events, commit everything already queued, stop the writer."""
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Stop taking events, commit everything already queued, stop the writer.
+
+        With ``timeout_s``, a writer still busy after that long is cancelled and the callers
+        it was serving get :class:`AuditUnavailable`.
+        """
         self._closed = True
-        if self._writer is not None and not self._writer.done():
+        writer, self._writer = self._writer, None
+        pending: set[asyncio.Task[None]] = set(self._background)
+        if writer is not None and not writer.done():
             self._queue.put_nowait(_STOP)
-            await self._writer
-        self._writer = None
+            pending.add(writer)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        if late:
+            # Do not wait for a hung database: tell every waiting caller now, then let the
+            # stuck tasks end in the background (cancelled).
+            for _, future in self._inflight:
+                if not future.done():
+                    future.set_exception(AuditUnavailable("The audit store is closed."))
+            self._refuse_queued()
+            for task in late:
+                task.cancel()
 
     # --- writing -------------------------------------------------------------------------
 
@@ -240,17 +264,33 @@ class AuditStore:
         if self._writer is None or self._writer.done():
             await self.start()
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_observe)
         self._queue.put_nowait((prepared, future))
-        return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+        except TimeoutError as exc:
+            raise AuditUnavailable() from exc
 
     async def append_one_by_one(self, event: dict[str, Any]) -> str:
         """Store ``event`` in a transaction of its own (no batching); durable on return."""
         if self._closed:
             raise AuditUnavailable("The audit store is closed.")
         prepared = prepare(event)
+        # The commit runs in its own task so that a timed-out (or cancelled) caller returns at
+        # once instead of waiting for a stuck driver call to unwind.
+        task = asyncio.create_task(self._commit_alone(prepared))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_observe)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except TimeoutError as exc:
+            raise AuditUnavailable() from exc
+        return prepared.id
+
+    async def _commit_alone(self, prepared: _Prepared) -> None:
         async with self._one_lock:
             await self._commit([prepared])
-        return prepared.id
 
     async def _run_writer(self) -> None:
         stopping = False
@@ -269,25 +309,30 @@ class AuditStore:
                     break
                 batch.append(item)
             await self._commit_batch(batch)
-        # Anything queued after the stop marker (a race with close()) is refused, not lost.
+        self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        """Anything still queued once the writer has stopped is refused, never left waiting."""
         while not self._queue.empty():
             left = self._queue.get_nowait()
-            if left is not None:
-                future = left[1]
-                if not future.done():
-                    future.set_exception(AuditUnavailable("The audit store is closed."))
+            if left is not None and not left[1].done():
+                left[1].set_exception(AuditUnavailable("The audit store is closed."))
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
+        self._inflight = batch
         try:
             await self._commit([prepared for prepared, _ in batch])
         except BaseException as exc:
-            failure = exc if isinstance(exc, AuditUnavailable) else AuditUnavailable()
             for _, future in batch:
                 if not future.done():
+                    failure = AuditUnavailable()
+                    failure.__cause__ = exc.__cause__ if isinstance(exc, AuditUnavailable) else exc
                     future.set_exception(failure)
             if not isinstance(exc, Exception):
                 raise
             return
+        finally:
+            self._inflight = []
         for prepared, future in batch:
             if not future.done():
                 future.set_result(prepared.id)
@@ -305,7 +350,9 @@ class AuditStore:
                     raise AuditUnavailable() from exc
                 await asyncio.sleep(0.005 * (attempt + 1))
                 continue
-            except (SQLAlchemyError, OSError) as exc:
+            except AuditUnavailable:
+                raise
+            except Exception as exc:  # any failure to commit fails closed
                 raise AuditUnavailable() from exc
             self.transactions += 1
             self.events_written += len(batch)
@@ -518,6 +565,12 @@ def _filtered(
     if break_glass is not None:
         query = query.where(c.break_glass == break_glass)
     return query
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    """Mark a failure as seen even when its caller has gone (timed out or cancelled)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _chain_lock_key(chain_id: str) -> int:

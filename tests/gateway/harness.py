@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from typing import Any
 import httpx
 
 from adapters.base import SourceConfig
+from gateway.access import Decider
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
 from gateway.embedded import free_port, running_server
@@ -58,17 +61,34 @@ class Gateway:
 
 @asynccontextmanager
 async def running_gateway(
-    sources: Sequence[SourceConfig], private_pem: bytes, public_jwk: dict[str, Any]
+    sources: Sequence[SourceConfig],
+    private_pem: bytes,
+    public_jwk: dict[str, Any],
+    *,
+    decider: Decider | None = None,
 ) -> AsyncIterator[Gateway]:
+    """A gateway on a free loopback port with its own SQLite file (removed afterwards)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
 
+    workdir = tempfile.mkdtemp(prefix="caregw-test-")
+    database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
+
     async def factory():  # type: ignore[no-untyped-def]
-        return await build_state(base_url=base_url, sources=sources, verifier=verifier)
+        return await build_state(
+            base_url=base_url,
+            sources=sources,
+            verifier=verifier,
+            database_url=database_url,
+            decider=decider,
+        )
 
     async with (
         running_server(create_app(factory), "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,
     ):
-        yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
+        try:
+            yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -105,7 +105,10 @@ async def test_everything_returns_both_sources_validated(gateway: Gateway) -> No
 async def test_identifier_search(gateway: Gateway) -> None:
     number = nhs("social_only")
     ident = f"{ukcore.NHS_NUMBER_SYSTEM}|{number}"
-    bundle = assert_fhir(await gateway.get("/Patient", params={"identifier": ident}))
+    social_worker = gateway.headers(role="LA-SW", org="LA883")
+    bundle = assert_fhir(
+        await gateway.get("/Patient", params={"identifier": ident}, headers=social_worker)
+    )
     assert bundle["total"] == 1
     assert entries(bundle, "match")[0]["id"] == number
     empty = assert_fhir(

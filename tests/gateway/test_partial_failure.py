@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from simulators.runner import source_configs
 
 from simulators.population import SCENARIOS
+from simulators.runner import source_configs
 from tests.gateway.harness import Gateway, running_gateway
 
 
@@ -18,10 +18,17 @@ from tests.gateway.harness import Gateway, running_gateway
 async def fast_timeout_gateway(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    """A fresh gateway (own circuit breakers) whose sources time out after 0.3 s."""
+    """A fresh gateway (own circuit breakers) whose sources time out after 0.3 s.
+
+    Both simulators are reset before and after, whatever earlier tests left behind."""
+    await _reset(running_sources)
     configs = [dataclasses.replace(c, timeout_s=0.3) for c in source_configs(running_sources)]
     async with running_gateway(configs, *signing_key) as gw:
         yield gw
+    await _reset(running_sources)
+
+
+async def _reset(running_sources: Any) -> None:
     async with httpx.AsyncClient() as client:
         for url in (running_sources.social_care_url, running_sources.community_url):
             (await client.post(f"{url}/_control/reset")).raise_for_status()
