@@ -209,16 +209,13 @@ async def read_careplan(
             return FHIRResponse(plan)
     if any(r.source == source for r in result.failed):
         raise NotFound("No CarePlan with this id could be found; its source did not answer.")
-    if result.verdict.effect == "permit-filtered":
-        # The caller may know the plan exists (it has a relationship) but may not see it.
-        held = await access.records.fetch(nhs)
-        if any(
-            r.get("id") == plan_id for res in held if res.source == source for r in res.resources
-        ):
-            raise Forbidden(
-                "This CarePlan is withheld: " + ", ".join(result.verdict.reasons),
-                reasons=result.verdict.reasons,
-            )
+    if f"CarePlan/{plan_id}" in result.verdict.withheld:
+        # The caller has a relationship with the person (else the read was denied above) and
+        # needs to know why the plan is not shown: 403 with the reason, never the content.
+        raise Forbidden(
+            "This CarePlan is withheld: " + ", ".join(result.verdict.reasons),
+            reasons=result.verdict.reasons,
+        )
     raise NotFound("No CarePlan with this id.")
 
 
