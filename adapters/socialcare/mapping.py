@@ -24,6 +24,9 @@
 * **Security labels.** ``confidentiality: restricted`` → ``R`` on the plan and its Goals; a
   Person with ``restricted: true`` → ``R`` on every resource made for that person (the
   adapter applies :func:`add_label` to all of them).
+* **Dates that are not FHIR dates are left out** (``bad-date``) rather than failing the
+  resource: a typo in an address's start date must not hide the person. A ``lastUpdated``
+  that is not an RFC 3339 instant is simply not copied.
 * The source organisation's display name is not in the configuration; it is taken from an
   involvement whose organisation has the source's ODS code, when there is one.
 
@@ -32,6 +35,7 @@ DataIssue texts never contain NHS numbers, names or other values from the record
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -86,6 +90,10 @@ PERIOD_UNIT: Final[dict[str, str]] = {
 ADDRESS_USE: Final = frozenset({"home", "work", "temp", "old", "billing"})
 TELECOM_SYSTEM: Final = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 TELECOM_USE: Final = frozenset({"home", "work", "temp", "old", "mobile"})
+_FHIR_DATE: Final = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+_FHIR_INSTANT: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})"
+)
 
 
 @dataclass
@@ -127,8 +135,8 @@ def meta(
         "source": ukcore.source_uri(ctx.source),
         "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": ctx.domain}],
     }
-    if isinstance(last_updated, str) and last_updated:
-        made["lastUpdated"] = last_updated
+    if (instant := _instant(last_updated)) is not None:
+        made["lastUpdated"] = instant
     if restricted:
         made["security"] = [ukcore.security_label("R")]
     return made
@@ -149,8 +157,38 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _period(start: Any, end: Any) -> Resource | None:
-    period = {k: v for k, v in (("start", _text(start)), ("end", _text(end))) if v}
+def _date(value: Any, ctx: Context) -> str | None:
+    """A FHIR date (``YYYY``, ``YYYY-MM`` or a real ``YYYY-MM-DD``); anything else is left out."""
+    text = _text(value)
+    if text is None:
+        return None
+    if _FHIR_DATE.fullmatch(text):
+        try:
+            if len(text) == 10:
+                date.fromisoformat(text)
+            return text
+        except ValueError:
+            pass
+    ctx.issue("bad-date", "a date in the record is not a valid date and was left out")
+    return None
+
+
+def _instant(value: Any) -> str | None:
+    """An RFC 3339 timestamp with seconds and an offset (FHIR ``instant``), else None."""
+    text = _text(value)
+    if text is None or not _FHIR_INSTANT.fullmatch(text):
+        return None
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return text
+
+
+def _period(start: Any, end: Any, ctx: Context) -> Resource | None:
+    period = {
+        k: v for k, v in (("start", _date(start, ctx)), ("end", _date(end, ctx))) if v is not None
+    }
     return period or None
 
 
@@ -204,11 +242,11 @@ def map_person(person: Mapping[str, Any], ctx: Context) -> Resource:
             patient["gender"] = ukcore.DD_GENDER_TO_FHIR[str(gender)]
         else:
             ctx.issue("unknown-code", "a person's gender code is not a Data Dictionary code")
-    if birth := _text(person.get("birthDate")):
+    if birth := _date(person.get("birthDate"), ctx):
         patient["birthDate"] = birth
-    if death := _text(person.get("deathDate")):
+    if death := _date(person.get("deathDate"), ctx):
         patient["deceasedDateTime"] = death
-    addresses = _addresses(person.get("addresses"))
+    addresses = _addresses(person.get("addresses"), ctx)
     if addresses:
         patient["address"] = addresses
     gp = person.get("gp")
@@ -294,7 +332,7 @@ def _names(name: Any) -> list[Resource]:
     return names
 
 
-def _addresses(addresses: Any) -> list[Resource]:
+def _addresses(addresses: Any, ctx: Context) -> list[Resource]:
     made: list[Resource] = []
     for a in addresses if isinstance(addresses, list) else ():
         if not isinstance(a, Mapping):
@@ -309,7 +347,7 @@ def _addresses(addresses: Any) -> list[Resource]:
             address["city"] = town
         if postcode := _text(a.get("postcode")):
             address["postalCode"] = postcode
-        if period := _period(a.get("from"), a.get("to")):
+        if period := _period(a.get("from"), a.get("to"), ctx):
             address["period"] = period
         if address:
             made.append(address)
@@ -363,7 +401,7 @@ def map_support_plan(
     if title := _text(plan.get("title")):
         care_plan["title"] = title
     care_plan["subject"] = _subject(nhs)
-    if period := _period(plan.get("start"), plan.get("end")):
+    if period := _period(plan.get("start"), plan.get("end"), ctx):
         care_plan["period"] = period
     care_plan["author"] = _ods_reference(ctx.organisation, ctx.organisation_name)
     if contributor := _worker(plan.get("createdBy"), ctx):
@@ -452,7 +490,7 @@ def _activity(service: Mapping[str, Any], ctx: Context) -> Resource:
         detail["code"] = {"text": kind}
     detail["status"] = status
     detail.update(
-        _schedule(service.get("frequency"), _period(service.get("start"), service.get("end")))
+        _schedule(service.get("frequency"), _period(service.get("start"), service.get("end"), ctx))
     )
     provider = service.get("provider")
     if isinstance(provider, Mapping) and (pname := _text(provider.get("name"))):
@@ -548,7 +586,7 @@ def _participant(inv: Mapping[str, Any], ctx: Context) -> Resource:
     org = inv.get("organisation")
     if isinstance(org, Mapping) and (ods := _text(org.get("odsCode"))):
         participant["onBehalfOf"] = _ods_reference(ods, _text(org.get("name")))
-    if period := _period(inv.get("start"), inv.get("end")):
+    if period := _period(inv.get("start"), inv.get("end"), ctx):
         participant["period"] = period
     return participant
 

@@ -625,3 +625,47 @@ def test_health_domain_from_config() -> None:
     c = Context("lascare", "LA883", "health")
     patient = mapping.map_person(person(), c)
     assert patient["meta"]["tag"] == [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": "health"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("1936-04-02", True),
+        ("1936-04", True),
+        ("1936", True),
+        ("1936-02-30", False),
+        ("02/04/1936", False),
+        ("1936-4-2", False),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bad_dates_are_left_out_not_fatal(value: str | None, kept: bool | None) -> None:
+    c = ctx()
+    raw = person(birthDate=value, addresses=[{"use": "home", "lines": ["1 A St"], "from": value}])
+    patient = mapping.map_person(raw, c)
+    validate_resource(patient)
+    if kept:
+        assert patient["birthDate"] == value
+        assert patient["address"][0]["period"] == {"start": value}
+        assert c.issues == []
+    else:
+        assert "birthDate" not in patient and "period" not in patient["address"][0]
+        assert codes(c) == (["bad-date"] if kept is False else [])
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("2026-10-01T10:00:00Z", True),
+        ("2026-10-01T10:00:00.123+01:00", True),
+        ("2026-10-01T10:00Z", False),
+        ("2026-10-01", False),
+        ("2026-13-01T10:00:00Z", False),
+        ("yesterday", False),
+    ],
+)
+def test_last_updated_only_when_an_instant(value: str, kept: bool) -> None:
+    patient = mapping.map_person(person(lastUpdated=value), ctx())
+    validate_resource(patient)
+    assert ("lastUpdated" in patient["meta"]) is kept
