@@ -65,7 +65,13 @@ def capability_statement(base_url: str) -> Resource:
                             {
                                 "name": "everything",
                                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                            }
+                            },
+                            {
+                                "name": "access-check",
+                                "definition": "urn:caregateway:OperationDefinition/access-check",
+                                "documentation": "The access decision (effect, reasons, policy "
+                                "version) for the calling principal; no patient data.",
+                            },
                         ],
                     },
                     {
@@ -78,10 +84,32 @@ def capability_statement(base_url: str) -> Resource:
                             {"name": "status", "type": "token"},
                             {"name": "category", "type": "token"},
                             {"name": "_count", "type": "number"},
+                            {
+                                "name": "_offset",
+                                "type": "number",
+                                "documentation": "Paging offset (used by next/previous links)",
+                            },
+                            {"name": "patient.identifier", "type": "token"},
                         ],
                         "searchInclude": [],
                     },
+                    {
+                        "type": "Consent",
+                        "profile": ukcore.PROFILE_CONSENT,
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "search-type"},
+                            {"code": "create"},
+                            {"code": "update"},
+                        ],
+                        "searchParam": [
+                            {"name": "patient", "type": "reference"},
+                            {"name": "patient.identifier", "type": "token"},
+                            {"name": "status", "type": "token"},
+                        ],
+                    },
                     {"type": "CareTeam", "profile": ukcore.PROFILE_CARETEAM},
+                    {"type": "Goal"},
                     {"type": "Provenance", "profile": ukcore.PROFILE_PROVENANCE},
                 ],
             }
