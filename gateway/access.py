@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from adapters.base import Outcome, SourceResult
+from gateway import audit_trail
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.merge import MergedRecord, merge
 from gateway.record import RecordService
@@ -101,7 +102,15 @@ class RecordAccess:
         (``$access-check``). Raises 404/503 like :meth:`read`; a deny is returned, not raised."""
         results = await self.records.fetch(nhs_number)
         self._check_found(results)
-        return await self.decider(ctx, nhs_number, results, dry_run=True)
+        verdict = await self.decider(ctx, nhs_number, results, dry_run=True)
+        self._note(ctx, verdict)
+        return verdict
+
+    @staticmethod
+    def _note(ctx: RequestContext, verdict: Verdict) -> None:
+        audit_trail.note_decision(
+            verdict.effect, verdict.reasons, verdict.break_glass, ctx.break_glass_reason
+        )
 
     @staticmethod
     def _check_found(results: Sequence[SourceResult]) -> None:
@@ -123,6 +132,7 @@ class RecordAccess:
         self._check_found(results)
         failed = [r for r in results if not r.ok]
         verdict = await self.decider(ctx, nhs_number, results)
+        self._note(ctx, verdict)
         if verdict.effect == "deny":
             raise Forbidden(
                 "Access to this person's record is denied: " + ", ".join(verdict.reasons),

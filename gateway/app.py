@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from adapters.resilience import SourceFault
+from gateway import audit_trail
+from gateway.audit import AuditUnavailable
 from gateway.deps import request_id_from
 from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
 from gateway.fhir.responses import FHIRResponse, outcome
@@ -57,9 +59,15 @@ def create_app(state_factory: StateFactory) -> FastAPI:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        path = request.url.path
+        audited = path.startswith("/fhir/") and path != "/fhir/metadata"
+        note = audit_trail.open_note() if audited else None
         try:
             response = await call_next(request)
             status = response.status_code
+            if note is not None:
+                response = await _commit_audit(request, note, response, request_id)
+                status = response.status_code
             response.headers["X-Request-ID"] = request_id
             return response
         finally:
@@ -75,6 +83,9 @@ def create_app(state_factory: StateFactory) -> FastAPI:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> FHIRResponse:
+        note = audit_trail.current()
+        if note is not None and exc.reasons and not note.reasons:
+            note.reasons = exc.reasons
         return FHIRResponse(exc.to_operation_outcome(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(SourceFault)
@@ -109,3 +120,33 @@ def create_app(state_factory: StateFactory) -> FastAPI:
         )
 
     return app
+
+
+async def _commit_audit(
+    request: Request, note: audit_trail.AuditNote, response: Response, request_id: str
+) -> Response:
+    """Commit the request's AuditEvent before the answer goes; 503 (no data) if we cannot."""
+    state: GatewayState | None = getattr(request.app.state, "gateway", None)
+    if state is None or state.audit is None:
+        return response
+    last = request.url.path.rsplit("/", 1)[-1]
+    if last.startswith("$"):
+        note.subtype, note.operation = "operation", last[1:]
+    event = audit_trail.build_event(
+        note,
+        status=response.status_code,
+        method=request.method,
+        query=request.url.query,
+        request_id=request_id,
+        client_address=request.client.host if request.client else None,
+        base_url=state.base_url,
+    )
+    try:
+        await state.audit.append(event)
+    except AuditUnavailable:
+        log.error("audit_unavailable")
+        err = ServiceUnavailable(
+            "The access could not be recorded in the audit trail, so no data is released."
+        )
+        return FHIRResponse(err.to_operation_outcome(), status_code=err.status)
+    return response

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 
 from adapters import nhs_number
+from gateway import audit_trail
 from gateway.access import RecordAccess, RequestContext
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
@@ -50,11 +51,19 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
     """Dependency factory: authenticate, check scope, resolve purpose — in that order."""
 
     async def _gate(request: Request, state: StateDep) -> RequestContext:
+        audit_trail.note_interaction(resource_type, interaction)
         token = parse_bearer(request.headers.get("authorization"))
         principal = await state.verifier.averify(token)
         request.state.principal = principal
+        note = audit_trail.current()
+        if note is not None:
+            note.user_sub, note.user_name = principal.sub, principal.name
+            note.user_role, note.user_org = principal.role, principal.org
+            note.client_id = principal.client_id
         require_scope(principal, resource_type, interaction)
         purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))
+        if note is not None:
+            note.purpose = purpose
         reason = (request.headers.get("x-break-glass-reason") or "").strip() or None
         return RequestContext(
             sub=principal.sub,
@@ -73,9 +82,11 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
 def parse_nhs_number(value: str, where: str = "NHS number") -> str:
     """Normalise and validate, or 400 naming the parameter (never echoing the value)."""
     try:
-        return nhs_number.parse(value)
+        number = nhs_number.parse(value)
     except nhs_number.InvalidNHSNumber as exc:
         raise BadRequest(
             f"{where} is not a valid NHS number (10 digits with a Modulus 11 check digit).",
             expression=[where],
         ) from exc
+    audit_trail.note_patient(number)
+    return number

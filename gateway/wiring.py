@@ -1,31 +1,84 @@
-"""Build a running gateway's state from configuration (used by ``serve``, ``demo`` and tests)."""
+"""Build a running gateway's state from configuration (used by ``serve``, ``demo`` and tests).
+
+With a cache, ``build_state`` also starts the cache's runtime, and ``close`` stops it:
+
+* a :class:`~gateway.cache.ChangePoller` for every source whose adapter has a change feed
+  (``changes(since)``: the social care API's ``GET /changes``), evicting changed people every
+  ``change_poll_interval_s`` (``None``: pollers are built but not run, so tests drive
+  ``poll_once`` themselves). The first poll looks back one cache TTL, so a replica that was
+  down misses no change to a record it might still hold;
+* an :class:`~gateway.cache.EvictionListener` when an in-process layer sits in front of
+  Redis, so evictions made by other replicas reach this one.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from adapters.base import SourceAdapter, SourceConfig
 from adapters.community.adapter import CommunityAdapter
+from adapters.resilience import CircuitBreaker
 from adapters.socialcare.adapter import SocialCareAdapter
 from consent import load_policy
 from gateway.access import Decider, RecordAccess
 from gateway.auth import TokenVerifier
-from gateway.cache import RecordCache
+from gateway.cache import (
+    ChangePoller,
+    EvictionListener,
+    RecordCache,
+    RedisBackend,
+    TieredBackend,
+)
 from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import create_schema, make_engine
 from gateway.decision import PolicyDecider
 from gateway.record import RecordService
 from gateway.state import GatewayState
 
+DEFAULT_CHANGE_POLL_INTERVAL_S = 10.0
 
-def make_adapter(config: SourceConfig) -> SourceAdapter:
+
+def make_adapter(config: SourceConfig, breaker: CircuitBreaker | None = None) -> SourceAdapter:
     adapter: SourceAdapter
     if config.kind == "social-care-api":
-        adapter = SocialCareAdapter(config)
+        adapter = SocialCareAdapter(config, breaker=breaker)
     else:
-        adapter = CommunityAdapter(config)
+        adapter = CommunityAdapter(config, breaker=breaker)
     return adapter
+
+
+def change_pollers(
+    adapters: Sequence[SourceAdapter],
+    cache: RecordCache,
+    interval_s: float = DEFAULT_CHANGE_POLL_INTERVAL_S,
+) -> tuple[ChangePoller, ...]:
+    """A poller for every adapter with a change feed (``changes(since)``)."""
+    pollers: list[ChangePoller] = []
+    for adapter in adapters:
+        feed = getattr(adapter, "changes", None)
+        if callable(feed):
+            pollers.append(
+                ChangePoller(
+                    feed,
+                    cache,
+                    interval_s,
+                    lookback=timedelta(seconds=cache.ttl_s),
+                    name=adapter.name,
+                )
+            )
+    return tuple(pollers)
+
+
+def eviction_listener(cache: RecordCache) -> EvictionListener | None:
+    """A listener when the cache has an in-process layer in front of Redis, else None."""
+    backend = cache.backend
+    if isinstance(backend, TieredBackend) and isinstance(backend.remote, RedisBackend):
+        return EvictionListener(backend.remote, cache)
+    return None
 
 
 async def build_state(
@@ -37,6 +90,7 @@ async def build_state(
     policy_file: Path | None = None,
     cache: RecordCache | None = None,
     decider: Decider | None = None,
+    change_poll_interval_s: float | None = DEFAULT_CHANGE_POLL_INTERVAL_S,
 ) -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
     """Everything a gateway process shares between requests, and the function that closes it.
 
@@ -47,8 +101,11 @@ async def build_state(
     engine = make_engine(database_url)
     await create_schema(engine)
     consents = ConsentStore(engine)
-    adapters = [make_adapter(c) for c in sources]
+    breakers = {c.name: CircuitBreaker() for c in sources}
+    adapters = [make_adapter(c, breakers[c.name]) for c in sources]
     records = RecordService(adapters, {c.name: c.timeout_s for c in sources}, cache)
+    interval = change_poll_interval_s or DEFAULT_CHANGE_POLL_INTERVAL_S
+    pollers = change_pollers(adapters, cache, interval) if cache is not None else ()
     state = GatewayState(
         base_url=base_url.rstrip("/"),
         verifier=verifier,
@@ -57,9 +114,26 @@ async def build_state(
         ),
         policy=policy,
         consents=consents,
+        cache=cache,
+        change_pollers=pollers,
+        breakers=breakers,
     )
 
+    tasks: list[asyncio.Task[None]] = []
+    if cache is not None:
+        if change_poll_interval_s is not None:
+            for poller in pollers:
+                tasks.append(asyncio.create_task(poller.run(), name=f"changes:{poller.name}"))
+        listener = eviction_listener(cache)
+        if listener is not None:
+            tasks.append(asyncio.create_task(listener.run(), name="cache-evictions"))
+
     async def close() -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await records.aclose()
         if cache is not None:
             await cache.aclose()

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 
 from adapters import ukcore
 from adapters.base import Resource
+from gateway import audit_trail
 from gateway.access import AccessResult, RequestContext
 from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number
 from gateway.errors import BadRequest, Forbidden, NotFound
@@ -234,6 +235,7 @@ async def patient_everything(
     nhs: str, ctx: PatientRead, access: AccessDep, state: StateDep, request: Request
 ) -> FHIRResponse:
     check_params(request, ())
+    audit_trail.note_operation("everything")
     result = await access.read(ctx, parse_nhs_number(nhs))
     bundle = BundleBuilder(state.base_url)
     bundle.link("self", f"Patient/{result.nhs_number}/$everything", {})

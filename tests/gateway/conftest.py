@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from simulators.runner import source_configs
 
 from gateway.auth import generate_signing_key
+from simulators.runner import source_configs
 from tests.gateway.harness import Gateway, running_gateway
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from adapters.validation import validate_resource
 
 from adapters import ukcore
+from adapters.validation import validate_resource
 from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway
 

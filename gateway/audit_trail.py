@@ -1,0 +1,153 @@
+"""One AuditEvent per FHIR request, committed before any byte of the answer leaves.
+
+How it fits the request path:
+
+* the HTTP middleware opens an :class:`AuditNote` for every ``/fhir`` request (except
+  ``metadata``) and puts it in a context variable;
+* the gate, the NHS number parser and :class:`~gateway.access.RecordAccess` fill it in as
+  they learn things (who, why, which person, what the decision was);
+* when the route has produced its answer (or an error has been mapped to one), the middleware
+  turns the note into a BALP-shaped AuditEvent and appends it to the store, which commits it
+  durably (group commit). Only then is the response returned to the ASGI server. If the store
+  cannot take the event, the answer is replaced by ``503``: no audit, no data.
+
+Refusals (401/403/400/404) produce an event too, with whatever the note knew by then.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from gateway.audit.events import AuditRecord, build_audit_event
+
+Interaction = Literal["read", "search-type", "operation", "create", "update"]
+_SUBTYPES: dict[str, Interaction] = {
+    "read": "read",
+    "search": "search-type",
+    "create": "create",
+    "update": "update",
+    "delete": "update",
+}
+
+
+@dataclass
+class AuditNote:
+    subtype: Interaction | None = None
+    operation: str | None = None
+    resource_type: str | None = None
+    user_sub: str | None = None
+    user_name: str | None = None
+    user_role: str | None = None
+    user_org: str | None = None
+    client_id: str | None = None
+    purpose: str | None = None
+    patient_nhs: str | None = None
+    effect: str | None = None
+    reasons: tuple[str, ...] = ()
+    break_glass: bool = False
+    break_glass_reason: str | None = None
+    resource_ids: tuple[str, ...] = ()
+
+
+_current: contextvars.ContextVar[AuditNote | None] = contextvars.ContextVar(
+    "caregateway_audit_note", default=None
+)
+
+
+def open_note() -> AuditNote:
+    note = AuditNote()
+    _current.set(note)
+    return note
+
+
+def current() -> AuditNote | None:
+    """The note of the request being handled, or None outside an audited request."""
+    return _current.get()
+
+
+def note_interaction(resource_type: str, interaction: str) -> None:
+    note = current()
+    if note is not None:
+        note.resource_type = resource_type
+        note.subtype = _SUBTYPES.get(interaction, "read")
+
+
+def note_operation(name: str) -> None:
+    note = current()
+    if note is not None:
+        note.subtype = "operation"
+        note.operation = name
+
+
+def note_patient(nhs_number: str) -> None:
+    note = current()
+    if note is not None:
+        note.patient_nhs = nhs_number
+
+
+def note_decision(
+    effect: str, reasons: tuple[str, ...], break_glass: bool, reason_text: str | None
+) -> None:
+    note = current()
+    if note is not None:
+        note.effect = effect
+        note.reasons = reasons
+        note.break_glass = break_glass
+        note.break_glass_reason = reason_text if break_glass else None
+
+
+def outcome_for(status: int) -> Literal["0", "4", "8"]:
+    if status < 400:
+        return "0"
+    if status < 500:
+        return "4"
+    return "8"
+
+
+def build_event(
+    note: AuditNote,
+    *,
+    status: int,
+    method: str,
+    query: str,
+    request_id: str,
+    client_address: str | None,
+    base_url: str,
+    refusal: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The AuditEvent for one finished request."""
+    subtype: Interaction = note.subtype or ("read" if method == "GET" else "create")
+    reasons = note.reasons or refusal
+    desc_parts = [f"HTTP {status}"]
+    if note.effect:
+        desc_parts.append(f"decision {note.effect}")
+    if reasons:
+        desc_parts.append("reasons " + ", ".join(reasons))
+    record = AuditRecord(
+        subtype=subtype,
+        action=AuditRecord.action_for(subtype),
+        outcome=outcome_for(status),
+        recorded=datetime.now(UTC),
+        outcome_desc="; ".join(desc_parts),
+        user_sub=note.user_sub,
+        user_name=note.user_name,
+        user_role=note.user_role,
+        user_org=note.user_org,
+        purpose=note.purpose,
+        client_id=note.client_id,
+        client_address=client_address,
+        patient_nhs=note.patient_nhs,
+        query=query if subtype == "search-type" and query else None,
+        request_id=request_id,
+        decision_effect=note.effect,
+        reasons=reasons,
+        break_glass=note.break_glass,
+        break_glass_reason=note.break_glass_reason,
+        resource_type=note.resource_type,
+        resource_ids=note.resource_ids,
+        operation=note.operation,
+    )
+    return build_audit_event(record, base_url)
