@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -73,10 +73,15 @@ def _codings(concept: Any) -> list[Mapping[str, Any]]:
     return [c for c in _list(concept.get("coding")) if isinstance(c, Mapping)]
 
 
-def _in(value_set: Iterable[str], value: Any, where: str, *, required: bool) -> list[str]:
+def _member(value: Any, collection: Container[str]) -> bool:
+    """``value in collection`` for any JSON value (lists and objects are never members)."""
+    return isinstance(value, str) and value in collection
+
+
+def _in(value_set: Container[str], value: Any, where: str, *, required: bool) -> list[str]:
     if value is None:
         return [f"{where}: required"] if required else []
-    if value not in value_set:
+    if not _member(value, value_set):
         return [f"{where}: not in the required value set"]
     return []
 
@@ -131,7 +136,7 @@ def _check_legacy_extensions(resource: Resource) -> list[str]:
     return [
         f"extension[{i}]: STU3 extension URL, use the UK Core one"
         for i, ext in enumerate(_list(resource.get("extension")))
-        if isinstance(ext, Mapping) and ext.get("url") in _LEGACY_EXTENSIONS
+        if isinstance(ext, Mapping) and _member(ext.get("url"), _LEGACY_EXTENSIONS)
     ]
 
 
@@ -165,7 +170,7 @@ def _check_nhs_identifiers(patient: Resource) -> list[str]:
 def _check_verification(ident: Mapping[str, Any], where: str) -> list[str]:
     exts = [e for e in _list(ident.get("extension")) if isinstance(e, Mapping)]
     status = [e for e in exts if e.get("url") == ukcore.EXT_NHS_VERIFICATION]
-    if any(e.get("url") in ukcore.STU3_NHS_VERIFICATION_EXTENSIONS for e in exts):
+    if any(_member(e.get("url"), ukcore.STU3_NHS_VERIFICATION_EXTENSIONS) for e in exts):
         return [f"{where}.extension: STU3 verification status URL, use the UK Core one"]
     if len(status) != 1:
         return [f"{where}.extension: exactly one NHS number verification status required"]
@@ -174,7 +179,7 @@ def _check_verification(ident: Mapping[str, Any], where: str) -> list[str]:
         c
         for c in codings
         if c.get("system") == ukcore.NHS_VERIFICATION_SYSTEM
-        and c.get("code") in ukcore.NHS_VERIFICATION_DISPLAY
+        and _member(c.get("code"), ukcore.NHS_VERIFICATION_DISPLAY)
     ]
     if not ok:
         return [
@@ -192,7 +197,7 @@ def _check_ethnic_category(patient: Resource) -> list[str]:
         codings = _codings(ext.get("valueCodeableConcept"))
         if not any(
             c.get("system") == ukcore.ETHNIC_CATEGORY_SYSTEM
-            and c.get("code") in ukcore.ETHNIC_CATEGORY_DISPLAY
+            and _member(c.get("code"), ukcore.ETHNIC_CATEGORY_DISPLAY)
             for c in codings
         ):
             problems.append(

@@ -151,6 +151,15 @@ def add_label(resource: Resource, code: str = "R") -> None:
         security.append(ukcore.security_label(code))
 
 
+def _items(value: Any, single: type | None = None) -> list[Any]:
+    """A JSON list as a list; a lone ``single`` value (e.g. one string) as a list of one."""
+    if isinstance(value, list):
+        return value
+    if single is not None and isinstance(value, single):
+        return [value]
+    return []
+
+
 def _text(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
@@ -318,7 +327,7 @@ def _names(name: Any) -> list[Resource]:
     official: Resource = {"use": "official"}
     if family := _text(name.get("family")):
         official["family"] = family
-    given = [g for g in (_text(x) for x in name.get("given") or ()) if g]
+    given = [g for g in (_text(x) for x in _items(name.get("given"), str)) if g]
     if given:
         official["given"] = given
     if title := _text(name.get("title")):
@@ -338,9 +347,9 @@ def _addresses(addresses: Any, ctx: Context) -> list[Resource]:
         if not isinstance(a, Mapping):
             continue
         address: Resource = {}
-        if a.get("use") in ADDRESS_USE:
-            address["use"] = a["use"]
-        lines = [x for x in (_text(line) for line in a.get("lines") or ()) if x]
+        if (use := _text(a.get("use"))) in ADDRESS_USE:
+            address["use"] = use
+        lines = [x for x in (_text(line) for line in _items(a.get("lines"), str)) if x]
         if lines:
             address["line"] = lines
         if town := _text(a.get("town")):
@@ -359,12 +368,11 @@ def _telecom(telecom: Any) -> list[Resource]:
     for t in telecom if isinstance(telecom, list) else ():
         if not isinstance(t, Mapping) or not (value := _text(t.get("value"))):
             continue
-        point: Resource = {
-            "system": t.get("system") if t.get("system") in TELECOM_SYSTEM else "other"
-        }
+        system = _text(t.get("system"))
+        point: Resource = {"system": system if system in TELECOM_SYSTEM else "other"}
         point["value"] = value
-        if t.get("use") in TELECOM_USE:
-            point["use"] = t["use"]
+        if (use := _text(t.get("use"))) in TELECOM_USE:
+            point["use"] = use
         made.append(point)
     return made
 
@@ -409,15 +417,15 @@ def map_support_plan(
     goals = [
         _goal(outcome, f"{cid}.g{n}", nhs, restricted, ctx)
         for n, outcome in enumerate(
-            (o for o in plan.get("outcomes") or () if isinstance(o, Mapping)), start=1
+            (o for o in _items(plan.get("outcomes")) if isinstance(o, Mapping)), start=1
         )
     ]
     if goals:
         care_plan["goal"] = [{"reference": f"Goal/{g['id']}"} for g in goals]
-    activities = [_activity(s, ctx) for s in plan.get("services") or () if isinstance(s, Mapping)]
+    activities = [_activity(s, ctx) for s in _items(plan.get("services")) if isinstance(s, Mapping)]
     if activities:
         care_plan["activity"] = activities
-    notes = [_need_note(n) for n in plan.get("needs") or () if isinstance(n, Mapping)]
+    notes = [_need_note(n) for n in _items(plan.get("needs")) if isinstance(n, Mapping)]
     if notes := [n for n in notes if n]:
         care_plan["note"] = [{"text": n} for n in notes]
     return care_plan, goals

@@ -7,11 +7,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters import ukcore
 from adapters.socialcare import mapping
 from adapters.socialcare.mapping import Context
-from adapters.validation import validate_resource
+from adapters.validation import UKCoreValidationError, validate_resource
 
 NHS = "9434765919"
 TODAY = date(2026, 11, 23)
@@ -669,3 +671,61 @@ def test_last_updated_only_when_an_instant(value: str, kept: bool) -> None:
     patient = mapping.map_person(person(lastUpdated=value), ctx())
     validate_resource(patient)
     assert ("lastUpdated" in patient["meta"]) is kept
+
+
+# --- vendor data can be anything: mapping never raises, validation only says yes or no --------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def messy(template: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """``template`` with any of its fields (and their children) replaced by random JSON."""
+
+    def field(value: Any) -> st.SearchStrategy[Any]:
+        if isinstance(value, dict):
+            inner = st.fixed_dictionaries({k: field(v) for k, v in value.items()})
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            inner = st.lists(field(value[0]), max_size=2)
+        else:
+            inner = st.just(value)
+        return st.one_of(inner, json_values)
+
+    return st.fixed_dictionaries({k: field(v) for k, v in template.items()})
+
+
+def _validates_or_refuses(resource: dict[str, Any]) -> None:
+    try:
+        validate_resource(resource)
+    except UKCoreValidationError:
+        pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messy(person()))
+def test_messy_person_never_breaks_mapping(raw: dict[str, Any]) -> None:
+    raw["personId"] = "P1"
+    _validates_or_refuses(mapping.map_person(raw, ctx()))
+    mapping.person_nhs_number(raw)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messy(plan()))
+def test_messy_plan_never_breaks_mapping(raw: dict[str, Any]) -> None:
+    raw["planId"] = "SP-1"
+    care_plan, goals = mapping.map_support_plan(raw, "P1", NHS, ctx())
+    for resource in (care_plan, *goals):
+        _validates_or_refuses(resource)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messy(involvement()), max_size=3))
+def test_messy_involvements_never_break_mapping(raw: list[dict[str, Any]]) -> None:
+    team = mapping.map_involvements(raw, "P1", NHS, ctx(), TODAY)
+    if team is not None:
+        _validates_or_refuses(team)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters import ukcore
 from adapters.validation import UKCoreValidationError, validate_bundle, validate_resource
@@ -272,3 +274,46 @@ def test_ukcore_example_round_trips_through_r4b(path: Path) -> None:
     assert as_json["resourceType"] == resource_type
     again = model.model_validate(as_json)
     assert again.model_dump(mode="json", by_alias=True, exclude_none=True) == as_json
+
+
+# --- anything at all: validation answers yes or UKCoreValidationError, never another error ------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def mutated(make: Any) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid resource with one nested value (found by a random walk) replaced by any JSON."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, Any]:
+        resource = make()
+        node: Any = resource
+        for _ in range(draw(st.integers(min_value=1, max_value=5))):
+            keys = list(node.keys()) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = draw(st.sampled_from(keys))
+            child = node[key]
+            if isinstance(child, dict | list) and child and draw(st.booleans()):
+                node = child
+                continue
+            node[key] = draw(json_values)
+            break
+        return resource
+
+    return build()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(*(mutated(m) for m in (patient, careplan, careteam, goal, provenance))))
+def test_validation_only_ever_raises_its_own_error(resource: dict[str, Any]) -> None:
+    try:
+        validate_resource(resource)
+    except UKCoreValidationError as exc:
+        assert NHS not in str(exc)
