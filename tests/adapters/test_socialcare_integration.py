@@ -195,6 +195,7 @@ async def test_general_population_maps_cleanly(
     people = [p for p in running_sources.population.council_people if p.nhs_number][:25]
     bad = 0
     for person in people:
+        assert person.nhs_number is not None
         result = await adapter.fetch(person.nhs_number)
         assert result.ok, result.detail
         bad += sum(i.code == "invalid-resource" for i in result.issues)

@@ -393,7 +393,7 @@ def test_missing_plan_type_has_no_category() -> None:
 
 
 def _service(**changes: Any) -> dict[str, Any]:
-    service = copy.deepcopy(plan()["services"][0])
+    service: dict[str, Any] = copy.deepcopy(plan()["services"][0])
     service.update(changes)
     return service
 
@@ -479,7 +479,7 @@ def test_outcome_achievement(
         plan(outcomes=[{"description": "x", "status": status}]), "P1", NHS, c
     )
     validate_resource(goal)
-    achievement = goal.get("achievementStatus")
+    achievement: Any = goal.get("achievementStatus")
     if coding is None and text is None:
         assert achievement is None
     elif coding is not None:
@@ -688,6 +688,7 @@ def messy(template: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """``template`` with any of its fields (and their children) replaced by random JSON."""
 
     def field(value: Any) -> st.SearchStrategy[Any]:
+        inner: st.SearchStrategy[Any]
         if isinstance(value, dict):
             inner = st.fixed_dictionaries({k: field(v) for k, v in value.items()})
         elif isinstance(value, list) and value and isinstance(value[0], dict):

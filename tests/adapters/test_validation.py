@@ -227,7 +227,7 @@ def test_not_a_resource(thing: Any) -> None:
 
 
 def test_bundle_validates_each_entry_and_names_it() -> None:
-    bundle = {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
         "entry": [{"resource": patient()}, {"resource": careplan()}],
@@ -292,7 +292,7 @@ def mutated(make: Any) -> st.SearchStrategy[dict[str, Any]]:
 
     @st.composite
     def build(draw: st.DrawFn) -> dict[str, Any]:
-        resource = make()
+        resource: dict[str, Any] = make()
         node: Any = resource
         for _ in range(draw(st.integers(min_value=1, max_value=5))):
             keys = list(node.keys()) if isinstance(node, dict) else list(range(len(node)))
