@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.access import RecordAccess
 from gateway.auth import TokenVerifier
+from gateway.cache import ChangePoller, RecordCache
 
 
 @dataclass(slots=True)
@@ -17,3 +18,6 @@ class GatewayState:
     policy: Any = None  # consent.Policy when the consent policy is wired
     consents: Any = None  # gateway.consent_store.ConsentStore
     audit: Any = None  # gateway.audit.AuditTrail
+    cache: RecordCache | None = None  # the record cache the record service reads through
+    change_pollers: tuple[ChangePoller, ...] = ()  # one per source with a change feed
+    breakers: dict[str, Any] = field(default_factory=dict)  # source name -> CircuitBreaker

@@ -25,6 +25,7 @@ from adapters.resilience import CircuitBreaker
 from adapters.socialcare.adapter import SocialCareAdapter
 from consent import load_policy
 from gateway.access import Decider, RecordAccess
+from gateway.audit import AuditStore
 from gateway.auth import TokenVerifier
 from gateway.cache import (
     ChangePoller,
@@ -101,6 +102,8 @@ async def build_state(
     engine = make_engine(database_url)
     await create_schema(engine)
     consents = ConsentStore(engine)
+    audit = AuditStore(engine)
+    await audit.start()
     breakers = {c.name: CircuitBreaker() for c in sources}
     adapters = [make_adapter(c, breakers[c.name]) for c in sources]
     records = RecordService(adapters, {c.name: c.timeout_s for c in sources}, cache)
@@ -114,6 +117,7 @@ async def build_state(
         ),
         policy=policy,
         consents=consents,
+        audit=audit,
         cache=cache,
         change_pollers=pollers,
         breakers=breakers,
@@ -134,6 +138,7 @@ async def build_state(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await audit.close(timeout_s=5.0)
         await records.aclose()
         if cache is not None:
             await cache.aclose()

@@ -15,7 +15,9 @@ from adapters.base import SourceConfig
 from gateway.access import Decider
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
+from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
+from gateway.state import GatewayState
 from gateway.wiring import build_state
 
 ISSUER = "urn:caregateway:test-issuer"
@@ -26,6 +28,12 @@ class Gateway:
     base_url: str
     private_pem: bytes
     client: httpx.AsyncClient
+    app: Any = None  # the FastAPI app (``app.state.gateway`` is its GatewayState once started)
+
+    @property
+    def state(self) -> GatewayState:
+        state: GatewayState = self.app.state.gateway
+        return state
 
     def token(
         self,
@@ -66,8 +74,15 @@ async def running_gateway(
     public_jwk: dict[str, Any],
     *,
     decider: Decider | None = None,
+    cache: RecordCache | None = None,
+    change_poll_interval_s: float | None = None,
 ) -> AsyncIterator[Gateway]:
-    """A gateway on a free loopback port with its own SQLite file (removed afterwards)."""
+    """A gateway on a free loopback port with its own SQLite file (removed afterwards).
+
+    ``cache``: the record cache to read through (none by default); the gateway closes it.
+    Its change-feed pollers are not run unless ``change_poll_interval_s`` is given: tests
+    call ``gateway.state.change_pollers[i].poll_once()`` when they want a poll.
+    """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
@@ -82,13 +97,16 @@ async def running_gateway(
             verifier=verifier,
             database_url=database_url,
             decider=decider,
+            cache=cache,
+            change_poll_interval_s=change_poll_interval_s,
         )
 
+    app = create_app(factory)
     async with (
-        running_server(create_app(factory), "127.0.0.1", port),
+        running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,
     ):
         try:
-            yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
+            yield Gateway(base_url=base_url, private_pem=private_pem, client=client, app=app)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
