@@ -1,0 +1,496 @@
+"""The audit trail for IG leads: search, access report, break-glass review, privacy alerts.
+
+======================================  ==================================================
+``GET /fhir/AuditEvent``                search the trail → searchset Bundle, newest first
+``GET /fhir/Patient/{nhs}/$access-report``  every AuditEvent about the person (a subject
+                                        access request) → Bundle, or CSV with
+                                        ``_format=text/csv`` / ``Accept: text/csv``
+``POST /fhir/AuditEvent/{id}/$review``  record ``appropriate`` / ``inappropriate`` + note
+                                        → the review as ``Parameters``
+``GET /fhir/$break-glass-queue``        break-glass AuditEvents without a review, oldest
+                                        first → searchset Bundle
+``GET /fhir/$privacy-alerts``           monitoring alerts (``DetectedIssue``) over the
+                                        events since ``since`` (default: the last 24 hours)
+======================================  ==================================================
+
+Only roles whose policy rule has ``may_read_audit`` (``R0001``, ``R5105`` by default) get
+past the role check (``403 role-not-permitted``), and only for a purpose their rule allows
+(``HOPERAT``; else ``403 purpose-not-permitted``). Searches need a scope that allows searching
+AuditEvent (``user/AuditEvent.rs`` or ``user/*.rs``); ``$review`` writes, so it needs create
+(``user/AuditEvent.c``). Every one of these requests is itself audited by the app's middleware,
+so reading the trail leaves a trace in the trail.
+
+AuditEvent search parameters: ``patient`` (NHS number, ``Patient/{nhs}`` or
+``system|nhs``), ``agent`` (the user's token ``sub``, or ``system|sub``), ``agent-org`` (ODS
+code), ``date`` (``ge``/``gt``/``le``/``lt``/``eq`` prefixes, repeatable; a bare date means
+that whole UTC day), ``outcome`` (``0``/``4``/``8``/``12``), ``purpose`` (PurposeOfUse code),
+``break-glass`` (``true``/``false``), ``_count`` (default 50, max 200), ``_offset``. The
+review state is not a search parameter: the unreviewed break-glass events are
+``$break-glass-queue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from adapters import ukcore
+from adapters.base import Outcome
+from consent import Policy
+from gateway.access import RequestContext
+from gateway.audit import AuditStore
+from gateway.audit import events as ev
+from gateway.audit_review import (
+    REVIEW_OUTCOMES,
+    MonitoringConfig,
+    PersonFacts,
+    ReviewOutcome,
+    ReviewStore,
+    alert_resource,
+    person_facts,
+    reasons,
+    request_id,
+    run_rules,
+    subtype,
+    user_display,
+    user_role,
+)
+from gateway.decision import requester
+from gateway.deps import StateDep, gate, parse_nhs_number
+from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
+from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
+from gateway.routes.params import check_params, count_param, lenient, offset_param, one
+from gateway.settings import ConfigurationError, get_settings
+from gateway.state import GatewayState
+
+router = APIRouter(prefix="/fhir")
+
+AuditSearch = Annotated[RequestContext, Depends(gate("AuditEvent", "search"))]
+AuditCreate = Annotated[RequestContext, Depends(gate("AuditEvent", "create"))]
+
+SEARCH_PARAMS: Final = (
+    "patient",
+    "agent",
+    "agent-org",
+    "date",
+    "outcome",
+    "purpose",
+    "break-glass",
+    "_count",
+    "_offset",
+)
+CSV_COLUMNS: Final = (
+    "recorded",
+    "user",
+    "user display",
+    "role",
+    "organisation",
+    "purpose",
+    "action",
+    "outcome",
+    "decision/reasons",
+    "break-glass",
+    "request id",
+)
+CSV_TYPES: Final = frozenset({"text/csv", "csv"})
+REPORT_MAX: Final = 10_000  # events in one access report
+ALERT_WINDOW_MAX: Final = 50_000  # events the monitoring rules look at in one request
+FACTS_MAX: Final = 200  # distinct people whose surname / deceased flag is looked up
+FACTS_CONCURRENCY: Final = 8
+MAX_NOTE: Final = 4000
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_DATE = re.compile(r"(eq|ge|gt|le|lt)?(\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)")
+_OUTCOMES: Final = frozenset({"0", "4", "8", "12"})
+
+
+# --- state and the role check -----------------------------------------------------------
+
+
+def _audit(state: GatewayState) -> AuditStore:
+    if not isinstance(state.audit, AuditStore):
+        raise GatewayError("The audit trail is not configured.")
+    return state.audit
+
+
+def _reviews(request: Request, state: GatewayState) -> ReviewStore:
+    """One :class:`ReviewStore` per app, on the audit trail's database."""
+    engine = _audit(state).engine
+    store: ReviewStore | None = getattr(request.app.state, "audit_reviews", None)
+    if store is None or store.engine is not engine:
+        store = ReviewStore(engine)
+        request.app.state.audit_reviews = store
+    return store
+
+
+def require_ig(state: GatewayState, ctx: RequestContext) -> None:
+    """``403 role-not-permitted`` unless the policy lets this role read the audit trail."""
+    if not isinstance(state.policy, Policy):
+        raise GatewayError("The consent policy is not configured.")
+    who = requester(ctx)
+    if not state.policy.may_read_audit(who):
+        raise Forbidden("This role may not read the audit trail.", reasons=["role-not-permitted"])
+    rule = state.policy.rule_for(who)
+    if rule is None or not rule.allows_purpose(ctx.purpose):
+        raise Forbidden(
+            "The audit trail may be read only for information governance (purpose HOPERAT).",
+            reasons=["purpose-not-permitted"],
+        )
+
+
+def monitoring_config(request: Request) -> MonitoringConfig:
+    """``app.state.monitoring`` when set (tests, embedding), else the CAREGW_* settings."""
+    configured = getattr(request.app.state, "monitoring", None)
+    if isinstance(configured, MonitoringConfig):
+        return configured
+    try:
+        settings = get_settings()
+        return MonitoringConfig.from_settings(settings.out_of_hours, settings.volume_alert_per_hour)
+    except (ConfigurationError, ValueError) as exc:
+        raise GatewayError(f"Monitoring settings are not usable: {exc}") from exc
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+def _patient_param(value: str, name: str = "patient") -> str:
+    system, _, rest = value.rpartition("|")
+    if system and system != ukcore.NHS_NUMBER_SYSTEM:
+        raise BadRequest(f"{name} must be an NHS number.", expression=[name])
+    return parse_nhs_number(rest.removeprefix("Patient/"), name)
+
+
+def _instant(text: str, name: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"{name} is not a FHIR date or dateTime.", expression=[name]) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def date_bounds(values: Sequence[str]) -> tuple[datetime | None, datetime | None]:
+    """``date`` values → (inclusive lower, inclusive upper) bounds in UTC; all must hold."""
+    lower: datetime | None = None
+    upper: datetime | None = None
+    tick = timedelta(microseconds=1)
+    for raw in values:
+        m = _DATE.fullmatch(raw.strip())
+        if m is None:
+            raise BadRequest(
+                "date must be a FHIR date or dateTime with an optional ge/gt/le/lt/eq prefix.",
+                expression=["date"],
+            )
+        prefix, text, time_part = m.group(1) or "eq", m.group(2), m.group(3)
+        if time_part:
+            start = _instant(text, "date")
+            end = start
+        else:
+            try:
+                day = date.fromisoformat(text)
+            except ValueError as exc:
+                raise BadRequest("date is not a valid date.", expression=["date"]) from exc
+            start = datetime.combine(day, time(0), tzinfo=UTC)
+            end = start + timedelta(days=1) - tick
+        lo: datetime | None = None
+        hi: datetime | None = None
+        if prefix == "eq":
+            lo, hi = start, end
+        elif prefix == "ge":
+            lo = start
+        elif prefix == "gt":
+            lo = end + tick
+        elif prefix == "le":
+            hi = end
+        else:  # lt
+            hi = start - tick
+        if lo is not None:
+            lower = lo if lower is None else max(lower, lo)
+        if hi is not None:
+            upper = hi if upper is None else min(upper, hi)
+    return lower, upper
+
+
+def _search_filters(request: Request) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The store's filters and the normalised parameters (for the Bundle's links)."""
+    filters: dict[str, Any] = {}
+    echo: list[tuple[str, str]] = []
+    patient = one(request, "patient")
+    if patient is not None:
+        filters["patient"] = _patient_param(patient)
+        echo.append(("patient", filters["patient"]))
+    agent = one(request, "agent")
+    if agent is not None:
+        filters["agent"] = agent.rpartition("|")[2]
+        echo.append(("agent", agent))
+    org = one(request, "agent-org")
+    if org is not None:
+        filters["agent_org"] = org.rpartition("|")[2]
+        echo.append(("agent-org", org))
+    dates = request.query_params.getlist("date")
+    if dates:
+        filters["date_ge"], filters["date_le"] = date_bounds(dates)
+        echo.extend(("date", d) for d in dates)
+    outcome = one(request, "outcome")
+    if outcome is not None:
+        if outcome not in _OUTCOMES:
+            raise BadRequest("outcome must be 0, 4, 8 or 12.", expression=["outcome"])
+        filters["outcome"] = outcome
+        echo.append(("outcome", outcome))
+    purpose = one(request, "purpose")
+    if purpose is not None:
+        filters["purpose"] = purpose.rpartition("|")[2]
+        echo.append(("purpose", purpose))
+    break_glass = one(request, "break-glass")
+    if break_glass is not None:
+        if break_glass not in ("true", "false"):
+            raise BadRequest("break-glass must be true or false.", expression=["break-glass"])
+        filters["break_glass"] = break_glass == "true"
+        echo.append(("break-glass", break_glass))
+    return filters, echo
+
+
+def _page_links(
+    bundle: BundleBuilder,
+    path: str,
+    echo: list[tuple[str, str]],
+    count: int,
+    offset: int,
+    total: int,
+) -> None:
+    def url(at: int) -> str:
+        query = urlencode([*echo, ("_count", str(count)), ("_offset", str(at))])
+        return f"{bundle.base_url}/{path}?{query}"
+
+    bundle.links.append({"relation": "self", "url": url(offset)})
+    if offset + count < total:
+        bundle.links.append({"relation": "next", "url": url(offset + count)})
+    if offset > 0:
+        bundle.links.append({"relation": "previous", "url": url(max(0, offset - count))})
+
+
+# --- routes ------------------------------------------------------------------------------
+
+
+@router.get("/AuditEvent")
+async def search_audit_events(ctx: AuditSearch, state: StateDep, request: Request) -> FHIRResponse:
+    require_ig(state, ctx)
+    check_params(request, SEARCH_PARAMS)
+    filters, echo = _search_filters(request)
+    count, offset = count_param(request), offset_param(request)
+    store = _audit(state)
+    total = await store.count(**filters)
+    found = await store.search(**filters, count=count, offset=offset)
+    bundle = BundleBuilder(state.base_url)
+    _page_links(bundle, "AuditEvent", echo, count, offset, total)
+    bundle.add_all(found)
+    return FHIRResponse(bundle.build(total=total))
+
+
+def _wants_csv(request: Request) -> bool:
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        return fmt.split(";")[0].strip().lower() in CSV_TYPES
+    accept = request.headers.get("accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
+
+
+def _check_report_params(request: Request) -> None:
+    unknown = sorted({k for k in request.query_params if k not in ("_format", "_pretty")})
+    if unknown and not lenient(request):
+        raise BadRequest(
+            f"Unsupported parameter(s): {', '.join(unknown)}. Supported: _format.",
+            expression=unknown,
+        )
+    fmt = request.query_params.get("_format")
+    allowed = CSV_TYPES | {"json", "application/json", "application/fhir+json"}
+    if fmt is not None and fmt.split(";")[0].strip().lower() not in allowed:
+        raise BadRequest("_format must be json, application/fhir+json or text/csv.")
+
+
+def _cell(value: str) -> str:
+    """Spreadsheet-safe: a value that a spreadsheet would run as a formula is quoted."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def csv_row(event: Mapping[str, Any]) -> list[str]:
+    """One access-report row (the columns of :data:`CSV_COLUMNS`)."""
+    e = dict(event)
+    effect = next(
+        (
+            str(x.get("valueCode"))
+            for x in e.get("extension", ())
+            if x.get("url") == ev.EXT_DECISION_EFFECT
+        ),
+        "",
+    )
+    decision = "; ".join(p for p in (effect, ", ".join(reasons(e))) if p)
+    values = [
+        str(e.get("recorded", "")),
+        ev.event_agent_sub(e) or "",
+        user_display(e) or "",
+        user_role(e) or "",
+        ev.event_agent_org(e) or "",
+        ev.event_purpose(e) or "",
+        subtype(e) or "",
+        {"0": "permitted", "4": "refused", "8": "failed", "12": "failed"}.get(
+            str(e.get("outcome")), str(e.get("outcome", ""))
+        ),
+        decision or str(e.get("outcomeDesc", "")),
+        "yes" if ev.event_break_glass(e) else "no",
+        request_id(e) or "",
+    ]
+    return [_cell(v) for v in values]
+
+
+def access_report_csv(events: Sequence[Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for event in events:
+        writer.writerow(csv_row(event))
+    return out.getvalue()
+
+
+@router.get("/Patient/{nhs}/$access-report")
+async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Request) -> Response:
+    require_ig(state, ctx)
+    _check_report_params(request)
+    number = parse_nhs_number(nhs)
+    events = await _audit(state).search(patient=number, count=REPORT_MAX)
+    if _wants_csv(request):
+        return Response(
+            access_report_csv(events).encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                **NO_STORE,
+                "Content-Disposition": 'attachment; filename="access-report.csv"',
+            },
+        )
+    bundle = BundleBuilder(state.base_url)
+    bundle.link("self", f"Patient/{number}/$access-report", {})
+    bundle.add_all(events)
+    return FHIRResponse(bundle.build(total=len(events)))
+
+
+async def _review_body(request: Request) -> tuple[ReviewOutcome, str]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("The request body is not valid JSON.") from exc
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("The request body must be a FHIR Parameters resource.")
+    params = body.get("parameter")
+    if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+        raise BadRequest("Parameters.parameter must be a list of parameters.")
+    outcomes = [p for p in params if p.get("name") == "outcome"]
+    notes = [p for p in params if p.get("name") == "note"]
+    if len(outcomes) != 1 or outcomes[0].get("valueCode") not in REVIEW_OUTCOMES:
+        raise BadRequest(
+            "Give exactly one outcome parameter, valueCode appropriate or inappropriate.",
+            expression=["Parameters.parameter.where(name='outcome')"],
+        )
+    note = notes[0].get("valueString") if len(notes) == 1 else None
+    if not isinstance(note, str) or not note.strip() or len(note) > MAX_NOTE:
+        raise BadRequest(
+            f"Give exactly one note parameter (valueString, 1-{MAX_NOTE} characters).",
+            expression=["Parameters.parameter.where(name='note')"],
+        )
+    outcome: ReviewOutcome = (
+        "appropriate" if outcomes[0]["valueCode"] == "appropriate" else ("inappropriate")
+    )
+    return outcome, note.strip()
+
+
+@router.post("/AuditEvent/{event_id}/$review")
+async def review_event(
+    event_id: str, ctx: AuditCreate, state: StateDep, request: Request
+) -> FHIRResponse:
+    require_ig(state, ctx)
+    check_params(request, ())
+    if not _ID.fullmatch(event_id):
+        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
+    outcome, note = await _review_body(request)
+    event = await _audit(state).get(event_id)
+    if event is None:
+        raise NotFound("No AuditEvent with this id.")
+    review = await _reviews(request, state).add(
+        event_id, reviewer_sub=ctx.sub, reviewer_org=ctx.org, outcome=outcome, note=note
+    )
+    reviewer: dict[str, Any] = {"identifier": {"system": ev.USER_SYSTEM, "value": ctx.sub}}
+    if ctx.name:
+        reviewer["display"] = ctx.name
+    parameters: list[dict[str, Any]] = [
+        {"name": "review", "valueId": review.id},
+        {"name": "event", "valueReference": {"reference": f"AuditEvent/{event_id}"}},
+        {"name": "outcome", "valueCode": review.outcome},
+        {"name": "note", "valueString": review.note},
+        {"name": "reviewer", "valueReference": reviewer},
+        {"name": "reviewed-at", "valueInstant": review.reviewed_at.isoformat()},
+    ]
+    if review.reviewer_org:
+        parameters.append({"name": "reviewer-organisation", "valueString": review.reviewer_org})
+    return FHIRResponse({"resourceType": "Parameters", "parameter": parameters})
+
+
+@router.get("/$break-glass-queue")
+async def break_glass_queue(ctx: AuditSearch, state: StateDep, request: Request) -> FHIRResponse:
+    require_ig(state, ctx)
+    check_params(request, ("_count", "_offset"))
+    count, offset = count_param(request), offset_param(request)
+    reviews = _reviews(request, state)
+    total = await reviews.break_glass_queue_size()
+    found = await reviews.break_glass_queue(count=count, offset=offset)
+    bundle = BundleBuilder(state.base_url)
+    _page_links(bundle, "$break-glass-queue", [], count, offset, total)
+    bundle.add_all(found)
+    return FHIRResponse(bundle.build(total=total))
+
+
+async def _facts(
+    state: GatewayState, events: Sequence[Mapping[str, Any]]
+) -> dict[str, PersonFacts]:
+    """Surname and deceased flag per person, from the sources (best effort, capped)."""
+    people: list[str] = []
+    for event in events:
+        nhs = ev.event_patient(dict(event))
+        if nhs and nhs not in people and ev.event_purpose(dict(event)) != "HOPERAT":
+            people.append(nhs)
+    gate_ = asyncio.Semaphore(FACTS_CONCURRENCY)
+
+    async def one_person(nhs: str) -> tuple[str, PersonFacts | None]:
+        async with gate_:
+            try:
+                results = await state.access.records.fetch(nhs)
+            except Exception:  # a source fault only leaves these two rules blind here
+                return nhs, None
+        found = [res for r in results if r.outcome is Outcome.FOUND for res in r.resources]
+        return nhs, person_facts(found)
+
+    pairs = await asyncio.gather(*(one_person(n) for n in people[:FACTS_MAX]))
+    return {nhs: f for nhs, f in pairs if f is not None}
+
+
+@router.get("/$privacy-alerts")
+async def privacy_alerts(ctx: AuditSearch, state: StateDep, request: Request) -> FHIRResponse:
+    require_ig(state, ctx)
+    check_params(request, ("since",))
+    now = datetime.now(UTC)
+    since_raw = one(request, "since")
+    since = _instant(since_raw, "since") if since_raw else now - timedelta(hours=24)
+    config = monitoring_config(request)
+    events = await _audit(state).search(date_ge=since, count=ALERT_WINDOW_MAX)
+    alerts = run_rules(events, config, await _facts(state, events))
+    bundle = BundleBuilder(state.base_url)
+    bundle.link("self", "$privacy-alerts", {"since": since.isoformat()})
+    bundle.add_all(alert_resource(a, now) for a in alerts)
+    return FHIRResponse(bundle.build(total=len(alerts)))
