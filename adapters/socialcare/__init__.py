@@ -1,7 +1,8 @@
 """The council adult social care source (``social-care-api``) as a :class:`SourceAdapter`.
 
 * :mod:`.client` — HTTP: API key, cursor paging, status mapping, one ``Retry-After`` retry;
-* :mod:`.mapping` — pure functions from the vendor's JSON to UK Core R4 resources;
+* :mod:`.mapping` — pure functions from the vendor's JSON to UK Core R4 resources (Person
+  → Patient in :mod:`._patient`, shared helpers in :mod:`._common`);
 * :mod:`.adapter` — :class:`SocialCareAdapter`, the fetch orchestration.
 """
 

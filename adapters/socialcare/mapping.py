@@ -35,22 +35,44 @@ DataIssue texts never contain NHS numbers, names or other values from the record
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
 
-from adapters import nhs_number, ukcore
-from adapters.base import DataIssue, Domain, Resource
+from adapters import ukcore
+from adapters.base import Resource
+from adapters.socialcare._common import (
+    Context,
+    _items,
+    _ods_reference,
+    _period,
+    _subject,
+    _text,
+    add_label,
+    meta,
+    plan_system,
+    resource_id,
+    staff_system,
+)
+from adapters.socialcare._patient import map_person, person_nhs_number
+
+__all__ = [
+    "Context",
+    "add_label",
+    "is_current",
+    "make_provenance",
+    "map_involvements",
+    "map_person",
+    "map_support_plan",
+    "organisation_name",
+    "person_nhs_number",
+]
 
 GOAL_PROFILE: Final = "http://hl7.org/fhir/StructureDefinition/Goal"
 GOAL_ACHIEVEMENT_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 PROVENANCE_PARTICIPANT_SYSTEM: Final = (
     "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 )
-
-NHS_STATUS_TO_VERIFICATION: Final[dict[str, str]] = {"verified": "01", "unverified": "02"}
 PLAN_STATUS: Final[dict[str, str]] = {
     "draft": "draft",
     "active": "active",
@@ -87,294 +109,6 @@ PERIOD_UNIT: Final[dict[str, str]] = {
     "year": "a",
     "hour": "h",
 }
-ADDRESS_USE: Final = frozenset({"home", "work", "temp", "old", "billing"})
-TELECOM_SYSTEM: Final = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
-TELECOM_USE: Final = frozenset({"home", "work", "temp", "old", "mobile"})
-_FHIR_DATE: Final = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
-_FHIR_INSTANT: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})"
-)
-
-
-@dataclass
-class Context:
-    """What every mapping needs to know about the source, and where issues are collected."""
-
-    source: str
-    organisation: str
-    domain: Domain
-    organisation_name: str | None = None
-    issues: list[DataIssue] = field(default_factory=list)
-
-    def issue(self, code: str, text: str) -> None:
-        found = DataIssue(code, text)
-        if found not in self.issues:
-            self.issues.append(found)
-
-
-# --- shared pieces --------------------------------------------------------------------------
-
-
-def resource_id(source: str, *parts: str) -> str:
-    return ".".join((source, *parts))
-
-
-def staff_system(source: str) -> str:
-    return f"urn:caregateway:source:{source}:staff-id"
-
-
-def plan_system(source: str) -> str:
-    return f"urn:caregateway:source:{source}:plan-id"
-
-
-def meta(
-    profile: str, ctx: Context, *, last_updated: Any = None, restricted: bool = False
-) -> Resource:
-    made: Resource = {
-        "profile": [profile],
-        "source": ukcore.source_uri(ctx.source),
-        "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": ctx.domain}],
-    }
-    if (instant := _instant(last_updated)) is not None:
-        made["lastUpdated"] = instant
-    if restricted:
-        made["security"] = [ukcore.security_label("R")]
-    return made
-
-
-def add_label(resource: Resource, code: str = "R") -> None:
-    """Add a v3 Confidentiality label to ``resource`` (in place, once)."""
-    security: list[Resource] = resource.setdefault("meta", {}).setdefault("security", [])
-    if not any(
-        s.get("system") == ukcore.CONFIDENTIALITY_SYSTEM and s.get("code") == code for s in security
-    ):
-        security.append(ukcore.security_label(code))
-
-
-def _items(value: Any, single: type | None = None) -> list[Any]:
-    """A JSON list as a list; a lone ``single`` value (e.g. one string) as a list of one."""
-    if isinstance(value, list):
-        return value
-    if single is not None and isinstance(value, single):
-        return [value]
-    return []
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _date(value: Any, ctx: Context) -> str | None:
-    """A FHIR date (``YYYY``, ``YYYY-MM`` or a real ``YYYY-MM-DD``); anything else is left out."""
-    text = _text(value)
-    if text is None:
-        return None
-    if _FHIR_DATE.fullmatch(text):
-        try:
-            if len(text) == 10:
-                date.fromisoformat(text)
-            return text
-        except ValueError:
-            pass
-    ctx.issue("bad-date", "a date in the record is not a valid date and was left out")
-    return None
-
-
-def _instant(value: Any) -> str | None:
-    """An RFC 3339 timestamp with seconds and an offset (FHIR ``instant``), else None."""
-    text = _text(value)
-    if text is None or not _FHIR_INSTANT.fullmatch(text):
-        return None
-    try:
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return text
-
-
-def _period(start: Any, end: Any, ctx: Context) -> Resource | None:
-    period = {
-        k: v for k, v in (("start", _date(start, ctx)), ("end", _date(end, ctx))) if v is not None
-    }
-    return period or None
-
-
-def _ods_reference(code: str, display: str | None) -> Resource:
-    ref: Resource = {"identifier": ukcore.ods_identifier(code)}
-    if display:
-        ref["display"] = display
-    return ref
-
-
-def _subject(nhs: str) -> Resource:
-    return {"reference": f"Patient/{nhs}"}
-
-
-# --- Person → Patient -------------------------------------------------------------------------
-
-
-def person_nhs_number(person: Mapping[str, Any]) -> str | None:
-    """The person's NHS number, normalised, when it is valid and not marked missing."""
-    raw = person.get("nhsNumber")
-    if not isinstance(raw, str) or person.get("nhsNumberStatus") == "missing":
-        return None
-    digits = nhs_number.normalise(raw)
-    # ASCII only: nhs_number.is_valid also accepts other scripts' digits (e.g. Arabic-Indic).
-    return digits if digits.isascii() and nhs_number.is_valid(digits) else None
-
-
-def map_person(person: Mapping[str, Any], ctx: Context) -> Resource:
-    """A UK Core Patient for one council Person (id ``{source}.{personId}``)."""
-    pid = str(person["personId"])
-    patient: Resource = {
-        "resourceType": "Patient",
-        "id": resource_id(ctx.source, pid),
-        "meta": meta(ukcore.PROFILE_PATIENT, ctx, last_updated=person.get("lastUpdated")),
-    }
-    extensions = _ethnicity(person.get("ethnicity"), ctx)
-    if extensions:
-        patient["extension"] = extensions
-    identifiers = _nhs_identifier(person, ctx)
-    identifiers.append({"system": ukcore.person_id_system(ctx.source), "value": pid})
-    patient["identifier"] = identifiers
-    names = _names(person.get("name"))
-    if names:
-        patient["name"] = names
-    telecom = _telecom(person.get("telecom"))
-    if telecom:
-        patient["telecom"] = telecom
-    gender = person.get("gender")
-    if gender is not None:
-        if str(gender) in ukcore.DD_GENDER_TO_FHIR:
-            patient["gender"] = ukcore.DD_GENDER_TO_FHIR[str(gender)]
-        else:
-            ctx.issue("unknown-code", "a person's gender code is not a Data Dictionary code")
-    if birth := _date(person.get("birthDate"), ctx):
-        patient["birthDate"] = birth
-    if death := _date(person.get("deathDate"), ctx):
-        patient["deceasedDateTime"] = death
-    addresses = _addresses(person.get("addresses"), ctx)
-    if addresses:
-        patient["address"] = addresses
-    gp = person.get("gp")
-    if isinstance(gp, Mapping) and (ods := _text(gp.get("odsCode"))):
-        patient["generalPractitioner"] = [_ods_reference(ods, _text(gp.get("name")))]
-    return patient
-
-
-def _nhs_identifier(person: Mapping[str, Any], ctx: Context) -> list[Resource]:
-    raw = person.get("nhsNumber")
-    status = person.get("nhsNumberStatus")
-    if status == "missing" or raw is None:
-        return []
-    digits = person_nhs_number(person)
-    if digits is None:
-        ctx.issue("invalid-nhs-number", "a person's NHS number is not valid and was left out")
-        return []
-    code = NHS_STATUS_TO_VERIFICATION.get(str(status))
-    if code is None:
-        ctx.issue("unknown-code", "an NHS number status is not recognised; recorded as not traced")
-        code = "02"
-    return [
-        {
-            "extension": [
-                {
-                    "url": ukcore.EXT_NHS_VERIFICATION,
-                    "valueCodeableConcept": {
-                        "coding": [
-                            {
-                                "system": ukcore.NHS_VERIFICATION_SYSTEM,
-                                "code": code,
-                                "display": ukcore.NHS_VERIFICATION_DISPLAY[code],
-                            }
-                        ]
-                    },
-                }
-            ],
-            "system": ukcore.NHS_NUMBER_SYSTEM,
-            "value": digits,
-        }
-    ]
-
-
-def _ethnicity(code: Any, ctx: Context) -> list[Resource]:
-    if code is None or code == "":
-        return []
-    if str(code) not in ukcore.ETHNIC_CATEGORY_DISPLAY:
-        ctx.issue("unknown-code", "a person's ethnic category code is not recognised")
-        return []
-    return [
-        {
-            "url": ukcore.EXT_ETHNIC_CATEGORY,
-            "valueCodeableConcept": {
-                "coding": [
-                    {
-                        "system": ukcore.ETHNIC_CATEGORY_SYSTEM,
-                        "code": str(code),
-                        "display": ukcore.ETHNIC_CATEGORY_DISPLAY[str(code)],
-                    }
-                ]
-            },
-        }
-    ]
-
-
-def _names(name: Any) -> list[Resource]:
-    if not isinstance(name, Mapping):
-        return []
-    official: Resource = {"use": "official"}
-    if family := _text(name.get("family")):
-        official["family"] = family
-    given = [g for g in (_text(x) for x in _items(name.get("given"), str)) if g]
-    if given:
-        official["given"] = given
-    if title := _text(name.get("title")):
-        official["prefix"] = [title]
-    names = [official] if len(official) > 1 else []
-    if preferred := _text(name.get("preferred")):
-        usual: Resource = {"use": "usual", "given": [preferred]}
-        if "family" in official:
-            usual["family"] = official["family"]
-        names.append(usual)
-    return names
-
-
-def _addresses(addresses: Any, ctx: Context) -> list[Resource]:
-    made: list[Resource] = []
-    for a in addresses if isinstance(addresses, list) else ():
-        if not isinstance(a, Mapping):
-            continue
-        address: Resource = {}
-        if (use := _text(a.get("use"))) in ADDRESS_USE:
-            address["use"] = use
-        lines = [x for x in (_text(line) for line in _items(a.get("lines"), str)) if x]
-        if lines:
-            address["line"] = lines
-        if town := _text(a.get("town")):
-            address["city"] = town
-        if postcode := _text(a.get("postcode")):
-            address["postalCode"] = postcode
-        if period := _period(a.get("from"), a.get("to"), ctx):
-            address["period"] = period
-        if address:
-            made.append(address)
-    return made
-
-
-def _telecom(telecom: Any) -> list[Resource]:
-    made: list[Resource] = []
-    for t in telecom if isinstance(telecom, list) else ():
-        if not isinstance(t, Mapping) or not (value := _text(t.get("value"))):
-            continue
-        system = _text(t.get("system"))
-        point: Resource = {"system": system if system in TELECOM_SYSTEM else "other"}
-        point["value"] = value
-        if (use := _text(t.get("use"))) in TELECOM_USE:
-            point["use"] = use
-        made.append(point)
-    return made
 
 
 # --- SupportPlan → CarePlan + Goals -------------------------------------------------------------
