@@ -78,7 +78,13 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
         visible=visible,
         reasons=tuple(str(r) for r in decision.reasons),
         break_glass=decision.break_glass,
-        withheld=frozenset(w.key for w in decision.withheld),
+        withheld=frozenset(w.key for w in decision.withheld)
+        | {
+            f"{x.get('resourceType')}/{x.get('id')}"
+            for r in results
+            if r.source in decision.withheld_sources
+            for x in r.resources
+        },  # a withheld source's resources are withheld too: a direct read is a 403
         detail=decision,
     )
 

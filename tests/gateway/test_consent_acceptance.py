@@ -567,12 +567,6 @@ async def test_withheld_source_disappears_with_its_identifiers(fresh: Gateway) -
     assert BOTH_SOCIAL_PLANS <= ids(council, "CarePlan")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET CarePlan/{id} of a plan from a withheld source answers 404, not 403 with "
-    "source-withheld-by-patient: Verdict.withheld holds only 'source:{name}' for a withheld "
-    "source, never the CarePlan keys the route looks for",
-)
 async def test_direct_read_of_a_plan_from_a_withheld_source_is_403(fresh: Gateway) -> None:
     gp = who(fresh, "R8000", "F81001", scopes=RECORDER_SCOPES)
     await post_consent(fresh, naming(NHS_BOTH, "CST", COUNCIL_ODS), gp)
