@@ -1,0 +1,129 @@
+"""Every FHIR request that touches patient data, or is refused, leaves exactly one AuditEvent,
+committed before the answer — read back from the store after real HTTP requests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.validation import validate_resource
+from simulators.population import SCENARIOS
+from simulators.runner import source_configs
+from tests.gateway.harness import Gateway, running_gateway
+
+BTG = ("http://terminology.hl7.org/CodeSystem/v3-ActReason", "BTG")
+
+
+@pytest.fixture(scope="module")
+async def gw(
+    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+        yield gateway
+
+
+def _nhs(key: str) -> str:
+    number = SCENARIOS[key].nhs_number
+    assert number is not None
+    return number
+
+
+async def _events_for(gw: Gateway, request_id: str) -> list[dict[str, Any]]:
+    """Events whose request-id entity (``type.code`` XrequestId) is ``request_id``."""
+    events = await gw.state.audit.search(count=500)
+    return [
+        e
+        for e in events
+        for ent in e.get("entity", ())
+        if ent.get("type", {}).get("code") == "XrequestId"
+        and ent.get("what", {}).get("identifier", {}).get("value") == request_id
+    ]
+
+
+async def _one_event(gw: Gateway, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    rid = f"t-{uuid.uuid4()}"
+    headers = {**kw.pop("headers", gw.headers()), "X-Request-ID": rid}
+    resp = await gw.client.get(f"{gw.base_url}{path}", headers=headers, **kw)
+    events = await _events_for(gw, rid)
+    assert len(events) == 1, f"expected one audit event for {path}, found {len(events)}"
+    validate_resource(events[0])
+    return resp.status_code, events[0]
+
+
+def _user_agent(event: dict[str, Any]) -> dict[str, Any]:
+    return next(a for a in event["agent"] if a.get("requestor"))
+
+
+def _patient_values(event: dict[str, Any]) -> set[str]:
+    return {
+        str(e.get("what", {}).get("identifier", {}).get("value"))
+        for e in event.get("entity", ())
+        if "what" in e
+    }
+
+
+async def test_read_is_audited_with_user_purpose_and_patient(gw: Gateway) -> None:
+    number = _nhs("both")
+    status, event = await _one_event(gw, f"/Patient/{number}")
+    assert status == 200
+    assert event["outcome"] == "0"
+    assert event["subtype"][0]["code"] == "read"
+    user = _user_agent(event)
+    assert user["who"]["identifier"]["value"] == "test-user-0001"
+    assert user["purposeOfUse"][0]["coding"][0]["code"] == "TREAT"
+    assert number in _patient_values(event)
+    assert (
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-AuditEvent" in event["meta"]["profile"]
+    )
+
+
+async def test_search_and_everything_are_audited(gw: Gateway) -> None:
+    number = _nhs("both")
+    status, event = await _one_event(gw, "/CarePlan", params={"patient": number})
+    assert status == 200 and event["subtype"][0]["code"] == "search-type"
+    assert number in _patient_values(event)
+    status, event = await _one_event(gw, f"/Patient/{number}/$everything")
+    assert status == 200 and event["subtype"][0]["code"] == "operation"
+
+
+async def test_refusals_are_audited(gw: Gateway) -> None:
+    number = _nhs("both")
+    status, event = await _one_event(
+        gw, f"/Patient/{number}", headers={"Authorization": "Bearer junk"}
+    )
+    assert status == 401 and event["outcome"] == "4"
+    status, event = await _one_event(gw, f"/Patient/{number}", headers=gw.headers(purpose=None))
+    assert status == 403 and event["outcome"] == "4"
+    assert "purpose-missing" in event.get("outcomeDesc", "")
+    status, event = await _one_event(gw, "/Patient/9990000019")
+    assert status == 400 and event["outcome"] == "4"
+    status, event = await _one_event(gw, f"/Patient/{number}", headers=gw.headers(org="F81004"))
+    assert status == 403 and "no-legitimate-relationship" in event.get("outcomeDesc", "")
+    assert number in _patient_values(event)
+
+
+async def test_break_glass_is_marked(gw: Gateway) -> None:
+    number = _nhs("both")
+    headers = {
+        **gw.headers(org="F81004", purpose=None),
+        "X-Purpose-Of-Use": "ETREAT",
+        "X-Break-Glass-Reason": "Unconscious in A&E, no records available",
+    }
+    status, event = await _one_event(gw, f"/Patient/{number}", headers=headers)
+    assert status == 200
+    labels = {(s["system"], s["code"]) for s in event["meta"].get("security", ())}
+    assert BTG in labels
+
+
+async def test_metadata_is_not_audited(gw: Gateway) -> None:
+    before = len(await gw.state.audit.search(count=1000))
+    await gw.client.get(f"{gw.base_url}/metadata")
+    assert len(await gw.state.audit.search(count=1000)) == before
+
+
+async def test_trail_verifies(gw: Gateway) -> None:
+    result = await gw.state.audit.verify()
+    assert result.ok
