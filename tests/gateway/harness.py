@@ -50,7 +50,7 @@ class Gateway:
             issuer=ISSUER,
             audience=self.base_url,
             sub=sub,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             org=org,
             scopes=tuple(scopes),
             purpose=purpose,

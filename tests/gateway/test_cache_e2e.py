@@ -1,0 +1,467 @@
+"""The encrypted record cache end to end: a real gateway reading through a Redis-backed
+``RecordCache`` (built by ``build_record_cache`` with freshly generated keys) in front of the
+real social care and community simulators, on loopback.
+
+Source calls are counted by the simulators themselves (``GET /_control``: data requests per
+path), so "served from the cache" means "no source was asked", not a timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from gateway.cache import (
+    IndexKey,
+    RecordCache,
+    build_record_cache,
+    generate_index_key,
+    generate_key_entry,
+)
+from simulators.population import SCENARIO_NHS_NUMBERS, SCENARIOS, Population
+from simulators.runner import RunningSources, source_configs
+from tests.gateway.harness import Gateway, running_gateway
+from tests.redis_server import RedisServer, own_redis_server, redis_server  # noqa: F401
+
+SOCIAL = "socialcare"
+COMMUNITY = "community"
+PEOPLE_SEARCH = "/people"  # GET /people?nhsNumber=... at social care
+PATIENT_SEARCH = "/Patient"  # GET /Patient?identifier=... at community
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+KEY_FORMAT = re.compile(rb"cgw:v1:r:[0-9a-f]{64}:[0-9a-f]{16}")
+ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
+NHS_LIKE = re.compile(rb"\d{3}[ -]?\d{3}[ -]?\d{4}")
+
+# Every NHS number this module asks the gateway for (the Redis scan looks for all of them).
+REQUESTED: set[str] = set()
+
+
+# --- the people ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    nhs: str
+    person_id: str  # social care person id (for /_control/touch)
+    gp: str  # ODS code of the GP practice: the token's organisation (legitimate relationship)
+
+
+def _general_people(population: Population) -> Iterator[Person]:
+    """People held by both sources, outside the fixed scenarios, unrestricted, with a GP."""
+    for nhs in sorted(population.nhs_numbers()):
+        if nhs in SCENARIO_NHS_NUMBERS:
+            continue
+        council = population.council_people_with(nhs)
+        if len(council) != 1 or not population.community_patients_with(nhs):
+            continue
+        person = council[0]
+        if person.restricted or person.gp is None or person.death_date is not None:
+            continue
+        yield Person(nhs, person.person_id, person.gp.ods_code)
+
+
+class People:
+    """Hands out a different person to every test, so no test sees another's cache entries."""
+
+    def __init__(self, population: Population) -> None:
+        self._people = _general_people(population)
+
+    def take(self) -> Person:
+        person = next(self._people)
+        REQUESTED.add(person.nhs)
+        return person
+
+
+@pytest.fixture(scope="module")
+def people(running_sources: RunningSources) -> People:
+    return People(running_sources.population)
+
+
+# --- the gateway ---------------------------------------------------------------------------
+
+
+@dataclass
+class CachedGateway:
+    gw: Gateway
+    running: RunningSources
+    index: IndexKey
+    server: RedisServer
+
+    async def everything(self, person: Person, **token: Any) -> httpx.Response:
+        REQUESTED.add(person.nhs)
+        headers = self.gw.headers(org=person.gp, **token)
+        return await self.gw.get(f"/Patient/{person.nhs}/$everything", headers=headers)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Data requests each simulator has seen, per path."""
+        out: dict[str, dict[str, int]] = {}
+        for name, url in (
+            (SOCIAL, self.running.social_care_url),
+            (COMMUNITY, self.running.community_url),
+        ):
+            resp = await self.gw.client.get(f"{url}/_control")
+            resp.raise_for_status()
+            out[name] = dict(resp.json()["requests"])
+        return out
+
+    async def ready(self) -> dict[str, Any]:
+        base = self.gw.base_url.removesuffix("/fhir")
+        resp = await self.gw.client.get(f"{base}/health/ready")
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    @property
+    def cache(self) -> RecordCache:
+        cache = self.gw.state.cache
+        assert cache is not None
+        return cache
+
+    def raw(self) -> redis.Redis:
+        return redis.Redis.from_url(self.server.url)
+
+    def keys_of(self, person: Person) -> list[bytes]:
+        return [self.index.record_key(source, person.nhs) for source in (SOCIAL, COMMUNITY)]
+
+
+def calls(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Source requests made between two ``counts()``, per source, all paths together."""
+    return {
+        source: sum(after[source].values()) - sum(before[source].values())
+        for source in (SOCIAL, COMMUNITY)
+    }
+
+
+def searches(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> tuple[int, int]:
+    """(social care person searches, community Patient searches) between two ``counts()``."""
+    return (
+        after[SOCIAL].get(PEOPLE_SEARCH, 0) - before[SOCIAL].get(PEOPLE_SEARCH, 0),
+        after[COMMUNITY].get(PATIENT_SEARCH, 0) - before[COMMUNITY].get(PATIENT_SEARCH, 0),
+    )
+
+
+def make_cache(redis_url: str) -> tuple[RecordCache, IndexKey]:
+    """The cache as ``serve`` builds it: real generated keys, demo keys refused."""
+    index_key = generate_index_key()
+    cache = build_record_cache(
+        redis_url=redis_url,
+        cache_keys=generate_key_entry(),
+        index_key=index_key,
+        ttl_s=300,
+        sources=[SOCIAL, COMMUNITY],
+        demo=False,
+    )
+    return cache, IndexKey.parse(index_key)
+
+
+@asynccontextmanager
+async def cached_gateway(
+    running: RunningSources, signing_key: tuple[bytes, dict[str, Any]], server: RedisServer
+) -> AsyncIterator[CachedGateway]:
+    cache, index = make_cache(server.url)
+    async with running_gateway(source_configs(running), *signing_key, cache=cache) as gw:
+        yield CachedGateway(gw, running, index, server)
+
+
+@pytest.fixture(scope="module")
+async def cgw(
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    redis_server: RedisServer,  # noqa: F811
+) -> AsyncIterator[CachedGateway]:
+    async with cached_gateway(running_sources, signing_key, redis_server) as gateway:
+        yield gateway
+
+
+def assert_record(resp: httpx.Response, person: Person) -> dict[str, Any]:
+    """A 200 ``$everything`` Bundle with the person's Patient and data from both sources."""
+    assert resp.status_code == 200, resp.text
+    bundle: dict[str, Any] = resp.json()
+    assert bundle["resourceType"] == "Bundle"
+    resources = [e["resource"] for e in bundle.get("entry", ())]
+    patients = [r for r in resources if r["resourceType"] == "Patient"]
+    assert len(patients) == 1
+    assert {"system": NHS_SYSTEM, "value": person.nhs} in [
+        {"system": i.get("system"), "value": i.get("value")}
+        for i in patients[0].get("identifier", ())
+    ]
+    assert not [r for r in resources if r["resourceType"] == "OperationOutcome"], resources
+    return bundle
+
+
+def ids(bundle: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted(
+        (e["resource"]["resourceType"], e["resource"].get("id", "")) for e in bundle["entry"]
+    )
+
+
+# --- hit and miss ------------------------------------------------------------------------
+
+
+async def test_second_everything_does_not_call_the_sources(
+    cgw: CachedGateway, people: People
+) -> None:
+    person = people.take()
+    before = await cgw.counts()
+    first = assert_record(await cgw.everything(person), person)
+    after_first = await cgw.counts()
+    assert searches(before, after_first) == (1, 1)
+    assert all(n > 0 for n in calls(before, after_first).values())
+
+    second = assert_record(await cgw.everything(person), person)
+    after_second = await cgw.counts()
+    assert calls(after_first, after_second) == {SOCIAL: 0, COMMUNITY: 0}
+    assert ids(second) == ids(first)
+
+    with cgw.raw() as raw:  # both sources' results are in Redis, under opaque keys
+        assert all(raw.exists(key) for key in cgw.keys_of(person))
+
+
+async def test_ten_concurrent_requests_fetch_once_per_source(
+    cgw: CachedGateway, people: People
+) -> None:
+    person = people.take()
+    # Slow sources, so the ten requests overlap while the first fetch is under way (the
+    # count below holds either way: a late request is a cache hit).
+    urls = (cgw.running.social_care_url, cgw.running.community_url)
+    previous = [(await cgw.gw.client.get(f"{u}/_control")).json()["latency_ms"] for u in urls]
+    for url in urls:
+        (await cgw.gw.client.post(f"{url}/_control", json={"latency_ms": 150})).raise_for_status()
+    try:
+        before = await cgw.counts()
+        responses = await asyncio.gather(*(cgw.everything(person) for _ in range(10)))
+        after = await cgw.counts()
+    finally:
+        for url, latency in zip(urls, previous, strict=True):
+            await cgw.gw.client.post(f"{url}/_control", json={"latency_ms": latency})
+    bundles = [assert_record(r, person) for r in responses]
+    assert searches(before, after) == (1, 1)
+    assert len({tuple(ids(b)) for b in bundles}) == 1
+
+
+# --- invalidation by the change feed ---------------------------------------------------------
+
+
+async def test_a_change_in_the_feed_makes_the_next_request_refetch(
+    cgw: CachedGateway, people: People
+) -> None:
+    person = people.take()
+    pollers = cgw.gw.state.change_pollers
+    assert [p.name for p in pollers] == [SOCIAL]  # only social care has a change feed
+    poller = pollers[0]
+    await poller.poll_once()  # start from a quiet feed
+
+    assert_record(await cgw.everything(person), person)
+    cached = await cgw.counts()
+    assert_record(await cgw.everything(person), person)
+    assert calls(cached, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+
+    touch = f"{cgw.running.social_care_url}/_control/touch/{person.person_id}"
+    (await cgw.gw.client.post(touch)).raise_for_status()
+    assert await poller.poll_once() >= 1
+    with cgw.raw() as raw:  # every source's entry for the person is gone
+        assert not any(raw.exists(key) for key in cgw.keys_of(person))
+
+    before = await cgw.counts()
+    assert_record(await cgw.everything(person), person)
+    after = await cgw.counts()
+    assert searches(before, after) == (1, 1)
+    assert_record(await cgw.everything(person), person)  # and it is cached again
+    assert calls(after, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+
+
+async def test_ready_reports_the_cache_the_sources_and_the_feed(cgw: CachedGateway) -> None:
+    body = await cgw.ready()
+    assert body["status"] == "ok"
+    assert body["sources"] == {SOCIAL: "closed", COMMUNITY: "closed"}
+    cache = body["cache"]
+    assert cache["backend"] == "redis"
+    assert cache["reachable"] is True and cache["degraded"] is False
+    assert cache["hits"] > 0 and cache["writes"] > 0
+    assert body["changeFeeds"][SOCIAL]["polls"] >= 1
+
+
+# --- consent is decided after the cache, on every request -------------------------------
+
+
+def objection(nhs: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": NHS_SYSTEM, "value": nhs}},
+        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }
+
+
+async def test_an_objection_applies_to_the_very_next_request_though_cached(
+    cgw: CachedGateway, people: People
+) -> None:
+    person = people.take()
+    assert_record(await cgw.everything(person), person)
+    cached = await cgw.counts()
+    assert_record(await cgw.everything(person), person)
+    assert calls(cached, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+
+    officer = cgw.gw.headers(
+        role="R0001", purpose="HOPERAT", org="X26", scopes=("user/*.cruds",), sub="ig-0001"
+    )
+    created = await cgw.gw.client.post(
+        f"{cgw.gw.base_url}/Consent",
+        json=objection(person.nhs),
+        headers={**officer, "Content-Type": "application/fhir+json"},
+    )
+    assert created.status_code == 201, created.text
+
+    refused = await cgw.everything(person)
+    assert refused.status_code == 403, refused.text
+    issue = refused.json()["issue"][0]
+    assert "patient-objected" in [c["code"] for c in issue.get("details", {}).get("coding", ())]
+    with cgw.raw() as raw:  # the objection evicted nothing: the record is still cached
+        assert all(raw.exists(key) for key in cgw.keys_of(person))
+
+    stored = created.json()
+    lifted = await cgw.gw.client.put(
+        f"{cgw.gw.base_url}/Consent/{stored['id']}",
+        json={**stored, "status": "inactive"},
+        headers={**officer, "Content-Type": "application/fhir+json"},
+    )
+    assert lifted.status_code == 200, lifted.text
+    before = await cgw.counts()
+    assert_record(await cgw.everything(person), person)  # from the cache again
+    assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+
+
+# --- nothing identifying in Redis ---------------------------------------------------------
+
+
+def _date_forms(day: date) -> list[bytes]:
+    return [s.encode() for s in (day.isoformat(), day.strftime("%Y%m%d"), day.strftime("%d/%m/%Y"))]
+
+
+def _name_forms(name: str) -> list[bytes]:
+    # Short names are looked for as JSON strings ("Amy"): three bare letters turn up in
+    # kilobytes of random ciphertext by chance, a quoted one does not.
+    raw = name.encode()
+    return [raw] if len(raw) >= 6 else [b'"' + raw + b'"']
+
+
+def secrets_of(population: Population, nhs: str) -> list[bytes]:
+    """Everything about a person that must never be found in clear in Redis."""
+    digits = nhs.encode()
+    found = [
+        digits,
+        f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}".encode(),
+        f"{nhs[:3]}-{nhs[3:6]}-{nhs[6:]}".encode(),
+    ]
+    holders: list[Any] = [
+        *population.council_people_with(nhs),
+        *population.community_patients_with(nhs),
+    ]
+    for who in holders:
+        if who.nhs_number:
+            found.append(who.nhs_number.encode())
+        for given in who.name.given:
+            found += _name_forms(given)
+        found += _name_forms(who.name.family)
+        found.append(f"{' '.join(who.name.given)} {who.name.family}".encode())
+        found += _date_forms(who.birth_date)
+    return found
+
+
+async def test_no_nhs_number_name_or_date_in_clear_in_redis(
+    cgw: CachedGateway, people: People
+) -> None:
+    # an end-to-end run: general people and the scenario people with a valid NHS number
+    for _ in range(3):
+        person = people.take()
+        assert_record(await cgw.everything(person), person)
+    population = cgw.running.population
+    for scenario in SCENARIOS.values():
+        if scenario.nhs_number is None:
+            continue
+        council = population.council_people_with(scenario.nhs_number)
+        gp = next((p.gp.ods_code for p in council if p.gp), "F81001")
+        resp = await cgw.everything(Person(scenario.nhs_number, "", gp))
+        assert resp.status_code in (200, 403, 404), resp.text
+
+    forbidden = sorted({s for nhs in REQUESTED for s in secrets_of(population, nhs)})
+    assert len(REQUESTED) >= 8 and forbidden
+    with cgw.raw() as raw:
+        keys = []
+        cursor = 0
+        while True:  # SCAN the whole keyspace
+            cursor, batch = raw.scan(cursor=cursor, count=100)
+            keys += batch
+            if cursor == 0:
+                break
+        assert len(keys) >= 2 * 8
+        for key in keys:
+            assert KEY_FORMAT.fullmatch(key), key
+            value = raw.get(key)
+            assert isinstance(value, bytes) and len(value) > 40, key
+            assert not ISO_DATE.search(value), key
+            assert not NHS_LIKE.search(value), key
+            for secret in forbidden:
+                assert secret not in key, (key, secret)
+                assert secret not in value, (key, secret)
+
+
+# --- Redis failure and recovery -----------------------------------------------------------
+
+
+async def test_redis_down_keeps_answering_degraded_and_caching_returns_with_it(
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    own_redis_server: RedisServer,  # noqa: F811
+    people: People,
+) -> None:
+    async with cached_gateway(running_sources, signing_key, own_redis_server) as cgw:
+        cached, fresh = people.take(), people.take()
+        assert_record(await cgw.everything(cached), cached)
+        before = await cgw.counts()
+        assert_record(await cgw.everything(cached), cached)
+        assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+        assert (await cgw.ready())["status"] == "ok"
+
+        own_redis_server.stop()
+        before = await cgw.counts()
+        assert_record(await cgw.everything(cached), cached)  # from the sources now
+        assert searches(before, await cgw.counts()) == (1, 1)
+        assert_record(await cgw.everything(fresh), fresh)
+        ready = await cgw.ready()
+        assert ready["status"] == "degraded"
+        assert ready["cache"]["reachable"] is False and ready["cache"]["degraded"] is True
+        assert ready["cache"]["unavailable"] > 0
+        assert ready["sources"] == {SOCIAL: "closed", COMMUNITY: "closed"}
+
+        own_redis_server.start()  # same port, empty (no persistence)
+        ready = await cgw.ready()
+        assert ready["status"] == "ok" and ready["cache"]["reachable"] is True
+        before = await cgw.counts()
+        assert_record(await cgw.everything(fresh), fresh)  # a miss: Redis came back empty
+        refetched = await cgw.counts()
+        assert searches(before, refetched) == (1, 1)
+        assert_record(await cgw.everything(fresh), fresh)  # and a hit again
+        assert calls(refetched, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
