@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 _SEPARATORS = re.compile(r"[\s\-]+")
-_TEN_DIGITS = re.compile(r"\d{10}")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")  # ASCII only: \d also matches other scripts' digits
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 
@@ -47,7 +47,7 @@ def normalise(value: str) -> str:
 
 def check_digit(first_nine: str) -> int | None:
     """The Modulus 11 check digit for nine digits, or ``None`` when no digit can work."""
-    if len(first_nine) != 9 or not first_nine.isdigit():
+    if len(first_nine) != 9 or not (first_nine.isascii() and first_nine.isdigit()):
         raise ValueError("check_digit needs exactly nine digits")
     total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
     digit = 11 - (total % 11)

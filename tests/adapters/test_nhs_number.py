@@ -95,10 +95,5 @@ def test_parse_either_returns_ten_valid_digits_or_raises(value: str) -> None:
         assert nhs_number.is_valid(parsed) and len(parsed) == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nhs_number accepts non-ASCII digits (\\d and int() are Unicode-aware); "
-    "callers guard with str.isascii() until it is fixed",
-)
 def test_only_ascii_digits_are_nhs_numbers() -> None:
     assert not nhs_number.is_valid("\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669")
