@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +32,15 @@ import pytest
 import pytest_asyncio
 
 from consent import load_policy
+from gateway.app import create_app
+from gateway.auth import TokenVerifier
+from gateway.cache import build_record_cache
+from gateway.embedded import free_port, running_server
+from gateway.state import GatewayState
+from gateway.wiring import build_state
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, PRACTICES, SCENARIOS
 from simulators.runner import RunningSources, source_configs
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import ISSUER, Gateway, running_gateway
 
 FHIR_JSON = "application/fhir+json"
 REASON_SYSTEM = "urn:caregateway:decision-reason"
@@ -776,3 +784,212 @@ async def test_paged_careplan_search_never_counts_withheld_plans(
     beyond = bundle_of(resp)
     assert beyond["total"] == len(visible) and of_type(beyond, "CarePlan") == []
     assert not [link for link in beyond.get("link", ()) if link["relation"] == "next"]
+
+
+# --- more directive shapes ---------------------------------------------------------------
+
+
+async def test_withholding_the_community_source_keeps_social_care(fresh: Gateway) -> None:
+    gp = who(fresh, "R8000", "F81001", scopes=RECORDER_SCOPES)
+    await post_consent(fresh, naming(NHS_BOTH, "CST", COMMUNITY_ODS), gp)
+    bundle = bundle_of(await everything(fresh, NHS_BOTH, gp))
+    assert plans_by_source(bundle) == {SOCIAL_CARE_SOURCE: BOTH_SOCIAL_PLANS}
+    assert {ct["meta"]["source"] for ct in of_type(bundle, "CareTeam")} == {SOCIAL_CARE_SOURCE}
+    (patient,) = of_type(bundle, "Patient")
+    assert {i["system"] for i in patient["identifier"]} == {NHS_SYSTEM, SOCIAL_CARE_PERSON_ID}
+    assert {t["code"] for t in patient["meta"]["tag"]} == {"social-care"}
+    says_nothing_of(json.dumps(bundle), "C900001", "cp-9000", "RWX", COMMUNITY_SOURCE)
+    assert reasons(suppressed(bundle)) == ["source-withheld-by-patient"]
+    resp = await fresh.get(f"/CarePlan/{sorted(BOTH_COMMUNITY_PLANS)[0]}", headers=gp)
+    assert_denied(resp, "source-withheld-by-patient")
+    # The trust that holds the community record still sees it.
+    trust = bundle_of(await everything(fresh, NHS_BOTH, who(fresh, "R8001", COMMUNITY_ODS)))
+    assert BOTH_COMMUNITY_PLANS <= ids(trust, "CarePlan")
+
+
+async def test_nothing_left_to_show_is_a_refusal_with_every_reason(
+    fresh: Gateway, running_sources: RunningSources
+) -> None:
+    # Restricted person: all social care is R (hidden from a GP); now the community source is
+    # withheld as well, so nothing at all may be shown to their GP.
+    gp = who(fresh, "R8000", gp_of(running_sources, NHS_RESTRICTED), scopes=RECORDER_SCOPES)
+    await post_consent(fresh, naming(NHS_RESTRICTED, "CST", COMMUNITY_ODS), gp)
+    resp = await everything(fresh, NHS_RESTRICTED, gp)
+    oo = assert_denied(resp, "source-withheld-by-patient")
+    assert "label-restricted" in reasons(oo)
+    says_nothing_of(resp.text, "Harwood", "P900008", "C900008")
+    resp = await fresh.get("/CarePlan", headers=gp, params={"patient": NHS_RESTRICTED})
+    assert_denied(resp, "source-withheld-by-patient")
+
+
+async def test_directive_limited_to_a_purpose_applies_only_to_it(fresh: Gateway) -> None:
+    body = naming(NHS_BOTH, "IRCP", "F81001")
+    body["provision"]["provision"][0]["purpose"] = [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "CAREMGT"}
+    ]
+    await post_consent(fresh, body, privacy_officer(fresh))
+    treat = bundle_of(await everything(fresh, NHS_BOTH, who(fresh, "R8000", "F81001")))
+    assert ids(treat, "CarePlan") == BOTH_SOCIAL_PLANS | BOTH_COMMUNITY_PLANS
+    no_policy_outcomes(treat)
+    caremgt = who(fresh, "R8000", "F81001", purpose="CAREMGT")
+    assert_denied(await everything(fresh, NHS_BOTH, caremgt), "recipient-refused-by-patient")
+
+
+async def test_directives_out_of_force_do_not_apply(fresh: Gateway) -> None:
+    ended = naming(NHS_BOTH, "IRCP", "F81001")
+    ended["provision"]["provision"][0]["period"] = {"start": "2024-01-01", "end": "2025-12-31"}
+    await post_consent(fresh, ended, privacy_officer(fresh))
+    future = naming(NHS_BOTH, "CST", COUNCIL_ODS)
+    future["provision"]["provision"][0]["period"] = {"start": "2099-01-01"}
+    await post_consent(fresh, future, privacy_officer(fresh))
+    for status in ("inactive", "entered-in-error", "proposed", "rejected"):
+        await post_consent(fresh, {**objection(NHS_BOTH), "status": status}, privacy_officer(fresh))
+    bundle = bundle_of(await everything(fresh, NHS_BOTH, who(fresh, "R8000", "F81001")))
+    assert ids(bundle, "CarePlan") == BOTH_SOCIAL_PLANS | BOTH_COMMUNITY_PLANS
+    no_policy_outcomes(bundle)
+
+
+async def test_a_directive_recorded_between_pages_applies_to_the_next_page(
+    fresh: Gateway,
+) -> None:
+    gp = who(fresh, "R8000", "F81001", scopes=RECORDER_SCOPES)
+    first = bundle_of(
+        await fresh.get("/CarePlan", headers=gp, params={"patient": NHS_BOTH, "_count": "2"})
+    )
+    assert first["total"] == 5 and len(of_type(first, "CarePlan")) == 2
+    (nxt,) = [link["url"] for link in first["link"] if link["relation"] == "next"]
+
+    withheld = await post_consent(fresh, naming(NHS_BOTH, "CST", COUNCIL_ODS), gp)
+    second = bundle_of(await fresh.client.get(nxt, headers=gp))
+    assert second["total"] == 3
+    assert ids(second, "CarePlan") <= BOTH_COMMUNITY_PLANS
+    assert reasons(suppressed(second)) == ["source-withheld-by-patient"]
+
+    await post_consent(fresh, objection(NHS_BOTH), gp)
+    assert_denied(await fresh.client.get(nxt, headers=gp), "patient-objected")
+
+    resp = await fresh.client.put(
+        f"{fresh.base_url}/Consent/{withheld['id']}",
+        content=json.dumps({**withheld, "status": "inactive"}),
+        headers={**gp, "Content-Type": FHIR_JSON},
+    )
+    assert resp.status_code == 200, resp.text
+    assert_denied(await fresh.client.get(nxt, headers=gp), "patient-objected")
+
+
+async def test_break_glass_window_goes_on_overriding_an_objection(fresh: Gateway) -> None:
+    await post_consent(fresh, objection(NHS_BOTH), privacy_officer(fresh))
+    sub = "ed-doctor-0100"
+    glass = who(fresh, "R8000", UNRELATED, purpose="ETREAT", reason="Sepsis", sub=sub)
+    break_glass_outcome(bundle_of(await everything(fresh, NHS_BOTH, glass)))
+    again = who(fresh, "R8000", UNRELATED, purpose="ETREAT", sub=sub)
+    bundle = bundle_of(await everything(fresh, NHS_BOTH, again))
+    assert ids(bundle, "CarePlan") == BOTH_SOCIAL_PLANS | BOTH_COMMUNITY_PLANS
+    break_glass_outcome(bundle)
+    # The person's own GP, without emergency access, is still refused.
+    gp = who(fresh, "R8000", "F81001")
+    assert_denied(await everything(fresh, NHS_BOTH, gp), "patient-objected")
+
+
+# --- roles the policy keeps away from care data ------------------------------------------
+
+
+async def test_information_governance_roles_see_no_care_data(gateway: Gateway) -> None:
+    for role in ("R0001", "R5105"):
+        ig = who(gateway, role, "F81001", purpose="HOPERAT")
+        assert_denied(await everything(gateway, NHS_BOTH, ig), "role-not-permitted")
+        check = await access_check(gateway, NHS_BOTH, ig)
+        assert parameters(check, "effect") == ["deny"]
+    unknown = who(gateway, "R9999", "F81001")
+    assert_denied(await everything(gateway, NHS_BOTH, unknown), "role-not-permitted")
+
+
+async def test_system_client_sees_normal_records_only_and_cannot_break_glass(
+    gateway: Gateway, running_sources: RunningSources
+) -> None:
+    def system(purpose: str, reason: str | None = None) -> dict[str, str]:
+        headers = gateway.headers(
+            role="R8000",
+            org=gp_of(running_sources, NHS_MENTAL_HEALTH),
+            purpose=purpose,
+            scopes=("system/*.rs",),
+            client_kind="system",
+            sub="gp-system-0001",
+        )
+        headers["X-Purpose-Of-Use"] = purpose
+        if reason is not None:
+            headers["X-Break-Glass-Reason"] = reason
+        return headers
+
+    bundle = bundle_of(await everything(gateway, NHS_MENTAL_HEALTH, system("TREAT")))
+    assert ids(bundle, "CarePlan") == {MH_SOCIAL_PLAN, MH_NURSING_PLAN}
+    assert reasons(suppressed(bundle)) == ["label-restricted"]
+    resp = await everything(gateway, NHS_MENTAL_HEALTH, system("ETREAT", "Emergency"))
+    assert_denied(resp, "purpose-not-permitted")
+
+
+# --- no stale permit from the record cache -----------------------------------------------
+
+
+@asynccontextmanager
+async def cached_gateway(
+    running: RunningSources, private_pem: bytes, public_jwk: dict[str, Any], workdir: Path
+) -> AsyncIterator[Gateway]:
+    """Like ``running_gateway``, with the in-process encrypted record cache switched on."""
+    configs = source_configs(running)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/fhir"
+    verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
+    cache = build_record_cache(
+        redis_url=None,
+        cache_keys=None,
+        index_key=None,
+        demo=True,
+        sources=[c.name for c in configs],
+    )
+
+    async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
+        return await build_state(
+            base_url=base_url,
+            sources=configs,
+            verifier=verifier,
+            database_url=f"sqlite+aiosqlite:///{workdir}/gateway.db",
+            cache=cache,
+        )
+
+    async with (
+        running_server(create_app(factory), "127.0.0.1", port),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
+
+
+async def test_consent_changes_apply_through_the_record_cache(
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    async with cached_gateway(running_sources, *signing_key, tmp_path) as gw:
+        gp = who(gw, "R8000", "F81001", scopes=RECORDER_SCOPES)
+        for _ in range(2):  # the record is now in the cache
+            bundle = bundle_of(await everything(gw, NHS_BOTH, gp))
+            assert ids(bundle, "CarePlan") == BOTH_SOCIAL_PLANS | BOTH_COMMUNITY_PLANS
+        stored = await post_consent(gw, objection(NHS_BOTH), gp)
+        assert_denied(await everything(gw, NHS_BOTH, gp), "patient-objected")
+        resp = await gw.client.put(
+            f"{gw.base_url}/Consent/{stored['id']}",
+            content=json.dumps({**stored, "status": "inactive"}),
+            headers={**gp, "Content-Type": FHIR_JSON},
+        )
+        assert resp.status_code == 200, resp.text
+        withheld = await post_consent(gw, naming(NHS_BOTH, "CST", COUNCIL_ODS), gp)
+        bundle = bundle_of(await everything(gw, NHS_BOTH, gp))
+        assert ids(bundle, "CarePlan") == BOTH_COMMUNITY_PLANS
+        resp = await gw.client.put(
+            f"{gw.base_url}/Consent/{withheld['id']}",
+            content=json.dumps({**withheld, "status": "inactive"}),
+            headers={**gp, "Content-Type": FHIR_JSON},
+        )
+        assert resp.status_code == 200, resp.text
+        bundle = bundle_of(await everything(gw, NHS_BOTH, gp))
+        assert ids(bundle, "CarePlan") == BOTH_SOCIAL_PLANS | BOTH_COMMUNITY_PLANS
