@@ -172,8 +172,10 @@ def _check_verification(ident: Mapping[str, Any], where: str) -> list[str]:
     status = [e for e in exts if e.get("url") == ukcore.EXT_NHS_VERIFICATION]
     if any(_member(e.get("url"), ukcore.STU3_NHS_VERIFICATION_EXTENSIONS) for e in exts):
         return [f"{where}.extension: STU3 verification status URL, use the UK Core one"]
-    if len(status) != 1:
-        return [f"{where}.extension: exactly one NHS number verification status required"]
+    if not status:
+        return []  # UK Core: the verification status slice is 0..1
+    if len(status) > 1:
+        return [f"{where}.extension: at most one NHS number verification status"]
     codings = _codings(status[0].get("valueCodeableConcept"))
     ok = [
         c

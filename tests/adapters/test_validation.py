@@ -95,6 +95,13 @@ def test_valid_resources_pass(make: Any) -> None:
     validate_resource(make())
 
 
+def test_verification_status_is_optional_as_in_uk_core() -> None:
+    """UK Core's NHS number verification slice is 0..1: a number with no status is valid."""
+    resource = patient()
+    resource["identifier"][0].pop("extension")
+    validate_resource(resource)
+
+
 def _set(path: str, value: Any) -> Any:
     def edit(r: dict[str, Any]) -> None:
         *parents, last = path.split("/")
@@ -136,7 +143,12 @@ BAD: list[tuple[str, Any, Any, str]] = [
         "10 digits",
     ),
     ("nhs spaces", patient, _set("identifier/0/value", "999 000 0018"), "10 digits"),
-    ("no verification", patient, _set("identifier/0/extension", []), "verification"),
+    (
+        "two verifications",
+        patient,
+        _set("identifier/0/extension", [_verification("01"), _verification("02")]),
+        "at most one",
+    ),
     (
         "verification bad code",
         patient,
