@@ -34,7 +34,7 @@ import pytest_asyncio
 from consent import load_policy
 from gateway.app import create_app
 from gateway.auth import TokenVerifier
-from gateway.cache import build_record_cache
+from gateway.cache import RecordCache, build_record_cache
 from gateway.embedded import free_port, running_server
 from gateway.state import GatewayState
 from gateway.wiring import build_state
@@ -934,7 +934,7 @@ async def test_system_client_sees_normal_records_only_and_cannot_break_glass(
 @asynccontextmanager
 async def cached_gateway(
     running: RunningSources, private_pem: bytes, public_jwk: dict[str, Any], workdir: Path
-) -> AsyncIterator[Gateway]:
+) -> AsyncIterator[tuple[Gateway, RecordCache]]:
     """Like ``running_gateway``, with the in-process encrypted record cache switched on."""
     configs = source_configs(running)
     port = free_port()
@@ -961,7 +961,7 @@ async def cached_gateway(
         running_server(create_app(factory), "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,
     ):
-        yield Gateway(base_url=base_url, private_pem=private_pem, client=client)
+        yield Gateway(base_url=base_url, private_pem=private_pem, client=client), cache
 
 
 async def test_consent_changes_apply_through_the_record_cache(
@@ -969,11 +969,12 @@ async def test_consent_changes_apply_through_the_record_cache(
     signing_key: tuple[bytes, dict[str, Any]],
     tmp_path: Path,
 ) -> None:
-    async with cached_gateway(running_sources, *signing_key, tmp_path) as gw:
+    async with cached_gateway(running_sources, *signing_key, tmp_path) as (gw, cache):
         gp = who(gw, "R8000", "F81001", scopes=RECORDER_SCOPES)
         for _ in range(2):  # the record is now in the cache
             bundle = bundle_of(await everything(gw, NHS_BOTH, gp))
             assert ids(bundle, "CarePlan") == BOTH_SOCIAL_PLANS | BOTH_COMMUNITY_PLANS
+        assert cache.stats.hits >= 2  # one per source: the record came from the cache
         stored = await post_consent(gw, objection(NHS_BOTH), gp)
         assert_denied(await everything(gw, NHS_BOTH, gp), "patient-objected")
         resp = await gw.client.put(
