@@ -26,7 +26,16 @@ code), ``date`` (``ge``/``gt``/``le``/``lt``/``eq`` prefixes, repeatable; a bare
 that whole UTC day), ``outcome`` (``0``/``4``/``8``/``12``), ``purpose`` (PurposeOfUse code),
 ``break-glass`` (``true``/``false``), ``_count`` (default 50, max 200), ``_offset``. The
 review state is not a search parameter: the unreviewed break-glass events are
-``$break-glass-queue``.
+``$break-glass-queue`` (reviews are in table ``audit_review``, see :mod:`gateway.audit_review`).
+
+The access report lists every event about the person, newest first (at most
+:data:`REPORT_MAX`; a warning entry says when more exist), including IG reads of the
+person's trail: those are accesses to information about the person too. CSV rows follow
+:data:`CSV_COLUMNS`; a cell a spreadsheet would run as a formula is prefixed with ``'``.
+
+``$privacy-alerts`` looks up each person's surname and deceased flag from the sources
+(at most :data:`FACTS_MAX` people; used only inside the gateway, never returned) for the
+surname-match and deceased rules; a person no source answers for is skipped by those two.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from starlette.responses import Response
 from adapters import ukcore
 from adapters.base import Outcome
 from consent import Policy
+from gateway import audit_trail
 from gateway.access import RequestContext
 from gateway.audit import AuditStore
 from gateway.audit import events as ev
@@ -69,6 +79,7 @@ from gateway.decision import requester
 from gateway.deps import StateDep, gate, parse_nhs_number
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
+from gateway.fhir.responses import outcome as operation_outcome
 from gateway.routes.params import check_params, count_param, lenient, offset_param, one
 from gateway.settings import ConfigurationError, get_settings
 from gateway.state import GatewayState
@@ -365,7 +376,9 @@ async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Re
     require_ig(state, ctx)
     _check_report_params(request)
     number = parse_nhs_number(nhs)
-    events = await _audit(state).search(patient=number, count=REPORT_MAX)
+    store = _audit(state)
+    total = await store.count(patient=number)
+    events = await store.search(patient=number, count=REPORT_MAX)
     if _wants_csv(request):
         return Response(
             access_report_csv(events).encode("utf-8"),
@@ -378,7 +391,16 @@ async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Re
     bundle = BundleBuilder(state.base_url)
     bundle.link("self", f"Patient/{number}/$access-report", {})
     bundle.add_all(events)
-    return FHIRResponse(bundle.build(total=len(events)))
+    if total > len(events):
+        bundle.add_outcome(
+            operation_outcome(
+                "too-costly",
+                "warning",
+                f"Only the newest {len(events)} of {total} events are listed; search "
+                "/AuditEvent?patient=... with date and paging for the rest.",
+            )
+        )
+    return FHIRResponse(bundle.build(total=total))
 
 
 async def _review_body(request: Request) -> tuple[ReviewOutcome, str]:
@@ -423,6 +445,9 @@ async def review_event(
     event = await _audit(state).get(event_id)
     if event is None:
         raise NotFound("No AuditEvent with this id.")
+    note_ = audit_trail.current()
+    if note_ is not None:  # the $review request's own AuditEvent points at the reviewed event
+        note_.resource_ids = (f"AuditEvent/{event_id}",)
     review = await _reviews(request, state).add(
         event_id, reviewer_sub=ctx.sub, reviewer_org=ctx.org, outcome=outcome, note=note
     )

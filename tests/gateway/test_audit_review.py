@@ -48,6 +48,7 @@ ISSUER = "urn:caregateway:test-audit-review"
 BOTH = SCENARIOS["both"].nhs_number or ""
 SOCIAL_ONLY = SCENARIOS["social_only"].nhs_number or ""
 COMMUNITY_ONLY = SCENARIOS["community_only"].nhs_number or ""
+DECEASED = SCENARIOS["deceased"].nhs_number or ""
 IG_SCOPES = ("user/AuditEvent.rs", "user/AuditEvent.c")
 
 
@@ -403,9 +404,16 @@ async def test_review_takes_an_event_off_the_break_glass_queue(gw: AuditGateway)
     assert event_id not in _ids(after)
     assert after["total"] == size - 1
 
-    # the review request itself is in the trail
-    reviews = await gw.store.search(agent="ig-lead-1", outcome="0", count=200)
-    assert any(e["subtype"][0]["code"] == "operation" and e.get("action") == "E" for e in reviews)
+    # the review request itself is in the trail, pointing at the reviewed event
+    trail = await gw.store.search(agent="ig-lead-1", outcome="0", count=500)
+    assert any(
+        e["subtype"][0]["code"] == "operation"
+        and any(
+            ent.get("what", {}).get("reference") == f"AuditEvent/{event_id}"
+            for ent in e.get("entity", ())
+        )
+        for e in trail
+    )
 
 
 @pytest.mark.parametrize(
@@ -449,6 +457,11 @@ async def test_privacy_alerts_fire_on_a_crafted_sequence(gw: AuditGateway) -> No
         busy = f"busy-{uuid.uuid4().hex[:8]}"
         for nhs in (BOTH, SOCIAL_ONLY, COMMUNITY_ONLY):
             await gw.get(f"/Patient/{nhs}", gw.headers(sub=busy))
+        btg = {
+            **gw.headers(sub=seq.outsider, org="F81004", purpose="ETREAT"),
+            "X-Break-Glass-Reason": "Family asked about funeral arrangements",
+        }
+        assert (await gw.get(f"/Patient/{DECEASED}", btg)).status_code == 200
         relative = f"rel-{uuid.uuid4().hex[:8]}"
         await gw.get(f"/Patient/{BOTH}", gw.headers(sub=relative, name=f"Sam {surname}"))
 
@@ -470,7 +483,10 @@ async def test_privacy_alerts_fire_on_a_crafted_sequence(gw: AuditGateway) -> No
             if i.get("extension", [{}])[0].get("valueIdentifier", {}).get("value") == user
         }
 
-    assert {"break-glass", "no-legitimate-relationship", "out-of-hours"} <= fired(seq.outsider)
+    assert {"break-glass", "no-legitimate-relationship", "out-of-hours", "deceased"} <= fired(
+        seq.outsider
+    )
+    assert "deceased" not in fired(busy) and "deceased" not in fired(seq.reader)
     assert "volume" in fired(busy) and "volume" not in fired(seq.reader)
     assert "surname-match" in fired(relative) and "surname-match" not in fired(busy)
 
