@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -400,16 +400,21 @@ def rule_volume(events: Sequence[Mapping[str, Any]], threshold: int) -> list[Ale
     hour = timedelta(hours=1)
     for user, mine in _by_user(e for e in events if is_record_access(e)).items():
         ordered = sorted(mine, key=recorded)
-        best: list[Mapping[str, Any]] = []
+        times = [recorded(e) for e in ordered]
+        people = [ev.event_patient(_dict(e)) for e in ordered]
+        in_window: Counter[str | None] = Counter()
+        best: tuple[int, int] = (0, 0)
         best_people = 0
         start = 0
-        for end in range(len(ordered)):
-            while recorded(ordered[end]) - recorded(ordered[start]) > hour:
+        for end, person in enumerate(people):  # a sliding window of at most one hour
+            in_window[person] += 1
+            while times[end] - times[start] > hour:
+                in_window[people[start]] -= 1
+                if not in_window[people[start]]:
+                    del in_window[people[start]]
                 start += 1
-            window = ordered[start : end + 1]
-            people = len({ev.event_patient(_dict(e)) for e in window})
-            if people > best_people:
-                best, best_people = window, people
+            if len(in_window) > best_people:
+                best, best_people = (start, end + 1), len(in_window)
         if best_people > threshold:
             alerts.append(
                 Alert(
@@ -419,7 +424,7 @@ def rule_volume(events: Sequence[Mapping[str, Any]], threshold: int) -> list[Ale
                         f"{best_people} distinct people opened within one hour "
                         f"(threshold {threshold})."
                     ),
-                    event_ids=_ids(best),
+                    event_ids=_ids(ordered[best[0] : best[1]]),
                     severity="moderate",
                 )
             )
