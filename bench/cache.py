@@ -20,11 +20,14 @@ Measured:
 * ``cold``  — ``$everything`` for people not yet cached, one at a time;
 * ``warm``  — ``$everything`` for a cached person, one at a time;
 * ``floor`` — the bare endpoint, one at a time;
+* ``cache read`` — the cache's own share of a warm read, in process, no HTTP: both sources'
+  entries read with ``RecordCache.get`` (two Redis GETs, two decrypts, JSON parsing);
 * throughput — warm ``$everything`` and the floor under ``--concurrency`` connections, each
   run bounded by ``--load-requests`` and ``--load-seconds``, interleaved for ``--rounds``.
 
-The load generator is a separate Python process (httpx), so it does not share the server's
-event loop; on a 2-core machine it still shares the CPU. Results are a Markdown table (with
+The load generator is a separate Python process (a minimal keep-alive HTTP/1.1 client on
+asyncio streams), so it does not share the server's event loop; on a 2-core machine it still
+shares the CPU. Results are a Markdown table (with
 the command) for ``docs/benchmarks.md``. The run is bounded and stops by itself.
 """
 
@@ -40,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -72,35 +76,75 @@ SOURCES = ("socialcare", "community")
 # --- the load generator (runs in a child process) -----------------------------------------
 
 
+class _Connection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: far cheaper per request than
+    httpx, so the load generator is less of the measurement."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str, headers: dict[str, str]) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        if "content-length" in fields:
+            await self.reader.readexactly(int(fields["content-length"]))
+        elif fields.get("transfer-encoding") == "chunked":
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def _load(spec: dict[str, Any]) -> dict[str, Any]:
-    """Send requests from ``spec["targets"]`` (cycled) over ``concurrency`` connections until
-    ``requests`` are done or ``seconds`` have passed; return latencies and the elapsed time."""
-    targets: list[tuple[str, dict[str, str]]] = [tuple(t) for t in spec["targets"]]  # type: ignore[misc]
+    """Send requests from ``spec["targets"]`` (cycled) over ``concurrency`` keep-alive
+    connections until ``requests`` are done or ``seconds`` have passed; return latencies and
+    the elapsed time."""
+    targets = [(urlsplit(url), headers) for url, headers in spec["targets"]]
     limit, seconds, workers = spec["requests"], spec["seconds"], spec["concurrency"]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     issued = 0
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        if spec.get("warmup", True):  # one untimed request per connection to open it
-            await asyncio.gather(
-                *(client.get(targets[0][0], headers=targets[0][1]) for _ in range(workers))
-            )
-        started = time.perf_counter()
-        deadline = started + seconds
+    first = targets[0][0]
+    conns = [_Connection(first.hostname or "127.0.0.1", first.port or 80) for _ in range(workers)]
 
-        async def worker() -> None:
-            nonlocal issued
-            while issued < limit and time.perf_counter() < deadline:
-                url, headers = targets[issued % len(targets)]
-                issued += 1
-                t0 = time.perf_counter()
-                resp = await client.get(url, headers=headers)
-                latencies.append((time.perf_counter() - t0) * 1000)
-                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+    def target(i: int) -> tuple[str, dict[str, str]]:
+        url, headers = targets[i % len(targets)]
+        return url.path + (f"?{url.query}" if url.query else ""), headers
 
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        elapsed = time.perf_counter() - started
+    if spec.get("warmup", True):  # one untimed request per connection to open it
+        await asyncio.gather(*(c.get(*target(0)) for c in conns))
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def worker(conn: _Connection) -> None:
+        nonlocal issued
+        while issued < limit and time.perf_counter() < deadline:
+            path, headers = target(issued)
+            issued += 1
+            t0 = time.perf_counter()
+            status = await conn.get(path, headers)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        conn.close()
     return {"latencies": latencies, "elapsed": elapsed, "statuses": statuses}
 
 
@@ -267,6 +311,8 @@ async def run(args: argparse.Namespace, workdir: Path, redis: RedisServer, runni
             one = {"concurrency": 1, "seconds": 60.0}
             lat: dict[str, list[float]] = {"cold": [], "warm": [], "floor": []}
             lat["cold"] = (await load(cold, requests=len(cold), warmup=False, **one))["latencies"]
+            async with httpx.AsyncClient(timeout=30) as client:
+                quiet = await source_counts(client, running)
             for _ in range(args.rounds):  # interleaved
                 lat["floor"] += (
                     await load([(floor_url, {})], requests=args.warm // args.rounds, **one)
@@ -274,6 +320,17 @@ async def run(args: argparse.Namespace, workdir: Path, redis: RedisServer, runni
                 lat["warm"] += (await load(warm, requests=args.warm // args.rounds, **one))[
                     "latencies"
                 ]
+            # the cache's own share of a warm read: both sources' entries, in process
+            reader = build_record_cache(
+                redis_url=redis.url, cache_keys=keys, index_key=index_b64, ttl_s=3600
+            )
+            lat["cache read"] = []
+            for _ in range(args.warm):
+                t0 = time.perf_counter()
+                got = [await reader.get(s, warm_nhs) for s in SOURCES]
+                lat["cache read"].append((time.perf_counter() - t0) * 1000)
+                assert all(g is not None for g in got)
+            await reader.aclose()
             tput: dict[str, list[float]] = {"floor": [], "warm": []}
             p99: dict[str, list[float]] = {"floor": [], "warm": []}
             counts: dict[str, int] = {"floor": 0, "warm": 0}
@@ -289,6 +346,10 @@ async def run(args: argparse.Namespace, workdir: Path, redis: RedisServer, runni
                     counts[name] += n
                     tput[name].append(n / r["elapsed"])
                     p99[name].append(sorted(r["latencies"])[int(0.99 * (n - 1))])
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            if await source_counts(client, running) != quiet:
+                raise RuntimeError("a warm read reached a source: the cache did not serve it")
 
     command = (
         f"/work/venv/bin/python bench/cache.py --latency-ms {args.latency_ms} --cold {args.cold}"
@@ -306,7 +367,7 @@ async def run(args: argparse.Namespace, workdir: Path, redis: RedisServer, runni
     )
     print("| one at a time | requests | median ms | p95 ms | median / floor |")
     print("|---|---:|---:|---:|---:|")
-    for name in ("cold", "warm", "floor"):
+    for name in ("cold", "warm", "cache read", "floor"):
         median, p95 = summary(lat[name])
         print(
             f"| {name} | {len(lat[name])} | {median:.2f} | {p95:.2f} | "
