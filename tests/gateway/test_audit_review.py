@@ -38,7 +38,7 @@ from gateway.auth import TokenVerifier, issue_token
 from gateway.db import make_engine
 from gateway.embedded import free_port, running_server
 from gateway.routes import audit
-from gateway.routes.audit import CSV_COLUMNS, date_bounds
+from gateway.routes.audit import CSV_COLUMNS, csv_row, date_bounds
 from gateway.state import GatewayState
 from gateway.wiring import build_state
 from simulators.population import SCENARIOS
@@ -667,3 +667,14 @@ def test_person_facts_from_patient_resources() -> None:
     )
     assert facts == PersonFacts(surname="Okafor", deceased=True)
     assert person_facts([]) == PersonFacts()
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas() -> None:
+    row = csv_row(event(name='=HYPERLINK("http://x")'))
+    assert row[CSV_COLUMNS.index("user display")].startswith("'=")
+    assert row[CSV_COLUMNS.index("outcome")] == "permitted"
+
+
+async def test_access_report_for_a_bad_nhs_number_is_400(gw: AuditGateway) -> None:
+    resp = await gw.get("/Patient/1234567890/$access-report", gw.ig())
+    assert resp.status_code == 400
