@@ -1,5 +1,9 @@
 """Cold and warm ``$everything`` latency with both simulated sources slowed down.
 
+Each source's person lookup takes ``--latency-ms`` (simulator ``lookup_latency_ms``); its
+follow-up reads (plans, teams, paging) are quick, as with a vendor system whose person index
+is the slow part.
+
     python bench/everything.py [--latency-ms 100] [--requests 40]
 
 One run measures, interleaved, on this machine:
@@ -59,7 +63,7 @@ async def main(latency_ms: int, requests: int) -> None:
         sources = source_configs(running)
         async with httpx.AsyncClient() as client:
             for url in (running.social_care_url, running.community_url):
-                r = await client.post(f"{url}/_control", json={"latency_ms": latency_ms})
+                r = await client.post(f"{url}/_control", json={"lookup_latency_ms": latency_ms})
                 r.raise_for_status()
         workdir = tempfile.mkdtemp(prefix="caregw-bench-")
         pem, jwk = generate_signing_key()

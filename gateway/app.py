@@ -18,7 +18,7 @@ from gateway.audit import AuditUnavailable
 from gateway.deps import request_id_from
 from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
 from gateway.fhir.responses import FHIRResponse, outcome
-from gateway.routes import consent, fhir, health
+from gateway.routes import audit, consent, fhir, health
 from gateway.state import GatewayState
 
 log = structlog.get_logger("caregateway.access")
@@ -48,6 +48,7 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     )
     app.include_router(fhir.router)
     app.include_router(consent.router)
+    app.include_router(audit.router)
     app.include_router(health.router)
 
     @app.middleware("http")

@@ -7,6 +7,9 @@ and benchmarks, on loopback only):
     JSON ``{"latency_ms": int, "fail_status": int | null, "fail_count": int | null,
     "retry_after_s": int | null}``; fields left out keep their current value.
     ``latency_ms`` delays every data request by that much (``asyncio.sleep`` in the server).
+    ``lookup_latency_ms`` delays only the person lookup (``GET /people`` on social care,
+    ``GET /Patient`` search on community): a source whose person index is slow while its
+    follow-up reads are quick. Benchmarks use it to model "a source that takes 100 ms".
     ``fail_status`` (e.g. 503 or 429) answers data requests with that status instead of data:
     the next ``fail_count`` requests, or every request until reset when ``fail_count`` is
     null. ``retry_after_s`` adds a ``Retry-After`` header to those failures.
@@ -48,8 +51,13 @@ CONTROL_PREFIX = "/_control"
 ErrorFactory = Callable[[int, int | None], Response]
 
 
+# The person-lookup searches of both simulated sources (exact paths; query strings aside).
+LOOKUP_PATHS = frozenset({"/people", "/Patient"})
+
+
 class ControlUpdate(BaseModel):
     latency_ms: int = Field(default=0, ge=0, le=60_000)
+    lookup_latency_ms: int = Field(default=0, ge=0, le=60_000)
     fail_status: int | None = Field(default=None, ge=400, le=599)
     fail_count: int | None = Field(default=None, ge=0)
     retry_after_s: int | None = Field(default=None, ge=0)
@@ -60,6 +68,7 @@ class ControlState:
     """Mutable per-app fault settings and counters (one event loop, so no locking needed)."""
 
     latency_ms: int = 0
+    lookup_latency_ms: int = 0
     fail_status: int | None = None
     fail_count: int | None = None
     retry_after_s: int | None = None
@@ -71,6 +80,7 @@ class ControlState:
 
     def reset(self) -> None:
         self.latency_ms = 0
+        self.lookup_latency_ms = 0
         self.fail_status = None
         self.fail_count = None
         self.retry_after_s = None
@@ -90,6 +100,7 @@ class ControlState:
     def snapshot(self) -> dict[str, Any]:
         return {
             "latency_ms": self.latency_ms,
+            "lookup_latency_ms": self.lookup_latency_ms,
             "fail_status": self.fail_status,
             "fail_count": self.fail_count,
             "retry_after_s": self.retry_after_s,
@@ -112,8 +123,9 @@ class FaultMiddleware:
             return
         state = self.state
         state.requests[path] += 1
-        if state.latency_ms > 0:
-            await asyncio.sleep(state.latency_ms / 1000)
+        delay_ms = state.latency_ms + (state.lookup_latency_ms if path in LOOKUP_PATHS else 0)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
         status = state.take_failure()
         if status is not None:
             response = self.error(status, state.retry_after_s)
