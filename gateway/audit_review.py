@@ -51,8 +51,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.audit import events as ev
-from gateway.audit.store import UTCDateTime, audit_event
-from gateway.db import Base
+from gateway.audit.store import audit_event
+from gateway.db import Base, UTCDateTime
 
 ReviewOutcome = Literal["appropriate", "inappropriate"]
 REVIEW_OUTCOMES: Final[frozenset[str]] = frozenset({"appropriate", "inappropriate"})

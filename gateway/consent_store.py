@@ -29,13 +29,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import DateTime, Dialect, Index, Integer, String, Text, func, select, update
+from sqlalchemy import Index, Integer, String, Text, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from consent.directives import patient_nhs_number
-from gateway.db import Base, make_session_factory
+from gateway.db import Base, UTCDateTime, make_session_factory
 from gateway.errors import Conflict, NotFound, UnprocessableEntity
 
 UKCORE_CONSENT_PROFILE: Final = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Consent"
@@ -54,26 +53,6 @@ def fhir_instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class ConsentDirectiveRow(Base):
     """The current version of one stored Consent."""
 
@@ -84,8 +63,8 @@ class ConsentDirectiveRow(Base):
     status: Mapped[str] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer)
     resource: Mapped[str] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(_UTCDateTime)
-    updated: Mapped[datetime] = mapped_column(_UTCDateTime)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class BreakGlassGrantRow(Base):
@@ -97,7 +76,7 @@ class BreakGlassGrantRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     sub: Mapped[str] = mapped_column(String(255))
     nhs_number: Mapped[str] = mapped_column(String(10))
-    granted_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text)
 
 

@@ -33,14 +33,12 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, cast
 
 import orjson
 from sqlalchemy import (
     Boolean,
-    DateTime,
-    Dialect,
     Index,
     Integer,
     String,
@@ -55,36 +53,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
-from sqlalchemy.types import TypeDecorator
 
 from gateway.audit import events as ev
 from gateway.audit.errors import AuditUnavailable
-from gateway.db import Base
+from gateway.db import Base, UTCDateTime
 
 GENESIS_HASH: Final = "0" * 64
 DEFAULT_CHAIN: Final = "main"
 _VERIFY_PAGE: Final = 1000
 _LINK_RETRIES: Final = 5
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class AuditEventRow(Base):
