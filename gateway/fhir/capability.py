@@ -67,6 +67,12 @@ def capability_statement(base_url: str) -> Resource:
                                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
                             },
                             {
+                                "name": "access-report",
+                                "definition": "urn:caregateway:OperationDefinition/access-report",
+                                "documentation": "AuditEvents about this person (IG roles); "
+                                "_format=text/csv for CSV.",
+                            },
+                            {
                                 "name": "access-check",
                                 "definition": "urn:caregateway:OperationDefinition/access-check",
                                 "documentation": "The access decision (effect, reasons, policy "
@@ -108,9 +114,42 @@ def capability_statement(base_url: str) -> Resource:
                             {"name": "status", "type": "token"},
                         ],
                     },
+                    {
+                        "type": "AuditEvent",
+                        "profile": ukcore.PROFILE_AUDITEVENT,
+                        "documentation": "IG roles only (policy), purpose HOPERAT.",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [
+                            {"name": "patient", "type": "reference"},
+                            {"name": "agent", "type": "reference"},
+                            {"name": "date", "type": "date"},
+                            {"name": "outcome", "type": "token"},
+                            {"name": "purpose", "type": "token"},
+                            {"name": "agent-org", "type": "token", "documentation": "ODS code"},
+                            {"name": "break-glass", "type": "token", "documentation": "true"},
+                            {"name": "_count", "type": "number"},
+                            {"name": "_offset", "type": "number"},
+                        ],
+                        "operation": [
+                            {
+                                "name": "review",
+                                "definition": "urn:caregateway:OperationDefinition/review",
+                            }
+                        ],
+                    },
                     {"type": "CareTeam", "profile": ukcore.PROFILE_CARETEAM},
                     {"type": "Goal"},
                     {"type": "Provenance", "profile": ukcore.PROFILE_PROVENANCE},
+                ],
+                "operation": [
+                    {
+                        "name": "privacy-alerts",
+                        "definition": "urn:caregateway:OperationDefinition/privacy-alerts",
+                    },
+                    {
+                        "name": "break-glass-queue",
+                        "definition": "urn:caregateway:OperationDefinition/break-glass-queue",
+                    },
                 ],
             }
         ],
