@@ -19,6 +19,7 @@ next request anyway.
 from __future__ import annotations
 
 import asyncio
+import string
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,8 @@ __all__ = ["ChangePoller", "EvictionListener", "FetchChanges"]
 log = structlog.get_logger(__name__)
 
 FetchChanges = Callable[[datetime], Awaitable[list[ChangedPerson]]]
+
+_HEX = frozenset(string.digits + "abcdef")
 
 
 class ChangePoller:
@@ -150,7 +153,7 @@ class EvictionListener:
         origin, sep, token = text.partition(":")
         if not sep or origin == self.cache.origin:
             return
-        if len(token) != 64 or any(c not in "0123456789abcdef" for c in token):
+        if len(token) != 64 or any(c not in _HEX for c in token):
             return
         self.received += 1
         await self.cache.drop_local(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import string
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from adapters import nhs_number
 from adapters.nhs_number import InvalidNHSNumber
 
-digits = st.text(alphabet="0123456789", min_size=10, max_size=10)
+digits = st.text(alphabet=string.digits, min_size=10, max_size=10)
 valid = st.integers(min_value=0, max_value=2**32).map(
     lambda seed: nhs_number.synthetic(random.Random(seed))
 )
