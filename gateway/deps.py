@@ -14,11 +14,12 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
-from adapters import nhs_number
+from adapters import nhs_number, ukcore
 from gateway import audit_trail
 from gateway.access import RecordAccess, RequestContext
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
+from gateway.routes.params import one
 from gateway.state import GatewayState
 
 Interaction = Literal["read", "search", "create", "update", "delete"]
@@ -90,3 +91,25 @@ def parse_nhs_number(value: str, where: str = "NHS number") -> str:
         ) from exc
     audit_trail.note_patient(number)
     return number
+
+
+def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, ...]) -> str:
+    """The NHS number of a search's subject, from exactly one of ``names``.
+
+    ``patient``/``subject`` take ``{nhs}`` or ``Patient/{nhs}``; ``patient.identifier`` takes
+    ``[https://fhir.nhs.uk/Id/nhs-number|]{nhs}``. Anything else is a 400 naming the parameter.
+    """
+    given = {k: v for k in names if (v := one(request, k)) is not None}
+    if len(given) != 1:
+        raise BadRequest(
+            f"{resource_type} search needs exactly one of {', '.join(names)}.",
+            expression=sorted(given) or [names[0]],
+        )
+    name, value = next(iter(given.items()))
+    if name == "patient.identifier":
+        system, _, value = value.rpartition("|")
+        if system and system != ukcore.NHS_NUMBER_SYSTEM:
+            raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
+    else:
+        value = value.removeprefix("Patient/")
+    return parse_nhs_number(value, name)

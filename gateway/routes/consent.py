@@ -31,7 +31,6 @@ from fastapi import APIRouter, Depends, Request
 from fhir.resources.R4B.consent import Consent
 from pydantic import ValidationError
 
-from adapters import ukcore
 from adapters.base import Outcome
 from consent import Decision, Policy, validate_consent
 from consent.directives import patient_nhs_number
@@ -39,7 +38,7 @@ from consent.model import ODS_SYSTEM
 from gateway.access import RequestContext, Verdict
 from gateway.consent_store import ConsentStore, fhir_instant
 from gateway.decision import requester
-from gateway.deps import StateDep, gate, parse_nhs_number
+from gateway.deps import StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -49,7 +48,7 @@ from gateway.errors import (
     UnprocessableEntity,
 )
 from gateway.fhir.responses import BundleBuilder, FHIRResponse
-from gateway.routes.params import check_params, one
+from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")
@@ -225,30 +224,11 @@ async def read_consent(
     return _stored_response(stored, 200, {})
 
 
-def _search_subject(request: Request) -> str:
-    """The NHS number from ``patient`` or ``patient.identifier`` (exactly one)."""
-    given = {k: one(request, k) for k in ("patient", "patient.identifier")}
-    present = {k: v for k, v in given.items() if v is not None}
-    if len(present) != 1:
-        raise BadRequest(
-            "Consent search needs exactly one of patient or patient.identifier.",
-            expression=sorted(present) or ["patient"],
-        )
-    name, value = next(iter(present.items()))
-    if name == "patient.identifier":
-        system, _, value = value.rpartition("|")
-        if system and system != ukcore.NHS_NUMBER_SYSTEM:
-            raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
-    else:
-        value = value.removeprefix("Patient/")
-    return parse_nhs_number(value, name)
-
-
 @router.get("/Consent")
 async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request) -> FHIRResponse:
     _require_recorder(state, ctx)
     check_params(request, ("patient", "patient.identifier", "status"))
-    nhs = _search_subject(request)
+    nhs = subject_nhs_number(request, "Consent", ("patient", "patient.identifier"))
     statuses = {s for v in request.query_params.getlist("status") for s in v.split(",") if s}
     found = [
         c for c in await _store(state).search(nhs) if not statuses or c.get("status") in statuses

@@ -16,7 +16,7 @@ from adapters import ukcore
 from adapters.base import Resource
 from gateway import audit_trail
 from gateway.access import AccessResult, RequestContext
-from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number
+from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.fhir.capability import capability_statement
 from gateway.fhir.responses import BundleBuilder, FHIRResponse, outcome
@@ -117,25 +117,6 @@ async def search_patient(
     return FHIRResponse(bundle.build(total=len(bundle.entries)))
 
 
-def _careplan_subject(request: Request) -> str:
-    """The NHS number from ``patient``, ``subject`` or ``patient.identifier`` (exactly one)."""
-    given = {k: one(request, k) for k in ("patient", "subject", "patient.identifier")}
-    present = {k: v for k, v in given.items() if v is not None}
-    if len(present) != 1:
-        raise BadRequest(
-            "CarePlan search needs exactly one of patient, subject or patient.identifier.",
-            expression=sorted(present) or ["patient"],
-        )
-    name, value = next(iter(present.items()))
-    if name == "patient.identifier":
-        system, _, value = value.rpartition("|")
-        if system and system != ukcore.NHS_NUMBER_SYSTEM:
-            raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
-    else:
-        value = value.removeprefix("Patient/")
-    return parse_nhs_number(value, name)
-
-
 def _matches_token(codings: list[dict[str, Any]], wanted: list[str]) -> bool:
     for token in wanted:
         system, bar, code = token.rpartition("|")
@@ -173,7 +154,7 @@ async def search_careplans(
         request,
         ("patient", "subject", "patient.identifier", "status", "category", "_count", "_offset"),
     )
-    nhs = _careplan_subject(request)
+    nhs = subject_nhs_number(request, "CarePlan", ("patient", "subject", "patient.identifier"))
     count, offset = count_param(request), offset_param(request)
     result = await access.read(ctx, nhs)
     plans = _filter_careplans(result.record.care_plans, request)
