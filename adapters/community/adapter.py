@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import httpx
 
 from adapters import nhs_number, ukcore
-from adapters.base import DataIssue, Domain, Outcome, Resource, SourceConfig, SourceResult
+from adapters.base import DataIssue, Outcome, Resource, SourceConfig, SourceResult
 from adapters.community import client as _client
 from adapters.community._common import external_references, parse_stu3
 from adapters.community.client import CommunityClient
@@ -39,13 +39,14 @@ from adapters.community.convert import (
     make_provenance,
     patient_nhs_number,
 )
+from adapters.http_source import HTTPSourceAdapter
 from adapters.resilience import CircuitBreaker, SourceFault
 from adapters.validation import UKCoreValidationError, validate_resource
 
 _SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-class CommunityAdapter:
+class CommunityAdapter(HTTPSourceAdapter):
     """One community FHIR STU3 source. Make one per source and share it (it holds the client)."""
 
     def __init__(
@@ -54,28 +55,10 @@ class CommunityAdapter:
         client: httpx.AsyncClient | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._config = config
-        self._owns_http = client is None
-        self._http = client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s))
+        super().__init__(config, client)
         self._client = CommunityClient(
             self._http, config.base_url, breaker or CircuitBreaker(), config.bearer_token
         )
-
-    @property
-    def name(self) -> str:
-        return self._config.name
-
-    @property
-    def organisation(self) -> str:
-        return self._config.organisation
-
-    @property
-    def domain(self) -> Domain:
-        return self._config.care_domain
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     async def fetch(self, nhs_number: str) -> SourceResult:
         fetched_at = datetime.now(UTC)
@@ -211,29 +194,6 @@ class CommunityAdapter:
         await asyncio.gather(*(one(ref) for ref in sorted(refs)))
 
     # --- results ------------------------------------------------------------------------
-
-    def _result(
-        self,
-        outcome: Outcome,
-        fetched_at: datetime,
-        *,
-        resources: tuple[Resource, ...] = (),
-        issues: tuple[DataIssue, ...] = (),
-        detail: str | None = None,
-    ) -> SourceResult:
-        return SourceResult(
-            source=self.name,
-            organisation=self.organisation,
-            domain=self.domain,
-            outcome=outcome,
-            resources=resources,
-            issues=issues,
-            detail=detail,
-            fetched_at=fetched_at,
-        )
-
-    def _failed(self, outcome: Outcome, detail: str, fetched_at: datetime) -> SourceResult:
-        return self._result(outcome, fetched_at, detail=detail)
 
 
 def _validate(resource: Resource) -> None:

@@ -36,12 +36,12 @@ from adapters import nhs_number
 from adapters.base import (
     ChangedPerson,
     DataIssue,
-    Domain,
     Outcome,
     Resource,
     SourceConfig,
     SourceResult,
 )
+from adapters.http_source import HTTPSourceAdapter
 from adapters.resilience import CircuitBreaker, SourceFault
 from adapters.socialcare import client as _client
 from adapters.socialcare import mapping
@@ -52,7 +52,7 @@ _PERSON_ID = re.compile(r"[A-Za-z0-9\-]{1,40}")
 T = TypeVar("T")
 
 
-class SocialCareAdapter:
+class SocialCareAdapter(HTTPSourceAdapter):
     """One council social care source. Make one per source and share it (it holds the client)."""
 
     def __init__(
@@ -61,28 +61,10 @@ class SocialCareAdapter:
         client: httpx.AsyncClient | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._config = config
-        self._owns_http = client is None
-        self._http = client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s))
+        super().__init__(config, client)
         self._client = SocialCareClient(
             self._http, config.base_url, breaker or CircuitBreaker(), config.api_key
         )
-
-    @property
-    def name(self) -> str:
-        return self._config.name
-
-    @property
-    def organisation(self) -> str:
-        return self._config.organisation
-
-    @property
-    def domain(self) -> Domain:
-        return self._config.care_domain
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     async def fetch(self, nhs_number: str) -> SourceResult:
         fetched_at = datetime.now(UTC)
@@ -254,29 +236,6 @@ class SocialCareAdapter:
         return patient, rest
 
     # --- results ------------------------------------------------------------------------
-
-    def _result(
-        self,
-        outcome: Outcome,
-        fetched_at: datetime,
-        *,
-        resources: tuple[Resource, ...] = (),
-        issues: tuple[DataIssue, ...] = (),
-        detail: str | None = None,
-    ) -> SourceResult:
-        return SourceResult(
-            source=self.name,
-            organisation=self.organisation,
-            domain=self.domain,
-            outcome=outcome,
-            resources=resources,
-            issues=issues,
-            detail=detail,
-            fetched_at=fetched_at,
-        )
-
-    def _failed(self, outcome: Outcome, detail: str, fetched_at: datetime) -> SourceResult:
-        return self._result(outcome, fetched_at, detail=detail)
 
 
 async def _or_empty(call: Awaitable[list[Resource]]) -> list[Resource]:
