@@ -4,20 +4,35 @@ Ready is ``degraded`` (still ``200``: the gateway answers from the sources) when
 circuit is open or the record cache cannot be reached. Readiness probes Redis with a PING
 each time, so it reports the cache as it is now, and a Redis that has come back is used
 again at once rather than after the cache's back-off window.
+
+Ready is ``unavailable`` with ``503`` only when the database cannot be reached: without it
+no access can be audited, so no record may be released. Each probe runs ``SELECT 1`` on the
+database engine the audit trail writes through (the consent stores share it), bounded by
+:data:`DATABASE_TIMEOUT_S` so a hung database cannot hang the probe. The body says only
+whether the database is reachable, never its URL (which may hold a password). A state built
+without an audit store (some test harnesses) has no database check.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import structlog
 from fastapi import APIRouter
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache import MemoryBackend, RecordCache, TieredBackend
 from gateway.deps import StateDep
 from gateway.fhir.responses import FHIRResponse
 from gateway.state import GatewayState
 
+log = structlog.get_logger(__name__)
+
 router = APIRouter(prefix="/health")
+
+DATABASE_TIMEOUT_S = 2.0
 
 
 @router.get("/live")
@@ -30,6 +45,12 @@ async def ready(state: StateDep) -> FHIRResponse:
     sources = {a.name: _circuit(state, a) for a in state.access.records.adapters}
     degraded = any(s == "open" for s in sources.values())
     body: dict[str, Any] = {"status": "ok", "sources": sources}
+    unavailable = False
+    engine: AsyncEngine | None = getattr(state.audit, "engine", None)
+    if engine is not None:
+        reachable = await _database_reachable(engine, DATABASE_TIMEOUT_S)
+        unavailable = not reachable
+        body["database"] = {"reachable": reachable}
     if state.cache is not None:
         cache = await _cache(state.cache)
         degraded = degraded or not cache["reachable"]
@@ -39,6 +60,9 @@ async def ready(state: StateDep) -> FHIRResponse:
             p.name: {"polls": p.polls, "failures": p.failures, "evicted": p.evicted}
             for p in state.change_pollers
         }
+    if unavailable:
+        body["status"] = "unavailable"
+        return FHIRResponse(body, status_code=503)
     body["status"] = "degraded" if degraded else "ok"
     return FHIRResponse(body)
 
@@ -46,6 +70,22 @@ async def ready(state: StateDep) -> FHIRResponse:
 def _circuit(state: GatewayState, adapter: Any) -> str:
     breaker = getattr(adapter, "breaker", None) or state.breakers.get(adapter.name)
     return str(getattr(breaker, "state", "unknown"))
+
+
+async def _database_reachable(engine: AsyncEngine, timeout_s: float) -> bool:
+    """``SELECT 1`` answered within ``timeout_s``; any failure (or no answer) is ``False``."""
+
+    async def select_one() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(select_one(), timeout_s)
+    except Exception as exc:  # refused, unopenable, timed out ...: all mean "cannot be reached"
+        # The type only: a driver's message may quote the URL, password included.
+        log.warning("database_unreachable", error=type(exc).__name__)
+        return False
+    return True
 
 
 async def _cache(cache: RecordCache) -> dict[str, Any]:

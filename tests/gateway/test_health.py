@@ -1,0 +1,146 @@
+"""Readiness against a real gateway: ok, degraded (a source's circuit open) and 503 (no database).
+
+Each test runs its own gateway (own SQLite file, own circuit breakers) in front of the shared
+source simulators, which are reset before and after.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from gateway.db import make_engine
+from gateway.routes import health
+from simulators.population import SCENARIOS
+from simulators.runner import source_configs
+from tests.gateway.harness import Gateway, running_gateway
+
+SOURCES = {"socialcare", "community"}
+
+
+@pytest.fixture
+async def gw(
+    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    await _reset(running_sources)
+    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+        yield gateway
+    await _reset(running_sources)
+
+
+async def _reset(running_sources: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        for url in (running_sources.social_care_url, running_sources.community_url):
+            (await client.post(f"{url}/_control/reset")).raise_for_status()
+
+
+async def _health(gw: Gateway, which: str) -> httpx.Response:
+    base = gw.base_url.removesuffix("/fhir")
+    return await gw.client.get(f"{base}/health/{which}")
+
+
+async def test_ready_is_ok_with_the_database_reachable(gw: Gateway) -> None:
+    resp = await _health(gw, "ready")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/fhir+json")
+    body = resp.json()
+    assert body["status"] == "ok"
+    assert body["database"] == {"reachable": True}
+    assert body["sources"] == dict.fromkeys(SOURCES, "closed")
+
+
+async def test_ready_is_503_when_the_database_cannot_be_reached(gw: Gateway) -> None:
+    engine = gw.state.audit.engine
+    database = Path(engine.url.database)
+    assert database.is_file()
+    # Take the database away for real: close the pooled connections (an open SQLite handle
+    # would still read an unlinked file) and remove the directory the file lives in, so a new
+    # connection cannot open or create it.
+    await engine.dispose()
+    shutil.rmtree(database.parent)
+    with pytest.raises(OperationalError):
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    resp = await _health(gw, "ready")
+    assert resp.status_code == 503, resp.text
+    body = resp.json()
+    assert body["status"] == "unavailable"
+    assert body["database"] == {"reachable": False}
+    assert body["sources"] == dict.fromkeys(SOURCES, "closed")
+    for secret in (str(engine.url), str(database), str(database.parent), "sqlite", "gateway.db"):
+        assert secret not in resp.text
+
+    live = await _health(gw, "live")
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A loopback port that takes TCP connections and never says a word (a hung database)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+async def test_a_hung_database_gives_503_within_the_probe_timeout(
+    gw: Gateway, silent_listener: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "DATABASE_TIMEOUT_S", 0.5)
+    url = f"postgresql+asyncpg://caregw:s3cret-pw@127.0.0.1:{silent_listener}/caregw"
+    hung = make_engine(url)
+    audit = gw.state.audit
+    original, audit.engine = audit.engine, hung
+    try:
+        started = time.monotonic()
+        resp = await _health(gw, "ready")
+        elapsed = time.monotonic() - started
+    finally:
+        audit.engine = original
+        await hung.dispose()
+    assert resp.status_code == 503, resp.text
+    assert elapsed < 5.0
+    body = resp.json()
+    assert body["status"] == "unavailable"
+    assert body["database"] == {"reachable": False}
+    for secret in ("s3cret-pw", "postgresql", str(silent_listener)):
+        assert secret not in resp.text
+
+
+async def test_ready_is_degraded_when_a_source_circuit_is_open(
+    gw: Gateway, running_sources: Any
+) -> None:
+    async with httpx.AsyncClient() as client:
+        (
+            await client.post(
+                f"{running_sources.community_url}/_control", json={"fail_status": 503}
+            )
+        ).raise_for_status()
+    number = SCENARIOS["both"].nhs_number
+    assert number is not None
+
+    body: dict[str, Any] = {}
+    for _ in range(20):  # the breaker opens after a handful of consecutive failures
+        read = await gw.get(f"/Patient/{number}")
+        assert read.status_code == 200, read.text
+        resp = await _health(gw, "ready")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        if body["sources"]["community"] == "open":
+            break
+    assert body["sources"] == {"community": "open", "socialcare": "closed"}
+    assert body["status"] == "degraded"
+    assert body["database"] == {"reachable": True}
