@@ -230,10 +230,23 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit.cli import verify_main
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
-    return verify_main(get_settings().database_url)
+    from gateway.audit.cli import archive_main, verify_main
+
+    settings = get_settings()
+    if args.audit_command == "verify":
+        return verify_main(settings.database_url, archives=[Path(a) for a in args.archive or []])
+    out_dir = None if getattr(args, "dry_run", False) else Path(args.out)
+    return archive_main(
+        settings.database_url,
+        out_dir,
+        retention_days=settings.audit_retention_days,
+        before=args.before,
+        remove=args.audit_command == "archive",
+        include_unreviewed=getattr(args, "include_unreviewed_break_glass", False),
+    )
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -264,7 +277,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="check the audit trail's hash chain")
+    verify = audit_sub.add_parser("verify", help="check the audit trail's hash chain")
+    verify.add_argument(
+        "--archive",
+        action="append",
+        metavar="DIR",
+        help="also check an archive and that archives + database form one chain (repeat)",
+    )
+    export = audit_sub.add_parser(
+        "export", help="write events recorded before a cut-off to a new archive directory"
+    )
+    export.add_argument("--out", required=True, metavar="DIR", help="a directory to create")
+    export.add_argument("--before", metavar="ISO", help="cut-off date or date-time (default: now)")
+    archive = audit_sub.add_parser(
+        "archive",
+        help="export events past CAREGW_AUDIT_RETENTION_DAYS, then remove them from the database",
+    )
+    archive.add_argument("--out", required=True, metavar="DIR", help="a directory to create")
+    archive.add_argument(
+        "--before", metavar="ISO", help="cut-off, no later than the retention period allows"
+    )
+    archive.add_argument(
+        "--dry-run", action="store_true", help="check and count only; write and remove nothing"
+    )
+    archive.add_argument(
+        "--include-unreviewed-break-glass",
+        action="store_true",
+        help="archive break-glass events no IG lead has reviewed (they leave the review queue)",
+    )
 
     sim = sub.add_parser("simulate-sources", help="run only the simulated source systems")
     sim.add_argument("--host", default="127.0.0.1")
@@ -278,7 +318,7 @@ _COMMANDS = {
     "serve": cmd_serve,
     "token": cmd_token,
     "keys": cmd_keys,
-    "audit": cmd_audit_verify,
+    "audit": cmd_audit,
     "simulate-sources": cmd_simulate,
 }
 

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     dev_signing_key_file: Path | None = None
     out_of_hours: str = "19:00-07:00"
     volume_alert_per_hour: int = 30
-    audit_retention_days: int = 2922
+    audit_retention_days: int = Field(default=2922, ge=1)
     log_format: str = "auto"  # auto | json | console
 
     @property

@@ -1,14 +1,33 @@
-"""``caregateway audit verify``: exit 0 when the chain is whole, 1 when a link is broken
-(printing which), 2 when the store cannot be read (``specs/behaviour.md``)."""
+"""``caregateway audit verify | export | archive``.
+
+Exit codes: ``0`` done / chain whole, ``1`` a link is broken (printing which, or which archive
+does not check out), ``2`` the store cannot be read or the command cannot be carried out
+(``specs/behaviour.md`` fixes them for ``verify``; ``export`` and ``archive`` follow suit).
+Messages name the failure kind, never the database URL (it may hold a password).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.audit.archive import (
+    ArchiveCheck,
+    ArchiveError,
+    ArchiveResult,
+    ChainBrokenError,
+    archive_events,
+    check_continuity,
+    checkpoints,
+    retention_cutoff,
+    verify_archive,
+)
 from gateway.audit.store import AuditStore, VerifyResult
 from gateway.db import make_engine
 
@@ -17,30 +36,160 @@ EXIT_BROKEN = 1
 EXIT_UNREADABLE = 2
 
 
-async def _verify(database_url: str) -> VerifyResult:
+async def _verify(database_url: str) -> tuple[VerifyResult, dict[str, list[tuple[int, str, str]]]]:
     engine = make_engine(database_url)
     try:
-        return await AuditStore(engine).verify()
+        result = await AuditStore(engine).verify()
+        return result, await checkpoints(engine)
     finally:
         await engine.dispose()
 
 
-def verify_main(database_url: str, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Verify the audit trail at ``database_url``; print the outcome; return the exit code."""
+def verify_main(
+    database_url: str,
+    *,
+    archives: Sequence[Path] = (),
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Verify the trail at ``database_url`` (and ``archives``); print; return the exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        result = asyncio.run(_verify(database_url))
+        result, marks = asyncio.run(_verify(database_url))
     except (SQLAlchemyError, OSError, ValueError) as exc:
-        # The message names the failure kind, never the URL (it may hold a password).
         print(f"audit verify: cannot read the audit store ({type(exc).__name__})", file=err)
         return EXIT_UNREADABLE
-    if result.ok:
-        print(f"audit verify: ok, {result.checked} events, chain whole", file=out)
-        return EXIT_OK
-    print(
-        f"audit verify: BROKEN at chain {result.chain_id} seq {result.broken_seq} "
-        f"(event {result.broken_id}): {result.reason}; {result.checked} events checked before it",
-        file=out,
-    )
-    return EXIT_BROKEN
+    if not result.ok:
+        print(
+            f"audit verify: BROKEN at chain {result.chain_id} seq {result.broken_seq} "
+            f"(event {result.broken_id}): {result.reason}; {result.checked} events checked "
+            "before it",
+            file=out,
+        )
+        return EXIT_BROKEN
+    checks: list[ArchiveCheck] = []
+    for path in archives:
+        check = verify_archive(path)
+        if not check.ok:
+            print(f"audit verify: BROKEN archive: {check.reason}", file=out)
+            return EXIT_BROKEN
+        checks.append(check)
+    if archives:
+        gap = check_continuity(checks, marks)
+        if gap is not None:
+            print(f"audit verify: BROKEN: {gap}", file=out)
+            return EXIT_BROKEN
+    line = f"audit verify: ok, {result.checked} events, chain whole"
+    if result.archived:
+        line += f"; {result.archived} earlier events archived" + (
+            f" and checked in {len(checks)} archive(s)"
+            if checks
+            else " (pass --archive to check them)"
+        )
+    print(line, file=out)
+    for chain, (seq, digest) in sorted(result.heads.items()):
+        # Record the head somewhere else (a ticket, a signed log) to detect later removal of
+        # the newest events, which leaves a shorter chain that is still whole.
+        print(f"  chain {chain} head: seq {seq} hash {digest}", file=out)
+    return EXIT_OK
+
+
+def parse_cutoff(text: str) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC if no offset) for ``--before``."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ArchiveError(f"--before: not an ISO date or date-time: {text!r}") from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+async def _archive(
+    database_url: str,
+    out_dir: Path | None,
+    *,
+    before: datetime,
+    remove: bool,
+    include_unreviewed: bool,
+    retention_days: int | None,
+) -> ArchiveResult:
+    engine = make_engine(database_url)
+    try:
+        return await archive_events(
+            engine,
+            out_dir,
+            before=before,
+            remove=remove,
+            include_unreviewed=include_unreviewed,
+            retention_days=retention_days,
+        )
+    finally:
+        await engine.dispose()
+
+
+def archive_main(
+    database_url: str,
+    out_dir: Path | None,
+    *,
+    retention_days: int,
+    before: str | None = None,
+    remove: bool,
+    include_unreviewed: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """``audit export`` (``remove=False``) and ``audit archive`` (``remove=True``)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    verb = "archive" if remove else "export"
+    try:
+        if before is not None:
+            cutoff = parse_cutoff(before)
+        elif remove:
+            cutoff = retention_cutoff(retention_days)
+        else:
+            cutoff = datetime.now(UTC)
+        result = asyncio.run(
+            _archive(
+                database_url,
+                out_dir,
+                before=cutoff,
+                remove=remove,
+                include_unreviewed=include_unreviewed or not remove,
+                retention_days=retention_days if remove else None,
+            )
+        )
+    except ChainBrokenError as exc:
+        print(f"audit {verb}: {exc}", file=out)
+        return EXIT_BROKEN
+    except ArchiveError as exc:
+        print(f"audit {verb}: {exc}", file=err)
+        return EXIT_UNREADABLE
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        print(f"audit {verb}: cannot read the audit store ({type(exc).__name__})", file=err)
+        return EXIT_UNREADABLE
+    _report(verb, result, out_dir, out)
+    return EXIT_OK
+
+
+def _report(verb: str, result: ArchiveResult, out_dir: Path | None, out: TextIO) -> None:
+    when = result.cutoff.isoformat()
+    if out_dir is None:
+        print(f"audit {verb}: dry run: {result.events} events recorded before {when}", file=out)
+    elif result.path is None:
+        print(f"audit {verb}: nothing recorded before {when}; no archive written", file=out)
+    else:
+        print(
+            f"audit {verb}: {result.events} events and {result.reviews} reviews recorded before "
+            f"{when} written to {result.path}"
+            + (f"; {result.removed} removed from the database" if result.removed else ""),
+            file=out,
+        )
+    for segment in result.segments:
+        print(
+            f"  chain {segment.chain_id}: seq {segment.first_seq}..{segment.last_seq} "
+            f"(last hash {segment.last_hash})",
+            file=out,
+        )
+    for reason in result.held_back:
+        print(f"  held back: {reason}", file=out)

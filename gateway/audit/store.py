@@ -32,7 +32,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -91,6 +91,39 @@ class AuditEventRow(Base):
 audit_event = cast(Table, AuditEventRow.__table__)
 
 
+class AuditCheckpointRow(Base):
+    """Where a chain resumes after its oldest events were archived and removed.
+
+    One row per archive step: the last removed ``seq`` and its ``hash`` (the next stored row's
+    ``prev_hash``), and the SHA-256 of the archive manifest that holds the removed events.
+    The newest row per chain (highest ``seq``) is where verification starts.
+    """
+
+    __tablename__ = "audit_checkpoint"
+
+    chain_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+
+
+audit_checkpoint = cast(Table, AuditCheckpointRow.__table__)
+
+
+async def chain_start(conn: AsyncConnection, chain_id: str) -> tuple[int, str]:
+    """``(seq, hash)`` a chain's first stored row follows: its newest checkpoint, or genesis."""
+    row = (
+        await conn.execute(
+            select(audit_checkpoint.c.seq, audit_checkpoint.c.hash)
+            .where(audit_checkpoint.c.chain_id == chain_id)
+            .order_by(audit_checkpoint.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    return (int(row[0]), str(row[1])) if row is not None else (0, GENESIS_HASH)
+
+
 def canonical_bytes(event: dict[str, Any]) -> bytes:
     """The bytes stored and hashed for ``event``: orjson, keys sorted, no whitespace."""
     return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
@@ -111,6 +144,8 @@ class VerifyResult:
     broken_id: str | None = None
     chain_id: str | None = None
     reason: str | None = None
+    archived: int = 0  # events before the checkpoints, removed into archives
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)  # chain -> (seq, hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +374,7 @@ class AuditStore:
         if conn.dialect.name == "postgresql":
             # Writers on one chain (replicas) take turns; the head read below then sees the
             # newest committed row (READ COMMITTED reads per statement).
-            await conn.execute(select(func.pg_advisory_xact_lock(_chain_lock_key(self.chain_id))))
+            await conn.execute(select(func.pg_advisory_xact_lock(chain_lock_key(self.chain_id))))
         head = (
             await conn.execute(
                 select(audit_event.c.seq, audit_event.c.hash)
@@ -348,7 +383,11 @@ class AuditStore:
                 .limit(1)
             )
         ).first()
-        seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
+        # An empty chain starts at genesis, or where its archived prefix ended.
+        if head is not None:
+            seq, prev = int(head[0]), str(head[1])
+        else:
+            seq, prev = await chain_start(conn, self.chain_id)
         rows: list[dict[str, Any]] = []
         for prepared in batch:
             seq += 1
@@ -374,26 +413,22 @@ class AuditStore:
 
         Checks, per row in ``seq`` order: no gap in ``seq``; ``prev_hash`` is the previous
         row's ``hash``; ``hash`` matches the stored bytes; the searchable columns match the
-        event. Deleting the newest rows leaves a shorter valid chain: anchor the head
-        elsewhere (an export) to detect that.
+        event. A chain whose oldest events were archived starts from its checkpoint
+        (``archived`` counts those events; :mod:`gateway.audit.archive` checks the archives
+        themselves). Deleting the newest rows leaves a shorter valid chain: compare the
+        ``heads`` with a head recorded elsewhere to detect that.
         """
-        checked = 0
+        checked = archived = 0
+        heads: dict[str, tuple[int, str]] = {}
         async with self.engine.connect() as conn:
             if chain_id is None:
-                chains = list(
-                    (
-                        await conn.execute(
-                            select(audit_event.c.chain_id)
-                            .distinct()
-                            .order_by(audit_event.c.chain_id)
-                        )
-                    ).scalars()
-                )
+                chains = await chain_ids(conn)
             else:
                 chains = [chain_id]
             for chain in chains:
                 result = await self._verify_chain(conn, chain)
                 checked += result.checked
+                archived += result.archived
                 if not result.ok:
                     return VerifyResult(
                         ok=False,
@@ -402,11 +437,14 @@ class AuditStore:
                         broken_id=result.broken_id,
                         chain_id=chain,
                         reason=result.reason,
+                        archived=archived,
                     )
-        return VerifyResult(ok=True, checked=checked)
+                heads.update(result.heads)
+        return VerifyResult(ok=True, checked=checked, archived=archived, heads=heads)
 
     async def _verify_chain(self, conn: AsyncConnection, chain: str) -> VerifyResult:
-        expected_seq, prev, checked = 1, GENESIS_HASH, 0
+        start_seq, prev = await chain_start(conn, chain)
+        expected_seq, checked = start_seq + 1, 0
         columns = list(audit_event.c)
         while True:
             page = (
@@ -419,9 +457,14 @@ class AuditStore:
             ).mappings()
             rows = list(page)
             if not rows:
-                return VerifyResult(ok=True, checked=checked)
+                return VerifyResult(
+                    ok=True,
+                    checked=checked,
+                    archived=start_seq,
+                    heads={chain: (expected_seq - 1, prev)},
+                )
             for row in rows:
-                reason = _check_row(row, expected_seq, prev)
+                reason = check_row(row, expected_seq, prev)
                 if reason is not None:
                     return VerifyResult(
                         ok=False,
@@ -432,6 +475,7 @@ class AuditStore:
                         reason=reason
                         if reason != "missing"
                         else (f"seq {expected_seq} missing (next present is {row['seq']})"),
+                        archived=start_seq,
                     )
                 checked += 1
                 expected_seq += 1
@@ -544,13 +588,23 @@ def _filtered(
     return query
 
 
+async def chain_ids(conn: AsyncConnection) -> list[str]:
+    """Every chain with stored events or a checkpoint, in name order."""
+    stored = select(audit_event.c.chain_id).distinct()
+    archived = select(audit_checkpoint.c.chain_id).distinct()
+    found = set((await conn.execute(stored)).scalars()) | set(
+        (await conn.execute(archived)).scalars()
+    )
+    return sorted(found)
+
+
 def _observe(future: asyncio.Future[Any]) -> None:
     """Mark a failure as seen even when its caller has gone (timed out or cancelled)."""
     if not future.cancelled():
         future.exception()
 
 
-def _chain_lock_key(chain_id: str) -> int:
+def chain_lock_key(chain_id: str) -> int:
     """A stable signed 64-bit key for PostgreSQL's advisory lock on one chain."""
     digest = hashlib.sha256(b"caregateway-audit-chain:" + chain_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -563,7 +617,7 @@ def _loads(stored: str | bytes) -> dict[str, Any]:
     return value
 
 
-def _check_row(row: Any, expected_seq: int, prev: str) -> str | None:
+def check_row(row: Any, expected_seq: int, prev: str) -> str | None:
     """Why ``row`` breaks the chain, or None. ``"missing"`` means a seq gap."""
     if row["seq"] != expected_seq:
         return "missing"

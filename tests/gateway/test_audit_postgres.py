@@ -15,16 +15,17 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from gateway.audit.archive import archive_events, verify_archive
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.events import build_audit_event
-from gateway.audit.store import AuditStore, audit_event
+from gateway.audit.store import AuditStore, audit_checkpoint, audit_event
 from gateway.db import create_schema, make_engine
 from tests.gateway.test_audit_events import BASE, NHS, T0, make_record
 
@@ -97,6 +98,7 @@ async def pg_store(postgres_url: str) -> AsyncIterator[AuditStore]:
     await create_schema(engine)
     async with engine.begin() as conn:
         await conn.execute(audit_event.delete())
+        await conn.execute(audit_checkpoint.delete())
     store = AuditStore(engine)
     await store.start()
     yield store
@@ -157,3 +159,34 @@ async def test_postgres_unreachable_fails_closed() -> None:
     finally:
         await store.close()
         await engine.dispose()
+
+
+async def test_postgres_archive_while_the_gateway_keeps_writing(
+    pg_store: AuditStore, tmp_path: Path
+) -> None:
+    """Old events move to an archive while new ones are appended; the chain stays whole."""
+    old = T0 - timedelta(days=400)
+    await asyncio.gather(
+        *(pg_store.append(event(recorded=old, user_sub=f"u{i}")) for i in range(30))
+    )
+
+    async def keep_writing() -> None:
+        for i in range(30):
+            await pg_store.append(event(recorded=datetime.now(UTC), user_sub=f"new{i}"))
+
+    archived, _ = await asyncio.gather(
+        archive_events(
+            pg_store.engine,
+            tmp_path / "archive",
+            before=T0 - timedelta(days=365),
+            remove=True,
+            retention_days=365,
+            now=T0,
+        ),
+        keep_writing(),
+    )
+    assert archived.events == 30 and archived.removed == 30
+    assert verify_archive(tmp_path / "archive").ok
+    result = await pg_store.verify()
+    assert result.ok and result.archived == 30 and result.checked == 30
+    assert result.heads["main"][0] == 60
