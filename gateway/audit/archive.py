@@ -46,6 +46,7 @@ from gateway.audit.store import (
     audit_event,
     chain_ids,
     chain_lock_key,
+    chain_page,
     chain_start,
     check_row,
     link_hash,
@@ -214,19 +215,9 @@ async def _scan_chain(
 ) -> None:
     start_seq, prev = await chain_start(conn, chain)
     first_prev, expected = prev, start_seq + 1
-    columns = list(audit_event.c)
     done = False
     while not done:
-        rows = list(
-            (
-                await conn.execute(
-                    select(*columns)
-                    .where(audit_event.c.chain_id == chain, audit_event.c.seq >= expected)
-                    .order_by(audit_event.c.seq)
-                    .limit(_PAGE)
-                )
-            ).mappings()
-        )
+        rows = await chain_page(conn, chain, expected, _PAGE)
         if not rows:
             break
         reviewed = await _reviewed(conn, [r["id"] for r in rows if r["break_glass"]])

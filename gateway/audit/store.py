@@ -49,6 +49,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
@@ -445,17 +446,8 @@ class AuditStore:
     async def _verify_chain(self, conn: AsyncConnection, chain: str) -> VerifyResult:
         start_seq, prev = await chain_start(conn, chain)
         expected_seq, checked = start_seq + 1, 0
-        columns = list(audit_event.c)
         while True:
-            page = (
-                await conn.execute(
-                    select(*columns)
-                    .where(audit_event.c.chain_id == chain, audit_event.c.seq >= expected_seq)
-                    .order_by(audit_event.c.seq)
-                    .limit(_VERIFY_PAGE)
-                )
-            ).mappings()
-            rows = list(page)
+            rows = await chain_page(conn, chain, expected_seq, _VERIFY_PAGE)
             if not rows:
                 return VerifyResult(
                     ok=True,
@@ -586,6 +578,19 @@ def _filtered(
     if break_glass is not None:
         query = query.where(c.break_glass == break_glass)
     return query
+
+
+async def chain_page(
+    conn: AsyncConnection, chain: str, from_seq: int, limit: int
+) -> list[RowMapping]:
+    """Up to ``limit`` whole rows of ``chain`` from ``from_seq`` on, in ``seq`` order."""
+    query = (
+        select(*audit_event.c)
+        .where(audit_event.c.chain_id == chain, audit_event.c.seq >= from_seq)
+        .order_by(audit_event.c.seq)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).mappings())
 
 
 async def chain_ids(conn: AsyncConnection) -> list[str]:
