@@ -237,7 +237,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.audit_command == "verify":
-        return verify_main(settings.database_url, archives=[Path(a) for a in args.archive or []])
+        return verify_main(
+            settings.database_url,
+            archives=[Path(a) for a in args.archive or []],
+            expect_heads=args.expect_head or [],
+        )
     out_dir = None if getattr(args, "dry_run", False) else Path(args.out)
     return archive_main(
         settings.database_url,
@@ -283,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="DIR",
         help="also check an archive and that archives + database form one chain (repeat)",
+    )
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        metavar="CHAIN:SEQ:HASH",
+        help="a head printed by an earlier verify: fail if it was removed or changed (repeat)",
     )
     export = audit_sub.add_parser(
         "export", help="write events recorded before a cut-off to a new archive directory"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,6 +132,7 @@ class ArchiveCheck:
     segments: tuple[Segment, ...] = ()
     reason: str | None = None
     manifest_sha256: str | None = None
+    hashes: dict[tuple[str, int], str] = field(default_factory=dict)  # the ``wanted`` ones
 
 
 def retention_cutoff(retention_days: int, now: datetime | None = None) -> datetime:
@@ -455,8 +456,11 @@ async def _ensure_tables(engine: AsyncEngine) -> None:
 # --- checking archives ----------------------------------------------------------------------
 
 
-def verify_archive(path: Path) -> ArchiveCheck:
-    """Check one archive without the database: file hashes, line counts, every chain link."""
+def verify_archive(path: Path, wanted: Collection[tuple[str, int]] = ()) -> ArchiveCheck:
+    """Check one archive without the database: file hashes, line counts, every chain link.
+
+    ``wanted`` names ``(chain, seq)`` links whose hash to report (to compare a recorded head).
+    """
     try:
         body = (path / MANIFEST_FILE).read_bytes()
         manifest = orjson.loads(body)
@@ -476,10 +480,13 @@ def verify_archive(path: Path) -> ArchiveCheck:
     if len(lines) != sum(s.count for s in segments):
         return ArchiveCheck(ok=False, reason=f"{path}: events do not match the chain ranges")
     position = 0
+    hashes: dict[tuple[str, int], str] = {}
     for segment in segments:
         prev = segment.prev_hash
         for offset in range(segment.count):
             prev = link_hash(prev, lines[position])
+            if (segment.chain_id, segment.first_seq + offset) in wanted:
+                hashes[(segment.chain_id, segment.first_seq + offset)] = prev
             try:
                 event = orjson.loads(lines[position])
             except orjson.JSONDecodeError:
@@ -502,6 +509,7 @@ def verify_archive(path: Path) -> ArchiveCheck:
         events=len(lines),
         segments=segments,
         manifest_sha256=hashlib.sha256(body).hexdigest(),
+        hashes=hashes,
     )
 
 

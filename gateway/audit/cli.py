@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +29,7 @@ from gateway.audit.archive import (
     retention_cutoff,
     verify_archive,
 )
-from gateway.audit.store import AuditStore, VerifyResult
+from gateway.audit.store import DEFAULT_CHAIN, AuditStore, VerifyResult
 from gateway.db import make_engine
 
 EXIT_OK = 0
@@ -36,30 +37,88 @@ EXIT_BROKEN = 1
 EXIT_UNREADABLE = 2
 
 
-async def _verify(database_url: str) -> tuple[VerifyResult, dict[str, list[tuple[int, str, str]]]]:
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A chain head recorded earlier (printed by ``verify``), to check it is still there."""
+
+    chain_id: str
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Head:
+        """``CHAIN:SEQ:HASH`` or ``SEQ:HASH`` (the default chain)."""
+        parts = text.split(":")
+        if len(parts) == 2:
+            parts = [DEFAULT_CHAIN, *parts]
+        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 64:
+            raise ValueError(f"--expect-head: expected CHAIN:SEQ:HASH, got {text!r}")
+        return cls(parts[0], int(parts[1]), parts[2].lower())
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    result: VerifyResult
+    checkpoints: dict[str, list[tuple[int, str, str]]]
+    stored: dict[tuple[str, int], str | None]  # hashes at the expected heads' seqs
+
+
+async def _verify(database_url: str, heads: Sequence[Head]) -> _Verified:
     engine = make_engine(database_url)
     try:
-        result = await AuditStore(engine).verify()
-        return result, await checkpoints(engine)
+        store = AuditStore(engine)
+        result = await store.verify()
+        stored = {(h.chain_id, h.seq): await store.hash_at(h.chain_id, h.seq) for h in heads}
+        return _Verified(result, await checkpoints(engine), stored)
     finally:
         await engine.dispose()
+
+
+def _check_head(head: Head, verified: _Verified, archives: Sequence[ArchiveCheck]) -> str | None:
+    """Why ``head`` is no longer on its chain, or None; ``"archived"`` when it cannot be told."""
+    now = verified.result.heads.get(head.chain_id)
+    if now is None or now[0] < head.seq:
+        ends = "has no events" if now is None else f"ends at seq {now[0]}"
+        return (
+            f"chain {head.chain_id} {ends} but seq {head.seq} was recorded as its head: "
+            "the newest events were removed"
+        )
+    key = (head.chain_id, head.seq)
+    found = verified.stored.get(key)
+    for archive in archives:
+        found = found or archive.hashes.get(key)
+    for seq, digest, _ in verified.checkpoints.get(head.chain_id, []):
+        found = found or (digest if seq == head.seq else None)
+    if found is None:
+        return "archived"
+    if found != head.hash:
+        return f"chain {head.chain_id} seq {head.seq} does not have the recorded hash"
+    return None
 
 
 def verify_main(
     database_url: str,
     *,
     archives: Sequence[Path] = (),
+    expect_heads: Sequence[str] = (),
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Verify the trail at ``database_url`` (and ``archives``); print; return the exit code."""
+    """Verify the trail at ``database_url`` (and ``archives``, and recorded heads); print;
+    return the exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        result, marks = asyncio.run(_verify(database_url))
+        heads = [Head.parse(text) for text in expect_heads]
+    except ValueError as exc:
+        print(f"audit verify: {exc}", file=err)
+        return EXIT_UNREADABLE
+    try:
+        verified = asyncio.run(_verify(database_url, heads))
     except (SQLAlchemyError, OSError, ValueError) as exc:
         print(f"audit verify: cannot read the audit store ({type(exc).__name__})", file=err)
         return EXIT_UNREADABLE
+    result, marks = verified.result, verified.checkpoints
     if not result.ok:
         print(
             f"audit verify: BROKEN at chain {result.chain_id} seq {result.broken_seq} "
@@ -69,8 +128,9 @@ def verify_main(
         )
         return EXIT_BROKEN
     checks: list[ArchiveCheck] = []
+    wanted = {(h.chain_id, h.seq) for h in heads}
     for path in archives:
-        check = verify_archive(path)
+        check = verify_archive(path, wanted)
         if not check.ok:
             print(f"audit verify: BROKEN archive: {check.reason}", file=out)
             return EXIT_BROKEN
@@ -80,6 +140,21 @@ def verify_main(
         if gap is not None:
             print(f"audit verify: BROKEN: {gap}", file=out)
             return EXIT_BROKEN
+    notes: list[str] = []
+    for head in heads:
+        problem = _check_head(head, verified, checks)
+        if problem == "archived":
+            notes.append(
+                f"  recorded head chain {head.chain_id} seq {head.seq}: archived; pass the "
+                "--archive that holds it to compare its hash"
+            )
+        elif problem is not None:
+            print(f"audit verify: BROKEN: {problem}", file=out)
+            return EXIT_BROKEN
+        else:
+            notes.append(
+                f"  recorded head chain {head.chain_id} seq {head.seq}: present, same hash"
+            )
     line = f"audit verify: ok, {result.checked} events, chain whole"
     if result.archived:
         line += f"; {result.archived} earlier events archived" + (
@@ -92,6 +167,8 @@ def verify_main(
         # Record the head somewhere else (a ticket, a signed log) to detect later removal of
         # the newest events, which leaves a shorter chain that is still whole.
         print(f"  chain {chain} head: seq {seq} hash {digest}", file=out)
+    for note in notes:
+        print(note, file=out)
     return EXIT_OK
 
 

@@ -473,6 +473,18 @@ class AuditStore:
                 expected_seq += 1
                 prev = row["hash"]
 
+    async def hash_at(self, chain_id: str, seq: int) -> str | None:
+        """The stored hash of ``chain_id`` at ``seq``, or None if no such row is stored."""
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(audit_event.c.hash).where(
+                        audit_event.c.chain_id == chain_id, audit_event.c.seq == seq
+                    )
+                )
+            ).scalar_one_or_none()
+        return None if found is None else str(found)
+
     # --- reading -------------------------------------------------------------------------
 
     async def get(self, event_id: str) -> dict[str, Any] | None:

@@ -384,3 +384,54 @@ def test_cli_export_of_an_unreadable_store_exits_2(
     assert "cannot read the audit store" in err and str(garbage) not in err
     assert not (tmp_path / "x").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".x.partial")]
+
+
+# --- recorded heads: removing the newest events -------------------------------------------
+
+
+def verify_heads(db: Path, *heads: str, archives: tuple[Path, ...] = ()) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = verify_main(url(db), archives=archives, expect_heads=heads, out=out, err=err)
+    return code, out.getvalue() + err.getvalue()
+
+
+def printed_head(db: Path) -> str:
+    """The ``main:SEQ:HASH`` that ``verify`` prints for the chain's head now."""
+    _, text = verify(db)
+    line = next(x for x in text.splitlines() if "chain main head:" in x)
+    words = line.split()
+    return f"main:{words[4]}:{words[6]}"
+
+
+def test_a_recorded_head_detects_removal_of_the_newest_events(trail: Path) -> None:
+    head = printed_head(trail)
+    assert head == f"main:8:{rows(trail)[-1][3]}"
+    asyncio.run(append(trail, NOW))  # the trail grows: the recorded head is still on it
+    code, text = verify_heads(trail, head)
+    assert code == EXIT_OK and "seq 8: present, same hash" in text, text
+
+    with sqlite3.connect(trail) as conn:
+        conn.execute("DELETE FROM audit_event WHERE seq >= 7")
+    assert verify(trail)[0] == EXIT_OK  # a shorter chain is still whole...
+    code, text = verify_heads(trail, head)
+    assert code == EXIT_BROKEN  # ...but not the chain the head was recorded on
+    assert "ends at seq 6 but seq 8 was recorded as its head" in text
+
+
+def test_a_recorded_head_with_another_hash_fails(trail: Path) -> None:
+    code, text = verify_heads(trail, "main:8:" + "ab" * 32)
+    assert code == EXIT_BROKEN and "seq 8 does not have the recorded hash" in text
+    code, text = verify_heads(trail, "8:not-a-hash")
+    assert code == EXIT_UNREADABLE and "CHAIN:SEQ:HASH" in text
+
+
+def test_an_archived_head_is_compared_in_its_archive(trail: Path, tmp_path: Path) -> None:
+    old_head = f"main:4:{rows(trail)[3][3]}"  # seq 4 goes into the archive (not its last)
+    out = tmp_path / "archive"
+    asyncio.run(run_archive(trail, out))
+    code, text = verify_heads(trail, old_head)
+    assert code == EXIT_OK and "seq 4: archived; pass the --archive" in text
+    code, text = verify_heads(trail, old_head, archives=(out,))
+    assert code == EXIT_OK and "seq 4: present, same hash" in text
+    code, _ = verify_heads(trail, "main:4:" + "0" * 64, archives=(out,))
+    assert code == EXIT_BROKEN
