@@ -51,6 +51,7 @@ class SourceConfig:
     api_key: str | None = None
     bearer_token: str | None = None
     domain: Domain | None = None
+    max_connections: int = 20  # requests in flight to this source at once, per gateway process
 
     @property
     def care_domain(self) -> Domain:

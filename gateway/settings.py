@@ -109,6 +109,7 @@ def load_sources(path: Path) -> list[SourceConfig]:
                     base_url=str(entry["base_url"]).rstrip("/"),
                     organisation=str(entry["organisation"]),
                     timeout_s=float(entry.get("timeout_s", 2.0)),
+                    max_connections=_positive_int(entry.get("max_connections", 20)),
                     api_key=entry.get("api_key"),
                     bearer_token=entry.get("bearer_token"),
                     domain=entry.get("domain"),
@@ -117,6 +118,12 @@ def load_sources(path: Path) -> list[SourceConfig]:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"{where}: {exc}") from exc
     return sources
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_connections must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 @lru_cache(maxsize=1)
