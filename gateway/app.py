@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from adapters import nhs_number
 from adapters.resilience import SourceFault
 from gateway import audit_trail
 from gateway.audit import AuditUnavailable
@@ -123,6 +124,22 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     return app
 
 
+_SUBJECT_PARAMS = ("patient", "subject", "patient.identifier")
+
+
+def _requested_patient(request: Request) -> str | None:
+    """The valid NHS number in the request's path (``{nhs}``) or subject parameter, if any."""
+    candidates = [str(request.scope.get("path_params", {}).get("nhs") or "")]
+    for name in _SUBJECT_PARAMS:
+        value = request.query_params.get(name) or ""
+        candidates.append(value.rpartition("|")[2].removeprefix("Patient/"))
+    for candidate in candidates:
+        digits = nhs_number.normalise(candidate)
+        if digits.isascii() and nhs_number.is_valid(digits):
+            return digits
+    return None
+
+
 async def _commit_audit(
     request: Request, note: audit_trail.AuditNote, response: Response, request_id: str
 ) -> Response:
@@ -133,6 +150,10 @@ async def _commit_audit(
     last = request.url.path.rsplit("/", 1)[-1]
     if last.startswith("$"):
         note.subtype, note.operation = "operation", last[1:]
+    if note.patient_nhs is None:
+        # Refused before the route read the NHS number (no token, bad token): the event
+        # still names whose record was asked for, when the request says so validly.
+        note.patient_nhs = _requested_patient(request)
     event = audit_trail.build_event(
         note,
         status=response.status_code,
