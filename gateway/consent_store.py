@@ -18,6 +18,13 @@ the very next request. Every write is one transaction.
     consents, ledger = ConsentStore(engine), BreakGlassStore(engine)
     stored = await consents.create(consent)              # id, meta.versionId "1"
     await consents.update(stored["id"], {**stored, "status": "inactive"})   # versionId "2"
+    await consents.update(stored["id"], changed, expected_version=2)        # or VersionConflict
+
+Version-aware update (FHIR ``If-Match``): with ``expected_version`` the store writes only if
+that is still the current version, in one conditional ``UPDATE ... WHERE version = n`` whose
+row count decides; of two concurrent updates expecting the same version, one wins and the
+other gets :class:`VersionConflict` (412). This uses the ``version`` column every row already
+has (equal to ``meta.versionId``): no schema change.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from consent.directives import patient_nhs_number
 from gateway.db import Base, UTCDateTime, make_session_factory
-from gateway.errors import Conflict, NotFound, UnprocessableEntity
+from gateway.errors import Conflict, GatewayError, NotFound, UnprocessableEntity
 
 UKCORE_CONSENT_PROFILE: Final = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Consent"
 _UPDATE_ATTEMPTS: Final = 5
@@ -108,9 +115,32 @@ def _stamped(resource: Mapping[str, Any], rid: str, version: int, at: datetime) 
     return out
 
 
+class VersionConflict(GatewayError):
+    """``412``: the caller's ``If-Match`` version is no longer the Consent's current version."""
+
+    status = 412
+    code = "conflict"
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f'The Consent is at version {current} (ETag W/"{current}"), not version '
+            f"{expected} as If-Match said: it was changed meanwhile. Read it again, apply the "
+            f'change to that version and send If-Match: W/"{current}".'
+        )
+        self.expected = expected
+        self.current = current
+
+
 def _load(row_resource: str) -> dict[str, Any]:
     value: dict[str, Any] = orjson.loads(row_resource)
     return value
+
+
+async def _current_version(session: AsyncSession, consent_id: str) -> int | None:
+    version: int | None = await session.scalar(
+        select(ConsentDirectiveRow.version).where(ConsentDirectiveRow.id == consent_id)
+    )
+    return version
 
 
 class ConsentStore:
@@ -144,38 +174,64 @@ class ConsentStore:
             )
         return None if text is None else _load(text)
 
-    async def update(self, consent_id: str, resource: Mapping[str, Any]) -> dict[str, Any]:
+    async def update(
+        self,
+        consent_id: str,
+        resource: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
         """Replace the current version; ``meta.versionId`` goes up by one.
 
-        Raises :class:`NotFound` for an unknown id. Two concurrent updates never produce the
-        same version: each writes only if the version it read is still current, else retries.
+        Raises :class:`NotFound` for an unknown id. With ``expected_version`` the write
+        happens only if that is the current version (one conditional ``UPDATE``), else
+        :class:`VersionConflict` naming the current one. Without it, two concurrent updates
+        still never produce the same version: each writes only if the version it read is
+        still current, else reads again and retries.
         """
+        if expected_version is not None:
+            return await self._update_expected(consent_id, resource, expected_version)
         for _ in range(_UPDATE_ATTEMPTS):
             async with self._sessions() as session, session.begin():
-                current = await session.scalar(
-                    select(ConsentDirectiveRow.version).where(ConsentDirectiveRow.id == consent_id)
-                )
+                current = await _current_version(session, consent_id)
                 if current is None:
                     raise NotFound("No Consent with this id.")
-                now = self._clock()
-                stored = _stamped(resource, consent_id, current + 1, now)
-                result = await session.execute(
-                    update(ConsentDirectiveRow)
-                    .where(
-                        ConsentDirectiveRow.id == consent_id,
-                        ConsentDirectiveRow.version == current,
-                    )
-                    .values(
-                        nhs_number=_nhs_of(stored),
-                        status=str(stored.get("status", "")),
-                        version=current + 1,
-                        resource=orjson.dumps(stored).decode(),
-                        updated=now,
-                    )
-                )
-                if getattr(result, "rowcount", 0) == 1:
+                stored = await self._write_if_current(session, consent_id, resource, current)
+                if stored is not None:
                     return stored
         raise Conflict("The Consent was changed by another request meanwhile; try again.")
+
+    async def _update_expected(
+        self, consent_id: str, resource: Mapping[str, Any], expected: int
+    ) -> dict[str, Any]:
+        async with self._sessions() as session, session.begin():
+            stored = await self._write_if_current(session, consent_id, resource, expected)
+            if stored is not None:
+                return stored
+            current = await _current_version(session, consent_id)
+        if current is None:
+            raise NotFound("No Consent with this id.")
+        raise VersionConflict(expected, current)
+
+    async def _write_if_current(
+        self, session: AsyncSession, consent_id: str, resource: Mapping[str, Any], version: int
+    ) -> dict[str, Any] | None:
+        """Write ``version + 1`` if ``version`` is current (the row count decides), else None."""
+        now = self._clock()
+        stored = _stamped(resource, consent_id, version + 1, now)
+        result = await session.execute(
+            update(ConsentDirectiveRow)
+            .where(ConsentDirectiveRow.id == consent_id, ConsentDirectiveRow.version == version)
+            .values(
+                nhs_number=_nhs_of(stored),
+                status=str(stored.get("status", "")),
+                version=version + 1,
+                resource=orjson.dumps(stored).decode(),
+                updated=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return stored if getattr(result, "rowcount", 0) == 1 else None
 
     async def search(self, nhs_number: str) -> list[dict[str, Any]]:
         """Every stored Consent for the person, oldest first, whatever its status."""

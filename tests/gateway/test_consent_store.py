@@ -18,6 +18,7 @@ from gateway.consent_store import (
     BreakGlassStore,
     ConsentDirectiveRow,
     ConsentStore,
+    VersionConflict,
 )
 from gateway.db import Base, make_engine, make_session_factory
 from gateway.errors import NotFound, UnprocessableEntity
@@ -100,6 +101,56 @@ async def test_concurrent_updates_never_share_a_version(engine: AsyncEngine) -> 
     assert versions == [2, 3, 4, 5, 6, 7]
     final = await store.get(stored["id"])
     assert final is not None and final["meta"]["versionId"] == "7"
+
+
+async def test_update_at_the_expected_version_writes_it(engine: AsyncEngine) -> None:
+    store = ConsentStore(engine)
+    stored = await store.create(objection(NHS_A))
+    second = await store.update(stored["id"], {**stored, "status": "inactive"}, expected_version=1)
+    assert second["meta"]["versionId"] == "2" and second["status"] == "inactive"
+    assert await store.get(stored["id"]) == second
+
+
+async def test_update_at_a_stale_version_is_refused_and_writes_nothing(
+    engine: AsyncEngine,
+) -> None:
+    store = ConsentStore(engine)
+    stored = await store.create(objection(NHS_A))
+    second = await store.update(stored["id"], {**stored, "status": "inactive"})
+    with pytest.raises(VersionConflict) as refused:
+        await store.update(stored["id"], {**stored, "status": "active"}, expected_version=1)
+    assert (refused.value.expected, refused.value.current) == (1, 2)
+    assert refused.value.status == 412 and refused.value.code == "conflict"
+    assert 'W/"2"' in refused.value.message
+    assert await store.get(stored["id"]) == second
+    with pytest.raises(VersionConflict):
+        await store.update(stored["id"], second, expected_version=3)
+
+
+async def test_update_of_an_unknown_id_at_a_version_is_not_found(engine: AsyncEngine) -> None:
+    with pytest.raises(NotFound):
+        await ConsentStore(engine).update("missing", objection(NHS_A), expected_version=1)
+
+
+async def test_concurrent_updates_expecting_one_version_let_exactly_one_win(
+    engine: AsyncEngine,
+) -> None:
+    store = ConsentStore(engine)
+    stored = await store.create(objection(NHS_A))
+    statuses = ["inactive", "rejected", "proposed", "entered-in-error"]
+    results = await asyncio.gather(
+        *(
+            store.update(stored["id"], {**stored, "status": s}, expected_version=1)
+            for s in statuses
+        ),
+        return_exceptions=True,
+    )
+    won = [r for r in results if isinstance(r, dict)]
+    lost = [r for r in results if isinstance(r, VersionConflict)]
+    assert len(won) == 1 and len(lost) == len(statuses) - 1, results
+    assert won[0]["meta"]["versionId"] == "2"
+    assert all((e.expected, e.current) == (1, 2) for e in lost)
+    assert await store.get(stored["id"]) == won[0]
 
 
 async def test_search_and_active_for_return_every_status_for_that_person_only(
