@@ -49,6 +49,7 @@ from gateway.audit.store import (
     chain_page,
     chain_start,
     check_row,
+    has_checkpoints,
     link_hash,
 )
 from gateway.audit_review import audit_review
@@ -514,10 +515,11 @@ def verify_archive(path: Path, wanted: Collection[tuple[str, int]] = ()) -> Arch
 
 
 async def checkpoints(engine: AsyncEngine) -> dict[str, list[tuple[int, str, str]]]:
-    """Per chain, its checkpoints ``(seq, hash, manifest_sha256)`` in seq order."""
-    await _ensure_tables(engine)
+    """Per chain, its checkpoints ``(seq, hash, manifest_sha256)`` in seq order (reads only)."""
     out: dict[str, list[tuple[int, str, str]]] = {}
     async with engine.connect() as conn:
+        if not await has_checkpoints(conn):
+            return out
         rows = await conn.execute(
             select(
                 audit_checkpoint.c.chain_id,

@@ -47,6 +47,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import RowMapping
@@ -112,8 +113,21 @@ class AuditCheckpointRow(Base):
 audit_checkpoint = cast(Table, AuditCheckpointRow.__table__)
 
 
-async def chain_start(conn: AsyncConnection, chain_id: str) -> tuple[int, str]:
-    """``(seq, hash)`` a chain's first stored row follows: its newest checkpoint, or genesis."""
+async def has_checkpoints(conn: AsyncConnection) -> bool:
+    """Whether the database has the checkpoint table (a trail from before archiving may not;
+    reading must not create it: ``verify`` may run against a read-only replica)."""
+    return bool(await conn.run_sync(lambda c: inspect(c).has_table(audit_checkpoint.name)))
+
+
+async def chain_start(
+    conn: AsyncConnection, chain_id: str, *, archived: bool = True
+) -> tuple[int, str]:
+    """``(seq, hash)`` a chain's first stored row follows: its newest checkpoint, or genesis.
+
+    ``archived=False`` when the checkpoint table does not exist (see :func:`has_checkpoints`).
+    """
+    if not archived:
+        return 0, GENESIS_HASH
     row = (
         await conn.execute(
             select(audit_checkpoint.c.seq, audit_checkpoint.c.hash)
@@ -422,12 +436,13 @@ class AuditStore:
         checked = archived = 0
         heads: dict[str, tuple[int, str]] = {}
         async with self.engine.connect() as conn:
+            has_archive = await has_checkpoints(conn)
             if chain_id is None:
-                chains = await chain_ids(conn)
+                chains = await chain_ids(conn, archived=has_archive)
             else:
                 chains = [chain_id]
             for chain in chains:
-                result = await self._verify_chain(conn, chain)
+                result = await self._verify_chain(conn, chain, has_archive)
                 checked += result.checked
                 archived += result.archived
                 if not result.ok:
@@ -443,8 +458,10 @@ class AuditStore:
                 heads.update(result.heads)
         return VerifyResult(ok=True, checked=checked, archived=archived, heads=heads)
 
-    async def _verify_chain(self, conn: AsyncConnection, chain: str) -> VerifyResult:
-        start_seq, prev = await chain_start(conn, chain)
+    async def _verify_chain(
+        self, conn: AsyncConnection, chain: str, archived: bool
+    ) -> VerifyResult:
+        start_seq, prev = await chain_start(conn, chain, archived=archived)
         expected_seq, checked = start_seq + 1, 0
         while True:
             rows = await chain_page(conn, chain, expected_seq, _VERIFY_PAGE)
@@ -605,13 +622,12 @@ async def chain_page(
     return list((await conn.execute(query)).mappings())
 
 
-async def chain_ids(conn: AsyncConnection) -> list[str]:
-    """Every chain with stored events or a checkpoint, in name order."""
-    stored = select(audit_event.c.chain_id).distinct()
-    archived = select(audit_checkpoint.c.chain_id).distinct()
-    found = set((await conn.execute(stored)).scalars()) | set(
-        (await conn.execute(archived)).scalars()
-    )
+async def chain_ids(conn: AsyncConnection, *, archived: bool = True) -> list[str]:
+    """Every chain with stored events or (``archived``) a checkpoint, in name order."""
+    found = set((await conn.execute(select(audit_event.c.chain_id).distinct())).scalars())
+    if archived:
+        query = select(audit_checkpoint.c.chain_id).distinct()
+        found |= set((await conn.execute(query)).scalars())
     return sorted(found)
 
 

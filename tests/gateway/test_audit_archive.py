@@ -435,3 +435,15 @@ def test_an_archived_head_is_compared_in_its_archive(trail: Path, tmp_path: Path
     assert code == EXIT_OK and "seq 4: present, same hash" in text
     code, _ = verify_heads(trail, "main:4:" + "0" * 64, archives=(out,))
     assert code == EXIT_BROKEN
+
+
+def test_verify_reads_a_trail_from_before_archiving_without_changing_it(trail: Path) -> None:
+    """A database made before the checkpoint table existed verifies, and stays as it was
+    (``verify`` may run against a read-only replica)."""
+    with sqlite3.connect(trail) as conn:
+        conn.execute("DROP TABLE audit_checkpoint")
+    code, text = verify(trail)
+    assert code == EXIT_OK and "ok, 8 events" in text, text
+    with sqlite3.connect(trail) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "audit_checkpoint" not in tables
