@@ -102,6 +102,10 @@ def capability_statement(base_url: str) -> Resource:
                     {
                         "type": "Consent",
                         "profile": ukcore.PROFILE_CONSENT,
+                        "documentation": 'PUT takes If-Match: W/"<versionId>" (412 when '
+                        "it is no longer current); without If-Match it updates the current "
+                        "version.",
+                        "versioning": "versioned-update",
                         "interaction": [
                             {"code": "read"},
                             {"code": "search-type"},

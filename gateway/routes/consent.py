@@ -18,6 +18,18 @@ directive rules (:func:`consent.validate_consent`) or for an NHS number no sourc
 which organisations they refuse, which is not for every reader of the record.
 
 Stored directives take effect on the very next request: the decider reads them fresh.
+
+Versions (FHIR version-aware update, ``http.html#concurrency``): every stored Consent has
+``meta.versionId`` ("1", then one more per change) and ``meta.lastUpdated``; POST, PUT and
+read answer with ``ETag: W/"<versionId>"``. ``PUT`` with ``If-Match: W/"n"`` (or ``"n"``)
+changes the Consent only if ``n`` is still its current version, else ``412`` ``conflict``
+naming the current one; the check and the write are one conditional ``UPDATE``, so of two
+concurrent PUTs sending the same ``If-Match`` exactly one succeeds. ``If-Match`` is optional:
+a PUT without it (or with ``*``) updates the current version as before — clients written
+against ``specs/behaviour.md`` (PUT → ``200``, ``404`` for an unknown id) keep working.
+A malformed ``If-Match`` (not one version: a list, a non-integer, an empty value) is ``400``.
+An unknown id is ``404`` whatever ``If-Match`` says; the body is validated (``400``/``422``)
+before the version is compared.
 """
 
 from __future__ import annotations
@@ -61,6 +73,8 @@ PatientRead = Annotated[RequestContext, Depends(gate("Patient", "read"))]
 
 USER_SYSTEM: Final = "urn:caregateway:user"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# One version this server issues, weak (FHIR's form) or strong; 9 digits fit the column.
+_IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
 _MAX_PROBLEMS: Final = 20
 
 
@@ -175,6 +189,22 @@ def _check_id(consent_id: str) -> None:
         raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
 
 
+def _expected_version(request: Request) -> int | None:
+    """The version ``If-Match`` names; ``None`` without one (or ``*``); ``400`` if malformed."""
+    values = request.headers.getlist("if-match")
+    if not values:
+        return None
+    if len(values) == 1 and values[0].strip() == "*":
+        return None
+    found = _IF_MATCH.fullmatch(values[0].strip()) if len(values) == 1 else None
+    if found is None:
+        raise BadRequest(
+            'If-Match must name one version of the Consent as its ETag, e.g. W/"3" '
+            "(the ETag a read or the last change of it answered with)."
+        )
+    return int(found.group(1))
+
+
 # --- routes ------------------------------------------------------------------------------
 
 
@@ -196,6 +226,7 @@ async def update_consent(
     _require_recorder(state, ctx)
     check_params(request, ())
     _check_id(consent_id)
+    expected = _expected_version(request)
     body = await _consent_body(request)
     if "id" in body and body["id"] != consent_id:
         raise BadRequest("The Consent's id does not match the id in the URL.", expression=["id"])
@@ -207,7 +238,7 @@ async def update_consent(
         raise UnprocessableEntity(
             "Consent.patient cannot change: record a new Consent for another person."
         )
-    stored = await store.update(consent_id, _with_recorder(body, ctx))
+    stored = await store.update(consent_id, _with_recorder(body, ctx), expected_version=expected)
     return _stored_response(stored, 200, {})
 
 

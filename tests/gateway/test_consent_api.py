@@ -1,13 +1,15 @@
 """The Consent API and $access-check over real HTTP, with the consent policy as the decider.
 
 The gateway here is built like ``tests/gateway/harness.py`` but with the consent router, a
-SQLite consent store, and ``PolicyDecider`` in :class:`RecordAccess`, in front of the real
-social care and community simulators.
+SQLite consent store and audit trail, and ``PolicyDecider`` in :class:`RecordAccess`, in front
+of the real social care and community simulators.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -25,6 +27,7 @@ from adapters.base import SourceConfig
 from consent import load_policy
 from gateway.access import RecordAccess, Verdict
 from gateway.app import create_app
+from gateway.audit import AuditStore
 from gateway.auth import TokenVerifier, generate_signing_key, issue_token
 from gateway.consent_store import (
     UKCORE_CONSENT_PROFILE,
@@ -50,6 +53,7 @@ ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 GP_ORG = "F81001"  # registered GP practice of the "both" scenario person
+_AUDIT_WINDOW = 5000  # newest events searched for a request id (a module writes far fewer)
 
 
 def nhs(key: str) -> str:
@@ -68,6 +72,7 @@ class ConsentGateway:
     private_pem: bytes
     client: httpx.AsyncClient
     engine: AsyncEngine
+    audit: AuditStore
     unknown_nhs: str
 
     def headers(
@@ -103,12 +108,35 @@ class ConsentGateway:
             headers={**self.headers(**kw), "Content-Type": FHIR_JSON},
         )
 
-    async def put(self, cid: str, body: Any, **kw: Any) -> httpx.Response:
-        return await self.client.put(
-            f"{self.base_url}/Consent/{cid}",
-            json=body,
-            headers={**self.headers(**kw), "Content-Type": FHIR_JSON},
-        )
+    async def put(
+        self,
+        cid: str,
+        body: Any,
+        *,
+        if_match: str | Sequence[str] | None = None,
+        request_id: str | None = None,
+        **kw: Any,
+    ) -> httpx.Response:
+        headers = [*self.headers(**kw).items(), ("Content-Type", FHIR_JSON)]
+        if isinstance(if_match, str):
+            headers.append(("If-Match", if_match))
+        elif if_match is not None:
+            headers += [("If-Match", value) for value in if_match]
+        if request_id is not None:
+            headers.append(("X-Request-ID", request_id))
+        return await self.client.put(f"{self.base_url}/Consent/{cid}", json=body, headers=headers)
+
+    async def audit_events(self, request_id: str) -> list[dict[str, Any]]:
+        """The AuditEvents the gateway committed for the request with this X-Request-ID."""
+        recent = await self.audit.search(count=_AUDIT_WINDOW)
+        assert len(recent) < _AUDIT_WINDOW, "more events than the window: widen it"
+        return [
+            event
+            for event in recent
+            for entity in event.get("entity", ())
+            if entity.get("type", {}).get("code") == "XrequestId"
+            and entity.get("what", {}).get("identifier", {}).get("value") == request_id
+        ]
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         params = kw.pop("params", None)
@@ -140,11 +168,13 @@ async def serving(
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
     engine = make_engine(f"sqlite+aiosqlite:///{db}")
     await create_schema(engine)
+    audit = AuditStore(engine)
 
     async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
         records = RecordService(
             [make_adapter(c) for c in configs], {c.name: c.timeout_s for c in configs}
         )
+        await audit.start()
         policy = load_policy()
         store, ledger = ConsentStore(engine), BreakGlassStore(engine)
         state = GatewayState(
@@ -153,8 +183,14 @@ async def serving(
             access=RecordAccess(records, PolicyDecider(policy, store, ledger)),
             policy=policy,
             consents=store,
+            audit=audit,
         )
-        return state, records.aclose
+
+        async def close() -> None:
+            await audit.close(timeout_s=5.0)
+            await records.aclose()
+
+        return state, close
 
     app = create_app(factory)
     app.include_router(consent_routes.router)
@@ -163,7 +199,7 @@ async def serving(
             running_server(app, "127.0.0.1", port),
             httpx.AsyncClient(timeout=30) as client,
         ):
-            yield ConsentGateway(base_url, private_pem, client, engine, unknown_nhs)
+            yield ConsentGateway(base_url, private_pem, client, engine, audit, unknown_nhs)
     finally:
         await engine.dispose()
 
@@ -422,6 +458,141 @@ async def test_put_validates_like_post(cgw: ConsentGateway) -> None:
     oo = assert_outcome(await cgw.put(stored["id"], stored, role="R8008"), 403, "forbidden")
     assert reason_codes(oo) == ["role-not-permitted"]
     assert assert_fhir(await cgw.get(f"/Consent/{stored['id']}"), 200) == stored
+
+
+# --- PUT with If-Match: version-aware update ---------------------------------------------
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+async def test_every_answer_carries_the_version_as_etag(cgw: ConsentGateway) -> None:
+    created = await cgw.post(objection())
+    stored = assert_fhir(created, 201)
+    cid = stored["id"]
+    assert created.headers["etag"] == etag(1) and stored["meta"]["versionId"] == "1"
+    read = await cgw.get(f"/Consent/{cid}")
+    assert read.headers["etag"] == etag(1) and assert_fhir(read, 200) == stored
+
+    resp = await cgw.put(cid, {**stored, "status": "inactive"}, if_match=etag(1))
+    updated = assert_fhir(resp, 200)
+    assert resp.headers["etag"] == etag(2)
+    assert updated["meta"]["versionId"] == "2" and updated["status"] == "inactive"
+    assert updated["meta"]["lastUpdated"] >= stored["meta"]["lastUpdated"]
+    assert updated["meta"]["lastUpdated"].endswith("Z")
+    read = await cgw.get(f"/Consent/{cid}")
+    assert read.headers["etag"] == etag(2) and assert_fhir(read, 200) == updated
+
+    resp = await cgw.put(cid, {**updated, "status": "active"}, if_match=etag(2))
+    assert assert_fhir(resp, 200)["meta"]["versionId"] == "3"
+    assert resp.headers["etag"] == etag(3)
+
+
+async def test_put_with_a_stale_if_match_is_412_changes_nothing_and_is_audited(
+    cgw: ConsentGateway,
+) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    cid = stored["id"]
+    current = assert_fhir(await cgw.put(cid, {**stored, "status": "inactive"}), 200)
+
+    rid = f"t-{uuid.uuid4()}"
+    resp = await cgw.put(cid, {**stored, "status": "rejected"}, if_match=etag(1), request_id=rid)
+    oo = assert_outcome(resp, 412, "conflict")
+    text = oo["issue"][0]["diagnostics"]
+    assert "version 2" in text and etag(2) in text and "version 1" in text
+    assert "etag" not in resp.headers
+    assert assert_fhir(await cgw.get(f"/Consent/{cid}"), 200) == current
+
+    events = await cgw.audit_events(rid)
+    assert len(events) == 1, events
+    assert events[0]["outcome"] == "4"
+    assert events[0]["subtype"][0]["code"] == "update"
+    assert "HTTP 412" in events[0]["outcomeDesc"]
+
+
+async def test_put_without_if_match_or_with_star_updates_the_current_version(
+    cgw: ConsentGateway,
+) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    cid = stored["id"]
+    second = assert_fhir(await cgw.put(cid, {**stored, "status": "inactive"}), 200)
+    assert second["meta"]["versionId"] == "2"
+    third = assert_fhir(await cgw.put(cid, {**second, "status": "active"}, if_match="*"), 200)
+    assert third["meta"]["versionId"] == "3" and third["status"] == "active"
+
+
+async def test_put_accepts_the_strong_form_of_the_etag(cgw: ConsentGateway) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    resp = await cgw.put(stored["id"], {**stored, "status": "inactive"}, if_match='"1"')
+    assert assert_fhir(resp, 200)["meta"]["versionId"] == "2"
+    assert resp.headers["etag"] == etag(2)
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    [
+        "1",
+        "W/1",
+        'W/"abc"',
+        'W/"0"',
+        'W/"01"',
+        'W/"1234567890"',
+        'W/"1", W/"2"',
+        ('W/"1"', 'W/"1"'),
+        "",
+    ],
+)
+async def test_malformed_if_match_is_400_and_changes_nothing(
+    cgw: ConsentGateway, if_match: str | tuple[str, ...]
+) -> None:
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    rid = f"t-{uuid.uuid4()}"
+    resp = await cgw.put(
+        stored["id"], {**stored, "status": "inactive"}, if_match=if_match, request_id=rid
+    )
+    oo = assert_outcome(resp, 400, "invalid")
+    assert "If-Match" in oo["issue"][0]["diagnostics"]
+    assert assert_fhir(await cgw.get(f"/Consent/{stored['id']}"), 200) == stored
+    events = await cgw.audit_events(rid)
+    assert [e["outcome"] for e in events] == ["4"]
+
+
+async def test_put_unknown_id_with_if_match_is_404(cgw: ConsentGateway) -> None:
+    resp = await cgw.put("no-such-consent", objection(), if_match=etag(1))
+    assert_outcome(resp, 404, "not-found")
+
+
+async def test_concurrent_puts_with_the_same_if_match_one_wins(cgw: ConsentGateway) -> None:
+    """Six PUTs race from version 1: one 200 (version 2), five 412s, each audited once."""
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    cid = stored["id"]
+    statuses = ["inactive", "rejected", "proposed", "entered-in-error", "inactive", "rejected"]
+    rids = [f"t-{uuid.uuid4()}" for _ in statuses]
+    answers = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                cgw.put(cid, {**stored, "status": s}, if_match=etag(1), request_id=rid)
+                for s, rid in zip(statuses, rids, strict=True)
+            )
+        ),
+        timeout=60,
+    )
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 412, 412, 412, 412, 412], [r.text for r in answers]
+    winner = next(r for r in answers if r.status_code == 200)
+    won = assert_fhir(winner, 200)
+    assert won["meta"]["versionId"] == "2" and winner.headers["etag"] == etag(2)
+    for lost in (r for r in answers if r.status_code == 412):
+        assert etag(2) in assert_outcome(lost, 412, "conflict")["issue"][0]["diagnostics"]
+    assert assert_fhir(await cgw.get(f"/Consent/{cid}"), 200) == won
+
+    outcomes = []
+    for resp, rid in zip(answers, rids, strict=True):
+        events = await cgw.audit_events(rid)
+        assert len(events) == 1, (rid, events)
+        outcomes.append((resp.status_code, events[0]["outcome"]))
+    assert sorted(outcomes) == [(200, "0")] + [(412, "4")] * 5
 
 
 # --- the directive takes effect on the very next request --------------------------------
