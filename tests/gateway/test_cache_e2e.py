@@ -3,17 +3,21 @@
 real social care and community simulators, on loopback.
 
 Source calls are counted by the simulators themselves (``GET /_control``: data requests per
-path), so "served from the cache" means "no source was asked", not a timing.
+path), so "served from the cache" means "no source was asked", not a timing; Redis reads are
+counted by the redis-server itself (``INFO commandstats``). Two gateways sharing one Redis
+stand for two replicas, each with its own in-process tier. The cache settings
+(``CAREGW_CACHE_LOCAL_TTL_S``, ``CAREGW_CHANGE_POLL_INTERVAL_S``) are checked from parsing
+to a running ``caregateway serve`` and ``demo``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -21,8 +25,11 @@ import pytest
 import redis
 
 from gateway.cache import (
+    EVICTION_CHANNEL,
     IndexKey,
+    MemoryBackend,
     RecordCache,
+    TieredBackend,
     build_record_cache,
     generate_index_key,
     generate_key_entry,
@@ -36,6 +43,7 @@ SOCIAL = "socialcare"
 COMMUNITY = "community"
 PEOPLE_SEARCH = "/people"  # GET /people?nhsNumber=... at social care
 PATIENT_SEARCH = "/Patient"  # GET /Patient?identifier=... at community
+CHANGES = "/changes"  # social care change feed: read by a polling gateway, not a record read
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 KEY_FORMAT = re.compile(rb"cgw:v1:r:[0-9a-f]{64}:[0-9a-f]{16}")
@@ -135,11 +143,13 @@ class CachedGateway:
 
 
 def calls(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
-    """Source requests made between two ``counts()``, per source, all paths together."""
-    return {
-        source: sum(after[source].values()) - sum(before[source].values())
-        for source in (SOCIAL, COMMUNITY)
-    }
+    """Record requests made between two ``counts()``, per source, all paths together but the
+    change feed (which a gateway polling it reads on its own)."""
+
+    def total(counts: dict[str, int]) -> int:
+        return sum(n for path, n in counts.items() if path != CHANGES)
+
+    return {source: total(after[source]) - total(before[source]) for source in (SOCIAL, COMMUNITY)}
 
 
 def searches(
@@ -152,18 +162,33 @@ def searches(
     )
 
 
-def make_cache(redis_url: str) -> tuple[RecordCache, IndexKey]:
+@dataclass(frozen=True)
+class CacheSecrets:
+    """``CAREGW_CACHE_KEYS`` and ``CAREGW_CACHE_INDEX_KEY``: replicas of one gateway share them."""
+
+    cache_keys: str
+    index_key: str
+
+    @classmethod
+    def generate(cls) -> CacheSecrets:
+        return cls(generate_key_entry(), generate_index_key())
+
+
+def make_cache(
+    redis_url: str, secrets: CacheSecrets | None = None, *, local_ttl_s: float = 0
+) -> tuple[RecordCache, IndexKey]:
     """The cache as ``serve`` builds it: real generated keys, demo keys refused."""
-    index_key = generate_index_key()
+    secrets = secrets or CacheSecrets.generate()
     cache = build_record_cache(
         redis_url=redis_url,
-        cache_keys=generate_key_entry(),
-        index_key=index_key,
+        cache_keys=secrets.cache_keys,
+        index_key=secrets.index_key,
         ttl_s=300,
         sources=[SOCIAL, COMMUNITY],
         demo=False,
+        local_ttl_s=local_ttl_s,
     )
-    return cache, IndexKey.parse(index_key)
+    return cache, IndexKey.parse(secrets.index_key)
 
 
 @asynccontextmanager
@@ -201,10 +226,56 @@ def assert_record(resp: httpx.Response, person: Person) -> dict[str, Any]:
     return bundle
 
 
+def patient_last_updated(bundle: dict[str, Any]) -> datetime:
+    """``meta.lastUpdated`` of the Bundle's (merged) Patient."""
+    (patient,) = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    return datetime.fromisoformat(patient["meta"]["lastUpdated"])
+
+
 def ids(bundle: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(
         (e["resource"]["resourceType"], e["resource"].get("id", "")) for e in bundle["entry"]
     )
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 10.0
+) -> None:
+    """Check ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.01)  # the interval between checks, not a wait for the event
+
+
+def redis_gets(server: RedisServer) -> int:
+    """GET commands the redis-server has executed since it started."""
+    with redis.Redis.from_url(server.url) as raw:
+        stats: dict[str, dict[str, int]] = raw.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+def eviction_subscribers(server: RedisServer) -> int:
+    """Connections subscribed to the eviction channel (one per replica's listener)."""
+    with redis.Redis.from_url(server.url) as raw:
+        ((_, n),) = raw.pubsub_numsub(EVICTION_CHANNEL)
+    return int(n)
+
+
+def local_tier(cache: RecordCache) -> MemoryBackend:
+    backend = cache.backend
+    assert isinstance(backend, TieredBackend), backend
+    return backend.local
+
+
+async def held_locally(cgw: CachedGateway, person: Person) -> list[bool]:
+    """Per source: is the person's entry in this gateway's own in-process tier?"""
+    local = local_tier(cgw.cache)
+    return [await local.get(key) is not None for key in cgw.keys_of(person)]
 
 
 # --- hit and miss ------------------------------------------------------------------------
@@ -280,6 +351,72 @@ async def test_a_change_in_the_feed_makes_the_next_request_refetch(
     assert searches(before, after) == (1, 1)
     assert_record(await cgw.everything(person), person)  # and it is cached again
     assert calls(after, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+
+
+async def test_an_eviction_by_one_replica_reaches_the_other_replicas_in_process_tier(
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    own_redis_server: RedisServer,  # noqa: F811
+    people: People,
+) -> None:
+    """Replica A polls the social care change feed; replica B does not poll at all, so what
+    empties B's in-process tier can only be A's eviction, heard over Redis pub/sub."""
+    async with asyncio.timeout(60):
+        secrets = CacheSecrets.generate()
+        cache_a, index = make_cache(own_redis_server.url, secrets, local_ttl_s=60)
+        cache_b, _ = make_cache(own_redis_server.url, secrets, local_ttl_s=60)
+        configs = source_configs(running_sources)
+        async with (
+            running_gateway(
+                configs, *signing_key, cache=cache_a, change_poll_interval_s=0.05
+            ) as gw_a,
+            running_gateway(configs, *signing_key, cache=cache_b) as gw_b,
+        ):
+            a = CachedGateway(gw_a, running_sources, index, own_redis_server)
+            b = CachedGateway(gw_b, running_sources, index, own_redis_server)
+            (poller_a,) = a.gw.state.change_pollers
+            (poller_b,) = b.gw.state.change_pollers  # built, never run
+
+            async def both_listening() -> bool:
+                return eviction_subscribers(own_redis_server) == 2
+
+            await wait_until(both_listening, "both replicas subscribed to evictions")
+
+            person = people.take()
+            before = await b.counts()
+            first = assert_record(await b.everything(person), person)
+            assert searches(before, await b.counts()) == (1, 1)
+            assert await held_locally(b, person) == [True, True]
+
+            # B's repeat read is served from its own tier: no source, not even Redis, asked
+            before, gets = await b.counts(), redis_gets(own_redis_server)
+            assert ids(assert_record(await b.everything(person), person)) == ids(first)
+            assert calls(before, await b.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+            assert redis_gets(own_redis_server) == gets
+
+            touch = f"{running_sources.social_care_url}/_control/touch/{person.person_id}"
+            touched = await b.gw.client.post(touch)
+            touched.raise_for_status()
+            changed_at = datetime.fromisoformat(touched.json()["changedAt"])
+            assert patient_last_updated(first) < changed_at
+
+            async def dropped_by_b() -> bool:
+                return await held_locally(b, person) == [False, False]
+
+            await wait_until(dropped_by_b, "replica B dropped the person from its own tier")
+            assert poller_a.evicted >= 1 and poller_b.polls == 0
+            with b.raw() as raw:  # A cleared the shared tier too
+                assert not any(raw.exists(key) for key in b.keys_of(person))
+
+            before = await b.counts()
+            refetched = assert_record(await b.everything(person), person)
+            assert searches(before, await b.counts()) == (1, 1)
+            assert patient_last_updated(refetched) == changed_at  # the source's new data
+
+            before = await b.counts()  # and B holds the new data in its own tier again
+            again = assert_record(await b.everything(person), person)
+            assert calls(before, await b.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+            assert patient_last_updated(again) == changed_at
 
 
 async def test_ready_reports_the_cache_the_sources_and_the_feed(cgw: CachedGateway) -> None:
