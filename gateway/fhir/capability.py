@@ -108,6 +108,7 @@ def capability_statement(base_url: str) -> Resource:
                         "versioning": "versioned-update",
                         "interaction": [
                             {"code": "read"},
+                            {"code": "vread", "documentation": "the current version only"},
                             {"code": "search-type"},
                             {"code": "create"},
                             {"code": "update"},

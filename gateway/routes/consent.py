@@ -6,6 +6,8 @@
 ``GET /fhir/Consent?patient={nhs}``    the person's directives (also ``patient=Patient/{nhs}``
                                        and ``patient.identifier=system|nhs``) → searchset
 ``GET /fhir/Consent/{id}``             one directive → resource or ``404``
+``GET /fhir/Consent/{id}/_history/{v}``  that version if it is the current one (the
+                                       ``Location`` of a POST), else ``404``
 ``GET /fhir/Patient/{nhs}/$access-check``  what the policy would decide for the caller →
                                        ``Parameters`` (no patient data)
 =====================================  ===================================================
@@ -252,6 +254,27 @@ async def read_consent(
     stored = await _store(state).get(consent_id)
     if stored is None:
         raise NotFound("No Consent with this id.")
+    return _stored_response(stored, 200, {})
+
+
+@router.get("/Consent/{consent_id}/_history/{version_id}")
+async def vread_consent(
+    consent_id: str, version_id: str, ctx: ConsentRead, state: StateDep, request: Request
+) -> FHIRResponse:
+    """The version ``Location`` points at. Only the current version is kept (the audit
+    trail records every change): an earlier one is ``404`` saying so."""
+    _require_recorder(state, ctx)
+    check_params(request, ())
+    _check_id(consent_id)
+    stored = await _store(state).get(consent_id)
+    if stored is None:
+        raise NotFound("No Consent with this id.")
+    current = str(stored["meta"]["versionId"])
+    if version_id != current:
+        raise NotFound(
+            f"Only the current version ({current}) of this Consent is kept; "
+            "earlier versions are not."
+        )
     return _stored_response(stored, 200, {})
 
 

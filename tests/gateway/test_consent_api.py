@@ -438,6 +438,21 @@ async def test_put_makes_a_directive_inactive(cgw: ConsentGateway) -> None:
     assert again == updated
 
 
+async def test_the_location_of_a_create_reads_back_until_the_next_change(
+    cgw: ConsentGateway,
+) -> None:
+    resp = await cgw.post(objection())
+    stored = assert_fhir(resp, 201)
+    location = resp.headers["location"].removeprefix(cgw.base_url)
+    assert assert_fhir(await cgw.get(location), 200) == stored
+    updated = assert_fhir(await cgw.put(stored["id"], {**stored, "status": "inactive"}), 200)
+    gone = assert_fhir(await cgw.get(location), 404)
+    assert "Only the current version (2)" in gone["issue"][0]["diagnostics"]
+    current = f"/Consent/{stored['id']}/_history/2"
+    assert assert_fhir(await cgw.get(current), 200) == updated
+    assert_fhir(await cgw.get(f"/Consent/{uuid.uuid4()}/_history/1"), 404)
+
+
 async def test_put_unknown_id_is_404(cgw: ConsentGateway) -> None:
     assert_outcome(await cgw.put("no-such-consent", objection()), 404, "not-found")
 
