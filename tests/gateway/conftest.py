@@ -10,6 +10,7 @@ import pytest
 from gateway.auth import generate_signing_key
 from simulators.runner import source_configs
 from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.postgres_server import postgres_url  # noqa: F401  (a session fixture)
 
 
 @pytest.fixture(scope="session")

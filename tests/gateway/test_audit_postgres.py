@@ -1,20 +1,13 @@
 """The audit store on a real PostgreSQL server (asyncpg).
 
-Uses ``CAREGW_TEST_POSTGRES_URL`` when set (a database the test may fill and empty), else
-starts a throwaway server on a loopback port from the local PostgreSQL binaries (``initdb``,
-``pg_ctl``; run as the ``postgres`` user when the tests run as root) and stops it by its data
-directory afterwards. Skipped, saying why, when neither is possible.
+The server is the session's ``postgres_url`` (``tests/gateway/postgres_server.py``): a
+throwaway server from the local binaries, or ``CAREGW_TEST_POSTGRES_URL``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,69 +20,8 @@ from gateway.audit.errors import AuditUnavailable
 from gateway.audit.events import build_audit_event
 from gateway.audit.store import AuditStore, audit_checkpoint, audit_event
 from gateway.db import create_schema, make_engine
+from tests.gateway.postgres_server import free_port
 from tests.gateway.test_audit_events import BASE, NHS, T0, make_record
-
-
-def _pg_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for version in ("17", "16", "15", "14"):
-        candidate = f"/usr/lib/postgresql/{version}/bin/{name}"
-        if os.path.exists(candidate):
-            return candidate
-    return None
-
-
-def _as_postgres_user() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    runuser = shutil.which("runuser")
-    if runuser is None:
-        pytest.skip("PostgreSQL refuses to run as root and runuser is not available")
-    return [runuser, "-u", "postgres", "--"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    configured = os.environ.get("CAREGW_TEST_POSTGRES_URL")
-    if configured:
-        yield configured
-        return
-    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("no PostgreSQL: set CAREGW_TEST_POSTGRES_URL or install initdb/pg_ctl")
-    prefix = _as_postgres_user()
-    folder = Path(tempfile.mkdtemp(prefix="audit-pg-"))
-    if prefix:
-        shutil.chown(folder, user="postgres")
-    data, port = folder / "data", _free_port()
-    run = [*prefix]
-    subprocess.run(
-        [*run, initdb, "-D", str(data), "-A", "trust", "-U", "audit", "--no-sync", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=on"
-    subprocess.run(
-        [*run, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+asyncpg://audit@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*run, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -151,7 +83,7 @@ async def test_postgres_two_writers_one_chain(postgres_url: str, pg_store: Audit
 
 
 async def test_postgres_unreachable_fails_closed() -> None:
-    engine = make_engine(f"postgresql+asyncpg://audit@127.0.0.1:{_free_port()}/postgres")
+    engine = make_engine(f"postgresql+asyncpg://audit@127.0.0.1:{free_port()}/postgres")
     store = AuditStore(engine)
     try:
         with pytest.raises(AuditUnavailable):

@@ -1,8 +1,8 @@
 """ConsentStore and BreakGlassStore on a real PostgreSQL server (asyncpg).
 
-The server comes from the ``postgres_url`` fixture of ``test_audit_postgres`` (a throwaway
-server from the local binaries, or ``CAREGW_TEST_POSTGRES_URL``; skipped, saying why, when
-neither is possible). Every test empties the consent tables first and asserts on what the
+The server is the session's ``postgres_url`` (``tests/gateway/postgres_server.py``: a
+throwaway server from the local binaries, or ``CAREGW_TEST_POSTGRES_URL``; skipped, saying
+why, when neither is possible). Every test empties the consent tables first and asserts on what the
 database holds: the JSON read back, the row's columns, versions and timezone-aware times.
 """
 
@@ -34,7 +34,6 @@ from gateway.db import create_schema, make_engine, make_session_factory
 from gateway.decision import PolicyDecider
 from gateway.errors import NotFound
 from simulators.population import SCENARIOS
-from tests.gateway.test_audit_postgres import postgres_url  # noqa: F401  (pytest fixture)
 
 NHS_A = SCENARIOS["both"].nhs_number or ""
 NHS_B = SCENARIOS["community_only"].nhs_number or ""
@@ -75,7 +74,7 @@ def objection(nhs: str, status: str = "active", **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:  # noqa: F811
+async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(postgres_url)
     await create_schema(engine)
     async with engine.begin() as conn:
@@ -189,7 +188,7 @@ async def test_update_at_a_stale_version_is_refused_and_changes_nothing(
 
 
 async def test_concurrent_updates_expecting_one_version_one_wins_across_engines(
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     pg: AsyncEngine,
 ) -> None:
     """Eight writers on two engines (two gateway processes) all expect version 1."""
