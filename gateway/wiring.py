@@ -4,9 +4,11 @@ With a cache, ``build_state`` also starts the cache's runtime, and ``close`` sto
 
 * a :class:`~gateway.cache.ChangePoller` for every source whose adapter has a change feed
   (``changes(since)``: the social care API's ``GET /changes``), evicting changed people every
-  ``change_poll_interval_s`` (``None``: pollers are built but not run, so tests drive
-  ``poll_once`` themselves). The first poll looks back one cache TTL, so a replica that was
-  down misses no change to a record it might still hold;
+  ``change_poll_interval_s`` (``CAREGW_CHANGE_POLL_INTERVAL_S``). ``0`` turns polling off:
+  no poller is built, and cached records change only when their TTL ends. ``None`` builds
+  the pollers without running them, so tests drive ``poll_once`` themselves. The first poll
+  looks back one cache TTL, so a replica that was down misses no change to a record it
+  might still hold;
 * an :class:`~gateway.cache.EvictionListener` when an in-process layer sits in front of
   Redis, so evictions made by other replicas reach this one.
 """
@@ -18,6 +20,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+
+import structlog
 
 from adapters.base import SourceAdapter, SourceConfig
 from adapters.community.adapter import CommunityAdapter
@@ -40,7 +44,10 @@ from gateway.decision import PolicyDecider
 from gateway.record import RecordService
 from gateway.state import GatewayState
 
+log = structlog.get_logger(__name__)
+
 DEFAULT_CHANGE_POLL_INTERVAL_S = 10.0
+"""Seconds between change-feed polls (``CAREGW_CHANGE_POLL_INTERVAL_S``'s default)."""
 
 
 def make_adapter(config: SourceConfig, breaker: CircuitBreaker | None = None) -> SourceAdapter:
@@ -97,7 +104,11 @@ async def build_state(
 
     The database schema is brought up to date here, so a fresh database needs no extra step.
     ``decider`` replaces the consent policy (tests of the read path alone use ``permit_all``).
+    ``change_poll_interval_s``: seconds between change-feed polls; ``0`` polls nothing,
+    ``None`` builds the pollers without running them (see the module docstring).
     """
+    if change_poll_interval_s is not None and not change_poll_interval_s >= 0:
+        raise ValueError("change_poll_interval_s must be 0 (off) or a positive number")
     policy = load_policy(policy_file)
     engine = make_engine(database_url)
     await create_schema(engine)
@@ -107,8 +118,12 @@ async def build_state(
     breakers = {c.name: CircuitBreaker() for c in sources}
     adapters = [make_adapter(c, breakers[c.name]) for c in sources]
     records = RecordService(adapters, {c.name: c.timeout_s for c in sources}, cache)
-    interval = change_poll_interval_s or DEFAULT_CHANGE_POLL_INTERVAL_S
-    pollers = change_pollers(adapters, cache, interval) if cache is not None else ()
+    pollers: tuple[ChangePoller, ...] = ()
+    if cache is not None and change_poll_interval_s == 0:
+        log.info("change_feed_polling_off")  # cached records then last their full TTL
+    elif cache is not None:
+        interval = change_poll_interval_s or DEFAULT_CHANGE_POLL_INTERVAL_S
+        pollers = change_pollers(adapters, cache, interval)
     state = GatewayState(
         base_url=base_url.rstrip("/"),
         verifier=verifier,
