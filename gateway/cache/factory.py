@@ -9,11 +9,14 @@ Usage::
         ttl_s=settings.cache_ttl_s,
         sources=[s.name for s in sources],
         demo=False,                              # True only for `caregateway demo`
+        local_ttl_s=settings.cache_local_ttl_s,  # CAREGW_CACHE_LOCAL_TTL_S; 0: no local tier
     )
 
 Outside demo both secrets are required and demo keys are refused, each error naming its
-variable. With Redis and ``local_ttl_s`` > 0, an in-process layer sits in front of Redis;
-run an :class:`~gateway.cache.invalidation.EvictionListener` beside it.
+variable. With Redis and ``local_ttl_s`` > 0, an in-process layer sits in front of Redis
+(``build_state`` runs an :class:`~gateway.cache.invalidation.EvictionListener` beside it);
+``local_ttl_s`` may not exceed ``ttl_s``, so no entry outlives the cache lifetime it was
+given. Without Redis the cache is in-process already and ``local_ttl_s`` is not used.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from gateway.cache.record_cache import RecordCache
 
 __all__ = ["build_record_cache"]
 
+TTL_VAR = "CAREGW_CACHE_TTL_S"
+LOCAL_TTL_VAR = "CAREGW_CACHE_LOCAL_TTL_S"
+
 
 def build_record_cache(
     *,
@@ -50,8 +56,12 @@ def build_record_cache(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
 ) -> RecordCache:
-    if ttl_s <= 0:
-        raise CacheConfigError("CAREGW_CACHE_TTL_S must be positive")
+    if not ttl_s > 0:
+        raise CacheConfigError(f"{TTL_VAR} must be positive")
+    if not local_ttl_s >= 0:
+        raise CacheConfigError(f"{LOCAL_TTL_VAR} must be 0 (no in-process tier) or positive")
+    if local_ttl_s > ttl_s:
+        raise CacheConfigError(f"{LOCAL_TTL_VAR} ({local_ttl_s:g}) exceeds {TTL_VAR} ({ttl_s:g})")
     if demo:
         ring = KeyRing.parse(cache_keys or DEMO_CACHE_KEYS)
         index = IndexKey.parse(index_key or DEMO_INDEX_KEY)
