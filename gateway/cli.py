@@ -80,6 +80,7 @@ async def _demo(settings: Settings) -> None:
             ttl_s=settings.cache_ttl_s or 300,
             sources=[s.name for s in sources],
             demo=True,
+            local_ttl_s=settings.cache_local_ttl_s,
         )
         return await build_state(
             base_url=base_url,
@@ -88,6 +89,7 @@ async def _demo(settings: Settings) -> None:
             database_url=database_url,
             policy_file=settings.policy_file,
             cache=cache,
+            change_poll_interval_s=settings.change_poll_interval_s,
         )
 
     server = _serve_app(create_app(factory), settings.host, settings.port)
@@ -171,6 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             index_key=settings.cache_index_key,
             ttl_s=settings.cache_ttl_s,
             sources=[s.name for s in sources],
+            local_ttl_s=settings.cache_local_ttl_s,
         )
         load_policy(settings.policy_file)  # fail now, naming the problem, not at start-up
     except PolicyError as exc:
@@ -187,6 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             database_url=settings.database_url,
             policy_file=settings.policy_file,
             cache=cache,
+            change_poll_interval_s=settings.change_poll_interval_s,
         )
 
     asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())

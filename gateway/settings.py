@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.base import SourceConfig
@@ -38,12 +39,28 @@ class Settings(BaseSettings):
     cache_keys: str | None = None
     cache_index_key: str | None = None
     cache_ttl_s: int = Field(default=300, ge=0)
+    # seconds a record stays in each process's own tier in front of Redis; 0: no such tier
+    cache_local_ttl_s: float = Field(default=0, ge=0, allow_inf_nan=False)
+    # seconds between polls of the sources' change feeds; 0: no polling (TTL only)
+    change_poll_interval_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     policy_file: Path | None = None
     dev_signing_key_file: Path | None = None
     out_of_hours: str = "19:00-07:00"
     volume_alert_per_hour: int = 30
     audit_retention_days: int = Field(default=2922, ge=1)
     log_format: str = "auto"  # auto | json | console
+
+    @field_validator("cache_local_ttl_s")
+    @classmethod
+    def _local_tier_within_cache_ttl(cls, value: float, info: ValidationInfo) -> float:
+        ttl = info.data.get("cache_ttl_s")
+        if isinstance(ttl, int) and ttl > 0 and value > ttl:
+            raise PydanticCustomError(
+                "local_ttl_too_long",
+                "must not exceed CAREGW_CACHE_TTL_S ({ttl})",
+                {"ttl": ttl},
+            )
+        return value
 
     @property
     def fhir_base_url(self) -> str:
