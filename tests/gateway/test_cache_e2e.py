@@ -13,27 +13,39 @@ to a running ``caregateway serve`` and ``demo``.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
+from gateway.auth import TokenVerifier
 from gateway.cache import (
     EVICTION_CHANNEL,
+    CacheConfigError,
     IndexKey,
     MemoryBackend,
     RecordCache,
+    RedisBackend,
     TieredBackend,
     build_record_cache,
     generate_index_key,
     generate_key_entry,
 )
+from gateway.cli import main as cli_main
+from gateway.embedded import free_port
+from gateway.settings import ConfigurationError, Settings, get_settings
+from gateway.wiring import DEFAULT_CHANGE_POLL_INTERVAL_S, build_state
 from simulators.population import SCENARIO_NHS_NUMBERS, SCENARIOS, Population
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.harness import Gateway, running_gateway
@@ -602,3 +614,345 @@ async def test_redis_down_keeps_answering_degraded_and_caching_returns_with_it(
         assert searches(before, refetched) == (1, 1)
         assert_record(await cgw.everything(fresh), fresh)  # and a hit again
         assert calls(refetched, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+
+
+# --- configuration: the in-process tier and the change-feed poll interval -----------------
+
+LOCAL_TTL_VAR = "CAREGW_CACHE_LOCAL_TTL_S"
+POLL_VAR = "CAREGW_CHANGE_POLL_INTERVAL_S"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """No ``CAREGW_*`` variable and no ``.env`` file but the ones a test sets."""
+    for name in list(os.environ):
+        if name.startswith("CAREGW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def test_cache_settings_default_to_polling_every_ten_seconds_and_no_local_tier(
+    env: pytest.MonkeyPatch,
+) -> None:
+    settings = get_settings()
+    assert settings.change_poll_interval_s == DEFAULT_CHANGE_POLL_INTERVAL_S == 10.0
+    assert settings.cache_local_ttl_s == 0
+    cache = build_record_cache(
+        redis_url="redis://127.0.0.1:6379/0",
+        cache_keys=generate_key_entry(),
+        index_key=generate_index_key(),
+        ttl_s=settings.cache_ttl_s,
+        local_ttl_s=settings.cache_local_ttl_s,
+    )
+    assert isinstance(cache.backend, RedisBackend)  # Redis alone, as before the setting
+
+
+@pytest.mark.parametrize(
+    ("variables", "local_ttl_s", "poll_interval_s"),
+    [
+        ({LOCAL_TTL_VAR: "30", POLL_VAR: "2.5"}, 30.0, 2.5),
+        ({LOCAL_TTL_VAR: "0", POLL_VAR: "0"}, 0.0, 0.0),
+        ({LOCAL_TTL_VAR: "0.5", POLL_VAR: "60"}, 0.5, 60.0),
+        ({"CAREGW_CACHE_TTL_S": "20", LOCAL_TTL_VAR: "20"}, 20.0, 10.0),
+    ],
+)
+def test_cache_settings_parse(
+    env: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    local_ttl_s: float,
+    poll_interval_s: float,
+) -> None:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    settings = get_settings()
+    assert (settings.cache_local_ttl_s, settings.change_poll_interval_s) == (
+        local_ttl_s,
+        poll_interval_s,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        (POLL_VAR, "-1", "greater than or equal to 0"),
+        (POLL_VAR, "often", "valid number"),
+        (POLL_VAR, "inf", "finite number"),
+        (LOCAL_TTL_VAR, "-0.5", "greater than or equal to 0"),
+        (LOCAL_TTL_VAR, "nan", "finite number"),
+        (LOCAL_TTL_VAR, "301", "must not exceed CAREGW_CACHE_TTL_S (300)"),
+    ],
+)
+def test_a_bad_cache_setting_is_refused_naming_the_variable(
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    says: str,
+) -> None:
+    env.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as refused:
+        get_settings()
+    assert str(refused.value).startswith(f"{variable}: ")
+    assert says in str(refused.value)
+    for command in ("serve", "demo"):  # both stop at once, with the same message
+        get_settings.cache_clear()
+        assert cli_main([command]) == 2
+        assert capsys.readouterr().err == f"caregateway: {refused.value}\n"
+
+
+@pytest.mark.parametrize(
+    ("local_ttl_s", "ttl_s", "says"),
+    [
+        (-1.0, 300, f"{LOCAL_TTL_VAR} must be 0 (no in-process tier) or positive"),
+        (float("nan"), 300, f"{LOCAL_TTL_VAR} must be 0"),
+        (301.0, 300, f"{LOCAL_TTL_VAR} (301) exceeds CAREGW_CACHE_TTL_S (300)"),
+    ],
+)
+def test_build_record_cache_refuses_a_bad_local_tier(
+    local_ttl_s: float, ttl_s: int, says: str
+) -> None:
+    with pytest.raises(CacheConfigError) as refused:
+        build_record_cache(
+            redis_url="redis://127.0.0.1:6379/0",
+            cache_keys=generate_key_entry(),
+            index_key=generate_index_key(),
+            ttl_s=ttl_s,
+            local_ttl_s=local_ttl_s,
+        )
+    assert str(refused.value).startswith(says)
+
+
+async def test_build_state_refuses_a_negative_poll_interval(
+    running_sources: RunningSources, signing_key: tuple[bytes, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, jwk = signing_key
+    with pytest.raises(ValueError, match="change_poll_interval_s"):
+        await build_state(
+            base_url="http://127.0.0.1:1/fhir",
+            sources=source_configs(running_sources),
+            verifier=TokenVerifier(issuer="urn:x", audience="urn:y", jwks={"keys": [jwk]}),
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'never.db'}",
+            change_poll_interval_s=-1,
+        )
+    assert not (tmp_path / "never.db").exists()  # refused before anything was opened
+
+
+def settings_with(env: pytest.MonkeyPatch, **variables: str) -> Settings:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    return get_settings()
+
+
+@pytest.mark.parametrize(
+    ("local_ttl_s", "redis_gets_per_repeat_read", "backend"),
+    [("0", 2, "redis"), ("30", 0, "redis+memory")],
+)
+async def test_the_local_tier_setting_decides_whether_each_read_goes_to_redis(
+    env: pytest.MonkeyPatch,
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    own_redis_server: RedisServer,  # noqa: F811
+    people: People,
+    local_ttl_s: str,
+    redis_gets_per_repeat_read: int,
+    backend: str,
+) -> None:
+    """Off (0): every read asks Redis once per source. On: a repeat read stays in process."""
+    async with asyncio.timeout(60):
+        settings = settings_with(env, CAREGW_CACHE_LOCAL_TTL_S=local_ttl_s)
+        cache, index = make_cache(own_redis_server.url, local_ttl_s=settings.cache_local_ttl_s)
+        async with running_gateway(
+            source_configs(running_sources), *signing_key, cache=cache
+        ) as gw:
+            cgw = CachedGateway(gw, running_sources, index, own_redis_server)
+            assert (await cgw.ready())["cache"]["backend"] == backend
+            person = people.take()
+            first = assert_record(await cgw.everything(person), person)
+            for _ in range(3):
+                before, gets, hits = (
+                    await cgw.counts(),
+                    redis_gets(own_redis_server),
+                    cgw.cache.stats.hits,
+                )
+                assert ids(assert_record(await cgw.everything(person), person)) == ids(first)
+                assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+                assert redis_gets(own_redis_server) - gets == redis_gets_per_repeat_read
+                assert cgw.cache.stats.hits - hits == 2  # a hit for each source either way
+
+
+def change_tasks() -> set[asyncio.Task[Any]]:
+    return {t for t in asyncio.all_tasks() if t.get_name().startswith("changes:")}
+
+
+async def test_with_polling_off_no_poller_runs_and_a_changed_record_stays_cached(
+    env: pytest.MonkeyPatch,
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    redis_server: RedisServer,  # noqa: F811
+    people: People,
+) -> None:
+    async with asyncio.timeout(60):
+        settings = settings_with(env, CAREGW_CHANGE_POLL_INTERVAL_S="0")
+        cache, index = make_cache(redis_server.url)
+        running_before = change_tasks()
+        async with running_gateway(
+            source_configs(running_sources),
+            *signing_key,
+            cache=cache,
+            change_poll_interval_s=settings.change_poll_interval_s,
+        ) as gw:
+            cgw = CachedGateway(gw, running_sources, index, redis_server)
+            assert gw.state.change_pollers == ()
+            assert change_tasks() - running_before == set()
+            assert "changeFeeds" not in await cgw.ready()
+
+            person = people.take()
+            first = assert_record(await cgw.everything(person), person)
+            touch = f"{running_sources.social_care_url}/_control/touch/{person.person_id}"
+            (await gw.client.post(touch)).raise_for_status()
+            before = await cgw.counts()
+            cached = assert_record(await cgw.everything(person), person)
+            assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+            assert patient_last_updated(cached) == patient_last_updated(first)
+
+
+async def test_with_polling_on_the_poller_runs_at_the_set_interval(
+    env: pytest.MonkeyPatch,
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    async with asyncio.timeout(60):
+        settings = settings_with(env, CAREGW_CHANGE_POLL_INTERVAL_S="0.05")
+        cache, _ = make_cache(redis_server.url)
+        running_before = change_tasks()
+        async with running_gateway(
+            source_configs(running_sources),
+            *signing_key,
+            cache=cache,
+            change_poll_interval_s=settings.change_poll_interval_s,
+        ) as gw:
+            (poller,) = gw.state.change_pollers
+            assert poller.interval_s == 0.05
+            assert [t.get_name() for t in change_tasks() - running_before] == [f"changes:{SOCIAL}"]
+
+            async def polled_often() -> bool:
+                return poller.polls >= 5  # 10 s between polls would take 40 s
+
+            await wait_until(polled_often, "five polls of the change feed")
+        assert change_tasks() - running_before == set()  # stopped with the gateway
+
+
+# --- the settings reach a running `caregateway serve` and `demo` --------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def gateway_process(command: str, variables: dict[str, str], workdir: Path) -> Iterator[Path]:
+    """``caregateway <command>`` as a child process configured only by ``variables`` (no
+    other ``CAREGW_*``); yields its output file. Stopped by its own PID."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREGW_")}
+    env.update(variables, CAREGW_HOST="127.0.0.1", CAREGW_LOG_FORMAT="json")
+    output = workdir / f"{command}.out"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", command],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield output
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def ready_at(client: httpx.AsyncClient, port: int, output: Path) -> dict[str, Any]:
+    """``/health/ready`` of the child gateway once it answers (within 30 s)."""
+    url = f"http://127.0.0.1:{port}/health/ready"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while loop.time() < deadline:
+        try:
+            resp = await client.get(url)
+        except httpx.TransportError:
+            await asyncio.sleep(0.05)  # the interval between checks
+            continue
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+    raise AssertionError(f"no answer from {url} within 30 s:\n{output.read_text()[-2000:]}")
+
+
+async def test_serve_with_polling_and_local_tier_off(
+    tmp_path: Path,
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    own_redis_server: RedisServer,  # noqa: F811
+) -> None:
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps([asdict(s) for s in source_configs(running_sources)]))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [signing_key[1]]}))
+    port = free_port()
+    secrets = CacheSecrets.generate()
+    variables = {
+        "CAREGW_PORT": str(port),
+        "CAREGW_SOURCES_FILE": str(sources),
+        "CAREGW_AUTH_ISSUER": "urn:caregateway:settings-test",
+        "CAREGW_AUTH_JWKS_FILE": str(jwks),
+        "CAREGW_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+        "CAREGW_REDIS_URL": own_redis_server.url,
+        "CAREGW_CACHE_KEYS": secrets.cache_keys,
+        "CAREGW_CACHE_INDEX_KEY": secrets.index_key,
+        LOCAL_TTL_VAR: "0",
+        POLL_VAR: "0",
+    }
+    async with asyncio.timeout(60), httpx.AsyncClient(timeout=5) as client:
+        with gateway_process("serve", variables, tmp_path) as output:
+            ready = await ready_at(client, port, output)
+            assert ready["status"] == "ok", ready
+            assert ready["cache"]["backend"] == "redis"  # no in-process tier
+            assert "changeFeeds" not in ready  # no poller
+            assert eviction_subscribers(own_redis_server) == 0  # no tier, so no listener
+
+
+async def test_demo_with_a_local_tier_and_a_fast_poll(
+    tmp_path: Path,
+    own_redis_server: RedisServer,  # noqa: F811
+) -> None:
+    port = free_port()
+    variables = {
+        "CAREGW_PORT": str(port),
+        "CAREGW_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
+        "CAREGW_REDIS_URL": own_redis_server.url,
+        LOCAL_TTL_VAR: "30",
+        POLL_VAR: "0.05",
+    }
+    async with asyncio.timeout(60), httpx.AsyncClient(timeout=5) as client:
+        with gateway_process("demo", variables, tmp_path) as output:
+            ready = await ready_at(client, port, output)
+            assert ready["status"] == "ok", ready
+            assert ready["cache"]["backend"] == "redis+memory"
+
+            async def listening() -> bool:
+                return eviction_subscribers(own_redis_server) == 1
+
+            await wait_until(listening, "the demo's eviction listener subscribed")
+
+            async def polled_often() -> bool:
+                body = await ready_at(client, port, output)
+                return int(body["changeFeeds"][SOCIAL]["polls"]) >= 5  # 40 s at the default
+
+            await wait_until(polled_often, "five polls of the change feed")
