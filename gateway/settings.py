@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.base import SourceConfig
 
+MIN_POLL_INTERVAL_S = 1.0
+
 
 class ConfigurationError(Exception):
     """A setting is missing or wrong; the message names the variable."""
@@ -49,6 +51,19 @@ class Settings(BaseSettings):
     volume_alert_per_hour: int = 30
     audit_retention_days: int = Field(default=2922, ge=1)
     log_format: str = "auto"  # auto | json | console
+
+    @field_validator("change_poll_interval_s")
+    @classmethod
+    def _poll_not_too_often(cls, value: float) -> float:
+        # A change feed is a vendor's API: polling it many times a second is no use to
+        # anyone (the cache TTL bounds staleness anyway) and may get the gateway throttled.
+        if 0 < value < MIN_POLL_INTERVAL_S:
+            raise PydanticCustomError(
+                "poll_too_often",
+                "must be 0 (no polling) or at least {minimum} seconds",
+                {"minimum": MIN_POLL_INTERVAL_S},
+            )
+        return value
 
     @field_validator("cache_local_ttl_s")
     @classmethod
