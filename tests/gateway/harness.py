@@ -80,8 +80,9 @@ async def running_gateway(
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
 
     ``cache``: the record cache to read through (none by default); the gateway closes it.
-    Its change-feed pollers are not run unless ``change_poll_interval_s`` is given: tests
-    call ``gateway.state.change_pollers[i].poll_once()`` when they want a poll.
+    Its change-feed pollers are built but not run unless ``change_poll_interval_s`` is given:
+    tests call ``gateway.state.change_pollers[i].poll_once()`` when they want a poll. ``0``
+    builds no pollers at all (as ``CAREGW_CHANGE_POLL_INTERVAL_S=0`` does).
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
