@@ -18,6 +18,7 @@ disk when it returns, which is what "durable before data leaves" needs. PostgreS
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, event
@@ -46,6 +47,17 @@ def _sqlite_is_file(url: str) -> bool:
     return (
         bool(database) and database != ":memory:" and not str(database).startswith("file::memory:")
     )
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names an SQLite file that does not exist (opening it would create an
+    empty database: right for ``serve``, wrong for a tool that reads an existing trail)."""
+    if not (is_sqlite(url) and _sqlite_is_file(url)):
+        return False
+    database = str(make_url(url).database)
+    if database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return not Path(database).is_file()
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

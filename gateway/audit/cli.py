@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.archive import (
     ArchiveCheck,
@@ -30,7 +31,7 @@ from gateway.audit.archive import (
     verify_archive,
 )
 from gateway.audit.store import DEFAULT_CHAIN, AuditStore, VerifyResult
-from gateway.db import make_engine
+from gateway.db import make_engine, missing_sqlite_file
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
@@ -63,8 +64,18 @@ class _Verified:
     stored: dict[tuple[str, int], str | None]  # hashes at the expected heads' seqs
 
 
+class NoStore(OSError):
+    """The configured SQLite file does not exist: nothing to read (and nothing is created)."""
+
+
+def _engine_for_existing(database_url: str) -> AsyncEngine:
+    if missing_sqlite_file(database_url):
+        raise NoStore("no database file at CAREGW_DATABASE_URL")
+    return make_engine(database_url)
+
+
 async def _verify(database_url: str, heads: Sequence[Head]) -> _Verified:
-    engine = make_engine(database_url)
+    engine = _engine_for_existing(database_url)
     try:
         store = AuditStore(engine)
         result = await store.verify()
@@ -115,6 +126,9 @@ def verify_main(
         return EXIT_UNREADABLE
     try:
         verified = asyncio.run(_verify(database_url, heads))
+    except NoStore as exc:
+        print(f"audit verify: cannot read the audit store ({exc})", file=err)
+        return EXIT_UNREADABLE
     except (SQLAlchemyError, OSError, ValueError) as exc:
         print(f"audit verify: cannot read the audit store ({type(exc).__name__})", file=err)
         return EXIT_UNREADABLE
@@ -190,7 +204,7 @@ async def _archive(
     include_unreviewed: bool,
     retention_days: int | None,
 ) -> ArchiveResult:
-    engine = make_engine(database_url)
+    engine = _engine_for_existing(database_url)
     try:
         return await archive_events(
             engine,
@@ -241,6 +255,9 @@ def archive_main(
         return EXIT_BROKEN
     except ArchiveError as exc:
         print(f"audit {verb}: {exc}", file=err)
+        return EXIT_UNREADABLE
+    except NoStore as exc:
+        print(f"audit {verb}: cannot read the audit store ({exc})", file=err)
         return EXIT_UNREADABLE
     except (SQLAlchemyError, OSError, ValueError) as exc:
         print(f"audit {verb}: cannot read the audit store ({type(exc).__name__})", file=err)

@@ -62,3 +62,12 @@ def test_unreadable_store_exits_2(tmp_path: Path) -> None:
 
     assert run(url(tmp_path / "missing-dir" / "audit.db"))[0] == EXIT_UNREADABLE
     assert run("postgresql+asyncpg://audit:secret@127.0.0.1:1/none")[0] == EXIT_UNREADABLE
+
+
+def test_a_missing_database_file_is_not_created_nor_reported_whole(tmp_path: Path) -> None:
+    """A mistyped CAREGW_DATABASE_URL must not verify an empty new database as 'ok'."""
+    missing = tmp_path / "no-such-audit.db"
+    code, _, err = run(url(missing))
+    assert code == EXIT_UNREADABLE
+    assert "no database file at CAREGW_DATABASE_URL" in err
+    assert not missing.exists()
