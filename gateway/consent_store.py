@@ -125,7 +125,8 @@ class VersionConflict(GatewayError):
         super().__init__(
             f'The Consent is at version {current} (ETag W/"{current}"), not version '
             f"{expected} as If-Match said: it was changed meanwhile. Read it again, apply the "
-            f'change to that version and send If-Match: W/"{current}".'
+            f'change to that version and send If-Match: W/"{current}".',
+            headers={"ETag": f'W/"{current}"'},
         )
         self.expected = expected
         self.current = current
