@@ -11,7 +11,8 @@ to test and to explain:
   the source's name (so the result is deterministic). Each element (name, gender, birth date,
   deceased, address, telecom, GP, ethnic category) is taken from the first Patient in that
   order that has it. Where sources disagree the merge reports a :class:`MergeWarning` naming
-  the element and the sources — never the values.
+  the element and the sources — never the values. Only what the decision left visible reaches
+  the merge, so a withheld source cannot cause (or appear in) a warning.
 * CarePlans, CareTeams and Goals pass through unchanged (their ids are already unique per
   source), and each source's ``Provenance`` is kept, its targets rewritten to the merged
   Patient and pruned to what is in the answer, so a Provenance never points at something
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from adapters import ukcore
 from adapters.base import Outcome, Resource, SourceResult
@@ -38,12 +39,30 @@ _DEMOGRAPHIC_ELEMENTS = (
     "generalPractitioner",
 )
 _CONFLICT_ELEMENTS = ("gender", "birthDate", "deceasedDateTime", "deceasedBoolean")
+# FHIRPath names a choice element without its type suffix (``Patient.deceased``).
+_FHIRPATH = {"deceasedDateTime": "Patient.deceased", "deceasedBoolean": "Patient.deceased"}
+
+
+# Warning codes: ``issue.details.coding`` in the answer, system :data:`MERGE_WARNING_SYSTEM`.
+# The adapters' ``DataIssue`` codes pass through unchanged under the same system
+# ("duplicate-person", "invalid-nhs-number", "unknown-code", "nhs-number-mismatch", ...).
+MERGE_WARNING_SYSTEM: Final = "urn:caregateway:merge-warning"
+DEMOGRAPHICS_CONFLICT: Final = "demographics-conflict"
 
 
 @dataclass(frozen=True, slots=True)
 class MergeWarning:
-    code: str  # "demographics-conflict" | "duplicate-person" | data-issue codes from adapters
+    """Something the caller should know about the merged record.
+
+    ``code`` is a :data:`MERGE_WARNING_SYSTEM` code, ``text`` the human message, ``sources``
+    the source names involved and ``expression`` the FHIRPath of the element concerned (empty
+    when the finding is not about one element). None of them carries a value from the record.
+    """
+
+    code: str
     text: str
+    sources: tuple[str, ...] = ()
+    expression: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -158,14 +177,17 @@ def merge_patient(
         merged.pop("deceasedBoolean", None)
 
     for element in _CONFLICT_ELEMENTS:
-        values = {(s, _freeze(p[element])) for s, p in ordered if element in p}
-        if len({v for _, v in values}) > 1:
-            sources = sorted({s for s, _ in values})
+        holders = [(s, _freeze(p[element])) for s, p in ordered if element in p]
+        if len({v for _, v in holders}) > 1:
+            sources = tuple(sorted({s for s, _ in holders}))
+            shown_from = holders[0][0]  # the first in trust order that has the element
             warnings.append(
                 MergeWarning(
-                    "demographics-conflict",
+                    DEMOGRAPHICS_CONFLICT,
                     f"Sources disagree on Patient.{element} ({', '.join(sources)}); shown: the "
-                    f"value from {ordered[0][0]} (verified NHS number first, then most recent).",
+                    f"value from {shown_from} (verified NHS number first, then most recent).",
+                    sources=sources,
+                    expression=(_FHIRPATH.get(element, f"Patient.{element}"),),
                 )
             )
     return merged, warnings
@@ -200,7 +222,9 @@ def merge(nhs_number: str, results: Sequence[SourceResult]) -> MergedRecord:
         if result.outcome is not Outcome.FOUND:
             continue
         for issue in result.issues:
-            record.warnings.append(MergeWarning(issue.code, f"{result.source}: {issue.text}"))
+            record.warnings.append(
+                MergeWarning(issue.code, f"{result.source}: {issue.text}", sources=(result.source,))
+            )
         for resource in result.resources:
             kind = resource.get("resourceType")
             if kind == "Patient":

@@ -15,11 +15,15 @@ from urllib.parse import urlencode
 import orjson
 from starlette.responses import Response
 
+from adapters import ukcore
 from adapters.base import Resource
 from gateway.errors import REASON_SYSTEM
+from gateway.merge import MERGE_WARNING_SYSTEM, MergeWarning
 
 FHIR_JSON = "application/fhir+json"
 NO_STORE = {"Cache-Control": "no-store"}
+# On an OperationOutcome issue: a source involved, as the ``meta.source`` URI its resources carry.
+EXT_ISSUE_SOURCE = "urn:caregateway:extension:issue-source"
 
 
 class FHIRResponse(Response):
@@ -56,6 +60,34 @@ def outcome(
         "id": str(uuid.uuid4()),
         "issue": [{"severity": severity, "code": code, "details": details, "diagnostics": text}],
     }
+
+
+def merge_warning_outcome(warning: MergeWarning) -> Resource:
+    """The OperationOutcome for one merge warning, readable by a program as well as a person.
+
+    ``issue.code`` is ``informational`` for every kind (``specs/behaviour.md``), and it is also
+    the right IssueType: the read succeeded and the finding is about the source data. The
+    closer-sounding types describe a failed request instead (``duplicate``: a create that
+    would duplicate a record; ``conflict``: a version conflict on update; ``business-rule``:
+    content that breaks a rule). What kind of warning it is goes in ``details.coding``
+    (:data:`~gateway.merge.MERGE_WARNING_SYSTEM`), the element in ``expression`` and the
+    sources in ``extension`` — names only, never values from the record.
+    """
+    issue: dict[str, Any] = {}
+    if warning.sources:
+        issue["extension"] = [
+            {"url": EXT_ISSUE_SOURCE, "valueUri": ukcore.source_uri(s)} for s in warning.sources
+        ]
+    issue["severity"] = "warning"
+    issue["code"] = "informational"
+    issue["details"] = {
+        "coding": [{"system": MERGE_WARNING_SYSTEM, "code": warning.code}],
+        "text": warning.text,
+    }
+    issue["diagnostics"] = warning.text
+    if warning.expression:
+        issue["expression"] = list(warning.expression)
+    return {"resourceType": "OperationOutcome", "id": str(uuid.uuid4()), "issue": [issue]}
 
 
 class BundleBuilder:

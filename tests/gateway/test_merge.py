@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
 from adapters import ukcore
 from adapters.base import DataIssue, Outcome, SourceResult
-from gateway.merge import merge, merge_patient
+from gateway.fhir.responses import EXT_ISSUE_SOURCE, merge_warning_outcome
+from gateway.merge import MERGE_WARNING_SYSTEM, MergeWarning, merge, merge_patient
 
 NHS = "9990000018"
 
@@ -39,6 +43,15 @@ def patient(source: str, *, verified: bool, updated: str, **elements: Any) -> di
         ],
         **elements,
     }
+
+
+def validated(oo: dict[str, Any]) -> OperationOutcome:
+    """Validate against the R4B model (same element tree as R4), from JSON bytes."""
+    return OperationOutcome.model_validate_json(orjson.dumps(oo))
+
+
+def source_extension(*sources: str) -> list[dict[str, str]]:
+    return [{"url": EXT_ISSUE_SOURCE, "valueUri": ukcore.source_uri(s)} for s in sources]
 
 
 def result(
@@ -123,3 +136,87 @@ def test_failed_sources_contribute_nothing() -> None:
     failed = SourceResult("b", "X2", "health", Outcome.UNAVAILABLE, detail="HTTP 503")
     record = merge(NHS, [failed])
     assert record.patient is None and record.resources() == []
+
+
+def test_birth_date_conflict_is_a_coded_warning_naming_element_and_sources() -> None:
+    a = patient("a", verified=True, updated="2026-01-01T00:00:00Z", birthDate="1940-01-01")
+    b = patient("b", verified=False, updated="2026-10-01T00:00:00Z", birthDate="1941-02-02")
+    _, warnings = merge_patient(NHS, [("b", b), ("a", a)])
+    (warning,) = warnings
+    assert warning.code == "demographics-conflict"
+    assert warning.sources == ("a", "b")
+    assert warning.expression == ("Patient.birthDate",)
+
+    oo = merge_warning_outcome(warning)
+    validated(oo)
+    assert oo["issue"] == [
+        {
+            "severity": "warning",
+            "code": "informational",
+            "details": {
+                "coding": [{"system": MERGE_WARNING_SYSTEM, "code": "demographics-conflict"}],
+                "text": "Sources disagree on Patient.birthDate (a, b); shown: the value from a "
+                "(verified NHS number first, then most recent).",
+            },
+            "diagnostics": warning.text,
+            "expression": ["Patient.birthDate"],
+            "extension": source_extension("a", "b"),
+        }
+    ]
+    assert MERGE_WARNING_SYSTEM == "urn:caregateway:merge-warning"
+    dumped = orjson.dumps(oo).decode()
+    for value in ("1940", "1941", "01-01", "02-02", NHS):
+        assert value not in dumped
+
+
+def test_deceased_conflict_uses_the_fhirpath_choice_name() -> None:
+    a = patient("a", verified=True, updated="2026-01-01T00:00:00Z", deceasedDateTime="2026-09-14")
+    b = patient("b", verified=True, updated="2026-02-01T00:00:00Z", deceasedDateTime="2026-09-15")
+    _, warnings = merge_patient(NHS, [("a", a), ("b", b)])
+    (warning,) = warnings
+    assert warning.expression == ("Patient.deceased",)
+    assert "Patient.deceasedDateTime" in warning.text
+    oo = merge_warning_outcome(warning)
+    validated(oo)
+    assert oo["issue"][0]["expression"] == ["Patient.deceased"]
+
+
+def test_conflict_text_names_the_source_whose_value_is_shown() -> None:
+    top = patient("a", verified=True, updated="2026-10-01T00:00:00Z")  # no gender at all
+    b = patient("b", verified=True, updated="2026-05-01T00:00:00Z", gender="female")
+    c = patient("c", verified=False, updated="2026-09-01T00:00:00Z", gender="male")
+    merged, warnings = merge_patient(NHS, [("c", c), ("a", top), ("b", b)])
+    assert merged is not None and merged["gender"] == "female"
+    (warning,) = warnings
+    assert warning.sources == ("b", "c")
+    assert warning.expression == ("Patient.gender",)
+    assert "shown: the value from b " in warning.text
+
+
+def test_duplicate_source_record_is_a_coded_warning_naming_its_source() -> None:
+    pat = patient("a", verified=True, updated="2026-01-01T00:00:00Z")
+    issue = DataIssue("duplicate-person", "2 person records share one NHS number")
+    record = merge(
+        NHS,
+        [
+            result("a", pat, issues=(issue,)),
+            result("b", patient("b", verified=True, updated="2026-01-01T00:00:00Z")),
+        ],
+    )
+    assert record.warnings == [
+        MergeWarning("duplicate-person", "a: 2 person records share one NHS number", sources=("a",))
+    ]
+    oo = merge_warning_outcome(record.warnings[0])
+    validated(oo)
+    assert oo["issue"] == [
+        {
+            "severity": "warning",
+            "code": "informational",
+            "details": {
+                "coding": [{"system": MERGE_WARNING_SYSTEM, "code": "duplicate-person"}],
+                "text": "a: 2 person records share one NHS number",
+            },
+            "diagnostics": "a: 2 person records share one NHS number",
+            "extension": source_extension("a"),
+        }
+    ]

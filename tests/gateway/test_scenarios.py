@@ -27,10 +27,12 @@ import pytest
 
 from adapters import ukcore
 from adapters.validation import validate_resource
+from gateway.merge import MERGE_WARNING_SYSTEM
 from simulators.model import Population
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, SCENARIOS
-from simulators.runner import RunningSources
-from tests.gateway.harness import Gateway
+from simulators.runner import RunningSources, source_configs
+from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.test_consent_acceptance import RECORDER_SCOPES, naming, post_consent
 
 FHIR_JSON = "application/fhir+json"
 SOCIAL = "socialcare"
@@ -525,6 +527,40 @@ async def test_date_of_birth_conflict(gateway: Gateway, population: Population) 
         dumped = json.dumps(warnings[0])
         for value in (social_dob, community_dob, social_dob[:4], number, person.name.family):
             assert value not in dumped
+
+
+def merge_warnings(bundle: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    """The warning issues coded ``code`` in the gateway's merge-warning code system."""
+    return [
+        issue
+        for issue in outcomes(bundle, "informational")
+        if {"system": MERGE_WARNING_SYSTEM, "code": code}
+        in issue.get("details", {}).get("coding", ())
+    ]
+
+
+async def test_a_withheld_source_takes_no_part_in_merge_warnings(
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    population: Population,
+) -> None:
+    """Decisions are applied per source before the merge, so the person's objection to the
+    community trust sharing leaves no trace of its (different) birth date in the answer."""
+    number = nhs("dob_conflict")
+    (community_patient,) = population.community_patients_with(number)
+    caller = gp_caller(population, number)
+    assert caller is not None
+    # a gateway of this test's own: the directive must not reach the other tests
+    async with running_gateway(source_configs(running_sources), *signing_key) as gw:
+        headers = gw.headers(role=caller.role, org=caller.org, scopes=RECORDER_SCOPES)
+        await post_consent(gw, naming(number, "CST", COMMUNITY_ODS), headers)
+        bundle = await everything(gw, number, caller)
+    assert {source_of(r) for r in entries(bundle, "match") if r["resourceType"] != "Patient"} == {
+        SOCIAL
+    }
+    assert merge_warnings(bundle, "demographics-conflict") == []
+    assert COMMUNITY not in json.dumps(entries(bundle, "outcome"))
+    assert community_patient.birth_date.isoformat() not in json.dumps(bundle)
 
 
 # --- FHIR validation of every emitted resource -------------------------------------------
