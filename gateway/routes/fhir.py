@@ -19,7 +19,7 @@ from gateway.access import AccessResult, RequestContext
 from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.fhir.capability import capability_statement
-from gateway.fhir.responses import BundleBuilder, FHIRResponse, outcome
+from gateway.fhir.responses import BundleBuilder, FHIRResponse, merge_warning_outcome, outcome
 from gateway.routes.params import check_params, count_param, offset_param, one
 
 router = APIRouter(prefix="/fhir")
@@ -70,7 +70,7 @@ def _bundle_outcomes(bundle: BundleBuilder, result: AccessResult, *, warnings: b
         )
     if warnings:
         for warning in result.record.warnings:
-            bundle.add_outcome(outcome("informational", "warning", warning.text))
+            bundle.add_outcome(merge_warning_outcome(warning))
 
 
 @router.get("/Patient/{nhs}")

@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from adapters import ukcore
 from adapters.validation import validate_resource
+from gateway.fhir.responses import EXT_ISSUE_SOURCE
 from gateway.merge import MERGE_WARNING_SYSTEM
 from simulators.model import Population
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, SCENARIOS
@@ -537,6 +540,46 @@ def merge_warnings(bundle: dict[str, Any], code: str) -> list[dict[str, Any]]:
         if {"system": MERGE_WARNING_SYSTEM, "code": code}
         in issue.get("details", {}).get("coding", ())
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "sources", "expression"),
+    [
+        ("duplicate", "duplicate-person", [SOCIAL], None),
+        ("dob_conflict", "demographics-conflict", [COMMUNITY, SOCIAL], ["Patient.birthDate"]),
+    ],
+)
+async def test_merge_warnings_are_machine_readable(
+    gateway: Gateway,
+    population: Population,
+    key: str,
+    code: str,
+    sources: list[str],
+    expression: list[str] | None,
+) -> None:
+    """A provider system can act on a merge warning without parsing its text: a coded kind,
+    the element as FHIRPath, the sources as their ``meta.source`` URIs — and no values."""
+    number = nhs(key)
+    private = [number]
+    for person in population.council_people_with(number):
+        private += [person.name.family, *person.name.given, person.birth_date.isoformat()]
+    for patient in population.community_patients_with(number):
+        private += [patient.birth_date.isoformat()]
+    for caller in permitted_callers(population, number):
+        bundle = await everything(gateway, number, caller)
+        for oo in entries(bundle, "outcome"):
+            OperationOutcome.model_validate_json(orjson.dumps(oo))
+        (issue,) = merge_warnings(bundle, code)
+        assert issue["severity"] == "warning"
+        assert issue["details"]["coding"] == [{"system": MERGE_WARNING_SYSTEM, "code": code}]
+        assert issue["details"]["text"] == issue["diagnostics"]
+        assert issue.get("expression") == expression
+        assert issue["extension"] == [
+            {"url": EXT_ISSUE_SOURCE, "valueUri": ukcore.source_uri(s)} for s in sources
+        ]
+        dumped = json.dumps(issue)
+        for value in private:
+            assert value not in dumped, key
 
 
 async def test_a_withheld_source_takes_no_part_in_merge_warnings(
