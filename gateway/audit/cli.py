@@ -126,12 +126,8 @@ def verify_main(
         return EXIT_UNREADABLE
     try:
         verified = asyncio.run(_verify(database_url, heads))
-    except NoStore as exc:
-        print(f"audit verify: cannot read the audit store ({exc})", file=err)
-        return EXIT_UNREADABLE
     except (SQLAlchemyError, OSError, ValueError) as exc:
-        print(f"audit verify: cannot read the audit store ({type(exc).__name__})", file=err)
-        return EXIT_UNREADABLE
+        return _unreadable("verify", exc, err)
     result, marks = verified.result, verified.checkpoints
     if not result.ok:
         print(
@@ -256,14 +252,17 @@ def archive_main(
     except ArchiveError as exc:
         print(f"audit {verb}: {exc}", file=err)
         return EXIT_UNREADABLE
-    except NoStore as exc:
-        print(f"audit {verb}: cannot read the audit store ({exc})", file=err)
-        return EXIT_UNREADABLE
     except (SQLAlchemyError, OSError, ValueError) as exc:
-        print(f"audit {verb}: cannot read the audit store ({type(exc).__name__})", file=err)
-        return EXIT_UNREADABLE
+        return _unreadable(verb, exc, err)
     _report(verb, result, out_dir, out)
     return EXIT_OK
+
+
+def _unreadable(verb: str, exc: Exception, err: TextIO) -> int:
+    """Say the store cannot be read, naming the failure's kind (never the URL); exit 2."""
+    why = str(exc) if isinstance(exc, NoStore) else type(exc).__name__
+    print(f"audit {verb}: cannot read the audit store ({why})", file=err)
+    return EXIT_UNREADABLE
 
 
 def _report(verb: str, result: ArchiveResult, out_dir: Path | None, out: TextIO) -> None:

@@ -248,13 +248,21 @@ async def update_consent(
 async def read_consent(
     consent_id: str, ctx: ConsentRead, state: StateDep, request: Request
 ) -> FHIRResponse:
+    stored = await _readable(consent_id, ctx, state, request)
+    return _stored_response(stored, 200, {})
+
+
+async def _readable(
+    consent_id: str, ctx: RequestContext, state: GatewayState, request: Request
+) -> dict[str, Any]:
+    """The stored Consent a read or vread may return (role, params and id checked), or 404."""
     _require_recorder(state, ctx)
     check_params(request, ())
     _check_id(consent_id)
     stored = await _store(state).get(consent_id)
     if stored is None:
         raise NotFound("No Consent with this id.")
-    return _stored_response(stored, 200, {})
+    return stored
 
 
 @router.get("/Consent/{consent_id}/_history/{version_id}")
@@ -263,12 +271,7 @@ async def vread_consent(
 ) -> FHIRResponse:
     """The version ``Location`` points at. Only the current version is kept (the audit
     trail records every change): an earlier one is ``404`` saying so."""
-    _require_recorder(state, ctx)
-    check_params(request, ())
-    _check_id(consent_id)
-    stored = await _store(state).get(consent_id)
-    if stored is None:
-        raise NotFound("No Consent with this id.")
+    stored = await _readable(consent_id, ctx, state, request)
     current = str(stored["meta"]["versionId"])
     if version_id != current:
         raise NotFound(
