@@ -62,10 +62,25 @@ class SourceConfig:
 
 @dataclass(frozen=True, slots=True)
 class DataIssue:
-    """A data-quality finding worth telling the caller (never contains identifiers)."""
+    """A data-quality finding worth telling the caller (never contains identifiers).
+
+    ``about`` is the type of resource the finding concerns (``"Patient"``, ``"CarePlan"``,
+    ``"CareTeam"``, ``"Goal"``...), or ``None`` when not known. The gateway needs it to drop
+    findings about resources the decision withheld from the caller.
+    """
 
     code: str  # e.g. "duplicate-person", "invalid-nhs-number", "unknown-code"
     text: str
+    about: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "text": self.text, "about": self.about}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DataIssue:
+        """Also reads entries cached before ``about`` existed (``about`` is then ``None``)."""
+        about = data.get("about")
+        return cls(data["code"], data["text"], about if isinstance(about, str) else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +108,7 @@ class SourceResult:
             "domain": self.domain,
             "outcome": self.outcome.value,
             "resources": list(self.resources),
-            "issues": [{"code": i.code, "text": i.text} for i in self.issues],
+            "issues": [i.to_json() for i in self.issues],
             "detail": self.detail,
             "fetched_at": self.fetched_at.isoformat() if self.fetched_at else None,
         }
@@ -107,7 +122,7 @@ class SourceResult:
             domain=data["domain"],
             outcome=Outcome(data["outcome"]),
             resources=tuple(data.get("resources", ())),
-            issues=tuple(DataIssue(i["code"], i["text"]) for i in data.get("issues", ())),
+            issues=tuple(DataIssue.from_json(i) for i in data.get("issues", ())),
             detail=data.get("detail"),
             fetched_at=datetime.fromisoformat(fetched) if fetched else None,
         )

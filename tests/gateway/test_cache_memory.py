@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from adapters.base import ChangedPerson, Outcome, SourceResult
+from adapters.base import ChangedPerson, DataIssue, Outcome, SourceResult
 from gateway.cache import (
     DEMO_CACHE_KEYS,
     DEMO_INDEX_KEY,
@@ -120,6 +120,20 @@ async def test_corrupt_plaintext_is_deleted_and_counted() -> None:
     await mem.set(key, cache.keyring.seal(key, orjson.dumps(found("x", NHS_A).to_json())), 60)
     assert await cache.get("social-care", NHS_A) is None
     assert cache.stats.errors == 4
+
+
+async def test_an_entry_cached_before_issues_had_an_about_still_loads() -> None:
+    mem = MemoryBackend(10)
+    cache = make_cache(mem)
+    key = cache.index_key.record_key("social-care", NHS_A)
+    stored = found("social-care", NHS_A).to_json()
+    stored["issues"] = [{"code": i["code"], "text": i["text"]} for i in stored["issues"]]
+    await mem.set(key, cache.keyring.seal(key, orjson.dumps(stored)), 60)
+    loaded = await cache.get("social-care", NHS_A)
+    assert loaded is not None
+    assert loaded.issues == (DataIssue("unknown-code", "a care plan category was not recognised"),)
+    assert loaded.issues[0].about is None
+    assert cache.stats.errors == 0
 
 
 async def test_evict_drops_every_source_of_one_person() -> None:
