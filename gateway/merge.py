@@ -221,9 +221,11 @@ def merge(nhs_number: str, results: Sequence[SourceResult]) -> MergedRecord:
     for result in results:
         if result.outcome is not Outcome.FOUND:
             continue
-        for issue in result.issues:
+        # One warning per finding: the same finding about two kinds of resource (``about``)
+        # says nothing more to the caller the second time.
+        for code, text in dict.fromkeys((i.code, i.text) for i in result.issues):
             record.warnings.append(
-                MergeWarning(issue.code, f"{result.source}: {issue.text}", sources=(result.source,))
+                MergeWarning(code, f"{result.source}: {text}", sources=(result.source,))
             )
         for resource in result.resources:
             kind = resource.get("resourceType")

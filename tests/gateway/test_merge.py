@@ -193,6 +193,21 @@ def test_conflict_text_names_the_source_whose_value_is_shown() -> None:
     assert "shown: the value from b " in warning.text
 
 
+def test_a_finding_about_two_kinds_of_resource_is_one_warning() -> None:
+    bad_date = "a date in the record is not a valid date and was left out"
+    issues = (
+        DataIssue("bad-date", bad_date, "Patient"),
+        DataIssue("unknown-code", "a service status is not recognised", "CarePlan"),
+        DataIssue("bad-date", bad_date, "CarePlan"),
+    )
+    pat = patient("a", verified=True, updated="2026-01-01T00:00:00Z")
+    record = merge(NHS, [result("a", pat, issues=issues)])
+    assert record.warnings == [
+        MergeWarning("bad-date", f"a: {bad_date}", sources=("a",)),
+        MergeWarning("unknown-code", "a: a service status is not recognised", sources=("a",)),
+    ]
+
+
 def test_duplicate_source_record_is_a_coded_warning_naming_its_source() -> None:
     pat = patient("a", verified=True, updated="2026-01-01T00:00:00Z")
     issue = DataIssue("duplicate-person", "2 person records share one NHS number")
