@@ -168,7 +168,7 @@ def _activity(activity: Any, plan: Resource, ctx: Context) -> Resource | None:
         out["reasonCode"] = [r for r in reasons if r]
     status = detail["status"]
     if status not in ukcore.CAREPLAN_ACTIVITY_STATUS:
-        ctx.issue("unknown-code", "care plan activity status not recognised")
+        ctx.issue("unknown-code", "care plan activity status not recognised", about="CarePlan")
         status = "unknown"
     out["status"] = status
     if detail.get("statusReason"):

@@ -51,8 +51,9 @@ class Context:
     resolved: Mapping[str, Resource] = field(default_factory=dict)
     issues: list[DataIssue] = field(default_factory=list)
 
-    def issue(self, code: str, text: str) -> None:
-        found = DataIssue(code, text)
+    def issue(self, code: str, text: str, *, about: str | None) -> None:
+        """Record a finding once; ``about`` is the resource type it concerns (``DataIssue``)."""
+        found = DataIssue(code, text, about)
         if found not in self.issues:
             self.issues.append(found)
 
@@ -73,6 +74,12 @@ def _where(exc: Exception) -> str:
         return ""
     paths = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
     return " at " + ", ".join(paths[:5]) if paths else ""
+
+
+def type_of(raw: Resource) -> str | None:
+    """The ``resourceType`` of a source resource, for the ``about`` of a finding in it."""
+    kind = raw.get("resourceType")
+    return kind if isinstance(kind, str) else None
 
 
 def make_id(*parts: str) -> str:
@@ -100,17 +107,19 @@ def meta(raw: Resource, profile: str, ctx: Context) -> Resource:
     source_meta = raw.get("meta") or {}
     if source_meta.get("lastUpdated"):
         out["lastUpdated"] = source_meta["lastUpdated"]
-    labels = security_labels(source_meta.get("security") or (), ctx)
+    labels = security_labels(source_meta.get("security") or (), ctx, about=type_of(raw))
     if labels:
         out["security"] = labels
     return out
 
 
-def security_labels(codings: Sequence[Resource], ctx: Context) -> list[Resource]:
+def security_labels(
+    codings: Sequence[Resource], ctx: Context, *, about: str | None
+) -> list[Resource]:
     """STU3 ``http://hl7.org/fhir/v3/Confidentiality`` (or the R4 system) → R4 labels.
 
     Other security systems are not ours to interpret and are dropped; an unknown
-    confidentiality code is reported, not guessed.
+    confidentiality code is reported, not guessed (``about``: the labelled resource's type).
     """
     labels: list[Resource] = []
     for coding in codings:
@@ -123,7 +132,7 @@ def security_labels(codings: Sequence[Resource], ctx: Context) -> list[Resource]
             if label not in labels:
                 labels.append(label)
         else:
-            ctx.issue("unknown-code", "confidentiality code not in v3 Confidentiality")
+            ctx.issue("unknown-code", "confidentiality code not in v3 Confidentiality", about=about)
     return labels
 
 
@@ -157,7 +166,11 @@ PERIOD_KEYS = ("start", "end")
 
 
 def find_target(reference: Any, container: Resource, ctx: Context) -> Resource | None:
-    """The STU3 resource a Reference points at: contained (``#id``) or fetched (``Type/id``)."""
+    """The STU3 resource a Reference points at: contained (``#id``) or fetched (``Type/id``).
+
+    A reference that cannot be resolved is a finding about ``container`` (the resource that
+    holds the reference).
+    """
     if not isinstance(reference, dict):
         return None
     ref = reference.get("reference")
@@ -167,14 +180,22 @@ def find_target(reference: Any, container: Resource, ctx: Context) -> Resource |
         for item in container.get("contained") or ():
             if isinstance(item, dict) and item.get("id") == ref[1:]:
                 return item
-        ctx.issue("unresolved-reference", "a contained reference names no contained resource")
+        ctx.issue(
+            "unresolved-reference",
+            "a contained reference names no contained resource",
+            about=type_of(container),
+        )
         return None
     key = relative_reference(ref)
     if key is None:
         return None
     found = ctx.resolved.get(key)
     if found is None and key.split("/", 1)[0] in ("Organization", "Practitioner"):
-        ctx.issue("unresolved-reference", f"a referenced {key.split('/', 1)[0]} was not found")
+        ctx.issue(
+            "unresolved-reference",
+            f"a referenced {key.split('/', 1)[0]} was not found",
+            about=type_of(container),
+        )
     return found
 
 

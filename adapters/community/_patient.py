@@ -84,11 +84,19 @@ def _patient_identifiers(raw: Resource, pid: str, ctx: Context) -> list[Resource
             continue
         value = ident.get("value")
         if not isinstance(value, str) or not nhs_number.is_valid(value):
-            ctx.issue("invalid-nhs-number", "a patient record holds an invalid NHS number")
+            ctx.issue(
+                "invalid-nhs-number",
+                "a patient record holds an invalid NHS number",
+                about="Patient",
+            )
             continue
         if nhs is not None:
             if nhs["value"] != nhs_number.normalise(value):
-                ctx.issue("conflicting-nhs-number", "a patient record holds two NHS numbers")
+                ctx.issue(
+                    "conflicting-nhs-number",
+                    "a patient record holds two NHS numbers",
+                    about="Patient",
+                )
             continue
         nhs = {"system": ukcore.NHS_NUMBER_SYSTEM, "value": nhs_number.normalise(value)}
         status = _verification(ident, ctx)
@@ -119,7 +127,7 @@ def _verification(identifier: Resource, ctx: Context) -> Resource | None:
                         ]
                     },
                 }
-        ctx.issue("unknown-code", "NHS number verification status not recognised")
+        ctx.issue("unknown-code", "NHS number verification status not recognised", about="Patient")
     return None
 
 
@@ -148,7 +156,11 @@ def _ethnic_category(raw: Resource, ctx: Context) -> Resource | None:
         text = cc.get("text") or next(
             (c.get("display") or c.get("code") for c in cc.get("coding") or ()), None
         )
-        ctx.issue("unknown-code", "ethnic category code not in UKCore-EthnicCategoryEngland")
+        ctx.issue(
+            "unknown-code",
+            "ethnic category code not in UKCore-EthnicCategoryEngland",
+            about="Patient",
+        )
         return {"text": str(text)} if text else None
     return None
 

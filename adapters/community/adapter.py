@@ -116,7 +116,11 @@ class CommunityAdapter(HTTPSourceAdapter):
         if not patients:
             return (), tuple(ctx.issues)
         if len(patients) > 1:
-            ctx.issue("duplicate-person", f"{len(patients)} patient records share one NHS number")
+            ctx.issue(
+                "duplicate-person",
+                f"{len(patients)} patient records share one NHS number",
+                about="Patient",
+            )
 
         resolved: dict[str, Resource] = {}
         found = await asyncio.gather(*(self._care(p["id"], resolved) for p in patients))
@@ -150,7 +154,11 @@ class CommunityAdapter(HTTPSourceAdapter):
                 continue
             raw = parse_stu3(resource, "Patient")
             if patient_nhs_number(raw) != nhs:
-                ctx.issue("nhs-number-mismatch", "a matched patient holds another NHS number")
+                ctx.issue(
+                    "nhs-number-mismatch",
+                    "a matched patient holds another NHS number",
+                    about="Patient",
+                )
                 continue
             if not any(raw.get("id") == p.get("id") for p in patients):
                 patients.append(raw)

@@ -26,8 +26,9 @@ class Context:
     organisation_name: str | None = None
     issues: list[DataIssue] = field(default_factory=list)
 
-    def issue(self, code: str, text: str) -> None:
-        found = DataIssue(code, text)
+    def issue(self, code: str, text: str, *, about: str | None) -> None:
+        """Record a finding once; ``about`` is the resource type it concerns (``DataIssue``)."""
+        found = DataIssue(code, text, about)
         if found not in self.issues:
             self.issues.append(found)
 
@@ -86,8 +87,11 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _date(value: Any, ctx: Context) -> str | None:
-    """A FHIR date (``YYYY``, ``YYYY-MM`` or a real ``YYYY-MM-DD``); anything else is left out."""
+def _date(value: Any, ctx: Context, about: str) -> str | None:
+    """A FHIR date (``YYYY``, ``YYYY-MM`` or a real ``YYYY-MM-DD``); anything else is left out.
+
+    ``about``: the type of the resource the date is for (named in a ``bad-date`` finding).
+    """
     text = _text(value)
     if text is None:
         return None
@@ -98,7 +102,7 @@ def _date(value: Any, ctx: Context) -> str | None:
             return text
         except ValueError:
             pass
-    ctx.issue("bad-date", "a date in the record is not a valid date and was left out")
+    ctx.issue("bad-date", "a date in the record is not a valid date and was left out", about=about)
     return None
 
 
@@ -114,9 +118,11 @@ def _instant(value: Any) -> str | None:
     return text
 
 
-def _period(start: Any, end: Any, ctx: Context) -> Resource | None:
+def _period(start: Any, end: Any, ctx: Context, about: str) -> Resource | None:
     period = {
-        k: v for k, v in (("start", _date(start, ctx)), ("end", _date(end, ctx))) if v is not None
+        k: v
+        for k, v in (("start", _date(start, ctx, about)), ("end", _date(end, ctx, about)))
+        if v is not None
     }
     return period or None
 

@@ -61,10 +61,14 @@ def map_person(person: Mapping[str, Any], ctx: Context) -> Resource:
         if str(gender) in ukcore.DD_GENDER_TO_FHIR:
             patient["gender"] = ukcore.DD_GENDER_TO_FHIR[str(gender)]
         else:
-            ctx.issue("unknown-code", "a person's gender code is not a Data Dictionary code")
-    if birth := _date(person.get("birthDate"), ctx):
+            ctx.issue(
+                "unknown-code",
+                "a person's gender code is not a Data Dictionary code",
+                about="Patient",
+            )
+    if birth := _date(person.get("birthDate"), ctx, "Patient"):
         patient["birthDate"] = birth
-    if death := _date(person.get("deathDate"), ctx):
+    if death := _date(person.get("deathDate"), ctx, "Patient"):
         patient["deceasedDateTime"] = death
     addresses = _addresses(person.get("addresses"), ctx)
     if addresses:
@@ -82,11 +86,19 @@ def _nhs_identifier(person: Mapping[str, Any], ctx: Context) -> list[Resource]:
         return []
     digits = person_nhs_number(person)
     if digits is None:
-        ctx.issue("invalid-nhs-number", "a person's NHS number is not valid and was left out")
+        ctx.issue(
+            "invalid-nhs-number",
+            "a person's NHS number is not valid and was left out",
+            about="Patient",
+        )
         return []
     code = NHS_STATUS_TO_VERIFICATION.get(str(status))
     if code is None:
-        ctx.issue("unknown-code", "an NHS number status is not recognised; recorded as not traced")
+        ctx.issue(
+            "unknown-code",
+            "an NHS number status is not recognised; recorded as not traced",
+            about="Patient",
+        )
         code = "02"
     return [
         {
@@ -114,7 +126,9 @@ def _ethnicity(code: Any, ctx: Context) -> list[Resource]:
     if code is None or code == "":
         return []
     if str(code) not in ukcore.ETHNIC_CATEGORY_DISPLAY:
-        ctx.issue("unknown-code", "a person's ethnic category code is not recognised")
+        ctx.issue(
+            "unknown-code", "a person's ethnic category code is not recognised", about="Patient"
+        )
         return []
     return [
         {
@@ -167,7 +181,7 @@ def _addresses(addresses: Any, ctx: Context) -> list[Resource]:
             address["city"] = town
         if postcode := _text(a.get("postcode")):
             address["postalCode"] = postcode
-        if period := _period(a.get("from"), a.get("to"), ctx):
+        if period := _period(a.get("from"), a.get("to"), ctx, "Patient"):
             address["period"] = period
         if address:
             made.append(address)

@@ -145,7 +145,11 @@ class SocialCareAdapter(HTTPSourceAdapter):
         if not people:
             return (), tuple(ctx.issues)
         if len(people) > 1:
-            ctx.issue("duplicate-person", f"{len(people)} person records share one NHS number")
+            ctx.issue(
+                "duplicate-person",
+                f"{len(people)} person records share one NHS number",
+                about="Patient",
+            )
         found = await asyncio.gather(*(self._care(str(p["personId"])) for p in people))
         ctx.organisation_name = mapping.organisation_name(
             (i for _, involvements in found for i in involvements), self.organisation
@@ -180,10 +184,14 @@ class SocialCareAdapter(HTTPSourceAdapter):
         for person in people:
             pid = person.get("personId")
             if not isinstance(pid, str) or not pid:
-                ctx.issue("bad-record", "a matched person has no person id")
+                ctx.issue("bad-record", "a matched person has no person id", about="Patient")
                 continue
             if mapping.person_nhs_number(person) != nhs:
-                ctx.issue("nhs-number-mismatch", "a matched person holds another NHS number")
+                ctx.issue(
+                    "nhs-number-mismatch",
+                    "a matched person holds another NHS number",
+                    about="Patient",
+                )
                 continue
             kept.setdefault(pid, person)
         return list(kept.values())
@@ -215,7 +223,9 @@ class SocialCareAdapter(HTTPSourceAdapter):
         rest: list[Resource] = []
         for plan in plans:
             if not isinstance(plan.get("planId"), str) or not plan["planId"]:
-                ctx.issue("bad-record", "a support plan has no plan id and was left out")
+                ctx.issue(
+                    "bad-record", "a support plan has no plan id and was left out", about="CarePlan"
+                )
                 continue
             care_plan, goals = mapping.map_support_plan(plan, pid, nhs, ctx)
             kept_goals = []
@@ -266,6 +276,10 @@ def _valid(resource: Mapping[str, Any], ctx: mapping.Context) -> bool:
         validate_resource(resource)
     except UKCoreValidationError:
         kind = resource.get("resourceType")
-        ctx.issue("invalid-resource", f"a {kind} failed UK Core validation and was left out")
+        ctx.issue(
+            "invalid-resource",
+            f"a {kind} failed UK Core validation and was left out",
+            about=kind if isinstance(kind, str) else None,
+        )
         return False
     return True

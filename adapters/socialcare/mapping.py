@@ -123,7 +123,11 @@ def map_support_plan(
     restricted = plan.get("confidentiality") == "restricted"
     status = PLAN_STATUS.get(str(plan.get("status")))
     if status is None:
-        ctx.issue("unknown-code", "a support plan status is not recognised; recorded as unknown")
+        ctx.issue(
+            "unknown-code",
+            "a support plan status is not recognised; recorded as unknown",
+            about="CarePlan",
+        )
         status = "unknown"
     care_plan: Resource = {
         "resourceType": "CarePlan",
@@ -143,7 +147,7 @@ def map_support_plan(
     if title := _text(plan.get("title")):
         care_plan["title"] = title
     care_plan["subject"] = _subject(nhs)
-    if period := _period(plan.get("start"), plan.get("end"), ctx):
+    if period := _period(plan.get("start"), plan.get("end"), ctx, "CarePlan"):
         care_plan["period"] = period
     care_plan["author"] = _ods_reference(ctx.organisation, ctx.organisation_name)
     if contributor := _worker(plan.get("createdBy"), ctx):
@@ -214,7 +218,7 @@ def _goal(
             ]
         }
     elif status is not None:
-        ctx.issue("unknown-code", "an outcome status is not recognised; kept as text")
+        ctx.issue("unknown-code", "an outcome status is not recognised; kept as text", about="Goal")
         goal["achievementStatus"] = {"text": status}
     goal["description"] = {"text": _text(outcome.get("description")) or "Outcome"}
     goal["subject"] = _subject(nhs)
@@ -225,14 +229,21 @@ def _activity(service: Mapping[str, Any], ctx: Context) -> Resource:
     raw_status = _text(service.get("status"))
     status = SERVICE_STATUS.get(raw_status or "")
     if status is None:
-        ctx.issue("unknown-code", "a service status is not recognised; recorded as unknown")
+        ctx.issue(
+            "unknown-code",
+            "a service status is not recognised; recorded as unknown",
+            about="CarePlan",
+        )
         status = "unknown"
     detail: Resource = {"kind": "ServiceRequest"}
     if kind := _text(service.get("serviceType")):
         detail["code"] = {"text": kind}
     detail["status"] = status
     detail.update(
-        _schedule(service.get("frequency"), _period(service.get("start"), service.get("end"), ctx))
+        _schedule(
+            service.get("frequency"),
+            _period(service.get("start"), service.get("end"), ctx, "CarePlan"),
+        )
     )
     provider = service.get("provider")
     if isinstance(provider, Mapping) and (pname := _text(provider.get("name"))):
@@ -328,7 +339,7 @@ def _participant(inv: Mapping[str, Any], ctx: Context) -> Resource:
     org = inv.get("organisation")
     if isinstance(org, Mapping) and (ods := _text(org.get("odsCode"))):
         participant["onBehalfOf"] = _ods_reference(ods, _text(org.get("name")))
-    if period := _period(inv.get("start"), inv.get("end"), ctx):
+    if period := _period(inv.get("start"), inv.get("end"), ctx, "CareTeam"):
         participant["period"] = period
     return participant
 

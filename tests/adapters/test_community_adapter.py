@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from adapters import ukcore
-from adapters.base import Outcome, SourceAdapter, SourceConfig
+from adapters.base import DataIssue, Outcome, SourceAdapter, SourceConfig
 from adapters.community.adapter import CommunityAdapter
 from adapters.resilience import CircuitBreaker
 from adapters.validation import UKCoreValidationError
@@ -181,7 +182,12 @@ async def test_missing_reference_is_a_data_issue_not_a_failure(source: FakeSourc
     del source.others["Practitioner/pr-1"]
     result = await adapter_for(source).fetch(NHS)
     assert result.outcome is Outcome.FOUND
-    assert [i.code for i in result.issues] == ["unresolved-reference"]
+    # Found once per kind of resource that holds the reference: a finding about the care team
+    # must outlive the care plan's if the plan is withheld from the caller.
+    assert sorted((i.code, i.about) for i in result.issues) == [
+        ("unresolved-reference", "CarePlan"),
+        ("unresolved-reference", "CareTeam"),
+    ]
 
 
 async def test_invalid_stu3_is_bad_data_with_no_identifiers(source: FakeSource) -> None:
@@ -291,3 +297,140 @@ async def test_every_resource_is_validated_and_a_failure_is_bad_data(
         "CareTeam: status: not in the required value set"
     )
     assert seen == ["Patient", "CarePlan", "CarePlan", "CareTeam"]
+
+
+# --- which resource type each finding is about ----------------------------------------------
+
+Change = Callable[[FakeSource], None]
+
+
+def _activity_status(source: FakeSource) -> None:
+    source.plans["C1"][0]["activity"][0]["detail"]["status"] = "paused"
+
+
+def _verification(source: FakeSource) -> None:
+    source.patients[0]["identifier"][0]["extension"][0]["valueCodeableConcept"]["coding"][0][
+        "code"
+    ] = "42"
+
+
+def _second_nhs_number(value: str) -> Change:
+    def change(source: FakeSource) -> None:
+        source.patients[0]["identifier"].append(
+            {"system": ukcore.NHS_NUMBER_SYSTEM, "value": value}
+        )
+
+    return change
+
+
+def _label(kind: str) -> Change:
+    def change(source: FakeSource) -> None:
+        raw = {
+            "Patient": source.patients[0],
+            "CarePlan": source.plans["C1"][0],
+            "CareTeam": source.teams["C1"][0],
+        }[kind]
+        raw["meta"] = {"security": [{"system": ukcore.STU3_CONFIDENTIALITY_SYSTEM, "code": "Q"}]}
+
+    return change
+
+
+def _missing_contained_member(source: FakeSource) -> None:
+    source.teams["C1"][0]["participant"][0]["member"] = {"reference": "#nobody"}
+
+
+def _missing_gp(source: FakeSource) -> None:
+    source.patients[0]["generalPractitioner"] = [{"reference": "Organization/missing"}]
+
+
+def _twin(source: FakeSource) -> None:
+    twin = patient()
+    twin["id"] = "C2"
+    source.patients.append(twin)
+
+
+def _twin_without_the_number(source: FakeSource) -> None:
+    other = patient()
+    other["id"] = "C3"
+    other["identifier"][0]["system"] = "https://example.org/not-nhs-number"
+    source.patients.append(other)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "text", "about"),
+    [
+        (
+            _activity_status,
+            "unknown-code",
+            "care plan activity status not recognised",
+            "CarePlan",
+        ),
+        (
+            _verification,
+            "unknown-code",
+            "NHS number verification status not recognised",
+            "Patient",
+        ),
+        (
+            _second_nhs_number("9991000004"),
+            "invalid-nhs-number",
+            "a patient record holds an invalid NHS number",
+            "Patient",
+        ),
+        (
+            _second_nhs_number("9434765919"),
+            "conflicting-nhs-number",
+            "a patient record holds two NHS numbers",
+            "Patient",
+        ),
+        (
+            _label("Patient"),
+            "unknown-code",
+            "confidentiality code not in v3 Confidentiality",
+            "Patient",
+        ),
+        (
+            _label("CarePlan"),
+            "unknown-code",
+            "confidentiality code not in v3 Confidentiality",
+            "CarePlan",
+        ),
+        (
+            _label("CareTeam"),
+            "unknown-code",
+            "confidentiality code not in v3 Confidentiality",
+            "CareTeam",
+        ),
+        (
+            _missing_contained_member,
+            "unresolved-reference",
+            "a contained reference names no contained resource",
+            "CareTeam",
+        ),
+        (
+            _missing_gp,
+            "unresolved-reference",
+            "a referenced Organization was not found",
+            "Patient",
+        ),
+        (
+            _twin,
+            "duplicate-person",
+            "2 patient records share one NHS number",
+            "Patient",
+        ),
+        (
+            _twin_without_the_number,
+            "nhs-number-mismatch",
+            "a matched patient holds another NHS number",
+            "Patient",
+        ),
+    ],
+)
+async def test_each_finding_names_the_resource_type_it_is_about(
+    source: FakeSource, change: Change, code: str, text: str, about: str
+) -> None:
+    change(source)
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.FOUND, result.detail
+    assert result.issues == (DataIssue(code, text, about),)

@@ -13,6 +13,7 @@ from fhir.resources.R4B.patient import Patient as R4Patient
 from fhir.resources.R4B.provenance import Provenance as R4Provenance
 
 from adapters import ukcore
+from adapters.base import DataIssue
 from adapters.community.convert import (
     Context,
     ConversionError,
@@ -302,7 +303,11 @@ def test_unknown_ethnic_category_is_text_only_and_reported(code: str) -> None:
     context = ctx()
     out = convert_patient(patient(ethnic=(ETHNIC_SYSTEMS[1], code)), context)
     assert out["extension"][0]["valueCodeableConcept"] == {"text": code}
-    assert [i.code for i in context.issues] == ["unknown-code"]
+    assert context.issues == [
+        DataIssue(
+            "unknown-code", "ethnic category code not in UKCore-EthnicCategoryEngland", "Patient"
+        )
+    ]
 
 
 @pytest.mark.parametrize("how", ["referenced", "contained"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from adapters import ukcore
-from adapters.base import ChangedPerson, Outcome, SourceAdapter, SourceConfig
+from adapters.base import ChangedPerson, DataIssue, Outcome, SourceAdapter, SourceConfig
 from adapters.resilience import CircuitBreaker, SourceFault
 from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
@@ -360,3 +361,164 @@ async def test_aclose_leaves_a_given_client_open_and_closes_its_own() -> None:
 
 def test_today_is_a_date() -> None:
     assert isinstance(datetime.now(UTC).date(), date)
+
+
+# --- which resource type each finding is about ----------------------------------------------
+
+_PLAN = "P000123"
+
+
+Change = Callable[[FakeCouncil], None]
+
+
+def _change_person(**changes: Any) -> Change:
+    def change(fake: FakeCouncil) -> None:
+        fake.people[0].update(changes)
+
+    return change
+
+
+def _change_plan(**changes: Any) -> Change:
+    def change(fake: FakeCouncil) -> None:
+        fake.plans[_PLAN][0].update(changes)
+
+    return change
+
+
+def _add_person(**changes: Any) -> Change:
+    def change(fake: FakeCouncil) -> None:
+        fake.people.append(person(**changes))
+
+    return change
+
+
+def _add_plan(**changes: Any) -> Change:
+    def change(fake: FakeCouncil) -> None:
+        fake.plans[_PLAN].append(plan(**changes))
+
+    return change
+
+
+def _bad_service_status(fake: FakeCouncil) -> None:
+    fake.plans[_PLAN][0]["services"][0]["status"] = "whatever"
+
+
+def _bad_service_start(fake: FakeCouncil) -> None:
+    fake.plans[_PLAN][0]["services"][0]["start"] = "2026-13-01"
+
+
+def _bad_outcome_status(fake: FakeCouncil) -> None:
+    fake.plans[_PLAN][0]["outcomes"][0]["status"] = "sort-of"
+
+
+def _bad_involvement_start(fake: FakeCouncil) -> None:
+    fake.involvements[_PLAN][0]["start"] = "2026-02-30"
+
+
+def _bad_address_date(fake: FakeCouncil) -> None:
+    fake.people[0]["addresses"][0]["from"] = "yesterday"
+
+
+BAD_DATE = "a date in the record is not a valid date and was left out"
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "text", "about"),
+    [
+        (
+            _change_plan(status="paused"),
+            "unknown-code",
+            "a support plan status is not recognised; recorded as unknown",
+            "CarePlan",
+        ),
+        (
+            _bad_service_status,
+            "unknown-code",
+            "a service status is not recognised; recorded as unknown",
+            "CarePlan",
+        ),
+        (_change_plan(start="2026-05-32"), "bad-date", BAD_DATE, "CarePlan"),
+        (_bad_service_start, "bad-date", BAD_DATE, "CarePlan"),
+        (
+            _add_plan(planId=None),
+            "bad-record",
+            "a support plan has no plan id and was left out",
+            "CarePlan",
+        ),
+        (
+            _bad_outcome_status,
+            "unknown-code",
+            "an outcome status is not recognised; kept as text",
+            "Goal",
+        ),
+        (_bad_involvement_start, "bad-date", BAD_DATE, "CareTeam"),
+        (
+            _change_person(gender="3"),
+            "unknown-code",
+            "a person's gender code is not a Data Dictionary code",
+            "Patient",
+        ),
+        (
+            _change_person(ethnicity="Q"),
+            "unknown-code",
+            "a person's ethnic category code is not recognised",
+            "Patient",
+        ),
+        (
+            _change_person(nhsNumberStatus="traced-ish"),
+            "unknown-code",
+            "an NHS number status is not recognised; recorded as not traced",
+            "Patient",
+        ),
+        (_change_person(birthDate="1936-02-30"), "bad-date", BAD_DATE, "Patient"),
+        (_change_person(deathDate="soon"), "bad-date", BAD_DATE, "Patient"),
+        (_bad_address_date, "bad-date", BAD_DATE, "Patient"),
+        (
+            _add_person(personId="P2"),
+            "duplicate-person",
+            "2 person records share one NHS number",
+            "Patient",
+        ),
+        (
+            _add_person(personId=None),
+            "bad-record",
+            "a matched person has no person id",
+            "Patient",
+        ),
+        (
+            _add_person(personId="P3", nhsNumberStatus="missing"),
+            "nhs-number-mismatch",
+            "a matched person holds another NHS number",
+            "Patient",
+        ),
+    ],
+)
+async def test_each_finding_names_the_resource_type_it_is_about(
+    change: Change, code: str, text: str, about: str
+) -> None:
+    fake = council()
+    change(fake)
+    result = await adapter(fake).fetch(NHS)
+    assert result.outcome is Outcome.FOUND, result.detail
+    assert result.issues == (DataIssue(code, text, about),)
+
+
+async def test_a_failed_validation_is_about_the_kind_that_failed() -> None:
+    fake = council()
+    fake.plans["P000123"].append(plan(planId="X" * 70))  # id longer than FHIR allows
+    result = await adapter(fake).fetch(NHS)
+    assert {(i.code, i.about) for i in result.issues} == {
+        ("invalid-resource", "CarePlan"),
+        ("invalid-resource", "Goal"),
+    }
+
+
+async def test_the_same_finding_about_two_kinds_is_kept_for_each() -> None:
+    fake = council()
+    fake.people[0]["birthDate"] = "1936-02-30"
+    fake.plans[_PLAN][0]["start"] = "2026-02-30"
+    result = await adapter(fake).fetch(NHS)
+    assert sorted(i.about or "" for i in result.issues if i.code == "bad-date") == [
+        "CarePlan",
+        "Patient",
+    ]

@@ -202,6 +202,7 @@ def test_nhs_number_and_verification(
     assert codes(c) == ([issue] if issue else [])
     for i in c.issues:
         assert NHS not in i.text and "Smith" not in i.text
+        assert i.about == "Patient"
 
 
 @pytest.mark.parametrize(
