@@ -9,11 +9,12 @@ that the routes and the audit trail use.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from adapters.base import Outcome, Resource, SourceResult
+from adapters.base import DataIssue, Outcome, Resource, SourceResult
 from consent import (
     ClientKind,
     Decision,
@@ -58,6 +59,28 @@ def requester(ctx: RequestContext) -> Requester:
     )
 
 
+def visible_issues(
+    returned: SourceResult, shown: Sequence[Mapping[str, Any]]
+) -> tuple[DataIssue, ...]:
+    """The findings of ``returned`` that may go out beside ``shown``, its visible resources.
+
+    ``specs/behaviour.md``: what was withheld is never shown nor counted, and a finding about
+    it ("a support plan status is not recognised") would betray it. So once anything of the
+    source was withheld, only findings about a resource type of which nothing was withheld
+    are kept; a finding whose type is not known (``about`` is None) is dropped. Goals belong
+    to their CarePlan, so a withheld plan takes the Goal findings with it.
+    """
+    withheld = Counter(r.get("resourceType") for r in returned.resources) - Counter(
+        r.get("resourceType") for r in shown
+    )
+    if not withheld:
+        return returned.issues
+    hidden = set(withheld)
+    if "CarePlan" in hidden:
+        hidden.add("Goal")
+    return tuple(i for i in returned.issues if i.about is not None and i.about not in hidden)
+
+
 def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
     shown = {c.source: c for c in decision.visible(contributions(results))}
     visible = tuple(
@@ -67,7 +90,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
             domain=r.domain,
             outcome=r.outcome,
             resources=cast(tuple[Resource, ...], shown[r.source].resources),
-            issues=r.issues,
+            issues=visible_issues(r, shown[r.source].resources),
             fetched_at=r.fetched_at,
         )
         for r in results
