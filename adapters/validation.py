@@ -192,20 +192,28 @@ def _check_verification(ident: Mapping[str, Any], where: str) -> list[str]:
 
 
 def _check_ethnic_category(patient: Resource) -> list[str]:
+    """The binding is *extensible*: a UK Core code, or text alone when none fits (an unknown
+    source code). A coding that claims the UK Core system must hold a member code, and codings
+    with no UK Core one among them are an unmapped source code (e.g. still the STU3 system)."""
     problems: list[str] = []
     for i, ext in enumerate(_list(patient.get("extension"))):
         if not isinstance(ext, Mapping) or ext.get("url") != ukcore.EXT_ETHNIC_CATEGORY:
             continue
-        codings = _codings(ext.get("valueCodeableConcept"))
-        if not any(
-            c.get("system") == ukcore.ETHNIC_CATEGORY_SYSTEM
-            and _member(c.get("code"), ukcore.ETHNIC_CATEGORY_DISPLAY)
-            for c in codings
+        concept = ext.get("valueCodeableConcept")
+        codings = _codings(concept)
+        ukcore_codes = [
+            c.get("code") for c in codings if c.get("system") == ukcore.ETHNIC_CATEGORY_SYSTEM
+        ]
+        text = concept.get("text") if isinstance(concept, Mapping) else None
+        if any(not _member(code, ukcore.ETHNIC_CATEGORY_DISPLAY) for code in ukcore_codes) or (
+            codings and not ukcore_codes
         ):
             problems.append(
                 f"extension[{i}]: ethnic category needs a known code from "
                 f"{ukcore.ETHNIC_CATEGORY_SYSTEM}"
             )
+        elif not codings and not (isinstance(text, str) and text.strip()):
+            problems.append(f"extension[{i}]: ethnic category has neither a code nor text")
     return problems
 
 

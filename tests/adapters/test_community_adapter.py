@@ -434,3 +434,28 @@ async def test_each_finding_names_the_resource_type_it_is_about(
     result = await adapter_for(source).fetch(NHS)
     assert result.outcome is Outcome.FOUND, result.detail
     assert result.issues == (DataIssue(code, text, about),)
+
+
+async def test_an_unknown_ethnic_category_keeps_the_record_as_text(source: FakeSource) -> None:
+    """One unknown code must not cost the whole source: the category is kept as text (UK
+    Core binds it extensibly), the rest of the record is served, and the finding says so."""
+    (raw,) = source.patients
+    raw["extension"] = [
+        {
+            "url": ukcore.STU3_EXT_ETHNIC_CATEGORY,
+            "valueCodeableConcept": {
+                "coding": [{"system": sorted(ukcore.STU3_ETHNIC_CATEGORY_SYSTEMS)[0], "code": "Q9"}]
+            },
+        }
+    ]
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.FOUND, result.detail
+    (out,) = [r for r in result.resources if r["resourceType"] == "Patient"]
+    ethnic = [e for e in out["extension"] if e["url"] == ukcore.EXT_ETHNIC_CATEGORY]
+    assert ethnic == [{"url": ukcore.EXT_ETHNIC_CATEGORY, "valueCodeableConcept": {"text": "Q9"}}]
+    assert "CarePlan" in {r["resourceType"] for r in result.resources}
+    assert result.issues == (
+        DataIssue(
+            "unknown-code", "ethnic category code not in UKCore-EthnicCategoryEngland", "Patient"
+        ),
+    )

@@ -226,6 +226,17 @@ def test_other_security_systems_are_allowed() -> None:
     validate_resource(p)
 
 
+def test_ethnic_category_binding_is_extensible_text_alone_is_valid() -> None:
+    """UK Core binds the ethnic category *extensibly*: an unknown source code may be kept as
+    text. An empty concept is still refused."""
+    p = patient()
+    p["extension"][0]["valueCodeableConcept"] = {"text": "Q1 (local code)"}
+    validate_resource(p)
+    p["extension"][0]["valueCodeableConcept"] = {"text": "  "}
+    with pytest.raises(UKCoreValidationError, match="neither a code nor text"):
+        validate_resource(p)
+
+
 def test_patient_without_nhs_number_is_valid() -> None:
     p = patient()
     del p["identifier"][0]
