@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,18 +33,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.access import permit_all  # noqa: E402
-from gateway.app import create_app  # noqa: E402
-from gateway.auth import TokenVerifier, generate_signing_key, issue_token  # noqa: E402
-from gateway.cache.factory import build_record_cache  # noqa: E402
+from bench._gateway import bench_gateway  # noqa: E402
 from gateway.embedded import free_port, running_server  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
-from gateway.wiring import build_state  # noqa: E402
 from simulators import community, socialcare  # noqa: E402
 from simulators.population import (  # noqa: E402
     COMMUNITY_ODS,
     COUNCIL_ODS,
-    build_population,  # noqa: E402
+    build_population,
 )
 
 ISSUER = "urn:caregateway:bench-burst"
@@ -162,31 +157,10 @@ async def run(
     profile: str | None = None,
 ) -> None:
     profiler = cProfile.Profile() if profile else None
-    workdir = tempfile.mkdtemp(prefix="caregw-burst-")
     # Logs are written as in production (JSON), to nowhere: their cost is counted, not shown.
     configure_logging("json", stream=open(os.devnull, "w"))  # noqa: SIM115
-    pem, jwk = generate_signing_key()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    verifier = TokenVerifier(issuer=ISSUER, audience=base, jwks={"keys": [jwk]})
-
-    async def factory():  # type: ignore[no-untyped-def]
-        cache = build_record_cache(
-            redis_url=None, cache_keys=None, index_key=None, ttl_s=3600, demo=True
-        )
-        return await build_state(
-            base_url=base,
-            sources=sources,
-            verifier=verifier,
-            database_url=f"sqlite+aiosqlite:///{workdir}/burst.db",
-            decider=permit_all,
-            cache=cache,
-        )
-
-    token = issue_token(
-        pem, issuer=ISSUER, audience=base, sub="bench", role="R8000", org="F81001", purpose="TREAT"
-    )
-    headers = {"Authorization": f"Bearer {token}"}
+    gw = bench_gateway(sources, ISSUER, "burst")
+    base, port, headers = gw.base_url, gw.port, gw.headers
     people = iter(sorted(build_population().nhs_numbers()))
     limits = httpx.Limits(max_connections=burst * 2, max_keepalive_connections=burst * 2)
     statuses: Counter[int] = Counter()
@@ -195,7 +169,7 @@ async def run(
     floors: list[float] = []
     circuits: list[dict[str, str]] = []
     cpu = {"gateway": 0.0, "simulators": 0.0}
-    app = create_app(factory)
+    app = gw.app
     async with (
         running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=60, limits=limits) as client,

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,12 +34,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.access import permit_all  # noqa: E402
-from gateway.app import create_app  # noqa: E402
-from gateway.auth import TokenVerifier, generate_signing_key, issue_token  # noqa: E402
-from gateway.cache.factory import build_record_cache  # noqa: E402
-from gateway.embedded import free_port, running_server  # noqa: E402
-from gateway.wiring import build_state, make_adapter  # noqa: E402
+from bench._gateway import bench_gateway  # noqa: E402
+from gateway.embedded import running_server  # noqa: E402
+from gateway.wiring import make_adapter  # noqa: E402
 from simulators.runner import source_configs, start_sources  # noqa: E402
 
 ISSUER = "urn:caregateway:bench"
@@ -65,42 +61,15 @@ async def main(latency_ms: int, requests: int) -> None:
             for url in (running.social_care_url, running.community_url):
                 r = await client.post(f"{url}/_control", json={"lookup_latency_ms": latency_ms})
                 r.raise_for_status()
-        workdir = tempfile.mkdtemp(prefix="caregw-bench-")
-        pem, jwk = generate_signing_key()
-        port = free_port()
-        base = f"http://127.0.0.1:{port}/fhir"
-        verifier = TokenVerifier(issuer=ISSUER, audience=base, jwks={"keys": [jwk]})
-
-        async def factory():  # type: ignore[no-untyped-def]
-            cache = build_record_cache(
-                redis_url=None, cache_keys=None, index_key=None, ttl_s=3600, demo=True
-            )
-            return await build_state(
-                base_url=base,
-                sources=sources,
-                verifier=verifier,
-                database_url=f"sqlite+aiosqlite:///{workdir}/bench.db",
-                decider=permit_all,
-                cache=cache,
-            )
-
-        token = issue_token(
-            pem,
-            issuer=ISSUER,
-            audience=base,
-            sub="bench",
-            role="R8000",
-            org="F81001",
-            purpose="TREAT",
-        )
-        headers = {"Authorization": f"Bearer {token}"}
+        gw = bench_gateway(sources, ISSUER, "everything")
+        base, port, headers = gw.base_url, gw.port, gw.headers
         people = sorted(running.population.nhs_numbers())
         cold_people = iter(people)
         warm_person = people[0]
         adapters = [make_adapter(c) for c in sources]
         samples: dict[str, list[float]] = {"floor": [], "sum": [], "cold": [], "warm": []}
         async with (
-            running_server(create_app(factory), "127.0.0.1", port),
+            running_server(gw.app, "127.0.0.1", port),
             httpx.AsyncClient(timeout=30) as client,
         ):
             await client.get(f"{base}/Patient/{warm_person}/$everything", headers=headers)
