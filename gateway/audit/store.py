@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, TypedDict, Unpack, cast
 
 import orjson
 from sqlalchemy import (
@@ -515,33 +515,12 @@ class AuditStore:
         return None if stored is None else _loads(stored)
 
     async def search(
-        self,
-        *,
-        patient: str | None = None,
-        agent: str | None = None,
-        agent_org: str | None = None,
-        date_ge: datetime | None = None,
-        date_le: datetime | None = None,
-        outcome: str | None = None,
-        purpose: str | None = None,
-        break_glass: bool | None = None,
-        count: int = 50,
-        offset: int = 0,
+        self, *, count: int = 50, offset: int = 0, **filters: Unpack[AuditFilters]
     ) -> list[dict[str, Any]]:
         """Events matching every given filter, newest first; ``count``/``offset`` page them."""
-        query = _filtered(
-            select(audit_event.c.resource),
-            patient=patient,
-            agent=agent,
-            agent_org=agent_org,
-            date_ge=date_ge,
-            date_le=date_le,
-            outcome=outcome,
-            purpose=purpose,
-            break_glass=break_glass,
-        )
         query = (
-            query.order_by(audit_event.c.recorded.desc(), audit_event.c.seq.desc())
+            _filtered(select(audit_event.c.resource), filters)
+            .order_by(audit_event.c.recorded.desc(), audit_event.c.seq.desc())
             .limit(max(0, count))
             .offset(max(0, offset))
         )
@@ -549,63 +528,42 @@ class AuditStore:
             stored = (await conn.execute(query)).scalars().all()
         return [_loads(s) for s in stored]
 
-    async def count(
-        self,
-        *,
-        patient: str | None = None,
-        agent: str | None = None,
-        agent_org: str | None = None,
-        date_ge: datetime | None = None,
-        date_le: datetime | None = None,
-        outcome: str | None = None,
-        purpose: str | None = None,
-        break_glass: bool | None = None,
-    ) -> int:
+    async def count(self, **filters: Unpack[AuditFilters]) -> int:
         """How many events :meth:`search` with the same filters would page through."""
-        query = _filtered(
-            select(func.count()).select_from(audit_event),
-            patient=patient,
-            agent=agent,
-            agent_org=agent_org,
-            date_ge=date_ge,
-            date_le=date_le,
-            outcome=outcome,
-            purpose=purpose,
-            break_glass=break_glass,
-        )
+        query = _filtered(select(func.count()).select_from(audit_event), filters)
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
 
-def _filtered(
-    query: Select[Any],
-    *,
-    patient: str | None,
-    agent: str | None,
-    agent_org: str | None,
-    date_ge: datetime | None,
-    date_le: datetime | None,
-    outcome: str | None,
-    purpose: str | None,
-    break_glass: bool | None,
-) -> Select[Any]:
+class AuditFilters(TypedDict, total=False):
+    """What :meth:`AuditStore.search` and :meth:`AuditStore.count` filter on (all must hold;
+    ``None`` or absent: no filter)."""
+
+    patient: str | None
+    agent: str | None
+    agent_org: str | None
+    date_ge: datetime | None
+    date_le: datetime | None
+    outcome: str | None
+    purpose: str | None
+    break_glass: bool | None
+
+
+def _filtered(query: Select[Any], filters: AuditFilters) -> Select[Any]:
     c = audit_event.c
-    if patient is not None:
-        query = query.where(c.patient == patient)
-    if agent is not None:
-        query = query.where(c.agent_sub == agent)
-    if agent_org is not None:
-        query = query.where(c.agent_org == agent_org)
-    if date_ge is not None:
-        query = query.where(c.recorded >= date_ge)
-    if date_le is not None:
-        query = query.where(c.recorded <= date_le)
-    if outcome is not None:
-        query = query.where(c.outcome == outcome)
-    if purpose is not None:
-        query = query.where(c.purpose == purpose)
-    if break_glass is not None:
-        query = query.where(c.break_glass == break_glass)
+    conditions = {
+        "patient": lambda v: c.patient == v,
+        "agent": lambda v: c.agent_sub == v,
+        "agent_org": lambda v: c.agent_org == v,
+        "date_ge": lambda v: c.recorded >= v,
+        "date_le": lambda v: c.recorded <= v,
+        "outcome": lambda v: c.outcome == v,
+        "purpose": lambda v: c.purpose == v,
+        "break_glass": lambda v: c.break_glass == v,
+    }
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(conditions[name](value))
     return query
 
 
