@@ -6,7 +6,9 @@ Our own code systems are URNs under ``urn:caregateway:`` (see ``specs/behaviour.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
 
 # --- profiles -------------------------------------------------------------------------
 _SD: Final = "https://fhir.hl7.org.uk/StructureDefinition/"
@@ -165,6 +167,44 @@ def person_id_system(source_name: str) -> str:
 
 def ods_identifier(code: str) -> dict[str, str]:
     return {"system": ODS_ORGANISATION_SYSTEM, "value": code}
+
+
+PROVENANCE_PARTICIPANT_SYSTEM: Final = (
+    "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+)
+
+
+def author_provenance(
+    resource_id: str,
+    meta: dict[str, Any],
+    targets: Sequence[Mapping[str, Any]],
+    recorded: datetime,
+    organisation: dict[str, Any],
+) -> dict[str, Any]:
+    """A UK Core Provenance: ``organisation`` (a ``Reference`` body) authored ``targets``."""
+    if recorded.tzinfo is None:
+        raise ValueError("recorded must be timezone-aware")
+    return {
+        "resourceType": "Provenance",
+        "id": resource_id,
+        "meta": meta,
+        "target": [{"reference": f"{t['resourceType']}/{t['id']}"} for t in targets],
+        "recorded": recorded.isoformat(),
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": PROVENANCE_PARTICIPANT_SYSTEM,
+                            "code": "author",
+                            "display": "Author",
+                        }
+                    ]
+                },
+                "who": {"type": "Organization", **organisation},
+            }
+        ],
+    }
 
 
 def security_label(code: str) -> dict[str, str]:

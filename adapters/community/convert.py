@@ -42,8 +42,6 @@ __all__ = [
 ]
 
 
-PROVENANCE_PARTICIPANT_SYSTEM = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-
 # --- Provenance ------------------------------------------------------------------------
 
 
@@ -51,29 +49,10 @@ def make_provenance(
     patient_id: str, targets: Sequence[Resource], recorded: datetime, ctx: Context
 ) -> Resource:
     """One UK Core Provenance per source patient, naming the source organisation by ODS."""
-    if recorded.tzinfo is None:
-        raise ValueError("recorded must be timezone-aware")
-    return {
-        "resourceType": "Provenance",
-        "id": make_id(ctx.source, patient_id, "provenance"),
-        "meta": meta({}, ukcore.PROFILE_PROVENANCE, ctx),
-        "target": [{"reference": f"{t['resourceType']}/{t['id']}"} for t in targets],
-        "recorded": recorded.isoformat(),
-        "agent": [
-            {
-                "type": {
-                    "coding": [
-                        {
-                            "system": PROVENANCE_PARTICIPANT_SYSTEM,
-                            "code": "author",
-                            "display": "Author",
-                        }
-                    ]
-                },
-                "who": {
-                    "type": "Organization",
-                    "identifier": ukcore.ods_identifier(ctx.organisation),
-                },
-            }
-        ],
-    }
+    return ukcore.author_provenance(
+        make_id(ctx.source, patient_id, "provenance"),
+        meta({}, ukcore.PROFILE_PROVENANCE, ctx),
+        targets,
+        recorded,
+        {"identifier": ukcore.ods_identifier(ctx.organisation)},
+    )

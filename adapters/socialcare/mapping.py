@@ -70,9 +70,6 @@ __all__ = [
 
 GOAL_PROFILE: Final = "http://hl7.org/fhir/StructureDefinition/Goal"
 GOAL_ACHIEVEMENT_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/goal-achievement"
-PROVENANCE_PARTICIPANT_SYSTEM: Final = (
-    "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-)
 PLAN_STATUS: Final[dict[str, str]] = {
     "draft": "draft",
     "active": "active",
@@ -351,29 +348,10 @@ def make_provenance(
     person_id: str, targets: Sequence[Resource], recorded: datetime, ctx: Context
 ) -> Resource:
     """One UK Core Provenance per source person, naming the source organisation by ODS code."""
-    if recorded.tzinfo is None:
-        raise ValueError("recorded must be timezone-aware")
-    return {
-        "resourceType": "Provenance",
-        "id": resource_id(ctx.source, person_id, "provenance"),
-        "meta": meta(ukcore.PROFILE_PROVENANCE, ctx),
-        "target": [{"reference": f"{t['resourceType']}/{t['id']}"} for t in targets],
-        "recorded": recorded.isoformat(),
-        "agent": [
-            {
-                "type": {
-                    "coding": [
-                        {
-                            "system": PROVENANCE_PARTICIPANT_SYSTEM,
-                            "code": "author",
-                            "display": "Author",
-                        }
-                    ]
-                },
-                "who": {
-                    "type": "Organization",
-                    **_ods_reference(ctx.organisation, ctx.organisation_name),
-                },
-            }
-        ],
-    }
+    return ukcore.author_provenance(
+        resource_id(ctx.source, person_id, "provenance"),
+        meta(ukcore.PROFILE_PROVENANCE, ctx),
+        targets,
+        recorded,
+        _ods_reference(ctx.organisation, ctx.organisation_name),
+    )
