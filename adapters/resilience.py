@@ -7,13 +7,21 @@ Upstream (httpx) errors are translated once, here, into :class:`SourceFault` wit
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import email.utils
+import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Final, TypeVar
 
 import httpx
 
 from adapters.base import Outcome
+
+T = TypeVar("T")
 
 
 class SourceFault(Exception):
@@ -101,3 +109,76 @@ async def guarded(breaker: CircuitBreaker) -> AsyncIterator[None]:
         raise
     else:
         breaker.record_success()
+
+
+# --- deadlines and one polite retry -------------------------------------------------------
+
+MAX_RETRY_AFTER_S: Final = 2.0  # never wait longer than this for one Retry-After
+
+#: When the current fetch must be done by (event-loop time); set by :func:`deadline_scope`.
+deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "source_deadline", default=None
+)
+
+
+@asynccontextmanager
+async def deadline_scope(timeout_s: float) -> AsyncIterator[None]:
+    """Everything inside must finish within ``timeout_s`` (``TimeoutError`` otherwise); the
+    client's retry reads the same deadline so it never waits past it."""
+    token = deadline.set(asyncio.get_running_loop().time() + timeout_s)
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    finally:
+        deadline.reset(token)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta or HTTP date), or None if unreadable."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def fits_deadline(delay: float) -> bool:
+    """True when ``delay`` is short and waiting still leaves time for the retry itself."""
+    if not math.isfinite(delay) or delay > MAX_RETRY_AFTER_S:
+        return False
+    limit = deadline.get()
+    if limit is None:
+        return True
+    remaining = limit - asyncio.get_running_loop().time()
+    return delay < remaining * 0.8
+
+
+async def get_with_one_retry(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    params: Mapping[str, str] | None,
+    headers: Mapping[str, str],
+    breaker: CircuitBreaker,
+    retry_on: frozenset[int],
+    parse: Callable[[httpx.Response], T],
+) -> T:
+    """One GET under ``breaker``; a ``retry_on`` status with a ``Retry-After`` that fits the
+    deadline is retried once. ``parse`` turns the answer into a value or a
+    :class:`SourceFault`, inside the breaker, so a source's error answers count against it."""
+    async with guarded(breaker):
+        response = await http.get(url, params=params, headers=headers)
+        if response.status_code in retry_on:
+            delay = retry_after(response)
+            if delay is not None and fits_deadline(delay):
+                await asyncio.sleep(delay)
+                response = await http.get(url, params=params, headers=headers)
+        return parse(response)

@@ -27,7 +27,6 @@ import httpx
 
 from adapters import nhs_number, ukcore
 from adapters.base import DataIssue, Outcome, Resource, SourceConfig, SourceResult
-from adapters.community import client as _client
 from adapters.community._common import external_references, parse_stu3
 from adapters.community.client import CommunityClient
 from adapters.community.convert import (
@@ -40,7 +39,7 @@ from adapters.community.convert import (
     patient_nhs_number,
 )
 from adapters.http_source import HTTPSourceAdapter
-from adapters.resilience import CircuitBreaker, SourceFault
+from adapters.resilience import CircuitBreaker, SourceFault, deadline_scope
 from adapters.validation import UKCoreValidationError, validate_resource
 
 _SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -62,9 +61,8 @@ class CommunityAdapter(HTTPSourceAdapter):
 
     async def fetch(self, nhs_number: str) -> SourceResult:
         fetched_at = datetime.now(UTC)
-        token = _client.deadline.set(asyncio.get_running_loop().time() + self._config.timeout_s)
         try:
-            async with asyncio.timeout(self._config.timeout_s):
+            async with deadline_scope(self._config.timeout_s):
                 resources, issues = await self._collect(nhs_number, fetched_at)
         except TimeoutError:
             detail = f"no answer within {self._config.timeout_s:g}s"
@@ -73,8 +71,6 @@ class CommunityAdapter(HTTPSourceAdapter):
             return self._failed(fault.outcome, fault.detail, fetched_at)
         except ConversionError as exc:
             return self._failed(Outcome.BAD_DATA, str(exc), fetched_at)
-        finally:
-            _client.deadline.reset(token)
         outcome = Outcome.FOUND if resources else Outcome.NOT_FOUND
         return self._result(outcome, fetched_at, resources=resources, issues=issues)
 
@@ -86,9 +82,8 @@ class CommunityAdapter(HTTPSourceAdapter):
         """
         if not _SOURCE_ID.fullmatch(person_id):
             return None
-        token = _client.deadline.set(asyncio.get_running_loop().time() + self._config.timeout_s)
         try:
-            async with asyncio.timeout(self._config.timeout_s):
+            async with deadline_scope(self._config.timeout_s):
                 raw = await self._client.read("Patient", person_id)
         except TimeoutError:
             raise SourceFault(Outcome.TIMED_OUT, "no answer in time") from None
@@ -96,8 +91,6 @@ class CommunityAdapter(HTTPSourceAdapter):
             if fault.outcome is Outcome.NOT_FOUND:
                 return None
             raise
-        finally:
-            _client.deadline.reset(token)
         try:
             return patient_nhs_number(parse_stu3(raw, "Patient"))
         except ConversionError:

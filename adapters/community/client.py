@@ -19,29 +19,18 @@ source may echo identifiers there).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import email.utils
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from adapters.base import Outcome, Resource
-from adapters.resilience import CircuitBreaker, SourceFault, guarded
+from adapters.resilience import CircuitBreaker, SourceFault, get_with_one_retry
 
 FHIR_JSON = "application/fhir+json"
 MAX_PAGES = 200
 TRANSIENT = frozenset({429, 503})
-
-# Loop time by which the current fetch must be done (set by the adapter per fetch; tasks
-# started with asyncio.gather inherit it).
-deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "community_deadline", default=None
-)
 
 
 class CommunityClient:
@@ -99,45 +88,20 @@ class CommunityClient:
 
     async def get(self, url: str, params: Mapping[str, str] | None = None) -> Resource:
         """One GET under the breaker, with at most one ``Retry-After`` retry."""
-        full = urljoin(self._base, url)
-        async with guarded(self._breaker):
-            response = await self._http.get(full, params=params, headers=self._headers)
-            if response.status_code in TRANSIENT:
-                delay = _retry_after(response)
-                if delay is not None and _fits_deadline(delay):
-                    await asyncio.sleep(delay)
-                    response = await self._http.get(full, params=params, headers=self._headers)
-            return _body(response)
+        return await get_with_one_retry(
+            self._http,
+            urljoin(self._base, url),
+            params=params,
+            headers=self._headers,
+            breaker=self._breaker,
+            retry_on=TRANSIENT,
+            parse=_body,
+        )
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname or "", parts.port
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _fits_deadline(delay: float) -> bool:
-    """True when waiting ``delay`` seconds still leaves time for the retry itself."""
-    limit = deadline.get()
-    if limit is None:
-        return math.isfinite(delay) and delay <= 1.0
-    remaining = limit - asyncio.get_running_loop().time()
-    return delay < remaining * 0.8
 
 
 def _body(response: httpx.Response) -> Resource:

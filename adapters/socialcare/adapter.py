@@ -42,8 +42,7 @@ from adapters.base import (
     SourceResult,
 )
 from adapters.http_source import HTTPSourceAdapter
-from adapters.resilience import CircuitBreaker, SourceFault
-from adapters.socialcare import client as _client
+from adapters.resilience import CircuitBreaker, SourceFault, deadline_scope
 from adapters.socialcare import mapping
 from adapters.socialcare.client import SocialCareClient
 from adapters.validation import UKCoreValidationError, validate_resource
@@ -124,13 +123,8 @@ class SocialCareAdapter(HTTPSourceAdapter):
 
     async def _within_deadline(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call`` under the source's overall deadline (shared with the client's retry)."""
-        timeout = self._config.timeout_s
-        token = _client.deadline.set(asyncio.get_running_loop().time() + timeout)
-        try:
-            async with asyncio.timeout(timeout):
-                return await call()
-        finally:
-            _client.deadline.reset(token)
+        async with deadline_scope(self._config.timeout_s):
+            return await call()
 
     # --- the two rounds and the mapping ---------------------------------------------------
 

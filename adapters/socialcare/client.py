@@ -21,28 +21,18 @@ error codes only, never bodies (the source may echo identifiers).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import email.utils
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from adapters.base import Outcome, Resource
-from adapters.resilience import CircuitBreaker, SourceFault, guarded
+from adapters.resilience import CircuitBreaker, SourceFault, get_with_one_retry
 
 MAX_PAGES = 100
-MAX_RETRY_AFTER_S = 2.0  # never wait longer than this for one 429, whatever the source says
-
-# Loop time by which the current fetch must be done (set by the adapter per fetch; tasks
-# started with asyncio.gather inherit it).
-deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "socialcare_deadline", default=None
-)
+RETRY_ON = frozenset({429})  # a 503 is not retried: the caller's answer is partial
 
 
 class SocialCareClient:
@@ -100,15 +90,15 @@ class SocialCareClient:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Resource:
         """One GET under the breaker, with at most one ``Retry-After`` retry on 429."""
-        url = f"{self._base}/{path}"
-        async with guarded(self._breaker):
-            response = await self._http.get(url, params=params, headers=self._headers)
-            if response.status_code == 429:
-                delay = _retry_after(response)
-                if delay is not None and _fits_deadline(delay):
-                    await asyncio.sleep(delay)
-                    response = await self._http.get(url, params=params, headers=self._headers)
-            return _body(response)
+        return await get_with_one_retry(
+            self._http,
+            f"{self._base}/{path}",
+            params=params,
+            headers=self._headers,
+            breaker=self._breaker,
+            retry_on=RETRY_ON,
+            parse=_body,
+        )
 
 
 def _segment(value: str) -> str:
@@ -118,33 +108,6 @@ def _segment(value: str) -> str:
 def _name(path: str) -> str:
     """The last word of a list path (never a person id), for failure details."""
     return path.rsplit("/", 1)[-1]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _fits_deadline(delay: float) -> bool:
-    """True when ``delay`` is short and waiting still leaves time for the retry itself."""
-    if not math.isfinite(delay) or delay > MAX_RETRY_AFTER_S:
-        return False
-    limit = deadline.get()
-    if limit is None:
-        return True
-    remaining = limit - asyncio.get_running_loop().time()
-    return delay < remaining * 0.8
 
 
 def _body(response: httpx.Response) -> Resource:

@@ -10,11 +10,16 @@ import pytest
 
 from adapters.base import Outcome
 from adapters.resilience import (
+    MAX_RETRY_AFTER_S,
     CircuitBreaker,
     CircuitOpen,
     SourceFault,
+    deadline,
+    deadline_scope,
+    fits_deadline,
     guarded,
     map_httpx_error,
+    retry_after,
 )
 
 REQUEST = httpx.Request("GET", "http://source.test/x")
@@ -169,3 +174,32 @@ async def test_guarded_lets_other_errors_through_uncounted() -> None:
         async with guarded(breaker):
             raise KeyError("bug")
     assert breaker.state == "closed"
+
+
+# --- Retry-After and the fetch deadline ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("0", 0.0), ("2", 2.0), (" 7 ", 7.0), ("soon", None), ("-1", None), ("", None)],
+)
+def test_retry_after_reads_seconds(header: str, expected: float | None) -> None:
+    response = httpx.Response(429, headers={"Retry-After": header})
+    assert retry_after(response) == expected
+
+
+def test_retry_after_reads_an_http_date_and_never_goes_negative() -> None:
+    past = httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert retry_after(past) == 0.0
+    future = httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})
+    assert (retry_after(future) or 0.0) > MAX_RETRY_AFTER_S
+    assert retry_after(httpx.Response(503)) is None
+
+
+async def test_a_wait_must_be_short_and_fit_the_deadline() -> None:
+    assert fits_deadline(0.5) and fits_deadline(MAX_RETRY_AFTER_S)  # no deadline set
+    assert not fits_deadline(MAX_RETRY_AFTER_S + 0.1) and not fits_deadline(float("inf"))
+    async with deadline_scope(1.0):
+        assert fits_deadline(0.5)  # 0.5 s leaves time for the retry itself
+        assert not fits_deadline(0.9)  # it would not
+    assert deadline.get() is None  # the scope restores the caller's deadline
