@@ -7,7 +7,7 @@ breaker. Statuses are mapped here, once:
 ======================  =====================================================
 ``200``                 the JSON body (must be a JSON object)
 ``404``                 ``NOT_FOUND`` (a healthy answer; the breaker ignores it)
-``429`` / ``503``       retried once after ``Retry-After`` if that fits the deadline,
+``429`` / ``503``       retried once after ``Retry-After`` if it is short and fits the deadline,
                         otherwise ``UNAVAILABLE``
 ``401`` / ``403``       ``UNAVAILABLE`` ("refused")
 anything else           ``UNAVAILABLE``, with the STU3 OperationOutcome issue code
