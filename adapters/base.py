@@ -67,20 +67,36 @@ class DataIssue:
     ``about`` is the type of resource the finding concerns (``"Patient"``, ``"CarePlan"``,
     ``"CareTeam"``, ``"Goal"``...), or ``None`` when not known. The gateway needs it to drop
     findings about resources the decision withheld from the caller.
+
+    ``labelled``: the finding is about a resource carrying a confidentiality label (``R``,
+    ``V``) that the adapter itself had to leave out, so no decision ever sees it and nobody
+    can tell whether the caller would have been allowed to; the gateway keeps such findings
+    for operators and out of answers.
     """
 
     code: str  # e.g. "duplicate-person", "invalid-nhs-number", "unknown-code"
     text: str
     about: str | None = None
+    labelled: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "text": self.text, "about": self.about}
+        return {
+            "code": self.code,
+            "text": self.text,
+            "about": self.about,
+            "labelled": self.labelled,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DataIssue:
-        """Also reads entries cached before ``about`` existed (``about`` is then ``None``)."""
+        """Also reads entries cached before ``about``/``labelled`` existed (None / False)."""
         about = data.get("about")
-        return cls(data["code"], data["text"], about if isinstance(about, str) else None)
+        return cls(
+            data["code"],
+            data["text"],
+            about if isinstance(about, str) else None,
+            data.get("labelled") is True,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
+import structlog
+
 from adapters.base import DataIssue, Outcome, Resource, SourceResult
 from consent import (
     ClientKind,
@@ -25,6 +27,8 @@ from consent import (
     parse_consents,
 )
 from gateway.access import RequestContext, Verdict
+
+log = structlog.get_logger(__name__)
 
 
 class DirectiveSource(Protocol):
@@ -68,20 +72,32 @@ def visible_issues(
     it ("a support plan status is not recognised") would betray it. So once anything of the
     source was withheld, only findings about a resource type of which nothing was withheld
     are kept; a finding whose type is not known (``about`` is None) is dropped. Goals belong
-    to their CarePlan, so a withheld plan takes the Goal findings with it.
+    to their CarePlan, so a withheld plan takes the Goal findings with it. A finding about a
+    labelled resource the adapter itself left out (``labelled``) never goes out: no decision
+    saw that resource, so nobody can say the caller may know of it (it is logged instead).
     """
+    issues = tuple(i for i in returned.issues if not i.labelled)
     withheld = Counter(r.get("resourceType") for r in returned.resources) - Counter(
         r.get("resourceType") for r in shown
     )
     if not withheld:
-        return returned.issues
+        return issues
     hidden = set(withheld)
     if "CarePlan" in hidden:
         hidden.add("Goal")
-    return tuple(i for i in returned.issues if i.about is not None and i.about not in hidden)
+    return tuple(i for i in issues if i.about is not None and i.about not in hidden)
 
 
 def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
+    for result in results:
+        for issue in result.issues:
+            if issue.labelled:  # for operators: codes and types only, never identifiers
+                log.warning(
+                    "labelled_data_issue_withheld",
+                    source=result.source,
+                    code=issue.code,
+                    about=issue.about,
+                )
     shown = {c.source: c for c in decision.visible(contributions(results))}
     visible = tuple(
         SourceResult(

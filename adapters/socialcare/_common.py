@@ -26,9 +26,10 @@ class Context:
     organisation_name: str | None = None
     issues: list[DataIssue] = field(default_factory=list)
 
-    def issue(self, code: str, text: str, *, about: str | None) -> None:
-        """Record a finding once; ``about`` is the resource type it concerns (``DataIssue``)."""
-        found = DataIssue(code, text, about)
+    def issue(self, code: str, text: str, *, about: str | None, labelled: bool = False) -> None:
+        """Record a finding once; ``about`` is the resource type it concerns, ``labelled`` that
+        it is a confidentiality-labelled resource left out here (:class:`DataIssue`)."""
+        found = DataIssue(code, text, about, labelled)
         if found not in self.issues:
             self.issues.append(found)
 

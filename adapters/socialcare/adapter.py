@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters import nhs_number
+from adapters import nhs_number, ukcore
 from adapters.base import (
     ChangedPerson,
     DataIssue,
@@ -218,7 +218,10 @@ class SocialCareAdapter(HTTPSourceAdapter):
         for plan in plans:
             if not isinstance(plan.get("planId"), str) or not plan["planId"]:
                 ctx.issue(
-                    "bad-record", "a support plan has no plan id and was left out", about="CarePlan"
+                    "bad-record",
+                    "a support plan has no plan id and was left out",
+                    about="CarePlan",
+                    labelled=restricted or plan.get("confidentiality") == "restricted",
                 )
                 continue
             care_plan, goals = mapping.map_support_plan(plan, pid, nhs, ctx)
@@ -252,6 +255,18 @@ async def _or_empty(call: Awaitable[list[Resource]]) -> list[Resource]:
         raise
 
 
+def _labelled(resource: Mapping[str, Any]) -> bool:
+    """Whether ``resource`` carries a restricting confidentiality label (R or V)."""
+    meta = resource.get("meta")
+    labels = meta.get("security") if isinstance(meta, Mapping) else None
+    return any(
+        isinstance(label, Mapping)
+        and label.get("system") == ukcore.CONFIDENTIALITY_SYSTEM
+        and label.get("code") in ("R", "V")
+        for label in labels or ()
+    )
+
+
 def _no_label(resource: Resource) -> None:
     return None
 
@@ -274,6 +289,7 @@ def _valid(resource: Mapping[str, Any], ctx: mapping.Context) -> bool:
             "invalid-resource",
             f"a {kind} failed UK Core validation and was left out",
             about=kind if isinstance(kind, str) else None,
+            labelled=_labelled(resource),
         )
         return False
     return True

@@ -36,6 +36,7 @@ def result(*issues: DataIssue) -> SourceResult:
             DataIssue("bad-date", "a date in the record is not a valid date", "CarePlan"),
             DataIssue("unknown-code", "something unplaced"),
         ),
+        (DataIssue("invalid-resource", "a CarePlan was left out", "CarePlan", True),),
     ],
 )
 def test_round_trip_through_json_bytes(issues: tuple[DataIssue, ...]) -> None:
@@ -50,8 +51,8 @@ def test_issues_are_written_with_their_about() -> None:
         DataIssue("unknown-code", PLAN_STATUS, "CarePlan"), DataIssue("x", "unplaced")
     ).to_json()["issues"]
     assert written == [
-        {"code": "unknown-code", "text": PLAN_STATUS, "about": "CarePlan"},
-        {"code": "x", "text": "unplaced", "about": None},
+        {"code": "unknown-code", "text": PLAN_STATUS, "about": "CarePlan", "labelled": False},
+        {"code": "x", "text": "unplaced", "about": None, "labelled": False},
     ]
 
 

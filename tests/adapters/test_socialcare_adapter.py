@@ -522,3 +522,35 @@ async def test_the_same_finding_about_two_kinds_is_kept_for_each() -> None:
         "CarePlan",
         "Patient",
     ]
+
+
+@pytest.mark.parametrize(
+    ("person_restricted", "plan_restricted", "labelled"),
+    [(False, False, False), (True, False, True), (False, True, True)],
+)
+async def test_a_left_out_plan_says_whether_it_was_labelled(
+    person_restricted: bool, plan_restricted: bool, labelled: bool
+) -> None:
+    """Dropped by the adapter, no decision ever sees the plan: the finding says whether the
+    plan carried a confidentiality label, so the gateway can keep it out of answers."""
+    fake = council(people=[person(restricted=person_restricted)])
+    extra = plan(planId=None)
+    if plan_restricted:
+        extra["confidentiality"] = "restricted"
+    fake.plans["P000123"].append(extra)
+    result = await adapter(fake).fetch(NHS)
+    assert result.outcome is Outcome.FOUND
+    assert result.issues == (
+        DataIssue(
+            "bad-record", "a support plan has no plan id and was left out", "CarePlan", labelled
+        ),
+    )
+
+
+async def test_a_labelled_resource_failing_validation_is_reported_as_labelled() -> None:
+    fake = council()
+    bad = plan(planId="Y" * 70)  # an id longer than FHIR allows
+    bad["confidentiality"] = "restricted"
+    fake.plans["P000123"].append(bad)
+    result = await adapter(fake).fetch(NHS)
+    assert {(i.about, i.labelled) for i in result.issues} == {("CarePlan", True), ("Goal", True)}

@@ -150,3 +150,17 @@ def test_a_source_withheld_entirely_adds_no_finding(how: str) -> None:
     verdict = to_verdict(made, [lascare, community])
     assert [r.source for r in verdict.visible] == ["community"]
     assert [i for r in verdict.visible for i in r.issues] == [GENDER]
+
+
+LEFT_OUT_RESTRICTED = DataIssue(
+    "invalid-resource", "a CarePlan failed UK Core validation and was left out", "CarePlan", True
+)
+
+
+def test_a_finding_about_a_labelled_resource_left_out_never_goes_out() -> None:
+    """No decision saw that resource, so even a caller who is shown everything else may not
+    learn it existed; unlabelled findings beside it still go out."""
+    lascare = source("lascare", GENDER, LEFT_OUT_RESTRICTED, PLAN_STATUS)
+    assert visible_issues(lascare, lascare.resources) == (GENDER, PLAN_STATUS)
+    shown = without(lascare, "lascare.P1.SP2")
+    assert visible_issues(lascare, shown) == (GENDER,)
