@@ -15,11 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 
-from adapters.base import Outcome
+from adapters.base import Outcome, Resource
 
 T = TypeVar("T")
 
@@ -182,3 +182,27 @@ async def get_with_one_retry(
                 await asyncio.sleep(delay)
                 response = await http.get(url, params=params, headers=headers)
         return parse(response)
+
+
+def answer_or_fault(response: httpx.Response, detail: Callable[[httpx.Response], str]) -> Resource:
+    """A source's answer as a JSON object, or the :class:`SourceFault` it amounts to.
+
+    ``200`` → the body (a JSON object, else ``BAD_DATA``); ``404`` → ``NOT_FOUND`` (healthy);
+    ``401``/``403`` → ``UNAVAILABLE`` "refused"; anything else → ``UNAVAILABLE`` with
+    ``detail(response)``, the client's own reading of its source's error bodies (codes only:
+    sources may echo identifiers in messages).
+    """
+    status = response.status_code
+    if status == 200:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            raise SourceFault(Outcome.BAD_DATA, "response is not JSON") from None
+        if not isinstance(body, dict):
+            raise SourceFault(Outcome.BAD_DATA, "response is not a JSON object")
+        return body
+    if status == 404:
+        raise SourceFault(Outcome.NOT_FOUND, "HTTP 404")
+    if status in (401, 403):
+        raise SourceFault(Outcome.UNAVAILABLE, f"refused by source (HTTP {status})")
+    raise SourceFault(Outcome.UNAVAILABLE, detail(response))

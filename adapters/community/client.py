@@ -20,13 +20,12 @@ source may echo identifiers there).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from adapters.base import Outcome, Resource
-from adapters.resilience import CircuitBreaker, SourceFault, get_with_one_retry
+from adapters.resilience import CircuitBreaker, SourceFault, answer_or_fault, get_with_one_retry
 
 FHIR_JSON = "application/fhir+json"
 MAX_PAGES = 200
@@ -105,22 +104,13 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _body(response: httpx.Response) -> Resource:
-    status = response.status_code
-    if status == 200:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            raise SourceFault(Outcome.BAD_DATA, "response is not JSON") from None
-        if not isinstance(body, dict):
-            raise SourceFault(Outcome.BAD_DATA, "response is not a JSON object")
-        return body
-    if status == 404:
-        raise SourceFault(Outcome.NOT_FOUND, "HTTP 404")
-    if status in (401, 403):
-        raise SourceFault(Outcome.UNAVAILABLE, f"refused by source (HTTP {status})")
+    return answer_or_fault(response, _detail)
+
+
+def _detail(response: httpx.Response) -> str:
     codes = _outcome_codes(response)
     suffix = f" ({', '.join(codes)})" if codes else ""
-    raise SourceFault(Outcome.UNAVAILABLE, f"HTTP {status}{suffix}")
+    return f"HTTP {response.status_code}{suffix}"
 
 
 def _outcome_codes(response: httpx.Response) -> list[str]:

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from adapters.base import Outcome, Resource
-from adapters.resilience import CircuitBreaker, SourceFault, get_with_one_retry
+from adapters.resilience import CircuitBreaker, SourceFault, answer_or_fault, get_with_one_retry
 
 MAX_PAGES = 100
 RETRY_ON = frozenset({429})  # a 503 is not retried: the caller's answer is partial
@@ -111,26 +110,13 @@ def _name(path: str) -> str:
 
 
 def _body(response: httpx.Response) -> Resource:
-    status = response.status_code
-    if status == 200:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            raise SourceFault(Outcome.BAD_DATA, "response is not JSON") from None
-        if not isinstance(body, dict):
-            raise SourceFault(Outcome.BAD_DATA, "response is not a JSON object")
-        return body
-    if status == 404:
-        raise SourceFault(Outcome.NOT_FOUND, "HTTP 404")
-    if status in (401, 403):
-        raise SourceFault(Outcome.UNAVAILABLE, f"refused by source (HTTP {status})")
-    if status == 429:
-        return _raise(Outcome.UNAVAILABLE, "rate limited by source (HTTP 429)")
-    return _raise(Outcome.UNAVAILABLE, f"HTTP {status}{_error_code(response)}")
+    return answer_or_fault(response, _detail)
 
 
-def _raise(outcome: Outcome, detail: str) -> Resource:
-    raise SourceFault(outcome, detail)
+def _detail(response: httpx.Response) -> str:
+    if response.status_code == 429:
+        return "rate limited by source (HTTP 429)"
+    return f"HTTP {response.status_code}{_error_code(response)}"
 
 
 def _error_code(response: httpx.Response) -> str:
