@@ -113,10 +113,12 @@ ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PART = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
-def consent_base(cid: str, rule: str, status: str = "active") -> dict[str, Any]:
-    return {
+def consent_body(
+    nhs: str, rule: str, provision: dict[str, Any] | None = None, status: str = "active"
+) -> dict[str, Any]:
+    """A privacy Consent for ``nhs`` as a client would send it (no id, no dateTime)."""
+    body: dict[str, Any] = {
         "resourceType": "Consent",
-        "id": cid,
         "status": status,
         "scope": {
             "coding": [
@@ -127,9 +129,24 @@ def consent_base(cid: str, rule: str, status: str = "active") -> dict[str, Any]:
             ]
         },
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS}},
-        "dateTime": "2026-11-01T09:00:00Z",
+        "patient": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
         "policyRule": {"coding": [{"system": ACT, "code": rule}]},
+    }
+    if provision is not None:
+        body["provision"] = provision
+    return body
+
+
+def objection_body(nhs: str, status: str = "active") -> dict[str, Any]:
+    """The person objects to all sharing (OPTOUT, deny)."""
+    return consent_body(nhs, "OPTOUT", {"type": "deny"}, status)
+
+
+def consent_base(cid: str, rule: str, status: str = "active") -> dict[str, Any]:
+    return {
+        **consent_body(NHS, rule, status=status),
+        "id": cid,
+        "dateTime": "2026-11-01T09:00:00Z",
     }
 
 

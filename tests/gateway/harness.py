@@ -111,3 +111,25 @@ async def running_gateway(
             yield Gateway(base_url=base_url, private_pem=private_pem, client=client, app=app)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- assertions on FHIR answers ---------------------------------------------------------
+
+FHIR_JSON = "application/fhir+json"
+
+
+def assert_fhir(resp: httpx.Response, status: int = 200) -> dict[str, Any]:
+    """The JSON body of a FHIR answer with ``status``, served as FHIR JSON and never cached."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(FHIR_JSON)
+    assert resp.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def assert_outcome(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """An OperationOutcome answer with ``status`` whose first issue has ``code``."""
+    body = assert_fhir(resp, status)
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["code"] == code
+    return body

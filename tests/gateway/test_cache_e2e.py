@@ -48,6 +48,7 @@ from gateway.settings import ConfigurationError, Settings, get_settings
 from gateway.wiring import DEFAULT_CHANGE_POLL_INTERVAL_S, build_state
 from simulators.population import SCENARIO_NHS_NUMBERS, SCENARIOS, Population
 from simulators.runner import RunningSources, source_configs
+from tests.consent.factories import objection_body
 from tests.gateway.harness import Gateway, running_gateway
 from tests.redis_server import RedisServer, own_redis_server, redis_server  # noqa: F401
 
@@ -57,7 +58,6 @@ PEOPLE_SEARCH = "/people"  # GET /people?nhsNumber=... at social care
 PATIENT_SEARCH = "/Patient"  # GET /Patient?identifier=... at community
 CHANGES = "/changes"  # social care change feed: read by a polling gateway, not a record read
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 KEY_FORMAT = re.compile(rb"cgw:v1:r:[0-9a-f]{64}:[0-9a-f]{16}")
 ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
 NHS_LIKE = re.compile(rb"\d{3}[ -]?\d{3}[ -]?\d{4}")
@@ -446,22 +446,7 @@ async def test_ready_reports_the_cache_the_sources_and_the_feed(cgw: CachedGatew
 
 
 def objection(nhs: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": NHS_SYSTEM, "value": nhs}},
-        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }
+    return objection_body(nhs)
 
 
 async def test_an_objection_applies_to_the_very_next_request_though_cached(

@@ -40,13 +40,13 @@ from gateway.state import GatewayState
 from gateway.wiring import build_state
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, PRACTICES, SCENARIOS
 from simulators.runner import RunningSources, source_configs
+from tests.consent.factories import consent_body
 from tests.gateway.harness import ISSUER, Gateway, running_gateway
 
 FHIR_JSON = "application/fhir+json"
 REASON_SYSTEM = "urn:caregateway:decision-reason"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 SOCIAL_CARE_PERSON_ID = "urn:caregateway:source:socialcare:person-id"
@@ -151,22 +151,7 @@ def privacy_officer(gw: Gateway) -> dict[str, str]:
 
 
 def consent(number: str, rule: str, provision: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": NHS_SYSTEM, "value": number}},
-        "policyRule": {"coding": [{"system": ACT, "code": rule}]},
-        "provision": provision,
-    }
+    return consent_body(number, rule, provision)
 
 
 def objection(number: str) -> dict[str, Any]:

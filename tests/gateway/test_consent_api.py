@@ -46,10 +46,10 @@ from gateway.state import GatewayState
 from gateway.wiring import make_adapter
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
+from tests.consent.factories import objection_body
+from tests.gateway.harness import FHIR_JSON, assert_fhir, assert_outcome
 
 ISSUER = "urn:caregateway:test-issuer"
-FHIR_JSON = "application/fhir+json"
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 GP_ORG = "F81001"  # registered GP practice of the "both" scenario person
@@ -226,39 +226,8 @@ async def empty_tables(cgw: ConsentGateway) -> AsyncIterator[None]:
 
 
 def objection(number: str = NHS_BOTH, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": NHS_SYSTEM, "value": number}},
-        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }
-    body.update(changes)
+    body = {**objection_body(number), **changes}
     return {k: v for k, v in body.items() if v is not None}
-
-
-def assert_fhir(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(FHIR_JSON)
-    assert resp.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def assert_outcome(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    body = assert_fhir(resp, status)
-    assert body["resourceType"] == "OperationOutcome"
-    assert body["issue"][0]["code"] == code
-    return body
 
 
 def reason_codes(oo: dict[str, Any]) -> list[str]:

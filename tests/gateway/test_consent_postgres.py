@@ -34,10 +34,10 @@ from gateway.db import create_schema, make_engine, make_session_factory
 from gateway.decision import PolicyDecider
 from gateway.errors import NotFound
 from simulators.population import SCENARIOS
+from tests.consent.factories import objection_body
 
 NHS_A = SCENARIOS["both"].nhs_number or ""
 NHS_B = SCENARIOS["community_only"].nhs_number or ""
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 T0 = datetime(2026, 11, 23, 10, 15, 8, 123456, tzinfo=UTC)
 BOUND_S = 60  # no concurrent step may take longer than this
 
@@ -53,24 +53,7 @@ class SteppingClock:
 
 
 def objection(nhs: str, status: str = "active", **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
-        "dateTime": "2026-11-23T10:00:00Z",
-        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-        **extra,
-    }
+    return {**objection_body(nhs, status), "dateTime": "2026-11-23T10:00:00Z", **extra}
 
 
 @pytest.fixture

@@ -23,29 +23,14 @@ from gateway.consent_store import (
 from gateway.db import Base, make_engine, make_session_factory
 from gateway.errors import NotFound, UnprocessableEntity
 from simulators.population import SCENARIOS
+from tests.consent.factories import objection_body
 
 NHS_A = SCENARIOS["both"].nhs_number or ""
 NHS_B = SCENARIOS["community_only"].nhs_number or ""
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 
 def objection(nhs: str, status: str = "active") -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
-        "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }
+    return objection_body(nhs, status)
 
 
 @pytest.fixture

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from adapters import ukcore
 from adapters.validation import validate_resource
 from simulators.population import SCENARIOS
-from tests.gateway.harness import Gateway
-
-FHIR_JSON = "application/fhir+json"
+from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
 
 
 def nhs(key: str) -> str:
@@ -30,21 +26,6 @@ def entries(bundle: dict[str, Any], mode: str | None = None) -> list[dict[str, A
 
 def outcome_codes(bundle: dict[str, Any]) -> list[str]:
     return [i["code"] for oo in entries(bundle, "outcome") for i in oo["issue"]]
-
-
-def assert_fhir(resp: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(FHIR_JSON)
-    assert resp.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def assert_outcome(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    body = assert_fhir(resp, status)
-    assert body["resourceType"] == "OperationOutcome"
-    assert body["issue"][0]["code"] == code
-    return body
 
 
 async def test_metadata_is_a_capability_statement(gateway: Gateway) -> None:

@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -34,10 +33,9 @@ from gateway.merge import MERGE_WARNING_SYSTEM
 from simulators.model import Population
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, SCENARIOS
 from simulators.runner import RunningSources, source_configs
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import Gateway, assert_fhir, running_gateway
 from tests.gateway.test_consent_acceptance import RECORDER_SCOPES, naming, post_consent
 
-FHIR_JSON = "application/fhir+json"
 SOCIAL = "socialcare"
 COMMUNITY = "community"
 SOURCE_DOMAIN = {SOCIAL: "social-care", COMMUNITY: "health"}
@@ -116,13 +114,6 @@ def plan_types(plan: dict[str, Any]) -> list[str]:
         for c in cat.get("coding", ())
         if c.get("system") == ukcore.CARE_PLAN_TYPE_SYSTEM
     ]
-
-
-def assert_fhir(resp: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(FHIR_JSON)
-    body: dict[str, Any] = resp.json()
-    return body
 
 
 @dataclass(frozen=True)
