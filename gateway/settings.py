@@ -7,6 +7,7 @@ required value is missing, naming the variable; ``demo`` fills everything with i
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -158,10 +159,20 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+SECRETS_DIR_VARIABLE = "CAREGW_SECRETS_DIR"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings from the environment, ``.env`` and, when ``CAREGW_SECRETS_DIR`` names a
+    folder, one file per secret in it (``CAREGW_DATABASE_URL`` ...; how Kubernetes and Docker
+    mount secrets, so they never sit in the process environment). A variable wins over a file.
+    """
+    secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE) or None
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise ConfigurationError(f"{SECRETS_DIR_VARIABLE}: {secrets_dir} is not a folder")
     try:
-        return Settings()
+        return Settings(_secrets_dir=secrets_dir)
     except ValidationError as exc:
         first = exc.errors()[0]
         var = "CAREGW_" + str(first["loc"][0]).upper() if first.get("loc") else "CAREGW_*"
