@@ -1,4 +1,4 @@
-"""``caregateway`` command line: demo, serve, token, keys, audit, simulate-sources."""
+"""``caregateway`` command line: demo, serve, token, keys, db, audit, simulate-sources."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Sequence
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.logging import configure_logging
 from gateway.settings import ConfigurationError, Settings, get_settings, load_sources
@@ -161,12 +162,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 jwks = json.loads(settings.auth_jwks_file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ConfigurationError(f"CAREGW_AUTH_JWKS_FILE: cannot read JWKS: {exc}") from exc
-        verifier = TokenVerifier(
-            issuer=settings.auth_issuer,
-            audience=settings.audience,
-            jwks=jwks,
-            jwks_url=settings.auth_jwks_url,
-        )
+        try:
+            verifier = TokenVerifier(
+                issuer=settings.auth_issuer,
+                audience=settings.audience,
+                jwks=jwks,
+                jwks_url=settings.auth_jwks_url,
+            )
+        except ValueError as exc:
+            variable = "CAREGW_AUTH_JWKS_FILE" if jwks is not None else "CAREGW_AUTH_JWKS_URL"
+            raise ConfigurationError(f"{variable}: {exc}") from exc
         cache = build_record_cache(
             redis_url=settings.redis_url,
             cache_keys=settings.cache_keys,
@@ -181,6 +186,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ConfigurationError, CacheConfigError) as exc:
         return _fail(str(exc))
     configure_logging(settings.log_format)
+    problem = asyncio.run(_prepare_database(settings.database_url, settings.auto_upgrade_schema))
+    if problem is not None:
+        return _fail(problem)
 
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(
@@ -191,13 +199,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
             policy_file=settings.policy_file,
             cache=cache,
             change_poll_interval_s=settings.change_poll_interval_s,
+            auto_upgrade=settings.auto_upgrade_schema,
         )
 
     asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())
     return 0
 
 
-# --- token, keys, audit, simulate-sources --------------------------------------------------
+async def _prepare_database(database_url: str, auto_upgrade: bool) -> str | None:
+    """Upgrade or check the schema before serving; a message when ``serve`` must not start."""
+    from gateway import schema
+    from gateway.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        await schema.prepare(engine, auto_upgrade=auto_upgrade)
+    except schema.SchemaOutOfDate as exc:
+        return f"CAREGW_DATABASE_URL: {exc}"
+    except (OSError, SQLAlchemyError) as exc:
+        return f"CAREGW_DATABASE_URL: cannot reach the database ({type(exc).__name__})"
+    finally:
+        await engine.dispose()
+    return None
+
+
+# --- token, keys, db, audit, simulate-sources ----------------------------------------------
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -232,6 +258,35 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     print(generate_index_key() if args.index else generate_key_entry())
     return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``db upgrade``: migrate to head (exit 0). ``db current``: print the revision; exit 0 at
+    head, 1 behind it, 2 when the database cannot be read (a missing SQLite file is never
+    created by ``current``)."""
+    from gateway import schema
+    from gateway.db import make_engine, missing_sqlite_file
+
+    url = get_settings().database_url
+    if args.db_command == "current" and missing_sqlite_file(url):
+        return _fail("CAREGW_DATABASE_URL: no such SQLite file")
+
+    async def run() -> schema.SchemaState:
+        engine = make_engine(url)
+        try:
+            if args.db_command == "upgrade":
+                return await schema.upgrade(engine)
+            return await schema.state(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        found = asyncio.run(run())
+    except (OSError, SQLAlchemyError) as exc:
+        return _fail(f"CAREGW_DATABASE_URL: cannot reach the database ({type(exc).__name__})")
+    where = found.current or "none"
+    print(f"{where} (head)" if found.up_to_date else f"{where}; head is {found.head}")
+    return 0 if found.up_to_date else 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -283,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen = keys_sub.add_parser("generate", help="print a new cache key entry (kid:base64key)")
     gen.add_argument("--index", action="store_true", help="print a CAREGW_CACHE_INDEX_KEY instead")
 
+    db = sub.add_parser("db", help="the database schema (migrations)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="bring the schema of CAREGW_DATABASE_URL to head")
+    db_sub.add_parser("current", help="print the schema revision; exit 1 if not at head")
+
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit trail's hash chain")
@@ -332,6 +392,7 @@ _COMMANDS = {
     "serve": cmd_serve,
     "token": cmd_token,
     "keys": cmd_keys,
+    "db": cmd_db,
     "audit": cmd_audit,
     "simulate-sources": cmd_simulate,
 }

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     volume_alert_per_hour: int = 30
     audit_retention_days: int = Field(default=2922, ge=1)
     log_format: str = "auto"  # auto | json | console
+    # serve upgrades the schema on start; None: yes for SQLite, no for PostgreSQL
+    db_auto_upgrade: bool | None = None
 
     @field_validator("change_poll_interval_s")
     @classmethod
@@ -81,6 +83,19 @@ class Settings(BaseSettings):
     @property
     def fhir_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+
+    @property
+    def auto_upgrade_schema(self) -> bool:
+        """Whether ``serve`` migrates the database on start (``CAREGW_DB_AUTO_UPGRADE``).
+
+        By default only SQLite, which one process owns; several PostgreSQL replicas starting
+        at once should not race to migrate, so there an operator runs ``db upgrade``.
+        """
+        if self.db_auto_upgrade is not None:
+            return self.db_auto_upgrade
+        from gateway.db import is_sqlite
+
+        return is_sqlite(self.database_url)
 
     @property
     def audience(self) -> str:

@@ -28,6 +28,7 @@ from adapters.community.adapter import CommunityAdapter
 from adapters.resilience import CircuitBreaker
 from adapters.socialcare.adapter import SocialCareAdapter
 from consent import load_policy
+from gateway import schema
 from gateway.access import Decider, RecordAccess
 from gateway.audit import AuditStore
 from gateway.auth import TokenVerifier
@@ -39,7 +40,7 @@ from gateway.cache import (
     TieredBackend,
 )
 from gateway.consent_store import BreakGlassStore, ConsentStore
-from gateway.db import create_schema, make_engine
+from gateway.db import make_engine
 from gateway.decision import PolicyDecider
 from gateway.record import RecordService
 from gateway.state import GatewayState
@@ -99,10 +100,13 @@ async def build_state(
     cache: RecordCache | None = None,
     decider: Decider | None = None,
     change_poll_interval_s: float | None = DEFAULT_CHANGE_POLL_INTERVAL_S,
+    auto_upgrade: bool = True,
 ) -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
     """Everything a gateway process shares between requests, and the function that closes it.
 
-    The database schema is brought up to date here, so a fresh database needs no extra step.
+    The database schema is brought up to date here (migrations, :mod:`gateway.schema`), so a
+    fresh database needs no extra step; with ``auto_upgrade=False`` it is only checked, and a
+    schema that is not at head raises :class:`gateway.schema.SchemaOutOfDate`.
     ``decider`` replaces the consent policy (tests of the read path alone use ``permit_all``).
     ``change_poll_interval_s``: seconds between change-feed polls; ``0`` polls nothing,
     ``None`` builds the pollers without running them (see the module docstring).
@@ -111,7 +115,11 @@ async def build_state(
         raise ValueError("change_poll_interval_s must be 0 (off) or a positive number")
     policy = load_policy(policy_file)
     engine = make_engine(database_url)
-    await create_schema(engine)
+    try:
+        await schema.prepare(engine, auto_upgrade=auto_upgrade)
+    except BaseException:
+        await engine.dispose()
+        raise
     consents = ConsentStore(engine)
     audit = AuditStore(engine)
     await audit.start()

@@ -66,8 +66,8 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return request.param, docs, path
 
 
-def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind]
+def _one(docs: list[dict[str, Any]], kind: str, name: str = "caregateway") -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
 
@@ -98,6 +98,7 @@ def test_every_object_validates_against_the_api_schemas(rendered: Any) -> None:
         "NetworkPolicy",
         "ServiceAccount",
         "ConfigMap",
+        "Job",
     }
 
 
@@ -140,7 +141,7 @@ def test_probes_use_the_health_endpoints(rendered: Any) -> None:
 def test_secrets_are_referenced_never_written(rendered: Any) -> None:
     _, docs, _ = rendered
     assert not [d for d in docs if d["kind"] == "Secret"], "a Secret object in the manifests"
-    config = _one(docs, "ConfigMap")["data"]
+    config = _one(docs, "ConfigMap", "caregateway-config")["data"]
     assert not SECRET_VARIABLES & set(config), "a secret setting in the ConfigMap"
     for container in _containers(docs):
         for var in container.get("env", ()):
@@ -187,6 +188,21 @@ def test_network_policy_lets_in_only_the_api_and_out_only_what_is_needed(rendere
     assert dns[0]["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     for rule in policy["egress"]:
         assert rule.get("to"), "an egress rule open to every address"
+
+
+def test_migrations_run_as_a_job_that_reaches_only_the_database(rendered: Any) -> None:
+    _, docs, _ = rendered
+    job = _one(docs, "Job", "caregateway-migrate")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["db", "upgrade"]
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    service = _one(docs, "Service")["spec"]["selector"]
+    assert not service.items() <= pod_labels.items(), "the Service would route to the Job"
+    policy = _one(docs, "NetworkPolicy", "caregateway-migrate")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["ingress"] == []
+    ports = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 5432)}
 
 
 def test_checkov_finds_nothing_in_the_manifests(rendered: Any) -> None:

@@ -1,0 +1,25 @@
+"""Alembic's environment for the gateway's schema: always run through :mod:`gateway.schema`.
+
+The gateway's engine is async; :mod:`gateway.schema` opens a connection and hands its sync
+face to Alembic in ``config.attributes["connection"]``, so this file never builds an engine
+of its own and never reads a URL (which may hold a password) from a file.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from gateway.schema import target_metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only reachable by running alembic by hand
+    raise RuntimeError("run migrations with `caregateway db upgrade`, not the alembic command")
+
+context.configure(
+    connection=connection,
+    target_metadata=target_metadata(),
+    render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
