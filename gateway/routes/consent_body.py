@@ -70,8 +70,7 @@ def require_json(request: Request) -> None:
     media_type = declared.split(";", 1)[0].strip().lower()
     if media_type not in JSON_MEDIA_TYPES:
         raise UnsupportedMediaType(
-            "A Consent must be sent as Content-Type: application/fhir+json "
-            "(or application/json)."
+            "A Consent must be sent as Content-Type: application/fhir+json (or application/json)."
         )
 
 

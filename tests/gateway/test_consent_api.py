@@ -35,6 +35,7 @@ from gateway.consent_store import (
     BreakGlassStore,
     ConsentDirectiveRow,
     ConsentStore,
+    ConsentVersionRow,
 )
 from gateway.db import create_schema, make_engine
 from gateway.decision import PolicyDecider
@@ -159,14 +160,16 @@ def _unknown_nhs(running: RunningSources) -> str:
 
 @asynccontextmanager
 async def serving(
-    configs: Sequence[SourceConfig], db: Path, unknown_nhs: str
+    configs: Sequence[SourceConfig], db: Path | str, unknown_nhs: str
 ) -> AsyncIterator[ConsentGateway]:
-    """A gateway on loopback with the consent router and the consent policy as decider."""
+    """A gateway on loopback with the consent router and the consent policy as decider.
+
+    ``db`` is an SQLite file, or a database URL (PostgreSQL)."""
     private_pem, public_jwk = generate_signing_key()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
-    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    engine = make_engine(db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}")
     await create_schema(engine)
     audit = AuditStore(engine)
 
@@ -219,6 +222,7 @@ async def empty_tables(cgw: ConsentGateway) -> AsyncIterator[None]:
     yield
     async with cgw.engine.begin() as conn:
         await conn.execute(delete(ConsentDirectiveRow))
+        await conn.execute(delete(ConsentVersionRow))
         await conn.execute(delete(BreakGlassGrantRow))
 
 
@@ -649,7 +653,9 @@ async def test_create_when_no_source_answers_is_503(
         oo = assert_outcome(await gw.post(objection()), 503, "transient")
         assert "did not answer" in oo["issue"][0]["diagnostics"]
         # The relationship could only come from the sources: an outage, not a refusal.
-        oo = assert_outcome(await gw.get("/Consent", params={"patient": NHS_BOTH}), 503, "transient")
+        oo = assert_outcome(
+            await gw.get("/Consent", params={"patient": NHS_BOTH}), 503, "transient"
+        )
         assert "socialcare" in oo["issue"][0]["diagnostics"]
         assert "community" in oo["issue"][0]["diagnostics"]
         # IG work needs no relationship, so no source.
