@@ -20,6 +20,10 @@ Usage::
 
 Only ``active`` directives are enforced (:meth:`Directive.in_force`); ``inactive`` ones are
 kept for the record, and ``proposed``/``rejected``/``entered-in-error``/``draft`` never apply.
+
+Validation first checks the limits of :mod:`consent.limits` (one bounded walk), so nothing
+after it recurses into or loops over an oversized resource; periods are read by
+:func:`consent.instants.parse_instant`, which never overflows at the ends of the calendar.
 """
 
 from __future__ import annotations

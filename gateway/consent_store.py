@@ -27,8 +27,8 @@ the very next request. Every write is one transaction.
 Version-aware update (FHIR ``If-Match``): with ``expected_version`` the store writes only if
 that is still the current version, in one conditional ``UPDATE ... WHERE version = n`` whose
 row count decides; of two concurrent updates expecting the same version, one wins and the
-other gets :class:`VersionConflict` (412). This uses the ``version`` column every row already
-has (equal to ``meta.versionId``): no schema change.
+other gets :class:`VersionConflict` (412). The version it writes is kept in
+``consent_directive_version`` by the same transaction, only when the row count says it won.
 """
 
 from __future__ import annotations
