@@ -8,9 +8,19 @@
     policy = load_policy(settings.policy_file)          # once, at start-up
     decision = decide(requester, purpose, contributions, parse_consents(stored), policy, now)
     shown = decision.visible(contributions)
+
+    # the Consent API: reading and changing the directives themselves
+    decision = decide_directive_access(requester, purpose, DirectiveInteraction.UPDATE,
+                                       contributions, {"Consent/x": parse_consent(stored)}, policy)
 """
 
 from consent.decide import decide
+from consent.directive_access import (
+    DirectiveInteraction,
+    decide_directive_access,
+    directive_role_denial,
+    needs_relationship,
+)
 from consent.directives import (
     Directive,
     DirectiveKind,
@@ -37,6 +47,7 @@ __all__ = [
     "ClientKind",
     "Decision",
     "Directive",
+    "DirectiveInteraction",
     "DirectiveKind",
     "Effect",
     "InvalidConsent",
@@ -49,7 +60,10 @@ __all__ = [
     "SourceContribution",
     "Withheld",
     "decide",
+    "decide_directive_access",
+    "directive_role_denial",
     "load_policy",
+    "needs_relationship",
     "parse_consent",
     "parse_consents",
     "validate_consent",

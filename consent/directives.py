@@ -20,6 +20,10 @@ Usage::
 
 Only ``active`` directives are enforced (:meth:`Directive.in_force`); ``inactive`` ones are
 kept for the record, and ``proposed``/``rejected``/``entered-in-error``/``draft`` never apply.
+
+Validation first checks the limits of :mod:`consent.limits` (one bounded walk), so nothing
+after it recurses into or loops over an oversized resource; periods are read by
+:func:`consent.instants.parse_instant`, which never overflows at the ends of the calendar.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
+from consent.instants import parse_instant
+from consent.limits import limit_problems
 from consent.model import NHS_NUMBER_SYSTEM, ODS_SYSTEM
 from consent.policy import PURPOSES_OF_USE
 
@@ -107,7 +113,8 @@ def _policy_rule_code(resource: Mapping[str, Any]) -> str | None:
 
 
 def _nhs_number_ok(value: str) -> bool:
-    if len(value) != 10 or not value.isdigit():
+    # ASCII only: str.isdigit() is also true of other scripts' digits, which int() reads.
+    if len(value) != 10 or not (value.isascii() and value.isdigit()):
         return False
     total = sum(int(d) * w for d, w in zip(value[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
@@ -124,10 +131,24 @@ def patient_nhs_number(resource: Mapping[str, Any]) -> str | None:
     if isinstance(ident, Mapping) and ident.get("system") == NHS_NUMBER_SYSTEM:
         value = ident.get("value")
         return value if isinstance(value, str) else None
+    return _referenced_nhs(ref)
+
+
+def _referenced_nhs(ref: Mapping[str, Any]) -> str | None:
     reference = ref.get("reference")
     if isinstance(reference, str) and reference.startswith("Patient/"):
         return reference.removeprefix("Patient/")
     return None
+
+
+def _patient_disagrees(resource: Mapping[str, Any]) -> bool:
+    """``Consent.patient`` names one person by identifier and another by reference (or a
+    reference that is not ``Patient/{nhs}``): which of them the directive is about cannot
+    be told, so it is refused rather than guessed."""
+    ref = resource.get("patient")
+    if not isinstance(ref, Mapping) or "reference" not in ref or "identifier" not in ref:
+        return False
+    return _referenced_nhs(ref) != patient_nhs_number(resource)
 
 
 def _ods(reference: Any) -> str | None:
@@ -140,32 +161,12 @@ def _ods(reference: Any) -> str | None:
     return None
 
 
-def _parse_instant(value: Any, end: bool) -> datetime | None:
-    """FHIR dateTime (``2026``..., date or full instant) to an aware UTC datetime."""
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    if len(value) in (4, 7):  # year or year-month: the whole year or month
-        year, month = int(value[:4]), int(value[5:7]) if len(value) == 7 else None
-        if not end:
-            return datetime(year, month or 1, 1, tzinfo=UTC)
-        last_month = month or 12
-        nxt = date(year + 1, 1, 1) if last_month == 12 else date(year, last_month + 1, 1)
-        return datetime.combine(nxt - timedelta(days=1), time.max, tzinfo=UTC)
-    if len(value) == 10:
-        d = date.fromisoformat(value)
-        return datetime.combine(d, time.max if end else time.min, tzinfo=UTC)
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise ValueError("a dateTime with a time must have a time zone")
-    return dt.astimezone(UTC)
-
-
 def _period(provision: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
     period = provision.get("period")
     if not isinstance(period, Mapping):
         return None, None
-    start = _parse_instant(period["start"], end=False) if "start" in period else None
-    end = _parse_instant(period["end"], end=True) if "end" in period else None
+    start = parse_instant(period["start"], end=False) if "start" in period else None
+    end = parse_instant(period["end"], end=True) if "end" in period else None
     return start, end
 
 
@@ -211,7 +212,7 @@ def _validate_provision_limits(provision: Mapping[str, Any], where: str) -> list
         else:
             try:
                 start, end = _period(provision)
-            except (ValueError, TypeError) as exc:
+            except ValueError as exc:
                 problems.append(f"{where}.period: not a valid FHIR dateTime ({exc})")
             else:
                 if start is not None and end is not None and end < start:
@@ -247,7 +248,9 @@ def validate_consent(resource: Any) -> list[str]:
     it can be stored and enforced. Messages name the element, never the person."""
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "Consent":
         return ["resourceType must be Consent"]
-    problems: list[str] = []
+    problems = limit_problems(resource)
+    if problems:
+        return problems
     status = resource.get("status")
     if status not in STATUSES:
         problems.append(f"Consent.status must be one of {', '.join(sorted(STATUSES))}")
@@ -270,6 +273,10 @@ def validate_consent(resource: Any) -> list[str]:
         )
     elif not _nhs_number_ok(nhs):
         problems.append("Consent.patient is not a valid NHS number")
+    elif _patient_disagrees(resource):
+        problems.append(
+            "Consent.patient.reference and Consent.patient.identifier name different people"
+        )
 
     has_policy = bool(resource.get("policy"))
     has_rule = "policyRule" in resource

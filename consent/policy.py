@@ -40,6 +40,8 @@ PURPOSES_OF_USE: frozenset[str] = frozenset(
 )  # fmt: skip
 
 BREAK_GLASS_PURPOSE = "ETREAT"
+IG_PURPOSE = "HOPERAT"
+"""Healthcare operations: the purpose of information governance work (audit, directives)."""
 
 
 class _Frozen(BaseModel):
@@ -63,6 +65,10 @@ class RoleRule(_Frozen):
     sees_labels: dict[Domain, tuple[Label, ...]] = Field(default_factory=dict)
     may_record_directives: bool = False
     may_read_audit: bool = False
+    directives_without_relationship: bool = False
+    """Information governance work: with purpose ``HOPERAT`` this role may read and record
+    anyone's directives without a legitimate relationship (it still needs
+    ``may_record_directives``, and is still refused a directive refusing its organisation)."""
 
     @field_validator("purposes")
     @classmethod

@@ -88,6 +88,13 @@ def note_patient(nhs_number: str) -> None:
         note.patient_nhs = nhs_number
 
 
+def note_resources(references: tuple[str, ...]) -> None:
+    """What the request read or changed, as references (``Consent/{id}/_history/{v}``)."""
+    note = current()
+    if note is not None:
+        note.resource_ids = references
+
+
 def note_decision(
     effect: str, reasons: tuple[str, ...], break_glass: bool, reason_text: str | None
 ) -> None:

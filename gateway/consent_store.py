@@ -3,6 +3,10 @@
 - ``consent_directive``: one row per FHIR ``Consent`` (its current version), keyed by the
   gateway's id and indexed by the person's NHS number. ``resource`` holds the JSON exactly
   as it is served, ``meta.versionId`` equal to the ``version`` column.
+- ``consent_directive_version``: every version of every Consent, ``(id, version)``, written
+  in the same transaction as the row above, so a version is never current without being
+  kept, nor kept without having been current. ``vread`` and ``_history`` read it; a Consent
+  stored before this table existed has only its current version (read from the row above).
 - ``break_glass_grant``: one row per emergency access that gave a grant, looked up by
   ``(sub, nhs_number)`` to find the latest.
 
@@ -23,8 +27,8 @@ the very next request. Every write is one transaction.
 Version-aware update (FHIR ``If-Match``): with ``expected_version`` the store writes only if
 that is still the current version, in one conditional ``UPDATE ... WHERE version = n`` whose
 row count decides; of two concurrent updates expecting the same version, one wins and the
-other gets :class:`VersionConflict` (412). This uses the ``version`` column every row already
-has (equal to ``meta.versionId``): no schema change.
+other gets :class:`VersionConflict` (412). The version it writes is kept in
+``consent_directive_version`` by the same transaction, only when the row count says it won.
 """
 
 from __future__ import annotations
@@ -72,6 +76,32 @@ class ConsentDirectiveRow(Base):
     resource: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentVersionRow(Base):
+    """One version of one stored Consent, as it was served; never changed once written."""
+
+    __tablename__ = "consent_directive_version"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    resource: Mapped[str] = mapped_column(Text)
+    recorded: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _version_row(
+    stored: Mapping[str, Any], version: int, at: datetime, text: str
+) -> ConsentVersionRow:
+    return ConsentVersionRow(
+        id=stored["id"],
+        version=version,
+        nhs_number=_nhs_of(stored),
+        status=str(stored.get("status", "")),
+        resource=text,
+        recorded=at,
+    )
 
 
 class BreakGlassGrantRow(Base):
@@ -155,17 +185,20 @@ class ConsentStore:
         """Store a new Consent under a new id (any id the caller gave is replaced)."""
         now = self._clock()
         stored = _stamped(resource, str(uuid.uuid4()), 1, now)
+        text = orjson.dumps(stored).decode()
         row = ConsentDirectiveRow(
             id=stored["id"],
             nhs_number=_nhs_of(stored),
             status=str(stored.get("status", "")),
             version=1,
-            resource=orjson.dumps(stored).decode(),
+            resource=text,
             created=now,
             updated=now,
         )
         async with self._sessions() as session, session.begin():
             session.add(row)
+            await session.flush()  # the directive first: one transaction, ordered inserts
+            session.add(_version_row(stored, 1, now, text))
         return stored
 
     async def get(self, consent_id: str) -> dict[str, Any] | None:
@@ -220,6 +253,7 @@ class ConsentStore:
         """Write ``version + 1`` if ``version`` is current (the row count decides), else None."""
         now = self._clock()
         stored = _stamped(resource, consent_id, version + 1, now)
+        text = orjson.dumps(stored).decode()
         result = await session.execute(
             update(ConsentDirectiveRow)
             .where(ConsentDirectiveRow.id == consent_id, ConsentDirectiveRow.version == version)
@@ -227,12 +261,53 @@ class ConsentStore:
                 nhs_number=_nhs_of(stored),
                 status=str(stored.get("status", "")),
                 version=version + 1,
-                resource=orjson.dumps(stored).decode(),
+                resource=text,
                 updated=now,
             )
             .execution_options(synchronize_session=False)
         )
-        return stored if getattr(result, "rowcount", 0) == 1 else None
+        if getattr(result, "rowcount", 0) != 1:
+            return None
+        # Same transaction as the UPDATE: both are committed, or neither.
+        session.add(_version_row(stored, version + 1, now, text))
+        await session.flush()
+        return stored
+
+    async def version(self, consent_id: str, version: int) -> dict[str, Any] | None:
+        """One kept version (``vread``), or None."""
+        async with self._sessions() as session:
+            text = await session.scalar(
+                select(ConsentVersionRow.resource).where(
+                    ConsentVersionRow.id == consent_id, ConsentVersionRow.version == version
+                )
+            )
+            if text is None:  # stored before versions were kept: only the current one
+                text = await session.scalar(
+                    select(ConsentDirectiveRow.resource).where(
+                        ConsentDirectiveRow.id == consent_id, ConsentDirectiveRow.version == version
+                    )
+                )
+        return None if text is None else _load(text)
+
+    async def history(self, consent_id: str) -> list[dict[str, Any]]:
+        """Every kept version, newest first; ``[]`` for an unknown id."""
+        async with self._sessions() as session, session.begin():
+            texts = list(
+                await session.scalars(
+                    select(ConsentVersionRow.resource)
+                    .where(ConsentVersionRow.id == consent_id)
+                    .order_by(ConsentVersionRow.version.desc())
+                )
+            )
+            current = await session.scalar(
+                select(ConsentDirectiveRow.resource).where(ConsentDirectiveRow.id == consent_id)
+            )
+        versions = [_load(text) for text in texts]
+        if current is not None:
+            latest = _load(current)
+            if not versions or versions[0]["meta"]["versionId"] != latest["meta"]["versionId"]:
+                versions.insert(0, latest)  # stored before versions were kept
+        return versions
 
     async def search(self, nhs_number: str) -> list[dict[str, Any]]:
         """Every stored Consent for the person, oldest first, whatever its status."""

@@ -5,12 +5,17 @@ directives and any live break-glass grant from the stores (never cached, so a ch
 applies to the very next request), calls :func:`consent.decide`, records a new break-glass
 grant, and turns the :class:`consent.Decision` into the :class:`~gateway.access.Verdict`
 that the routes and the audit trail use.
+
+:func:`authorise_directives` does the same for the Consent API: the record is fetched only
+when the relationship must be looked for, :func:`consent.decide_directive_access` decides,
+and a refusal is a ``403`` with its reasons — or a ``503`` when the relationship could only
+have come from a source that did not answer (an outage is never told as a refusal).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -20,13 +25,21 @@ from adapters.base import DataIssue, Outcome, Resource, SourceResult
 from consent import (
     ClientKind,
     Decision,
+    Directive,
+    DirectiveInteraction,
+    Effect,
     Policy,
+    Reason,
     Requester,
     SourceContribution,
     decide,
+    decide_directive_access,
+    needs_relationship,
     parse_consents,
 )
+from gateway import audit_trail
 from gateway.access import RequestContext, Verdict
+from gateway.errors import Forbidden, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -175,3 +188,52 @@ class PolicyDecider:
     ) -> Verdict:
         decision = await self.decision(ctx, nhs_number, results, dry_run=dry_run)
         return to_verdict(decision, results)
+
+
+Fetch = Callable[[str], Awaitable[Sequence[SourceResult]]]
+
+
+async def authorise_directives(
+    ctx: RequestContext,
+    policy: Policy,
+    interaction: DirectiveInteraction,
+    nhs_number: str,
+    targets: Mapping[str, Sequence[Directive]],
+    fetch: Fetch,
+    results: Sequence[SourceResult] | None = None,
+) -> Decision:
+    """The decision on a Consent API request about ``nhs_number``'s directives ``targets``;
+    raises ``403`` (reasons in the OperationOutcome) or ``503`` (naming the sources).
+
+    ``results`` are the sources' answers when the caller has them already (a create checks
+    that the person is known); otherwise they are fetched, and only if the relationship must
+    be looked for. The decision is noted for the audit event, except when the answer is
+    ``503``: that is an outage, not a refusal, and is not recorded as one.
+    """
+    who = requester(ctx)
+    if results is None and needs_relationship(who, ctx.purpose, policy, nhs_number):
+        results = await fetch(nhs_number)
+    decision = decide_directive_access(
+        who,
+        ctx.purpose,
+        interaction,
+        contributions(results or ()),
+        targets,
+        policy,
+        person=nhs_number,
+    )
+    if decision.effect is Effect.DENY:
+        failed = [r.source for r in results or () if not r.ok]
+        if decision.reasons == (Reason.NO_LEGITIMATE_RELATIONSHIP,) and failed:
+            raise ServiceUnavailable(
+                "Cannot tell whether your organisation has a relationship with this person: "
+                f"these sources did not answer: {', '.join(failed)}. Try again shortly."
+            )
+    audit_trail.note_decision(decision.effect.value, decision.reason_codes, False, None)
+    if decision.effect is Effect.DENY:
+        raise Forbidden(
+            "Access to this person's consent directives is denied: "
+            + ", ".join(decision.reason_codes),
+            reasons=decision.reason_codes,
+        )
+    return decision

@@ -108,7 +108,8 @@ def capability_statement(base_url: str) -> Resource:
                         "versioning": "versioned-update",
                         "interaction": [
                             {"code": "read"},
-                            {"code": "vread", "documentation": "the current version only"},
+                            {"code": "vread", "documentation": "every version is kept"},
+                            {"code": "history-instance"},
                             {"code": "search-type"},
                             {"code": "create"},
                             {"code": "update"},

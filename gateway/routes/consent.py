@@ -1,23 +1,26 @@
 """Consent API and ``$access-check`` (``specs/behaviour.md``, ``specs/consent-directives.md``).
 
-=====================================  ===================================================
-``POST /fhir/Consent``                 record a directive → ``201`` + ``Location``
-``PUT /fhir/Consent/{id}``             change one (e.g. withdraw: ``status`` inactive) → 200
-``GET /fhir/Consent?patient={nhs}``    the person's directives (also ``patient=Patient/{nhs}``
-                                       and ``patient.identifier=system|nhs``) → searchset
-``GET /fhir/Consent/{id}``             one directive → resource or ``404``
-``GET /fhir/Consent/{id}/_history/{v}``  that version if it is the current one (the
-                                       ``Location`` of a POST), else ``404``
+=========================================  ===============================================
+``POST /fhir/Consent``                     record a directive → ``201`` + ``Location``
+``PUT /fhir/Consent/{id}``                 change one (e.g. withdraw: ``status`` inactive)
+``GET /fhir/Consent?patient={nhs}``        the person's directives (also ``Patient/{nhs}``
+                                           and ``patient.identifier=system|nhs``)
+``GET /fhir/Consent/{id}``                 the current version, or ``404``
+``GET /fhir/Consent/{id}/_history/{v}``    any kept version (every version is kept)
+``GET /fhir/Consent/{id}/_history``        every version, a ``history`` Bundle, newest first
 ``GET /fhir/Patient/{nhs}/$access-check``  what the policy would decide for the caller →
-                                       ``Parameters`` (no patient data)
-=====================================  ===================================================
+                                           ``Parameters`` (no patient data)
+=========================================  ===============================================
 
-Checks run in the order of ``specs/behaviour.md``: the gate (token, scope, purpose), then the
-role (only roles the policy lets record directives — ``403 role-not-permitted``), then the
-body: not JSON / not a Consent / not a valid R4 Consent → ``400``; valid but against the
-directive rules (:func:`consent.validate_consent`) or for an NHS number no source knows →
-``422``. Reading directives needs the same role as writing them: a person's directives say
-which organisations they refuse, which is not for every reader of the record.
+Who may: :mod:`consent.directive_access`, called through
+:func:`gateway.decision.authorise_directives` — a role the policy lets record directives
+(checked before the body is read), a legitimate relationship with the person (or IG work
+under ``HOPERAT``), and never the organisation a directive refuses. The person is the one
+the body names (a create) or the stored directive names (everything else). Refusals are
+``403`` with reason codes; ``503`` when the relationship could only have come from a source
+that did not answer. The body: :mod:`gateway.routes.consent_body` (``415``/``413``/``400``/
+``422``). Every answer, refusals included, is audited naming the person and
+``Consent/{id}/_history/{v}``.
 
 Stored directives take effect on the very next request: the decider reads them fresh.
 
@@ -27,31 +30,37 @@ read answer with ``ETag: W/"<versionId>"``. ``PUT`` with ``If-Match: W/"n"`` (or
 changes the Consent only if ``n`` is still its current version, else ``412`` ``conflict``
 naming the current one; the check and the write are one conditional ``UPDATE``, so of two
 concurrent PUTs sending the same ``If-Match`` exactly one succeeds. ``If-Match`` is optional:
-a PUT without it (or with ``*``) updates the current version as before — clients written
-against ``specs/behaviour.md`` (PUT → ``200``, ``404`` for an unknown id) keep working.
-A malformed ``If-Match`` (not one version: a list, a non-integer, an empty value) is ``400``.
-An unknown id is ``404`` whatever ``If-Match`` says; the body is validated (``400``/``422``)
-before the version is compared.
+a PUT without it (or with ``*``) updates the current version. A malformed ``If-Match`` (not
+one version: a list, a non-integer, an empty value) is ``400``. An unknown id is ``404``
+whatever ``If-Match`` says; the body is validated (``400``/``422``) and the change authorised
+(``403``) before the version is compared.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-import orjson
 from fastapi import APIRouter, Depends, Request
-from fhir.resources.R4B.consent import Consent
-from pydantic import ValidationError
 
-from adapters.base import Outcome
-from consent import Decision, Policy, validate_consent
+from adapters.base import Outcome, SourceResult
+from consent import (
+    Decision,
+    Directive,
+    DirectiveInteraction,
+    Policy,
+    directive_role_denial,
+    parse_consent,
+)
 from consent.directives import patient_nhs_number
 from consent.model import ODS_SYSTEM
+from gateway import audit_trail
 from gateway.access import RequestContext, Verdict
 from gateway.consent_store import ConsentStore, fhir_instant
-from gateway.decision import requester
+from gateway.decision import authorise_directives, requester
 from gateway.deps import StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import (
     BadRequest,
@@ -61,7 +70,8 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
-from gateway.fhir.responses import BundleBuilder, FHIRResponse
+from gateway.fhir.responses import BundleBuilder, FHIRResponse, now_instant, outcome
+from gateway.routes.consent_body import consent_body
 from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
@@ -77,7 +87,7 @@ USER_SYSTEM: Final = "urn:caregateway:user"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # One version this server issues, weak (FHIR's form) or strong; 9 digits fit the column.
 _IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
-_MAX_PROBLEMS: Final = 20
+_VERSION = re.compile(r"[1-9][0-9]{0,8}")
 
 
 # --- state -------------------------------------------------------------------------------
@@ -96,50 +106,57 @@ def _store(state: GatewayState) -> ConsentStore:
 
 
 def _require_recorder(state: GatewayState, ctx: RequestContext) -> None:
-    if not _policy(state).may_record_directives(requester(ctx)):
+    """Rule 1 of :mod:`consent.directive_access` before anything else is read: a role that
+    may not touch directives is refused without its request being looked at."""
+    denial = directive_role_denial(requester(ctx), ctx.purpose, _policy(state))
+    if denial is not None:
+        audit_trail.note_decision(denial.effect.value, denial.reason_codes, False, None)
         raise Forbidden(
-            "This role may not record or read consent directives.",
-            reasons=["role-not-permitted"],
+            "This role may not record or read consent directives for this purpose.",
+            reasons=denial.reason_codes,
         )
+
+
+def _reference(resource: dict[str, Any]) -> str:
+    """``Consent/{id}/_history/{v}``: the directive and its version, for the audit event."""
+    return f"Consent/{resource['id']}/_history/{resource['meta']['versionId']}"
+
+
+def _directives(resource: dict[str, Any]) -> tuple[Directive, ...]:
+    return parse_consent(resource)
+
+
+async def _authorise(
+    ctx: RequestContext,
+    state: GatewayState,
+    interaction: DirectiveInteraction,
+    nhs: str,
+    targets: Sequence[dict[str, Any]],
+    results: Sequence[SourceResult] | None = None,
+) -> Decision:
+    """The directive-access decision (403/503 raised) on ``targets``, stored Consents."""
+    return await authorise_directives(
+        ctx,
+        _policy(state),
+        interaction,
+        nhs,
+        {_reference(t): _directives(t) for t in targets},
+        state.access.records.fetch,
+        results,
+    )
+
+
+def _note_stored(resource: dict[str, Any]) -> str:
+    """Note the stored directive's person and version for the audit event; its NHS number."""
+    nhs = patient_nhs_number(resource)
+    if nhs is None:  # the store never holds one without
+        raise GatewayError("A stored Consent names no person.")
+    audit_trail.note_patient(nhs)
+    audit_trail.note_resources((_reference(resource),))
+    return nhs
 
 
 # --- the request body --------------------------------------------------------------------
-
-
-def _model_problems(exc: ValidationError) -> list[str]:
-    """Where and what, from the model's errors — never the input values (they may be PII)."""
-    return [
-        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'Consent'}: {err.get('msg')}"
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
-
-
-async def _consent_body(request: Request) -> dict[str, Any]:
-    """The body as a Consent dict that the R4 model accepts, or ``400``."""
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("The request body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a FHIR Consent resource (a JSON object).")
-    if body.get("resourceType") != "Consent":
-        raise BadRequest("The request body must have resourceType Consent.")
-    try:
-        Consent.model_validate(body)
-    except ValidationError as exc:
-        problems = _model_problems(exc)
-        raise BadRequest(
-            "The Consent is not a valid FHIR R4 Consent: " + "; ".join(problems[:_MAX_PROBLEMS])
-        ) from exc
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("The Consent is not a valid FHIR R4 Consent.") from exc
-    problems = validate_consent(body)
-    if problems:
-        raise UnprocessableEntity(
-            "The Consent cannot be used as a directive: " + "; ".join(problems[:_MAX_PROBLEMS])
-        )
-    return body
 
 
 def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -164,11 +181,12 @@ def _patient(body: dict[str, Any]) -> str:
     return nhs
 
 
-async def _require_known(state: GatewayState, nhs: str) -> None:
-    """``422`` unless a source holds the person; ``503`` when that cannot be told."""
+async def _require_known(state: GatewayState, nhs: str) -> Sequence[SourceResult]:
+    """The sources' answers: ``422`` unless a source holds the person; ``503`` when that
+    cannot be told."""
     results = await state.access.records.fetch(nhs)
     if any(r.outcome is Outcome.FOUND for r in results):
-        return
+        return results
     failed = [r.source for r in results if not r.ok]
     if failed:
         raise ServiceUnavailable(
@@ -214,10 +232,13 @@ def _expected_version(request: Request) -> int | None:
 async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) -> FHIRResponse:
     _require_recorder(state, ctx)
     check_params(request, ())
-    body = await _consent_body(request)
-    await _require_known(state, _patient(body))
+    body = await consent_body(request)
+    nhs = _patient(body)
+    results = await _require_known(state, nhs)
+    await _authorise(ctx, state, DirectiveInteraction.CREATE, nhs, (), results)
     stored = await _store(state).create(_with_recorder(body, ctx))
-    location = f"{state.base_url}/Consent/{stored['id']}/_history/{stored['meta']['versionId']}"
+    audit_trail.note_resources((_reference(stored),))
+    location = f"{state.base_url}/{_reference(stored)}"
     return _stored_response(stored, 201, {"Location": location})
 
 
@@ -229,18 +250,21 @@ async def update_consent(
     check_params(request, ())
     _check_id(consent_id)
     expected = _expected_version(request)
-    body = await _consent_body(request)
+    body = await consent_body(request)
     if "id" in body and body["id"] != consent_id:
         raise BadRequest("The Consent's id does not match the id in the URL.", expression=["id"])
     store = _store(state)
     current = await store.get(consent_id)
     if current is None:
         raise NotFound("No Consent with this id.")
-    if _patient(body) != patient_nhs_number(current):
+    nhs = _note_stored(current)
+    await _authorise(ctx, state, DirectiveInteraction.UPDATE, nhs, (current,))
+    if _patient(body) != nhs:
         raise UnprocessableEntity(
             "Consent.patient cannot change: record a new Consent for another person."
         )
     stored = await store.update(consent_id, _with_recorder(body, ctx), expected_version=expected)
+    audit_trail.note_resources((_reference(stored),))
     return _stored_response(stored, 200, {})
 
 
@@ -248,14 +272,15 @@ async def update_consent(
 async def read_consent(
     consent_id: str, ctx: ConsentRead, state: StateDep, request: Request
 ) -> FHIRResponse:
-    stored = await _readable(consent_id, ctx, state, request)
+    stored = await _current(consent_id, ctx, state, request)
+    await _authorise(ctx, state, DirectiveInteraction.READ, _note_stored(stored), (stored,))
     return _stored_response(stored, 200, {})
 
 
-async def _readable(
+async def _current(
     consent_id: str, ctx: RequestContext, state: GatewayState, request: Request
 ) -> dict[str, Any]:
-    """The stored Consent a read or vread may return (role, params and id checked), or 404."""
+    """The current version of the Consent a read names (role, params and id checked), or 404."""
     _require_recorder(state, ctx)
     check_params(request, ())
     _check_id(consent_id)
@@ -269,20 +294,67 @@ async def _readable(
 async def vread_consent(
     consent_id: str, version_id: str, ctx: ConsentRead, state: StateDep, request: Request
 ) -> FHIRResponse:
-    """The version ``Location`` points at. Only the current version is kept (the audit
-    trail records every change): an earlier one is ``404`` saying so."""
-    stored = await _readable(consent_id, ctx, state, request)
-    current = str(stored["meta"]["versionId"])
-    if version_id != current:
-        raise NotFound(
-            f"Only the current version ({current}) of this Consent is kept; "
-            "earlier versions are not."
+    """Any kept version. Decided on that version and the current one: a directive that now
+    refuses the caller's organisation is not shown to it in any version."""
+    current = await _current(consent_id, ctx, state, request)
+    nhs = _note_stored(current)
+    found = _VERSION.fullmatch(version_id)
+    kept = await _store(state).version(consent_id, int(version_id)) if found else None
+    if kept is None:
+        raise NotFound(f"This Consent has no version {version_id[:12]!r}.")
+    audit_trail.note_resources((_reference(kept),))
+    await _authorise(ctx, state, DirectiveInteraction.READ, nhs, (kept, current))
+    return _stored_response(kept, 200, {})
+
+
+@router.get("/Consent/{consent_id}/_history")
+async def history_consent(
+    consent_id: str, ctx: ConsentRead, state: StateDep, request: Request
+) -> FHIRResponse:
+    """Every kept version as a ``history`` Bundle, newest first; decided on all of them."""
+    current = await _current(consent_id, ctx, state, request)
+    nhs = _note_stored(current)
+    versions = await _store(state).history(consent_id) or [current]
+    audit_trail.note_resources(tuple(_reference(v) for v in versions))
+    await _authorise(ctx, state, DirectiveInteraction.READ, nhs, versions)
+    return FHIRResponse(history_bundle(state.base_url, versions))
+
+
+def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """FHIR ``history`` Bundle (``http.html#history``): each entry says how it was made."""
+    entries = []
+    for v in versions:
+        first = v["meta"]["versionId"] == "1"
+        entries.append(
+            {
+                "fullUrl": f"{base_url}/Consent/{v['id']}",
+                "resource": v,
+                "request": {
+                    "method": "POST" if first else "PUT",
+                    "url": "Consent" if first else f"Consent/{v['id']}",
+                },
+                "response": {
+                    "status": "201" if first else "200",
+                    "etag": f'W/"{v["meta"]["versionId"]}"',
+                    "lastModified": v["meta"]["lastUpdated"],
+                },
+            }
         )
-    return _stored_response(stored, 200, {})
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": now_instant()},
+        "type": "history",
+        "total": len(entries),
+        "link": [{"relation": "self", "url": f"{base_url}/Consent/{versions[0]['id']}/_history"}],
+        "entry": entries,
+    }
 
 
 @router.get("/Consent")
 async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request) -> FHIRResponse:
+    """A person's directives, less those refusing the caller's organisation: they are neither
+    returned nor counted, and a ``suppressed`` outcome says that something was left out."""
     _require_recorder(state, ctx)
     check_params(request, ("patient", "patient.identifier", "status"))
     nhs = subject_nhs_number(request, "Consent", ("patient", "patient.identifier"))
@@ -290,13 +362,26 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
     found = [
         c for c in await _store(state).search(nhs) if not statuses or c.get("status") in statuses
     ]
+    decision = await _authorise(ctx, state, DirectiveInteraction.SEARCH, nhs, found)
+    left_out = {w.key for w in decision.withheld}
+    shown = [c for c in found if _reference(c) not in left_out]
+    audit_trail.note_resources(tuple(_reference(c) for c in shown))
     bundle = BundleBuilder(state.base_url)
     params = {"patient": nhs}
     if statuses:
         params["status"] = ",".join(sorted(statuses))
     bundle.link("self", "Consent", params)
-    bundle.add_all(found)
-    return FHIRResponse(bundle.build(total=len(found)))
+    bundle.add_all(shown)
+    if left_out:
+        bundle.add_outcome(
+            outcome(
+                "suppressed",
+                "information",
+                "Some directives were left out of this answer: " + ", ".join(decision.reason_codes),
+                reasons=decision.reason_codes,
+            )
+        )
+    return FHIRResponse(bundle.build(total=len(shown)))
 
 
 def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from gateway.consent_store import (
     BreakGlassStore,
     ConsentDirectiveRow,
     ConsentStore,
+    ConsentVersionRow,
 )
 from gateway.db import create_schema, make_engine
 from gateway.decision import PolicyDecider
@@ -159,14 +160,16 @@ def _unknown_nhs(running: RunningSources) -> str:
 
 @asynccontextmanager
 async def serving(
-    configs: Sequence[SourceConfig], db: Path, unknown_nhs: str
+    configs: Sequence[SourceConfig], db: Path | str, unknown_nhs: str
 ) -> AsyncIterator[ConsentGateway]:
-    """A gateway on loopback with the consent router and the consent policy as decider."""
+    """A gateway on loopback with the consent router and the consent policy as decider.
+
+    ``db`` is an SQLite file, or a database URL (PostgreSQL)."""
     private_pem, public_jwk = generate_signing_key()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
-    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    engine = make_engine(db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}")
     await create_schema(engine)
     audit = AuditStore(engine)
 
@@ -219,10 +222,13 @@ async def empty_tables(cgw: ConsentGateway) -> AsyncIterator[None]:
     yield
     async with cgw.engine.begin() as conn:
         await conn.execute(delete(ConsentDirectiveRow))
+        await conn.execute(delete(ConsentVersionRow))
         await conn.execute(delete(BreakGlassGrantRow))
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+IG: dict[str, Any] = {"role": "R0001", "purpose": "HOPERAT", "org": "X26"}  # a Privacy Officer
 
 
 def objection(number: str = NHS_BOTH, **changes: Any) -> dict[str, Any]:
@@ -324,8 +330,12 @@ async def test_unknown_nhs_number_is_422(cgw: ConsentGateway) -> None:
     oo = assert_outcome(await cgw.post(objection(cgw.unknown_nhs)), 422, "business-rule")
     assert "unknown NHS number" in oo["issue"][0]["diagnostics"]
     assert cgw.unknown_nhs not in oo["issue"][0]["diagnostics"]
-    search = assert_fhir(await cgw.get("/Consent", params={"patient": cgw.unknown_nhs}), 200)
+    query = {"patient": cgw.unknown_nhs}
+    search = assert_fhir(await cgw.get("/Consent", params=query, **IG), 200)
     assert search["total"] == 0
+    # Nobody's clinician has a relationship with a person no source knows.
+    oo = assert_outcome(await cgw.get("/Consent", params=query), 403, "forbidden")
+    assert reason_codes(oo) == ["no-legitimate-relationship"]
 
 
 async def test_role_that_may_not_record_is_403(cgw: ConsentGateway) -> None:
@@ -352,7 +362,7 @@ async def test_scope_without_create_is_403(cgw: ConsentGateway) -> None:
 async def test_search_by_each_patient_form(cgw: ConsentGateway) -> None:
     first = assert_fhir(await cgw.post(objection()), 201)
     second = assert_fhir(await cgw.post(objection(status="inactive")), 201)
-    assert_fhir(await cgw.post(objection(NHS_COMMUNITY)), 201)
+    assert_fhir(await cgw.post(objection(NHS_COMMUNITY), **IG), 201)
     for query in (
         {"patient": NHS_BOTH},
         {"patient": f"Patient/{NHS_BOTH}"},
@@ -407,7 +417,7 @@ async def test_put_makes_a_directive_inactive(cgw: ConsentGateway) -> None:
     assert again == updated
 
 
-async def test_the_location_of_a_create_reads_back_until_the_next_change(
+async def test_the_location_of_a_create_reads_back_after_the_next_change(
     cgw: ConsentGateway,
 ) -> None:
     resp = await cgw.post(objection())
@@ -415,10 +425,11 @@ async def test_the_location_of_a_create_reads_back_until_the_next_change(
     location = resp.headers["location"].removeprefix(cgw.base_url)
     assert assert_fhir(await cgw.get(location), 200) == stored
     updated = assert_fhir(await cgw.put(stored["id"], {**stored, "status": "inactive"}), 200)
-    gone = assert_fhir(await cgw.get(location), 404)
-    assert "Only the current version (2)" in gone["issue"][0]["diagnostics"]
+    assert assert_fhir(await cgw.get(location), 200) == stored  # every version is kept
     current = f"/Consent/{stored['id']}/_history/2"
     assert assert_fhir(await cgw.get(current), 200) == updated
+    gone = assert_fhir(await cgw.get(f"/Consent/{stored['id']}/_history/3"), 404)
+    assert "no version '3'" in gone["issue"][0]["diagnostics"]
     assert_fhir(await cgw.get(f"/Consent/{uuid.uuid4()}/_history/1"), 404)
 
 
@@ -641,7 +652,14 @@ async def test_create_when_no_source_answers_is_503(
     async with serving(dead, tmp_path / "gateway.db", NHS_BOTH) as gw:
         oo = assert_outcome(await gw.post(objection()), 503, "transient")
         assert "did not answer" in oo["issue"][0]["diagnostics"]
-        search = assert_fhir(await gw.get("/Consent", params={"patient": NHS_BOTH}), 200)
+        # The relationship could only come from the sources: an outage, not a refusal.
+        oo = assert_outcome(
+            await gw.get("/Consent", params={"patient": NHS_BOTH}), 503, "transient"
+        )
+        assert "socialcare" in oo["issue"][0]["diagnostics"]
+        assert "community" in oo["issue"][0]["diagnostics"]
+        # IG work needs no relationship, so no source.
+        search = assert_fhir(await gw.get("/Consent", params={"patient": NHS_BOTH}, **IG), 200)
         assert search["total"] == 0
 
 

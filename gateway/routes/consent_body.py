@@ -1,0 +1,141 @@
+"""The body of ``POST``/``PUT /fhir/Consent``: read within bounds, then checked in order.
+
+==============================================================  =====  =================
+the body                                                         HTTP   issue.code
+==============================================================  =====  =================
+``Content-Type`` not ``application/fhir+json``/``application/json``  415    not-supported
+longer than :data:`consent.limits.MAX_CONSENT_BYTES` (64 KiB)    413    too-long
+not JSON, not an object, not ``resourceType`` Consent            400    invalid
+beyond the directive limits (:mod:`consent.limits`)              422    too-costly
+not a valid FHIR R4 Consent                                      400    invalid
+against the directive rules (:func:`consent.validate_consent`)   422    business-rule
+==============================================================  =====  =================
+
+The size is checked while the body is read — a declared ``Content-Length`` over the limit
+is refused before a byte is read, and a body without one is read only up to the limit — so
+a 10 MB Consent never sits in memory. The structural limits are checked before the R4 model
+or the directive rules walk the resource, so that neither ever recurses into a 500-deep
+``provision`` nor loops over 150,000 identifiers.
+
+The person's NHS number is noted for the audit event as soon as the body names a valid one,
+so that a refused change is in that person's ``$access-report`` too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+from fastapi import Request
+from fhir.resources.R4B.consent import Consent
+from pydantic import ValidationError
+
+from adapters import nhs_number
+from consent import validate_consent
+from consent.directives import patient_nhs_number
+from consent.limits import MAX_CONSENT_BYTES, limit_problems
+from gateway import audit_trail
+from gateway.errors import BadRequest, GatewayError, UnprocessableEntity
+
+JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
+_MAX_PROBLEMS: Final = 20
+_MAX_LENGTH_DIGITS: Final = 12  # a Content-Length longer than this is far over the limit
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "not-supported"
+
+
+class ConsentTooLarge(GatewayError):
+    status = 413
+    code = "too-long"
+
+
+class ConsentTooCostly(UnprocessableEntity):
+    code = "too-costly"
+
+
+def _too_large() -> ConsentTooLarge:
+    return ConsentTooLarge(
+        f"A Consent may be at most {MAX_CONSENT_BYTES // 1024} KiB "
+        f"({MAX_CONSENT_BYTES} bytes) of JSON."
+    )
+
+
+def require_json(request: Request) -> None:
+    """``415`` unless the body is declared FHIR JSON or JSON (parameters such as charset are
+    allowed; a missing ``Content-Type`` is not: the caller must say what it sends)."""
+    declared = request.headers.get("content-type", "")
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type not in JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "A Consent must be sent as Content-Type: application/fhir+json (or application/json)."
+        )
+
+
+async def read_bounded(request: Request, limit: int = MAX_CONSENT_BYTES) -> bytes:
+    """The body, or ``413`` as soon as it is known to be longer than ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        value = declared.strip()
+        if len(value) > _MAX_LENGTH_DIGITS or (
+            value.isascii() and value.isdigit() and int(value) > limit
+        ):
+            raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _note_person(body: dict[str, Any]) -> None:
+    nhs = patient_nhs_number(body)
+    if nhs is not None and nhs.isascii() and nhs_number.is_valid(nhs) and len(nhs) == 10:
+        audit_trail.note_patient(nhs)
+
+
+def _model_problems(exc: ValidationError) -> list[str]:
+    """Where and what, from the model's errors — never the input values (they may be PII)."""
+    return [
+        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'Consent'}: {err.get('msg')}"
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+async def consent_body(request: Request) -> dict[str, Any]:
+    """The body as a Consent dict the R4 model and the directive rules accept, or the error
+    of the table above."""
+    require_json(request)
+    raw = await read_bounded(request)
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("The request body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a FHIR Consent resource (a JSON object).")
+    if body.get("resourceType") != "Consent":
+        raise BadRequest("The request body must have resourceType Consent.")
+    _note_person(body)
+    limits = limit_problems(body)
+    if limits:
+        raise ConsentTooCostly("The Consent is too large to use as a directive: " + limits[0])
+    try:
+        Consent.model_validate(body)
+    except ValidationError as exc:
+        problems = _model_problems(exc)
+        raise BadRequest(
+            "The Consent is not a valid FHIR R4 Consent: " + "; ".join(problems[:_MAX_PROBLEMS])
+        ) from exc
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise BadRequest("The Consent is not a valid FHIR R4 Consent.") from exc
+    problems = validate_consent(body)
+    if problems:
+        raise UnprocessableEntity(
+            "The Consent cannot be used as a directive: " + "; ".join(problems[:_MAX_PROBLEMS])
+        )
+    return body
