@@ -18,7 +18,7 @@ the very next request. Every write is one transaction.
 ::
 
     engine = make_engine(settings.database_url)
-    await create_schema(engine)          # after importing this module
+    await schema.upgrade(engine)         # gateway.schema: the migrations
     consents, ledger = ConsentStore(engine), BreakGlassStore(engine)
     stored = await consents.create(consent)              # id, meta.versionId "1"
     await consents.update(stored["id"], {**stored, "status": "inactive"})   # versionId "2"
