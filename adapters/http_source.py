@@ -20,6 +20,9 @@ log = structlog.get_logger(__name__)
 #: Consecutive timed-out exchanges, with none completed in between, after which a pool is
 #: taken to have stopped making progress and is replaced.
 STALL_AFTER: Final = 3
+#: A stall is judged (and a pool replaced for it) at most once per this many seconds, or per
+#: read timeout if longer: a source that is merely slow gains nothing from new connections.
+STALL_WINDOW_S: Final = 5.0
 #: How long a replaced pool may finish the exchanges it still carries before it is closed.
 DRAIN_S: Final = 5.0
 #: The shortest timeout an exchange is given when the fetch deadline is nearly spent.
@@ -74,7 +77,8 @@ class BoundedClient(httpx.AsyncClient):
 
     **Watchdog.** A pool that stops making progress is replaced by a new one (a new client
     with new slots): after :data:`STALL_AFTER` consecutive timed-out exchanges with none
-    completed in between (at most once per ``stall_window_s``), at once after a
+    completed in between and none for ``stall_window_s`` (and at most once per that window),
+    at once after a
     ``PoolTimeout`` (with the bulkhead in front, a queue in httpcore's pool means it lost
     connections), or when the pool holds more busy connections than there are exchanges in
     flight (connections no request owns). The old pool finishes what it carries (at most
@@ -104,7 +108,9 @@ class BoundedClient(httpx.AsyncClient):
         self.max_in_flight = max_in_flight
         self.stall_after = stall_after
         read = httpx.Timeout(kwargs.get("timeout", httpx.Timeout(5.0))).read
-        self.stall_window_s = stall_window_s if stall_window_s is not None else (read or 5.0)
+        self.stall_window_s = (
+            stall_window_s if stall_window_s is not None else max(read or 0.0, STALL_WINDOW_S)
+        )
         #: How many times the pool was replaced, and when an exchange last completed
         #: (event-loop time), for readiness and tests.
         self.renewals = 0

@@ -173,7 +173,7 @@ async def test_consecutive_timeouts_with_no_progress_replace_the_pool(
     url = f"{config.base_url}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs('both')}"
     headers = {"Authorization": f"Bearer {config.bearer_token}"}
     async with BoundedClient(
-        max_in_flight=2, stall_after=3, timeout=httpx.Timeout(0.2)
+        max_in_flight=2, stall_after=3, stall_window_s=0.2, timeout=httpx.Timeout(0.2)
     ) as client:
         assert (await client.get(url, headers=headers)).status_code == 200
         await control(sources, latency_ms=600)
