@@ -49,6 +49,12 @@ class CircuitOpen(SourceFault):
         super().__init__(Outcome.UNAVAILABLE, "circuit open after repeated failures")
 
 
+#: Seconds an open circuit waits before it lets a trial call through. Short, so a source that
+#: has come back is used again within seconds; a trial against a source still down costs
+#: one failed call per source every few seconds.
+RESET_S: Final = 5.0
+
+
 class CircuitBreaker:
     """Closed → open after ``threshold`` consecutive failures; half-open after ``reset_s``.
 
@@ -60,7 +66,7 @@ class CircuitBreaker:
     def __init__(
         self,
         threshold: int = 5,
-        reset_s: float = 30.0,
+        reset_s: float = RESET_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.threshold = threshold

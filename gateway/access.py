@@ -7,8 +7,14 @@ Every route that touches patient data goes through :class:`RecordAccess`, which
    source found the person and at least one could not be asked (a ``404`` then could be
    wrong, and a clinician would act on it),
 3. applies the access decision **per source, before merging** (``specs/behaviour.md``:
-   a withheld source adds nothing, not even demographics), and
-4. merges what is left.
+   a withheld source adds nothing, not even demographics),
+4. answers ``503`` naming the sources that did not answer when the decision is a denial for
+   want of a legitimate relationship (:func:`outage_behind`): the relationship is looked for
+   only in what answered, so the missing source may be the very one that holds it — its own
+   staff were told ``403 no-legitimate-relationship`` during its outage, audited as a refusal
+   and counted by the privacy monitoring. It is audited as a failure (outcome ``8``, effect
+   ``indeterminate``, reason ``source-unavailable``), never as a denial, and
+5. merges what is left.
 
 The decision is a pluggable :class:`Decider`. Until the consent policy is wired in, the
 gateway uses :func:`permit_all`: a principal whose scopes allow the interaction may read.
@@ -27,6 +33,10 @@ from gateway.merge import MergedRecord, merge
 from gateway.record import RecordService
 
 Effect = Literal["permit", "permit-filtered", "deny"]
+
+NO_RELATIONSHIP = "no-legitimate-relationship"
+#: The audit reason of a decision that could not be made because a source did not answer.
+SOURCE_UNAVAILABLE = "source-unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +113,16 @@ class RecordAccess:
         results = await self.records.fetch(nhs_number)
         self._check_found(results)
         verdict = await self.decider(ctx, nhs_number, results, dry_run=True)
+        self._refuse_outage(verdict, results)
         self._note(ctx, verdict)
         return verdict
+
+    @staticmethod
+    def _refuse_outage(verdict: Verdict, results: Sequence[SourceResult]) -> None:
+        outage = outage_behind(verdict, results)
+        if outage is not None:
+            audit_trail.note_decision("indeterminate", (SOURCE_UNAVAILABLE,), False, None)
+            raise outage
 
     @staticmethod
     def _note(ctx: RequestContext, verdict: Verdict) -> None:
@@ -132,6 +150,7 @@ class RecordAccess:
         self._check_found(results)
         failed = [r for r in results if not r.ok]
         verdict = await self.decider(ctx, nhs_number, results)
+        self._refuse_outage(verdict, results)
         self._note(ctx, verdict)
         if verdict.effect == "deny":
             raise Forbidden(
@@ -144,3 +163,24 @@ class RecordAccess:
             verdict=verdict,
             failed=failed,
         )
+
+
+def outage_behind(verdict: Verdict, results: Sequence[SourceResult]) -> ServiceUnavailable | None:
+    """The ``503`` to answer instead of ``verdict``, when its denial may be only an outage.
+
+    A denial for no legitimate relationship, while some source did not answer, is no
+    decision: the relationship could be in what that source holds (its own custodianship, a
+    care team, a care plan's author). Any other denial stands — it does not depend on what a
+    source holds (role, purpose, the person's objection, the refused recipient).
+    """
+    if verdict.effect != "deny" or NO_RELATIONSHIP not in verdict.reasons:
+        return None
+    missing = [r.source for r in results if not r.ok]
+    if not missing:
+        return None
+    return ServiceUnavailable(
+        "Whether you may see this record cannot be decided now: no legitimate relationship "
+        f"was found in the sources that answered, and these could not be asked: "
+        f"{', '.join(missing)}. Try again shortly.",
+        reasons=(SOURCE_UNAVAILABLE,),
+    )

@@ -15,7 +15,8 @@ Monitoring rules
 
     ==============================  ========================================================
     ``break-glass``                 every emergency access (``meta.security`` BTG)
-    ``no-legitimate-relationship``  a refused attempt (outcome ``4``) with that reason code
+    ``no-legitimate-relationship``  a refused attempt (outcome ``4``) with that reason code;
+                                    never a source outage (reason ``source-unavailable``)
     ``out-of-hours``                record access in the local (Europe/London) window
                                     ``CAREGW_OUT_OF_HOURS``, e.g. ``19:00-07:00``; per user
     ``volume``                      one user opening more than ``CAREGW_VOLUME_ALERT_PER_HOUR``
@@ -59,6 +60,7 @@ REVIEW_OUTCOMES: Final[frozenset[str]] = frozenset({"appropriate", "inappropriat
 LONDON: Final = ZoneInfo("Europe/London")
 IG_PURPOSE: Final = "HOPERAT"
 NO_RELATIONSHIP: Final = "no-legitimate-relationship"
+SOURCE_UNAVAILABLE: Final = "source-unavailable"
 RULE_SYSTEM: Final = "urn:caregateway:privacy-rule"
 EXT_ALERT_USER: Final = "urn:caregateway:extension:alert-user"
 
@@ -351,7 +353,15 @@ def rule_break_glass(events: Sequence[Mapping[str, Any]]) -> list[Alert]:
 
 def rule_no_legitimate_relationship(events: Sequence[Mapping[str, Any]]) -> list[Alert]:
     alerts: list[Alert] = []
-    hits = [e for e in events if str(e.get("outcome")) == "4" and NO_RELATIONSHIP in reasons(e)]
+    # A relationship that could not be looked for (a source did not answer) is an outage,
+    # not an attempt to open a record without one.
+    hits = [
+        e
+        for e in events
+        if str(e.get("outcome")) == "4"
+        and NO_RELATIONSHIP in reasons(e)
+        and SOURCE_UNAVAILABLE not in reasons(e)
+    ]
     for user, mine in _by_user(hits).items():
         alerts.append(
             Alert(

@@ -5,14 +5,21 @@ under ``asyncio.gather``. Each adapter enforces its own timeout and circuit brea
 service adds a safety net (an adapter that raises or overruns is reported as a failed source,
 never as a failed request). Only complete answers (found / not found) are cached; a source
 failure never is.
+
+The service also remembers how each source has answered lately (:class:`SourceHealth`), so
+readiness can say a source is failing even while its circuit is closed: a fetch that times
+out by the service's or the adapter's deadline is a cancellation the circuit breaker never
+sees, and a source could fail every fetch for minutes while readiness said it was healthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -22,6 +29,60 @@ log = structlog.get_logger(__name__)
 
 # Extra time an adapter is given beyond its own timeout before the service stops waiting.
 _GRACE_S = 0.5
+
+#: A source is unhealthy after this many failed fetches in a row ...
+UNHEALTHY_AFTER: Final = 3
+#: ... or as soon as a fetch fails when it has not answered for this long (or ever).
+ANSWERED_RECENTLY_S: Final = 30.0
+
+
+@dataclass(slots=True)
+class SourceHealth:
+    """How one source answered the fetches this process made (cache hits are not fetches).
+
+    Healthy while its last fetch succeeded (found or not found — both are answers) or no
+    fetch was made yet; unhealthy after :data:`UNHEALTHY_AFTER` failures in a row, or after
+    one failure when its last answer is older than :data:`ANSWERED_RECENTLY_S`. One answer
+    makes it healthy again.
+    """
+
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    consecutive_failures: int = 0
+    last_outcome: Outcome | None = None
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    _answered_at: float | None = field(default=None, repr=False)
+
+    def record(self, result: SourceResult) -> None:
+        self.last_outcome = result.outcome
+        if result.ok:
+            self.consecutive_failures = 0
+            self.last_success = datetime.now(UTC)
+            self._answered_at = self.clock()
+        else:
+            self.consecutive_failures += 1
+            self.last_failure = datetime.now(UTC)
+
+    @property
+    def healthy(self) -> bool:
+        if self.consecutive_failures == 0:
+            return True
+        if self.consecutive_failures >= UNHEALTHY_AFTER or self._answered_at is None:
+            return False
+        return self.clock() - self._answered_at < ANSWERED_RECENTLY_S
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "consecutiveFailures": self.consecutive_failures,
+            "lastOutcome": self.last_outcome.value if self.last_outcome else None,
+            "lastSuccess": _instant(self.last_success),
+            "lastFailure": _instant(self.last_failure),
+        }
+
+
+def _instant(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
 class ResultCache(Protocol):
@@ -45,6 +106,7 @@ class RecordService:
         self._by_name = {a.name: a for a in adapters}
         self._timeouts = timeouts
         self.cache = cache
+        self.health = {a.name: SourceHealth() for a in adapters}
 
     def adapter(self, name: str) -> SourceAdapter | None:
         return self._by_name.get(name)
@@ -61,6 +123,13 @@ class RecordService:
         )
 
     async def _ask(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:
+        result = await self._fetch_guarded(adapter, nhs_number)
+        health = self.health.get(adapter.name)
+        if health is not None:
+            health.record(result)
+        return result
+
+    async def _fetch_guarded(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:
         limit = self._timeouts.get(adapter.name, 2.0) + _GRACE_S
         try:
             async with asyncio.timeout(limit):

@@ -21,6 +21,10 @@ and benchmarks, on loopback only):
     so tests can count calls.
 
 Requests to ``/_control`` themselves are never delayed, failed or counted.
+
+A source cut off the network altogether (connections refused, open ones dropped) is not a
+setting of the app but of its server: :meth:`simulators.runner.RunningSources.cut_off` and
+``restore``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ or ``running = await start_sources()`` ... ``await running.stop()``. Ports are c
 operating system (a socket bound to port 0), and ``start_sources`` returns only once both
 servers are accepting connections.
 
+``await running.cut_off("community")`` takes one source off the network, as a failed host or
+a cut link would: its listening socket is closed (new connections are refused) and its open
+connections are dropped. ``await running.restore("community")`` serves it again on the same
+port, with the same data and fault settings (:mod:`simulators.control`).
+
 From a shell, :func:`main_simulate` (the ``caregateway simulate-sources`` command, also
 ``python -m simulators``) serves them on fixed ports until interrupted.
 """
@@ -62,6 +67,9 @@ class _Serving:
     server: _Server
     task: asyncio.Task[None]
     url: str
+    app: FastAPI
+    host: str
+    port: int
 
 
 async def _serve(app: FastAPI, host: str, port: int) -> _Serving:
@@ -90,7 +98,7 @@ async def _serve(app: FastAPI, host: str, port: int) -> _Serving:
             sock.close()
             raise RuntimeError("simulated source did not start in time")
         await asyncio.sleep(0.005)
-    return _Serving(server, task, f"http://{host}:{bound_port}")
+    return _Serving(server, task, f"http://{host}:{bound_port}", app, host, bound_port)
 
 
 @dataclass
@@ -103,8 +111,42 @@ class RunningSources:
     api_key: str
     bearer_token: str
     _servers: list[_Serving] = field(default_factory=list, repr=False)
+    _cut: set[str] = field(default_factory=set, repr=False)
+
+    SOURCES = ("socialcare", "community")  # the order of ``_servers``
+
+    def _serving(self, source: str) -> _Serving:
+        if source not in self.SOURCES:
+            raise ValueError(f"no simulated source {source!r}")
+        return self._servers[self.SOURCES.index(source)]
+
+    async def cut_off(self, source: str) -> None:
+        """Stop ``source`` (``socialcare`` or ``community``) answering at all: its listening
+        socket is closed and its connections dropped, so connecting is refused."""
+        serving = self._serving(source)
+        if source in self._cut:
+            return
+        serving.server.should_exit = True
+        serving.server.force_exit = True  # do not drain open connections ...
+        for connection in list(serving.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()  # ... drop them, answered or not
+        await serving.task
+        self._cut.add(source)
+
+    async def restore(self, source: str) -> None:
+        """Serve a source cut off by :meth:`cut_off` again, on the same port."""
+        serving = self._serving(source)
+        if source not in self._cut:
+            return
+        again = await _serve(serving.app, serving.host, serving.port)
+        self._servers[self.SOURCES.index(source)] = again
+        self._cut.discard(source)
 
     async def stop(self) -> None:
+        for name in list(self._cut):
+            await self.restore(name)
         for serving in self._servers:
             serving.server.should_exit = True
         for serving in self._servers:

@@ -1,7 +1,14 @@
 """Liveness and readiness (no token, no patient data).
 
 Ready is ``degraded`` (still ``200``: the gateway answers from the sources) when a source's
-circuit is open or the record cache cannot be reached. Readiness probes Redis with a PING
+circuit is open, when a source has not answered lately, or when the record cache cannot be
+reached. ``sources`` lists each source's circuit state (``specs/gateway-interface.md``);
+``sourceHealth`` says, per source, whether it is healthy and why: how its recent fetches
+ended (:class:`gateway.record.SourceHealth`: failures in a row, last outcome, last answer and
+last failure) and how often its connection pool was replaced for making no progress
+(:class:`adapters.http_source.BoundedClient`). A circuit can stay closed while every fetch
+times out — a deadline is a cancellation the breaker never counts — so the circuit alone
+said a lost source was healthy. Readiness probes Redis with a PING
 each time, so it reports the cache as it is now, and a Redis that has come back is used
 again at once rather than after the cache's back-off window.
 
@@ -26,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.cache import MemoryBackend, RecordCache, TieredBackend
 from gateway.deps import StateDep
 from gateway.fhir.responses import FHIRResponse
+from gateway.record import RecordService
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
@@ -42,9 +50,11 @@ async def live() -> FHIRResponse:
 
 @router.get("/ready")
 async def ready(state: StateDep) -> FHIRResponse:
-    sources = {a.name: _circuit(state, a) for a in state.access.records.adapters}
-    degraded = any(s == "open" for s in sources.values())
-    body: dict[str, Any] = {"status": "ok", "sources": sources}
+    records = state.access.records
+    sources = {a.name: _circuit(state, a) for a in records.adapters}
+    health = {a.name: _source_health(records, a, sources[a.name]) for a in records.adapters}
+    degraded = not all(h["healthy"] for h in health.values())
+    body: dict[str, Any] = {"status": "ok", "sources": sources, "sourceHealth": health}
     unavailable = False
     engine: AsyncEngine | None = getattr(state.audit, "engine", None)
     if engine is not None:
@@ -70,6 +80,18 @@ async def ready(state: StateDep) -> FHIRResponse:
 def _circuit(state: GatewayState, adapter: Any) -> str:
     breaker = getattr(adapter, "breaker", None) or state.breakers.get(adapter.name)
     return str(getattr(breaker, "state", "unknown"))
+
+
+def _source_health(records: RecordService, adapter: Any, circuit: str) -> dict[str, Any]:
+    """Healthy when its circuit is not open and its recent fetches answered."""
+    seen = records.health.get(adapter.name)
+    fetches = seen.as_dict() if seen is not None else {"healthy": True}
+    return {
+        **fetches,
+        "healthy": circuit != "open" and bool(fetches["healthy"]),
+        "circuit": circuit,
+        "poolRenewals": int(getattr(adapter, "pool_renewals", 0)),
+    }
 
 
 async def _database_reachable(engine: AsyncEngine, timeout_s: float) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.base import SourceConfig
 from adapters.http_source import BoundedClient, HTTPSourceAdapter
+from adapters.resilience import deadline_scope
 
 
 class Gate:
@@ -85,3 +86,45 @@ def test_the_bound_comes_from_the_source_config() -> None:
 def test_a_bound_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         BoundedClient(max_in_flight=0)
+
+
+async def test_a_cancelled_caller_never_cancels_the_exchange_it_started() -> None:
+    """The caller stops waiting at once; the exchange runs to its end and only then gives its
+    slot back, so no cancellation ever lands inside the transport (httpcore's pool)."""
+    gate = Gate()
+    async with BoundedClient(max_in_flight=1, transport=httpx.MockTransport(gate)) as client:
+        caller = asyncio.create_task(client.get("http://source.test/slow"))
+        await gate.wait_for(1)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert gate.in_flight == 1 and client.in_flight == 1  # still running, slot still held
+        second = asyncio.create_task(client.get("http://source.test/next"))
+        await asyncio.sleep(0)  # a scheduling step: it reaches the semaphore
+        assert gate.seen == 1  # it waits for the slot, not in the transport
+        gate.release.set()
+        assert (await second).json()["path"] == "/next"
+    assert gate.seen == 2 and gate.most == 1 and gate.in_flight == 0
+
+
+async def test_exchanges_get_no_more_time_than_the_fetch_deadline_has_left() -> None:
+    seen: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(200, json={})
+
+    async with BoundedClient(
+        max_in_flight=2, timeout=httpx.Timeout(30.0), transport=httpx.MockTransport(handler)
+    ) as client:
+        await client.get("http://source.test/free")
+        async with deadline_scope(1.0):
+            await client.get("http://source.test/bounded")
+    assert seen[0] == dict.fromkeys(("connect", "read", "write", "pool"), 30.0)
+    assert set(seen[1]) == {"connect", "read", "write", "pool"}
+    assert all(0 < value <= 1.0 for value in seen[1].values())
+
+
+def test_a_stall_threshold_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        BoundedClient(max_in_flight=1, stall_after=0)

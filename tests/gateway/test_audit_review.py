@@ -585,6 +585,12 @@ SILENT: list[tuple[str, list[dict[str, Any]]]] = [
     ("break-glass", [event(), event(sub="u2")]),
     ("no-legitimate-relationship", [event(outcome="4", reasons=("purpose-not-permitted",))]),
     ("no-legitimate-relationship", [event()]),
+    # a source outage: the relationship could not be looked for
+    ("no-legitimate-relationship", [event(outcome="8", reasons=("source-unavailable",))]),
+    (
+        "no-legitimate-relationship",
+        [event(outcome="4", reasons=("no-legitimate-relationship", "source-unavailable"))],
+    ),
     ("out-of-hours", [event(), event(at=datetime(2026, 11, 18, 18, 59, tzinfo=UTC))]),
     # summer: 06:30 UTC is 07:30 in London, inside working hours
     ("out-of-hours", [event(at=datetime(2026, 7, 1, 6, 30, tzinfo=UTC))]),

@@ -6,6 +6,7 @@ source simulators, which are reset before and after.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import time
@@ -144,3 +145,56 @@ async def test_ready_is_degraded_when_a_source_circuit_is_open(
     assert body["sources"] == {"community": "open", "socialcare": "closed"}
     assert body["status"] == "degraded"
     assert body["database"] == {"reachable": True}
+
+
+@pytest.fixture
+async def quick_gw(
+    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    """A gateway whose sources time out after 0.3 s."""
+    await _reset(running_sources)
+    configs = [dataclasses.replace(c, timeout_s=0.3) for c in source_configs(running_sources)]
+    async with running_gateway(configs, *signing_key) as gateway:
+        yield gateway
+    await _reset(running_sources)
+
+
+async def test_ready_is_degraded_when_a_source_stops_answering_with_its_circuit_closed(
+    quick_gw: Gateway, running_sources: Any
+) -> None:
+    """Timeouts end in cancellation, which the breaker may never count: a source that answers
+    nothing for minutes kept a closed circuit, and readiness said it was healthy."""
+    async with httpx.AsyncClient() as client:
+        (
+            await client.post(
+                f"{running_sources.community_url}/_control", json={"latency_ms": 1500}
+            )
+        ).raise_for_status()
+    number = SCENARIOS["both"].nhs_number
+    assert number is not None
+    for _ in range(3):
+        read = await quick_gw.get(f"/Patient/{number}")
+        assert read.status_code == 200, read.text  # partial: social care still answers
+    resp = await _health(quick_gw, "ready")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == "degraded"
+    assert body["sources"] == {"community": "closed", "socialcare": "closed"}
+    community = body["sourceHealth"]["community"]
+    assert community["healthy"] is False and community["circuit"] == "closed"
+    assert community["consecutiveFailures"] == 3
+    assert community["lastOutcome"] == "timed-out"
+    assert community["lastFailure"] is not None
+    social = body["sourceHealth"]["socialcare"]
+    assert social["healthy"] is True and social["consecutiveFailures"] == 0
+    assert social["lastSuccess"] is not None and social["lastOutcome"] == "found"
+
+    async with httpx.AsyncClient() as client:
+        (await client.post(f"{running_sources.community_url}/_control/reset")).raise_for_status()
+    read = await quick_gw.get(f"/Patient/{number}")
+    assert read.status_code == 200, read.text
+    body = (await _health(quick_gw, "ready")).json()
+    assert body["status"] == "ok"
+    assert body["sourceHealth"]["community"]["healthy"] is True
+    assert body["sourceHealth"]["community"]["lastOutcome"] == "found"
+    assert body["sourceHealth"]["community"]["poolRenewals"] >= 0
