@@ -10,8 +10,8 @@ Rules, all checked before any value is used:
 * numbers are ASCII digits only (``str.isdigit()`` is true for ``²`` and ``٣``, which
   ``int()`` refuses or reads as another script's digit), at most :data:`MAX_DIGITS` of them,
   and within the parameter's range;
-* text is bounded (:data:`MAX_TEXT`, or the parameter's own limit) and printable: no
-  control characters, which PostgreSQL refuses (``NUL``) and logs would misrender;
+* text is bounded (:data:`MAX_TEXT`, or the parameter's own limit) and has no control
+  characters (:data:`TEXT_CHARS`), which PostgreSQL refuses (``NUL``) and logs misrender;
 * dates follow FHIR's ``date``/``dateTime`` grammar (years 0001-9999, offsets up to
   ``±14:00``) and are reduced to UTC in integer microseconds, so no offset or ``gt``/``lt``
   step can overflow Python's ``datetime``; a bound beyond what ``datetime`` holds is clamped
@@ -44,6 +44,10 @@ MAX_OFFSET: Final = 1_000_000
 MAX_DATE_CHARS: Final = 40
 
 _DIGITS = re.compile(r"[0-9]+")
+# Text a filter may hold: no C0/C1 controls (PostgreSQL refuses NUL), no line or paragraph
+# separators, no bidirectional overrides, no lone surrogates (not UTF-8).
+TEXT_CHARS: Final = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+_TEXT = re.compile(TEXT_CHARS + "+")
 # A name shaped like FHIR's search parameters; anything else (a pasted NHS number, a name)
 # is never repeated back.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,63}")
@@ -128,9 +132,12 @@ def whole_number(raw: str, name: str, *, minimum: int = 0, maximum: int) -> int:
 
 
 def text(raw: str, name: str, *, max_chars: int = MAX_TEXT) -> str:
-    """Free text of at most ``max_chars`` printable characters, not empty."""
-    if not raw or len(raw) > max_chars or not raw.isprintable():
-        raise BadRequest(f"{name} must be 1-{max_chars} printable characters.", expression=[name])
+    """Free text of 1 to ``max_chars`` characters, none of them a control (:data:`TEXT_CHARS`)."""
+    if not raw or len(raw) > max_chars or _TEXT.fullmatch(raw) is None:
+        raise BadRequest(
+            f"{name} must be 1-{max_chars} characters, without control characters.",
+            expression=[name],
+        )
     return raw
 
 
