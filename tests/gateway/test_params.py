@@ -4,6 +4,7 @@ against real SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -19,6 +20,7 @@ from gateway.errors import BadRequest
 from gateway.routes.params import (
     MAX_DIGITS,
     MAX_OFFSET,
+    TEXT_CHARS,
     date_bounds,
     date_range,
     instant_param,
@@ -108,14 +110,14 @@ def test_whole_number_gives_a_bounded_int_or_bad_request(raw: str) -> None:
 
 @PROPERTY
 @given(st.text(max_size=300))
-def test_text_and_token_are_printable_and_bounded(raw: str) -> None:
+def test_text_and_token_are_bounded_and_free_of_controls(raw: str) -> None:
     value = _outcome_or(lambda: text(raw, "agent", max_chars=255), "agent", raw)
     if value is not None:
-        assert value == raw and 0 < len(value) <= 255 and value.isprintable()
+        assert value == raw and 0 < len(value) <= 255 and re.fullmatch(TEXT_CHARS + "+", value)
     parsed = _outcome_or(lambda: token(raw, "purpose"), "purpose", raw)
     if parsed is not None:
         system, code = parsed
-        assert code and "|" not in code and code.isprintable()
+        assert code and "|" not in code and re.fullmatch(TEXT_CHARS + "+", code)
         assert (system is None) == ("|" not in raw)
 
 
