@@ -18,6 +18,7 @@ from gateway import audit_trail
 from gateway.audit import AuditUnavailable
 from gateway.deps import request_id_from
 from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
+from gateway.fhir.openapi import install_openapi
 from gateway.fhir.responses import FHIRResponse, outcome
 from gateway.routes import audit, consent, fhir, health
 from gateway.state import GatewayState
@@ -51,6 +52,7 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     app.include_router(consent.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    install_openapi(app)
 
     @app.middleware("http")
     async def request_context(

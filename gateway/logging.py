@@ -8,6 +8,12 @@ NHS numbers, names, addresses, dates of birth or tokens. Two defences:
 * by shape: any ten-digit run (spaced or not), any bearer/JWT-looking string and any ISO date
   in any string value is masked, so a careless ``log.info("...", detail=str(exc))`` is safe too.
 
+The fields the gateway itself fills with values of a known shape — :data:`SAFE_KEYS`:
+``request_id``, ``route`` (the route *template*, e.g. ``/fhir/Patient/{nhs}``), ``method``,
+``status``, ``latency_ms`` and structlog's own ``level``/``timestamp`` — are left exactly as
+they are. A request id is how an operator finds a log line's AuditEvent: masking the ten-digit
+runs that one UUID in a hundred or so contains would break that link for no gain.
+
 ``tests/gateway/test_logging.py`` drives the demo end to end and scans the captured output.
 """
 
@@ -46,6 +52,9 @@ _SENSITIVE_KEYS = frozenset(
         "email",
     }
 )
+SAFE_KEYS = frozenset(
+    {"request_id", "route", "method", "status", "latency_ms", "level", "timestamp"}
+)
 _PATTERNS = (
     re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)"),  # NHS numbers in any layout
     re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),  # JWTs
@@ -74,6 +83,8 @@ def redact(
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask sensitive keys and sensitive-looking values."""
     for key in list(event_dict):
+        if key in SAFE_KEYS and isinstance(event_dict[key], str | int | float):
+            continue
         if key.lower() in _SENSITIVE_KEYS:
             event_dict[key] = REDACTED
         else:

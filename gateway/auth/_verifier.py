@@ -8,7 +8,8 @@ Order inside :meth:`TokenVerifier.verify`, cheapest and most dangerous first:
    ``jku`` / ``x5u`` / ``jwk`` header members are never followed;
 3. ``kid`` selects the key (and the key's type must match ``alg``);
 4. signature, ``exp`` (required), ``nbf`` / ``iat``, ``iss`` (exact), ``aud`` (contains), with
-   a leeway of 60 s;
+   a leeway of 60 s; ``exp``, ``nbf`` and ``iat`` must be JSON numbers (RFC 7519 NumericDate),
+   never numeric strings;
 5. claims → :class:`Principal` (``sub``, ``org``, ``scope`` required; ``role`` for users).
 
 Every failure is :class:`InvalidToken` (an ``Unauthorized``, so 401) with a fixed message and
@@ -20,6 +21,7 @@ that would otherwise reach logged tracebacks.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -37,6 +39,7 @@ ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
 LEEWAY_S = 60
 MAX_TOKEN_CHARS = 16 * 1024
 
+_NUMERIC_DATES = ("exp", "iat", "nbf")
 _CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1"}
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -215,6 +218,11 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(_reason_for(exc)) from None
+        # RFC 7519 §2: a NumericDate is a JSON number. PyJWT reads these with int(), so a
+        # string such as "9999999999" would pass as a date; refuse it.
+        for name in _NUMERIC_DATES:
+            if name in claims and not _is_numeric_date(claims[name]):
+                raise _invalid(name)
         # Belt and braces over the library: exact issuer, audience contained.
         if claims.get("iss") != self.issuer:
             raise InvalidToken("wrong-issuer")
@@ -222,6 +230,15 @@ class TokenVerifier:
         if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
             raise InvalidToken("wrong-audience")
         return claims
+
+
+def _is_numeric_date(value: Any) -> bool:
+    """A JSON number (int or finite float), not a string and not ``true``/``false``."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _reason_for(exc: jwt.InvalidTokenError) -> str:

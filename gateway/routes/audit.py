@@ -45,7 +45,7 @@ import csv
 import io
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
@@ -80,7 +80,20 @@ from gateway.deps import StateDep, gate, parse_nhs_number
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
 from gateway.fhir.responses import outcome as operation_outcome
-from gateway.routes.params import check_params, count_param, lenient, offset_param, one
+from gateway.routes.params import (
+    JSON_FORMATS,
+    MAX_TEXT,
+    check_params,
+    choice,
+    count_param,
+    date_bounds,
+    instant_param,
+    offset_param,
+    one,
+    repeated,
+    text,
+    token,
+)
 from gateway.settings import ConfigurationError, get_settings
 from gateway.state import GatewayState
 
@@ -120,7 +133,7 @@ FACTS_MAX: Final = 200  # distinct people whose surname / deceased flag is looke
 FACTS_CONCURRENCY: Final = 8
 MAX_NOTE: Final = 4000
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_DATE = re.compile(r"(eq|ge|gt|le|lt)?(\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)")
+MAX_SUB: Final = 255  # the width of the trail's agent column (a token's ``sub``)
 _OUTCOMES: Final = frozenset({"0", "4", "8", "12"})
 
 
@@ -174,60 +187,10 @@ def monitoring_config(request: Request) -> MonitoringConfig:
 
 
 def _patient_param(value: str, name: str = "patient") -> str:
-    system, _, rest = value.rpartition("|")
+    system, _, rest = text(value, name, max_chars=MAX_TEXT).rpartition("|")
     if system and system != ukcore.NHS_NUMBER_SYSTEM:
         raise BadRequest(f"{name} must be an NHS number.", expression=[name])
     return parse_nhs_number(rest.removeprefix("Patient/"), name)
-
-
-def _instant(text: str, name: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest(f"{name} is not a FHIR date or dateTime.", expression=[name]) from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def date_bounds(values: Sequence[str]) -> tuple[datetime | None, datetime | None]:
-    """``date`` values → (inclusive lower, inclusive upper) bounds in UTC; all must hold."""
-    lower: datetime | None = None
-    upper: datetime | None = None
-    tick = timedelta(microseconds=1)
-    for raw in values:
-        m = _DATE.fullmatch(raw.strip())
-        if m is None:
-            raise BadRequest(
-                "date must be a FHIR date or dateTime with an optional ge/gt/le/lt/eq prefix.",
-                expression=["date"],
-            )
-        prefix, text, time_part = m.group(1) or "eq", m.group(2), m.group(3)
-        if time_part:
-            start = _instant(text, "date")
-            end = start
-        else:
-            try:
-                day = date.fromisoformat(text)
-            except ValueError as exc:
-                raise BadRequest("date is not a valid date.", expression=["date"]) from exc
-            start = datetime.combine(day, time(0), tzinfo=UTC)
-            end = start + timedelta(days=1) - tick
-        lo: datetime | None = None
-        hi: datetime | None = None
-        if prefix == "eq":
-            lo, hi = start, end
-        elif prefix == "ge":
-            lo = start
-        elif prefix == "gt":
-            lo = end + tick
-        elif prefix == "le":
-            hi = end
-        else:  # lt
-            hi = start - tick
-        if lo is not None:
-            lower = lo if lower is None else max(lower, lo)
-        if hi is not None:
-            upper = hi if upper is None else min(upper, hi)
-    return lower, upper
 
 
 def _search_filters(request: Request) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -240,31 +203,27 @@ def _search_filters(request: Request) -> tuple[dict[str, Any], list[tuple[str, s
         echo.append(("patient", filters["patient"]))
     agent = one(request, "agent")
     if agent is not None:
-        filters["agent"] = agent.rpartition("|")[2]
+        filters["agent"] = token(agent, "agent", max_chars=MAX_SUB)[1]
         echo.append(("agent", agent))
     org = one(request, "agent-org")
     if org is not None:
-        filters["agent_org"] = org.rpartition("|")[2]
+        filters["agent_org"] = token(org, "agent-org")[1]
         echo.append(("agent-org", org))
-    dates = request.query_params.getlist("date")
+    dates = repeated(request, "date")
     if dates:
         filters["date_ge"], filters["date_le"] = date_bounds(dates)
         echo.extend(("date", d) for d in dates)
     outcome = one(request, "outcome")
     if outcome is not None:
-        if outcome not in _OUTCOMES:
-            raise BadRequest("outcome must be 0, 4, 8 or 12.", expression=["outcome"])
-        filters["outcome"] = outcome
+        filters["outcome"] = choice(outcome, "outcome", _OUTCOMES)
         echo.append(("outcome", outcome))
     purpose = one(request, "purpose")
     if purpose is not None:
-        filters["purpose"] = purpose.rpartition("|")[2]
+        filters["purpose"] = token(purpose, "purpose")[1]
         echo.append(("purpose", purpose))
     break_glass = one(request, "break-glass")
     if break_glass is not None:
-        if break_glass not in ("true", "false"):
-            raise BadRequest("break-glass must be true or false.", expression=["break-glass"])
-        filters["break_glass"] = break_glass == "true"
+        filters["break_glass"] = choice(break_glass, "break-glass", ("true", "false")) == "true"
         echo.append(("break-glass", break_glass))
     return filters, echo
 
@@ -314,19 +273,6 @@ def _wants_csv(request: Request) -> bool:
     return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
 
 
-def _check_report_params(request: Request) -> None:
-    unknown = sorted({k for k in request.query_params if k not in ("_format", "_pretty")})
-    if unknown and not lenient(request):
-        raise BadRequest(
-            f"Unsupported parameter(s): {', '.join(unknown)}. Supported: _format.",
-            expression=unknown,
-        )
-    fmt = request.query_params.get("_format")
-    allowed = CSV_TYPES | {"json", "application/json", "application/fhir+json"}
-    if fmt is not None and fmt.split(";")[0].strip().lower() not in allowed:
-        raise BadRequest("_format must be json, application/fhir+json or text/csv.")
-
-
 def _cell(value: str) -> str:
     """Spreadsheet-safe: a value that a spreadsheet would run as a formula is quoted."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
@@ -374,7 +320,7 @@ def access_report_csv(events: Sequence[Mapping[str, Any]]) -> str:
 @router.get("/Patient/{nhs}/$access-report")
 async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Request) -> Response:
     require_ig(state, ctx)
-    _check_report_params(request)
+    check_params(request, (), formats=JSON_FORMATS | CSV_TYPES)
     number = parse_nhs_number(nhs)
     store = _audit(state)
     total = await store.count(patient=number)
@@ -511,7 +457,7 @@ async def privacy_alerts(ctx: AuditSearch, state: StateDep, request: Request) ->
     check_params(request, ("since",))
     now = datetime.now(UTC)
     since_raw = one(request, "since")
-    since = _instant(since_raw, "since") if since_raw else now - timedelta(hours=24)
+    since = instant_param(since_raw, "since") if since_raw else now - timedelta(hours=24)
     config = monitoring_config(request)
     events = await _audit(state).search(date_ge=since, count=ALERT_WINDOW_MAX)
     alerts = run_rules(events, config, await _facts(state, events))

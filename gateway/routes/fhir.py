@@ -20,7 +20,7 @@ from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nh
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.fhir.capability import capability_statement
 from gateway.fhir.responses import BundleBuilder, FHIRResponse, merge_warning_outcome, outcome
-from gateway.routes.params import check_params, count_param, offset_param, one
+from gateway.routes.params import check_params, count_param, offset_param, one, text, token_list
 
 router = APIRouter(prefix="/fhir")
 
@@ -93,6 +93,8 @@ async def search_patient(
 ) -> FHIRResponse:
     check_params(request, ("identifier",))
     raw = one(request, "identifier")
+    if raw is not None:
+        raw = text(raw, "identifier")
     if raw is None:
         raise BadRequest(
             "Patient search needs identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}.",
@@ -127,12 +129,12 @@ def _matches_token(codings: list[dict[str, Any]], wanted: list[str]) -> bool:
 
 
 def _filter_careplans(plans: list[Resource], request: Request) -> list[Resource]:
-    statuses = [s for v in request.query_params.getlist("status") for s in v.split(",") if s]
-    categories = [c for v in request.query_params.getlist("category") for c in v.split(",") if c]
+    statuses = token_list(request, "status")
+    categories = token_list(request, "category")
     bad = [s for s in statuses if s not in ukcore.CAREPLAN_STATUS]
     if bad:
         raise BadRequest(
-            f"Unknown CarePlan status: {', '.join(bad)}; use {sorted(ukcore.CAREPLAN_STATUS)}.",
+            f"Unknown CarePlan status; use {', '.join(sorted(ukcore.CAREPLAN_STATUS))}.",
             expression=["status"],
         )
     out = []

@@ -322,6 +322,32 @@ def test_not_yet_valid(key: Key, verifier: TokenVerifier, claim: str) -> None:
     assert reject(verifier, token).reason == "not-yet-valid"
 
 
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"exp": str(int(time.time()) + 600)},
+        {"exp": "9999999999"},
+        {"iat": True},
+        {"iat": str(int(time.time()))},
+        {"nbf": str(int(time.time()))},
+        {"nbf": False},
+    ],
+)
+def test_numeric_dates_must_be_json_numbers(
+    key: Key, verifier: TokenVerifier, over: dict[str, Any]
+) -> None:
+    # RFC 7519 §2 NumericDate: a JSON number; PyJWT alone would read "9999999999" with int().
+    err = reject(verifier, signed(key, claims(**over)))
+    assert err.reason == "invalid-claim"
+    assert f"'{next(iter(over))}'" in err.message
+
+
+def test_numeric_dates_as_numbers_are_fine(key: Key, verifier: TokenVerifier) -> None:
+    now = time.time()
+    principal = verifier.verify(signed(key, claims(exp=now + 600.5, iat=now, nbf=int(now))))
+    assert principal.sub == "user-1"
+
+
 def test_issued_in_the_future_by_issue_token(key: Key, verifier: TokenVerifier) -> None:
     token = token_for(key, now=time.time() + 3600)
     assert reject(verifier, token).reason == "not-yet-valid"

@@ -22,7 +22,8 @@ import httpx
 import structlog
 
 from gateway.logging import REDACTED, configure_logging
-from tests.gateway.harness import free_port
+from simulators.population import SCENARIOS
+from tests.gateway.harness import Gateway, free_port
 
 
 def _reader(stream: Any, sink: queue.Queue[str | None]) -> None:
@@ -46,6 +47,60 @@ def test_redaction_processor_masks_keys_and_shapes() -> None:
     assert "9990000018" not in out.getvalue() and "999 000 0018" not in out.getvalue()
     assert "1936-04-02" not in out.getvalue() and "abc.def" not in out.getvalue()
     assert record["nested"] == {"name": REDACTED, "ok": "2026-01-01T10:00:00Z"}
+
+
+def test_request_fields_are_never_redacted_but_nhs_numbers_elsewhere_are() -> None:
+    """A request id with a ten-digit run (about 1 UUID in 77 has one) survives intact, so the
+    log line still matches its AuditEvent; the same digits anywhere else are masked."""
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    request_id = "5f0c1a2e-7d3b-4c1e-9a2b-123456789012"
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        structlog.get_logger().info(
+            "request",
+            method="GET",
+            route="/fhir/Patient/{nhs}",
+            status=200,
+            latency_ms=12.5,
+            detail="looked up 9990000018 for 999 000 0026",
+        )
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    record = json.loads(out.getvalue())
+    assert record["request_id"] == request_id
+    assert (record["route"], record["status"], record["latency_ms"]) == (
+        "/fhir/Patient/{nhs}",
+        200,
+        12.5,
+    )
+    assert record["detail"] == f"looked up {REDACTED} for {REDACTED}"
+    assert "9990000018" not in out.getvalue() and "999 000 0026" not in out.getvalue()
+
+
+async def test_gateway_log_line_matches_its_audit_event(gateway: Gateway) -> None:
+    """Over real HTTP: the request line the gateway logs carries the very request id its
+    AuditEvent records, though the id has a ten-digit run; the NHS number is in neither."""
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    request_id = "audit-link-1234567890x"
+    number = SCENARIOS["both"].nhs_number or ""
+    resp = await gateway.get(
+        f"/Patient/{number}", headers={**gateway.headers(), "X-Request-ID": request_id}
+    )
+    assert resp.status_code == 200 and resp.headers["x-request-id"] == request_id
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    request_lines = [r for r in lines if r.get("event") == "request"]
+    assert [r["request_id"] for r in request_lines] == [request_id]
+    assert request_lines[0]["route"] == "/fhir/Patient/{nhs}"
+    events = [
+        e
+        for e in await gateway.state.audit.search(count=200)
+        for ent in e.get("entity", ())
+        if ent.get("what", {}).get("identifier", {}).get("value") == request_id
+    ]
+    assert len(events) == 1
+    assert number not in out.getvalue()
 
 
 def test_demo_end_to_end_logs_nothing_identifying() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 
 from gateway.auth import generate_signing_key, issue_token
 from simulators.population import SCENARIOS
@@ -103,3 +104,23 @@ async def test_purpose_is_required(gateway: Gateway) -> None:
 async def test_token_checked_before_nhs_number(gateway: Gateway) -> None:
     resp = await gateway.get("/Patient/123", headers={})
     assert resp.status_code == 401
+
+
+async def test_numeric_string_exp_is_refused_and_audited(gateway: Gateway) -> None:
+    """RFC 7519: ``exp`` is a JSON number; ``"exp": "9999999999"`` is a 401, audited."""
+    token = gateway.token(extra_claims={"exp": "9999999999"})
+    request_id = f"exp-string-{uuid.uuid4().hex[:12]}"
+    headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}
+    body = await _refused(gateway, headers, 401, "login")
+    assert body["issue"][0]["details"]["coding"][0]["code"] == "invalid-claim"
+    events = [
+        e
+        for e in await gateway.state.audit.search(count=200)
+        if any(
+            ent.get("what", {}).get("identifier", {}).get("value") == request_id
+            for ent in e.get("entity", ())
+        )
+    ]
+    assert len(events) == 1
+    assert events[0]["outcome"] == "4"
+    assert "invalid-claim" in events[0].get("outcomeDesc", "")
