@@ -299,6 +299,17 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     ),
     Operation(
         "get",
+        "/fhir/Consent/{consent_id}/_history",
+        "historyConsent",
+        "Every kept version of a consent directive, newest first",
+        "consent",
+        200,
+        "Bundle",
+        (Param("consent_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),),
+        errors=(404,),
+    ),
+    Operation(
+        "get",
         "/fhir/Consent/{consent_id}/_history/{version_id}",
         "vreadConsent",
         "Read one version of a consent directive",
