@@ -20,6 +20,7 @@ from gateway.deps import request_id_from
 from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
 from gateway.fhir.responses import FHIRResponse, outcome
 from gateway.routes import audit, consent, fhir, health
+from gateway.smart import router as smart_router
 from gateway.state import GatewayState
 
 log = structlog.get_logger("caregateway.access")
@@ -51,6 +52,7 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     app.include_router(consent.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
 
     @app.middleware("http")
     async def request_context(

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     volume_alert_per_hour: int = 30
     audit_retention_days: int = Field(default=2922, ge=1)
     log_format: str = "auto"  # auto | json | console
+    # SMART authorization server (gateway/smart): on when the clients file is set
+    smart_clients_file: Path | None = None
+    smart_signing_key_file: Path | None = None
+    smart_previous_key_file: Path | None = None
+    # upstream OpenID Connect provider for standalone login (CIS2 / NHS login)
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_key_file: Path | None = None
 
     @field_validator("change_poll_interval_s")
     @classmethod
