@@ -16,10 +16,13 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from consent import load_policy
 from gateway.auth import jwks_from_private_pem
 from gateway.smart import SmartConfig
 from gateway.smart.clients import Client, ClientRegistry
 from gateway.smart.keys import SigningKeys
+from gateway.smart.picker import DemoDirectory
+from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway
 
 APP_REDIRECT = "http://127.0.0.1:9/app/callback"  # never served: tests read the Location
@@ -81,9 +84,24 @@ def clients() -> list[Client]:
     ]
 
 
+BOTH = SCENARIOS["both"].nhs_number or ""
+
+
+def directory() -> DemoDirectory:
+    policy = load_policy()
+    return DemoDirectory(
+        roles={code: rule.name for code, rule in policy.roles.items()},
+        organisations={"F81001": "GP practice (demo)", "RAT": "Community trust (demo)"},
+        people=[(BOTH, "held by both sources")],
+    )
+
+
 def smart_config(base_url: str) -> SmartConfig:
     return SmartConfig(
-        fhir_base=base_url, keys=SigningKeys.generate(), clients=ClientRegistry(clients())
+        fhir_base=base_url,
+        keys=SigningKeys.generate(),
+        clients=ClientRegistry(clients()),
+        directory=directory(),
     )
 
 
