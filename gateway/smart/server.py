@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,10 @@ from gateway.smart.store import CODE_TTL, SmartStore
 from gateway.smart.tokens import Grantee, access_token_claims, id_token_claims
 
 T = TypeVar("T")
+
+# Authlib logs issued tokens and codes at DEBUG ("Issue token %r to %r"): whatever level the
+# site's logging is at, its loggers never go below WARNING here.
+logging.getLogger("authlib").setLevel(logging.WARNING)
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
 MAX_ASSERTION_LIFETIME_S = 300
 LEEWAY_S = 30

@@ -211,3 +211,51 @@ async def test_introspection_and_revocation(smart_gateway: Gateway) -> None:
     assert info3 == {"active": False}
     events = await security_events(gw, agent="dr-revoke-1")
     assert any(e["subtype"][0]["code"] == "110123" for e in events)
+
+
+async def test_codes_tokens_and_assertions_are_never_stored_or_logged(
+    smart_gateway: Gateway, capsys: Any
+) -> None:
+    from sqlalchemy import text
+
+    from tests.smart.support import ASSERTION_TYPE, assertion, post_token
+
+    gw = smart_gateway
+    launch = await create_launch(gw, patient=BOTH, sub="dr-secrets-1")
+    code, verifier = await ehr_code(gw, patient=BOTH, sub="dr-secrets-1")
+    body = (await redeem(gw, code, verifier)).json()
+    made = assertion(gw)
+    system = await post_token(
+        gw,
+        grant_type="client_credentials",
+        scope="system/*.rs",
+        client_assertion_type=ASSERTION_TYPE,
+        client_assertion=made,
+    )
+    secrets = [
+        launch,
+        code,
+        verifier,
+        made,
+        body["access_token"],
+        body["id_token"],
+        system.json()["access_token"],
+    ]
+    dumped = []
+    async with gw.state.smart.store.engine.connect() as conn:
+        for table in (
+            "smart_launch",
+            "smart_code",
+            "smart_pending",
+            "smart_jti",
+            "smart_revoked",
+            "audit_event",
+        ):
+            rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()  # noqa: S608
+            dumped.append(repr(rows))
+    stored = "\n".join(dumped)
+    logged = capsys.readouterr()
+    for secret in secrets:
+        assert secret not in stored
+        assert secret not in logged.out and secret not in logged.err
+    assert "dr-secrets-1" in stored  # the audit trail does name the user
