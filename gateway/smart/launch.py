@@ -119,7 +119,9 @@ async def ehr_authorize(
 
     context = await server.store.peek("launch", launch)
     if context is None:
-        state = await server.store.state_of("launch", launch)
+        state, stored = await server.store.state_of("launch", launch)
+        if stored is not None:
+            note_context(event, stored)  # whose launch was replayed, for the audit event
         why = {"used": "has already been used", "expired": "has expired (5 minutes)"}
         return redirect_error(grant, req, f"The launch context {why.get(state, 'is not known')}.")
     grantee = Grantee(

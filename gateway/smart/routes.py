@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway.audit import AuditUnavailable
 from gateway.smart import launch as launch_ctx
 from gateway.smart.audit import SecurityEvent, build_security_event
-from gateway.smart.server import SmartRequest, SmartServer, current_event
+from gateway.smart.server import SmartRequest, SmartServer, current_event, note_grantee
 from gateway.smart.tokens import Grantee
 
 log = structlog.get_logger("caregateway.smart")
@@ -209,9 +209,7 @@ async def complete_authorization(
             state=req.payload.state,
         )
         return render(err())
-    event.user_sub, event.user_name = grantee.sub, grantee.name
-    event.user_role, event.user_org = grantee.role, grantee.org
-    event.patient, event.purpose = grantee.patient, grantee.purpose
+    note_grantee(event, grantee)
     result = await server.run(server.create_authorization_response, req, grantee, grant)
     return render(result)
 

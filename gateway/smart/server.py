@@ -125,6 +125,12 @@ class IssuedToken:
         return self.revoked
 
 
+def note_grantee(event: SecurityEvent, grantee: Grantee) -> None:
+    event.user_sub, event.user_name = grantee.sub, grantee.name
+    event.user_role, event.user_org = grantee.role, grantee.org
+    event.patient, event.purpose = grantee.patient, grantee.purpose
+
+
 # --- client authentication ------------------------------------------------------------------
 
 
@@ -291,7 +297,9 @@ class AuthCodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
     def query_authorization_code(self, code: str, client: Client) -> AuthCode:
         found = self.server.wait(self.server.store.peek("code", code))
         if found is None:
-            state = self.server.wait(self.server.store.state_of("code", code))
+            state, data = self.server.wait(self.server.store.state_of("code", code))
+            if data is not None and data.get("client_id") == client.client_id:
+                note_grantee(_event(), Grantee.from_data(data["grantee"]))
             raise InvalidGrantError(
                 {
                     "used": "The authorization code has already been used.",

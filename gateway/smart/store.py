@@ -151,18 +151,22 @@ class SmartStore:
             stored = (await conn.execute(select(row.data).where(row.id == key))).scalar_one()
         return dict(orjson.loads(stored))
 
-    async def state_of(self, kind: str, secret: str) -> str:
-        """``unknown``, ``used``, ``expired`` or ``usable`` — to say which, in an error."""
+    async def state_of(self, kind: str, secret: str) -> tuple[str, dict[str, Any] | None]:
+        """``unknown``, ``used``, ``expired`` or ``usable``, and the data — to say which in
+        an error, and whose code or launch was replayed in the audit event."""
         row = _TABLES[kind]
         async with self.engine.connect() as conn:
             found = (
-                await conn.execute(select(row.used, row.expires).where(row.id == digest(secret)))
+                await conn.execute(
+                    select(row.used, row.expires, row.data).where(row.id == digest(secret))
+                )
             ).first()
         if found is None:
-            return "unknown"
+            return "unknown", None
+        data = dict(orjson.loads(found.data))
         if found.used is not None:
-            return "used"
-        return "expired" if found.expires <= self.clock() else "usable"
+            return "used", data
+        return ("expired" if found.expires <= self.clock() else "usable"), data
 
     async def record_jti(self, client_id: str, jti: str, expires: datetime) -> bool:
         """Record a client assertion's ``jti``; ``False`` if it was seen before (a replay)."""

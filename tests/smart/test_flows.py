@@ -259,3 +259,33 @@ async def test_codes_tokens_and_assertions_are_never_stored_or_logged(
         assert secret not in stored
         assert secret not in logged.out and secret not in logged.err
     assert "dr-secrets-1" in stored  # the audit trail does name the user
+
+
+async def test_ig_audit_search_finds_issuance_launch_and_refusal(smart_gateway: Gateway) -> None:
+    gw = smart_gateway
+    code, verifier = await ehr_code(gw, patient=BOTH, sub="dr-audit-1")
+    assert (await redeem(gw, code, verifier)).status_code == 200
+    assert (await redeem(gw, code, verifier)).status_code == 400  # a refusal (reused code)
+    ig = gw.headers(role="R0001", purpose="HOPERAT", scopes=("user/AuditEvent.rs",))
+    found = assert_fhir(
+        await gw.client.get(f"{gw.base_url}/AuditEvent", params={"agent": "dr-audit-1"}, headers=ig)
+    )
+    kinds = {
+        (e["resource"]["type"]["code"], e["resource"]["subtype"][0]["code"])
+        for e in found["entry"]
+        if e["resource"]["resourceType"] == "AuditEvent"
+    }
+    assert {("110114", "launch"), ("110114", "110122")} <= kinds
+    by_patient = assert_fhir(
+        await gw.client.get(
+            f"{gw.base_url}/AuditEvent", params={"patient": BOTH, "outcome": "4"}, headers=ig
+        )
+    )
+    refusals = [
+        e["resource"]
+        for e in by_patient.get("entry", [])
+        if e["resource"]["resourceType"] == "AuditEvent"
+        and e["resource"]["type"]["code"] == "110113"
+    ]
+    # the reused code's refusal names whose code it was, so IG finds it under the person
+    assert any(e["outcomeDesc"].startswith("token: refused invalid_grant") for e in refusals)
