@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
     oidc_client_key_file: Path | None = None
+    oidc_scope: str | None = None  # default: CIS2's and NHS login's identity scopes
 
     @field_validator("change_poll_interval_s")
     @classmethod

@@ -14,6 +14,7 @@ from gateway.smart.clients import ClientRegistry, load_clients
 from gateway.smart.keys import SigningKeys
 
 if TYPE_CHECKING:
+    from gateway.smart.oidc import UpstreamOidc
     from gateway.smart.picker import DemoDirectory
 
 ACCESS_TOKEN_TTL_S = 3600
@@ -32,6 +33,8 @@ class SmartConfig:
     access_token_ttl_s: int = ACCESS_TOKEN_TTL_S
     # the demo's identity picker (standalone launch without an upstream provider)
     directory: DemoDirectory | None = None
+    # the upstream OpenID Connect provider (standalone launch in production)
+    upstream: UpstreamOidc | None = None
     extra_audiences: tuple[str, ...] = field(default=())
 
     @property
@@ -58,10 +61,11 @@ def from_settings(settings: Settings) -> SmartConfig | None:
     clients = load_clients(settings.smart_clients_file)
     if not len(clients):
         raise ConfigurationError("CAREGW_SMART_CLIENTS_FILE: registers no client")
+    upstream = None
     if settings.oidc_issuer:
-        # Refuse rather than run without the login the site asked for.
-        raise ConfigurationError(
-            "CAREGW_OIDC_ISSUER: upstream OpenID Connect login is not supported yet; "
-            "standalone launch is available in the demo only"
-        )
-    return SmartConfig(fhir_base=settings.fhir_base_url, keys=keys, clients=clients)
+        from gateway.smart.oidc import UpstreamOidc
+
+        upstream = UpstreamOidc.from_settings(settings)
+    return SmartConfig(
+        fhir_base=settings.fhir_base_url, keys=keys, clients=clients, upstream=upstream
+    )
