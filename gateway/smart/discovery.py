@@ -21,7 +21,6 @@ CAPABILITIES: tuple[str, ...] = (
     "permission-v1",
     "permission-user",
     "permission-patient",
-    "authorize-post",
 )
 
 
@@ -40,7 +39,7 @@ def configuration(config: SmartConfig) -> dict[str, Any]:
         "scopes_supported": [*SMART_SCOPES, *RESOURCE_SCOPE_EXAMPLES],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
-        "capabilities": [c for c in CAPABILITIES if c != "authorize-post"],
+        "capabilities": list(CAPABILITIES),
     }
 
 
