@@ -7,9 +7,11 @@ Backend Services — with Authlib doing the OAuth2 protocol work.
 
 Modules: ``config`` (settings → :class:`SmartConfig`), ``keys`` (signing keys, JWKS),
 ``clients`` (the registry), ``scopes`` (what a token may be granted), ``store`` (launch
-contexts, codes, jti replay store, revocation list — in the database), ``server`` (Authlib
-server, grants, endpoints), ``routes`` (HTTP), ``launch`` (EHR launch), ``login``, ``oidc`` and
-``picker`` (standalone launch), ``audit`` (security AuditEvents), ``discovery``.
+contexts, codes, jti replay store, revocation list — in the database), ``server`` (the
+Authlib server), ``grants`` (grants, introspection, revocation), ``client_auth``
+(``private_key_jwt``), ``context`` (what a request carries through Authlib), ``routes``
+(HTTP), ``launch`` (EHR launch), ``login``, ``oidc`` and ``picker`` (standalone launch),
+``audit`` (security AuditEvents), ``discovery``.
 
 Wiring: :func:`gateway.wiring.build_state` builds a :class:`SmartServer` when given a
 :class:`SmartConfig`, puts it on the state as ``smart`` and makes the verifier trust our

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from adapters import nhs_number
 from gateway.smart.audit import SecurityEvent
+from gateway.smart.context import SmartRequest, current_event
 from gateway.smart.oidc import StaffRole, UpstreamError, UpstreamIdentity
 from gateway.smart.routes import (
     complete_authorization,
@@ -30,7 +31,7 @@ from gateway.smart.routes import (
     router,
     smart_request,
 )
-from gateway.smart.server import SmartRequest, SmartServer, current_event
+from gateway.smart.server import SmartServer
 from gateway.smart.store import PENDING_TTL
 from gateway.smart.tokens import Grantee
 

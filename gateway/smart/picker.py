@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from adapters import nhs_number
 from gateway.smart.audit import SecurityEvent
+from gateway.smart.context import current_event
 from gateway.smart.routes import (
     complete_authorization,
     finish,
@@ -27,7 +28,7 @@ from gateway.smart.routes import (
     router,
     smart_request,
 )
-from gateway.smart.server import SmartServer, current_event
+from gateway.smart.server import SmartServer
 from gateway.smart.tokens import Grantee
 
 CSP = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'"

@@ -31,7 +31,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway.audit import AuditUnavailable
 from gateway.smart import launch as launch_ctx
 from gateway.smart.audit import SecurityEvent, build_security_event
-from gateway.smart.server import SmartRequest, SmartServer, current_event, note_grantee
+from gateway.smart.context import SmartRequest, current_event, note_grantee
+from gateway.smart.server import SmartServer
 from gateway.smart.tokens import Grantee
 
 log = structlog.get_logger("caregateway.smart")
