@@ -21,6 +21,7 @@ from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
 from gateway.fhir.openapi import install_openapi
 from gateway.fhir.responses import FHIRResponse, outcome
 from gateway.routes import audit, consent, fhir, health
+from gateway.smart import router as smart_router
 from gateway.state import GatewayState
 
 log = structlog.get_logger("caregateway.access")
@@ -52,6 +53,7 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     app.include_router(consent.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
     install_openapi(app)
 
     @app.middleware("http")

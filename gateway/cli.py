@@ -1,4 +1,4 @@
-"""``caregateway`` command line: demo, serve, token, keys, db, audit, simulate-sources."""
+"""``caregateway`` command line: demo, serve, token, launch, keys, db, audit, simulate-sources."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ async def _demo(settings: Settings) -> None:
     from gateway.app import create_app
     from gateway.auth import TokenVerifier, generate_signing_key, issue_token
     from gateway.cache.factory import build_record_cache
+    from gateway.smart.demo import demo_smart
     from gateway.wiring import build_state
     from simulators.population import SCENARIOS
     from simulators.runner import source_configs, start_sources
@@ -72,6 +73,7 @@ async def _demo(settings: Settings) -> None:
     )
 
     sources = source_configs(running)
+    smart, smart_lines = demo_smart(base_url, running.population, settings, database_url)
 
     async def factory():  # type: ignore[no-untyped-def]
         cache = build_record_cache(
@@ -91,6 +93,7 @@ async def _demo(settings: Settings) -> None:
             policy_file=settings.policy_file,
             cache=cache,
             change_poll_interval_s=settings.change_poll_interval_s,
+            smart=smart,
         )
 
     server = _serve_app(create_app(factory), settings.host, settings.port)
@@ -118,7 +121,7 @@ async def _demo(settings: Settings) -> None:
         curl = (
             f"curl -s -H {shlex.quote('Authorization: Bearer ' + token)} {base_url}/Patient/{both}"
         )
-        lines += ["", "  Try:", f"  {curl}", ""]
+        lines += ["", "  Try:", f"  {curl}", "", *smart_lines, ""]
         print("\n".join(lines), flush=True)
         await serve_task
     finally:
@@ -149,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.auth import TokenVerifier
     from gateway.cache import CacheConfigError
     from gateway.cache.factory import build_record_cache
+    from gateway.smart import from_settings as smart_from_settings
     from gateway.wiring import build_state
 
     try:
@@ -181,6 +185,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             local_ttl_s=settings.cache_local_ttl_s,
         )
         load_policy(settings.policy_file)  # fail now, naming the problem, not at start-up
+        smart = smart_from_settings(settings)  # None unless CAREGW_SMART_CLIENTS_FILE is set
     except PolicyError as exc:
         return _fail(f"CAREGW_POLICY_FILE: {exc}")
     except (ConfigurationError, CacheConfigError) as exc:
@@ -200,6 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cache=cache,
             change_poll_interval_s=settings.change_poll_interval_s,
             auto_upgrade=settings.auto_upgrade_schema,
+            smart=smart,
         )
 
     asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())
@@ -251,6 +257,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     )
     print(token)
     return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from gateway.smart.cli import launch_main
+
+    return launch_main(get_settings(), args)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -333,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--purpose")
     token.add_argument("--ttl", type=int, default=3600)
 
+    from gateway.smart.cli import add_parser as add_launch_parser
+
+    add_launch_parser(sub)
+
     keys = sub.add_parser("keys", help="key material")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     gen = keys_sub.add_parser("generate", help="print a new cache key entry (kid:base64key)")
@@ -391,6 +407,7 @@ _COMMANDS = {
     "demo": cmd_demo,
     "serve": cmd_serve,
     "token": cmd_token,
+    "launch": cmd_launch,
     "keys": cmd_keys,
     "db": cmd_db,
     "audit": cmd_audit,

@@ -95,7 +95,12 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create every table registered on :class:`Base` that does not exist yet (idempotent)."""
+    """Create every table registered on :class:`Base` that does not exist yet (idempotent).
+
+    For tests of one store on a scratch database only: a database the gateway serves from is
+    made and changed by the migrations (:mod:`gateway.schema`), and one made here has no
+    migration revision, so a later upgrade would try to create its tables again.
+    """
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
 

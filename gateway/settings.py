@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     log_format: str = "auto"  # auto | json | console
     # serve upgrades the schema on start; None: yes for SQLite, no for PostgreSQL
     db_auto_upgrade: bool | None = None
+    # SMART authorization server (gateway/smart): on when the clients file is set
+    smart_clients_file: Path | None = None
+    smart_signing_key_file: Path | None = None
+    smart_previous_key_file: Path | None = None
+    # upstream OpenID Connect provider for standalone login (CIS2 / NHS login)
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_key_file: Path | None = None
+    oidc_scope: str | None = None  # default: CIS2's and NHS login's identity scopes
 
     @field_validator("change_poll_interval_s")
     @classmethod

@@ -43,6 +43,7 @@ from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
 from gateway.decision import PolicyDecider
 from gateway.record import RecordService
+from gateway.smart import SmartConfig, build_smart, trust_own_issuer
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
@@ -101,6 +102,7 @@ async def build_state(
     decider: Decider | None = None,
     change_poll_interval_s: float | None = DEFAULT_CHANGE_POLL_INTERVAL_S,
     auto_upgrade: bool = True,
+    smart: SmartConfig | None = None,
 ) -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
     """Everything a gateway process shares between requests, and the function that closes it.
 
@@ -110,6 +112,7 @@ async def build_state(
     ``decider`` replaces the consent policy (tests of the read path alone use ``permit_all``).
     ``change_poll_interval_s``: seconds between change-feed polls; ``0`` polls nothing,
     ``None`` builds the pollers without running them (see the module docstring).
+    ``smart``: run the SMART authorization server (:mod:`gateway.smart`) on this state.
     """
     if change_poll_interval_s is not None and not change_poll_interval_s >= 0:
         raise ValueError("change_poll_interval_s must be 0 (off) or a positive number")
@@ -145,6 +148,9 @@ async def build_state(
         change_pollers=pollers,
         breakers=breakers,
     )
+    if smart is not None:
+        state.smart = build_smart(smart, engine, policy)
+        trust_own_issuer(verifier, state.smart)
 
     tasks: list[asyncio.Task[None]] = []
     if cache is not None:

@@ -8,7 +8,8 @@ from adapters.base import Resource
 SOFTWARE_VERSION = "0.1.0"
 
 
-def capability_statement(base_url: str) -> Resource:
+def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> Resource:
+    """``oauth_uris``: the SMART ``oauth-uris`` extension, when our authorization server runs."""
     smart = {
         "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/capabilities",
         "valueCode": "permission-v2",
@@ -39,7 +40,7 @@ def capability_statement(base_url: str) -> Resource:
                             ]
                         }
                     ],
-                    "extension": [smart],
+                    "extension": [smart] if oauth_uris is None else [oauth_uris, smart],
                     "description": (
                         "Bearer JWT (RS256/RS384/ES256/ES384) with SMART v1 or v2 scopes; every "
                         "request states a purpose of use (X-Purpose-Of-Use or the token's "

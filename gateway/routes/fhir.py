@@ -34,7 +34,8 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 @router.get("/metadata")
 async def read_metadata(state: StateDep) -> FHIRResponse:
-    return FHIRResponse(capability_statement(state.base_url))
+    oauth_uris = None if state.smart is None else state.smart.oauth_uris()
+    return FHIRResponse(capability_statement(state.base_url, oauth_uris))
 
 
 def _bundle_outcomes(bundle: BundleBuilder, result: AccessResult, *, warnings: bool) -> None:

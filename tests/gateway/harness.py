@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
 from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
+from gateway.smart import SmartConfig
 from gateway.state import GatewayState
 from gateway.wiring import build_state
 
@@ -76,6 +77,7 @@ async def running_gateway(
     decider: Decider | None = None,
     cache: RecordCache | None = None,
     change_poll_interval_s: float | None = None,
+    smart: Callable[[str], SmartConfig] | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
 
@@ -83,6 +85,7 @@ async def running_gateway(
     Its change-feed pollers are built but not run unless ``change_poll_interval_s`` is given:
     tests call ``gateway.state.change_pollers[i].poll_once()`` when they want a poll. ``0``
     builds no pollers at all (as ``CAREGW_CHANGE_POLL_INTERVAL_S=0`` does).
+    ``smart``: given the FHIR base URL, the SMART authorization server's configuration.
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
@@ -100,6 +103,7 @@ async def running_gateway(
             decider=decider,
             cache=cache,
             change_poll_interval_s=change_poll_interval_s,
+            smart=None if smart is None else smart(base_url),
         )
 
     app = create_app(factory)
