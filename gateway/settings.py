@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     volume_alert_per_hour: int = 30
     audit_retention_days: int = Field(default=2922, ge=1)
     log_format: str = "auto"  # auto | json | console
+    # request size limits (docs/reliability.md, "Limits"): 413, 431, 414 beyond them
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_uri_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_break_glass_reason_chars: int = Field(default=1000, ge=100, le=8 * 1024)
 
     @field_validator("change_poll_interval_s")
     @classmethod

@@ -10,6 +10,21 @@ transaction, then resolves each future. While one commit is flushing, the next b
 so N concurrent requests cost about one disk flush, not N. There is no timer: a lone event is
 committed at once.
 
+A caller that stops waiting (its :attr:`AuditStore.timeout_s` ran out, or it was cancelled)
+answers ``503`` and releases nothing, so its event must not say otherwise. The writer looks at
+every event once more after it holds the chain's write lock (PostgreSQL: the advisory lock;
+SQLite: the database write lock), just before the insert: an event whose caller has gone is
+replaced there by its :func:`~gateway.audit.events.withdrawn` form (same id, outcome ``8``,
+``HTTP 503``). If the caller gives up later still, while that very transaction commits, the
+event goes in as built and the writer appends a second event that records the ``503`` and
+names the first (``AuditEvent/{id}``, "corrects"). Either way the chain stays a plain
+append-only chain: nothing is ever rewritten after it was hashed.
+
+An event that would not fit its row (a value longer than its column) is refused in its
+caller's task, before it joins a batch (:class:`AuditEventRejected`); and if a batch fails
+for a reason other than an unavailable database, its events are retried one by one, so one
+bad event never costs the others their commit.
+
 Tamper evidence: events form chains (``chain_id``; one per store by default). Each row keeps
 the exact bytes stored (``orjson`` with sorted keys; never re-serialised through pydantic),
 ``prev_hash`` (the previous row's hash; 64 zeros for the first) and
@@ -37,6 +52,7 @@ from datetime import datetime
 from typing import Any, Final, TypedDict, Unpack, cast
 
 import orjson
+import structlog
 from sqlalchemy import (
     Boolean,
     Index,
@@ -45,10 +61,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     insert,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -57,13 +75,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
 
 from gateway.audit import events as ev
-from gateway.audit.errors import AuditUnavailable
-from gateway.db import Base, UTCDateTime
+from gateway.audit.errors import AuditEventRejected, AuditUnavailable
+from gateway.db import Base, UTCDateTime, database_unavailable, describe_db_error
+
+log = structlog.get_logger(__name__)
 
 GENESIS_HASH: Final = "0" * 64
 DEFAULT_CHAIN: Final = "main"
 _VERIFY_PAGE: Final = 1000
 _LINK_RETRIES: Final = 5
+MAX_EVENT_BYTES: Final = 1024 * 1024  # one stored event; the gateway's are far smaller
 
 
 class AuditEventRow(Base):
@@ -195,6 +216,35 @@ def _index_columns(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _column_widths() -> dict[str, int]:
+    widths: dict[str, int] = {}
+    for column in audit_event.columns:
+        length = getattr(column.type, "length", None)
+        if isinstance(length, int):
+            widths[column.name] = length
+    return widths
+
+
+_WIDTHS: Final = _column_widths()
+
+
+def check_fits(event_id: str, columns: dict[str, Any], stored: bytes) -> None:
+    """Refuse an event that its row could not hold (:class:`AuditEventRejected`).
+
+    PostgreSQL enforces ``VARCHAR(n)``; one value too long fails the insert and with it the
+    whole batch, so the check runs before the event is queued. The message names the field,
+    never its value.
+    """
+    if len(event_id) > _WIDTHS["id"]:
+        raise AuditEventRejected("id")
+    for name, value in columns.items():
+        width = _WIDTHS.get(name)
+        if width is not None and isinstance(value, str) and len(value) > width:
+            raise AuditEventRejected(name)
+    if len(stored) > MAX_EVENT_BYTES:
+        raise AuditEventRejected("size")
+
+
 def prepare(event: dict[str, Any]) -> _Prepared:
     """Check, serialise and index one event (in the caller's task, before it is queued)."""
     if event.get("resourceType") != "AuditEvent":
@@ -204,10 +254,26 @@ def prepare(event: dict[str, Any]) -> _Prepared:
         event = {**event, "id": str(uuid.uuid4())}
         event_id = event["id"]
     columns = _index_columns(event)
-    return _Prepared(event_id, columns["recorded"], canonical_bytes(event), columns)
+    stored = canonical_bytes(event)
+    check_fits(event_id, columns, stored)
+    return _Prepared(event_id, columns["recorded"], stored, columns)
 
 
-_Item = tuple[_Prepared, "asyncio.Future[str]"]
+@dataclass(slots=True, eq=False)
+class _Item:
+    """One queued event and its caller's future.
+
+    ``abandoned``: the caller stopped waiting and answered 503. ``sealed``: the event as built
+    is in the transaction being committed (the writer decided so while holding the lock).
+    """
+
+    prepared: _Prepared
+    event: dict[str, Any]
+    future: asyncio.Future[str]
+    abandoned: bool = False
+    sealed: bool = False
+
+
 _STOP: Final = None  # the queue's stop marker
 
 
@@ -218,8 +284,8 @@ class AuditStore:
     (what :meth:`append_one_by_one` always does); the benchmark compares the two.
     ``transactions`` counts committed write transactions, ``events_written`` the rows.
     ``timeout_s`` bounds how long :meth:`append` waits for its commit (a hung database then
-    gives :class:`AuditUnavailable`, and the request fails closed; the event may still be
-    committed later, which is safe: an audit record without released data).
+    gives :class:`AuditUnavailable`, and the request fails closed with ``503``); what is
+    committed later for that event says ``503`` (see the module docstring).
     """
 
     def __init__(
@@ -244,6 +310,9 @@ class AuditStore:
         self._inflight: list[_Item] = []
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0  # events queued or being committed, corrections included
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -272,9 +341,10 @@ class AuditStore:
         if late:
             # Do not wait for a hung database: tell every waiting caller now, then let the
             # stuck tasks end in the background (cancelled).
-            for _, future in self._inflight:
-                if not future.done():
-                    future.set_exception(AuditUnavailable("The audit store is closed."))
+            for item in self._inflight:
+                if not item.future.done():
+                    item.abandoned = True
+                    item.future.set_exception(AuditUnavailable("The audit store is closed."))
             self._refuse_queued()
             for task in late:
                 task.cancel()
@@ -282,42 +352,103 @@ class AuditStore:
     # --- writing -------------------------------------------------------------------------
 
     async def append(self, event: dict[str, Any]) -> str:
-        """Store ``event`` durably and return its id; :class:`AuditUnavailable` if impossible."""
+        """Store ``event`` durably and return its id; :class:`AuditUnavailable` if impossible.
+
+        On :class:`AuditUnavailable` the caller must answer ``503`` and release nothing: a
+        caller that timed out is taken at its word (see the module docstring).
+        """
         if not self.group_commit:
             return await self.append_one_by_one(event)
         if self._closed:
             raise AuditUnavailable("The audit store is closed.")
-        prepared = prepare(event)
+        item = self._item(event)
         if self._writer is None or self._writer.done():
             await self.start()
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_observe)
-        self._queue.put_nowait((prepared, future))
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
-        except TimeoutError as exc:
-            raise AuditUnavailable() from exc
+        self._enqueue(item)
+        return await self._wait(item)
 
     async def append_one_by_one(self, event: dict[str, Any]) -> str:
         """Store ``event`` in a transaction of its own (no batching); durable on return."""
         if self._closed:
             raise AuditUnavailable("The audit store is closed.")
-        prepared = prepare(event)
+        item = self._item(event)
         # The commit runs in its own task so that a timed-out (or cancelled) caller returns at
         # once instead of waiting for a stuck driver call to unwind.
-        task = asyncio.create_task(self._commit_alone(prepared))
+        self._track(1)
+        task = asyncio.create_task(self._commit_alone(item))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_observe)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
-        except TimeoutError as exc:
-            raise AuditUnavailable() from exc
-        return prepared.id
+        return await self._wait(item)
 
-    async def _commit_alone(self, prepared: _Prepared) -> None:
-        async with self._one_lock:
-            await self._commit([prepared])
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Return once nothing is queued or being committed (corrections included)."""
+        await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+    @staticmethod
+    def _item(event: dict[str, Any]) -> _Item:
+        prepared = prepare(event)
+        if prepared.id != event.get("id"):
+            event = {**event, "id": prepared.id}
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_observe)
+        return _Item(prepared, event, future)
+
+    def _track(self, count: int) -> None:
+        self._busy += count
+        if self._busy > 0:
+            self._idle.clear()
+        else:
+            self._busy = 0
+            self._idle.set()
+
+    def _enqueue(self, item: _Item) -> None:
+        self._track(1)
+        self._queue.put_nowait(item)
+
+    async def _wait(self, item: _Item) -> str:
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), self.timeout_s)
+        except TimeoutError as exc:
+            self._abandon(item)
+            raise AuditUnavailable() from exc
+        except asyncio.CancelledError:
+            self._abandon(item)
+            raise
+
+    def _abandon(self, item: _Item) -> None:
+        """The caller stops waiting: its event must end up saying 503."""
+        item.abandoned = True
+        future = item.future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            # Committed as built in the instant the wait ran out: record the 503 as well.
+            self._correct(item)
+
+    def _correct(self, item: _Item) -> None:
+        """Queue the event that records the 503 of an event already committed as built."""
+        try:
+            correction = self._item(ev.withdrawn(item.event, corrects=item.prepared.id))
+        except (AuditEventRejected, ValueError):  # pragma: no cover - built from a stored one
+            return
+        if self._closed:
+            log.error("audit_correction_lost", event_id=item.prepared.id)
+            return
+        if not self.group_commit:
+            self._track(1)
+            task = asyncio.create_task(self._commit_alone(correction))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._run_writer(), name="audit-writer")
+        self._enqueue(correction)
+
+    async def _commit_alone(self, item: _Item) -> None:
+        try:
+            async with self._one_lock:
+                await self._commit_batch([item])
+        finally:
+            self._track(-1)
 
     async def _run_writer(self) -> None:
         stopping = False
@@ -335,36 +466,60 @@ class AuditStore:
                     stopping = True
                     break
                 batch.append(item)
-            await self._commit_batch(batch)
+            try:
+                await self._commit_batch(batch)
+            finally:
+                self._track(-len(batch))
         self._refuse_queued()
 
     def _refuse_queued(self) -> None:
         """Anything still queued once the writer has stopped is refused, never left waiting."""
         while not self._queue.empty():
             left = self._queue.get_nowait()
-            if left is not None and not left[1].done():
-                left[1].set_exception(AuditUnavailable("The audit store is closed."))
+            if left is not None:
+                self._track(-1)
+                if not left.future.done():
+                    left.abandoned = True
+                    left.future.set_exception(AuditUnavailable("The audit store is closed."))
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
         self._inflight = batch
         try:
-            await self._commit([prepared for prepared, _ in batch])
+            await self._commit(batch)
         except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
+            cause = exc.__cause__ if isinstance(exc, AuditUnavailable) else exc
+            if (
+                isinstance(exc, Exception)
+                and len(batch) > 1
+                and cause is not None
+                and not _unreachable(cause)
+            ):
+                # Something in this batch was refused by the database (not the database
+                # being gone): commit the events one by one, so only the culprit fails.
+                log.warning("audit_batch_split", events=len(batch), **describe_db_error(cause))
+                for item in batch:
+                    await self._commit_batch([item])
+                return
+            lost = sum(1 for item in batch if item.abandoned)
+            if lost:  # their callers answered 503; the database holds no trace of it
+                log.error("audit_withdrawn_events_lost", events=lost)
+            for item in batch:
+                if not item.future.done():
                     failure = AuditUnavailable()
-                    failure.__cause__ = exc.__cause__ if isinstance(exc, AuditUnavailable) else exc
-                    future.set_exception(failure)
+                    failure.__cause__ = cause
+                    item.future.set_exception(failure)
             if not isinstance(exc, Exception):
                 raise
             return
         finally:
             self._inflight = []
-        for prepared, future in batch:
-            if not future.done():
-                future.set_result(prepared.id)
+        for item in batch:
+            if item.abandoned and item.sealed:
+                self._correct(item)  # the caller gave up while this very commit ran
+            if not item.future.done():
+                item.future.set_result(item.prepared.id)
 
-    async def _commit(self, batch: Sequence[_Prepared]) -> None:
+    async def _commit(self, batch: Sequence[_Item]) -> None:
         """Link ``batch`` onto the chain head and commit it in one transaction."""
         for attempt in range(_LINK_RETRIES):
             try:
@@ -373,7 +528,7 @@ class AuditStore:
             except IntegrityError as exc:
                 # Another writer (SQLite: another process) took the same seq on this chain:
                 # re-read the head and retry. PostgreSQL writers are serialised by a lock.
-                if attempt == _LINK_RETRIES - 1:
+                if attempt == _LINK_RETRIES - 1 or not _seq_taken(exc):
                     raise AuditUnavailable() from exc
                 await asyncio.sleep(0.005 * (attempt + 1))
                 continue
@@ -385,11 +540,28 @@ class AuditStore:
             self.events_written += len(batch)
             return
 
-    async def _insert_linked(self, conn: AsyncConnection, batch: Sequence[_Prepared]) -> None:
+    def _seal(self, batch: Sequence[_Item]) -> list[_Prepared]:
+        """What goes into this transaction, decided while holding the chain's write lock:
+        an abandoned event in its withdrawn form, every other one as built."""
+        chosen: list[_Prepared] = []
+        for item in batch:
+            if item.abandoned:
+                item.sealed = False
+                chosen.append(prepare(ev.withdrawn(item.event)))
+            else:
+                item.sealed = True
+                chosen.append(item.prepared)
+        return chosen
+
+    async def _insert_linked(self, conn: AsyncConnection, batch: Sequence[_Item]) -> None:
         if conn.dialect.name == "postgresql":
             # Writers on one chain (replicas) take turns; the head read below then sees the
             # newest committed row (READ COMMITTED reads per statement).
             await conn.execute(select(func.pg_advisory_xact_lock(chain_lock_key(self.chain_id))))
+        else:
+            # SQLite: take the database write lock now (a write that changes nothing), so a
+            # wait for it happens before the batch is sealed and the head is read.
+            await conn.execute(update(audit_event).where(false()).values(seq=audit_event.c.seq))
         head = (
             await conn.execute(
                 select(audit_event.c.seq, audit_event.c.hash)
@@ -404,7 +576,7 @@ class AuditStore:
         else:
             seq, prev = await chain_start(conn, self.chain_id)
         rows: list[dict[str, Any]] = []
-        for prepared in batch:
+        for prepared in self._seal(batch):
             seq += 1
             digest = link_hash(prev, prepared.stored)
             rows.append(
@@ -587,6 +759,28 @@ async def chain_ids(conn: AsyncConnection, *, archived: bool = True) -> list[str
         query = select(audit_checkpoint.c.chain_id).distinct()
         found |= set((await conn.execute(query)).scalars())
     return sorted(found)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database itself is gone (connection, timeout), as opposed to refusing a row."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return database_unavailable(exc)
+
+
+def _seq_taken(exc: IntegrityError) -> bool:
+    """Whether an insert failed on ``(chain_id, seq)``, i.e. another writer got there first
+    (any other integrity failure is about the rows themselves; retrying cannot help)."""
+    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    return (
+        "uq_audit_event_chain_seq" in text
+        or "audit_event.chain_id" in text
+        or ("unique" in text and "seq" in text)
+    )
 
 
 def _observe(future: asyncio.Future[Any]) -> None:
