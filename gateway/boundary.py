@@ -382,10 +382,17 @@ def _http_error(exc: StarletteHTTPException) -> GatewayError:
     return _HTTPError(status, code, text or str(exc.detail), dict(exc.headers or {}))
 
 
+_OWN_CODE: Final = ("/gateway/", "/adapters/", "/consent/")
+
+
 def _where(exc: BaseException) -> list[str]:
-    """Where ``exc`` was raised: ``file:line function`` frames, innermost last, no text."""
-    frames = traceback.extract_tb(exc.__traceback__)[-8:]
-    return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in frames]
+    """Where ``exc`` was raised, as ``file:line function`` frames with no text: the
+    gateway's own frames (innermost six) and the innermost frame of all."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if any(part in f.filename for part in _OWN_CODE)][-6:]
+    if frames and (not own or own[-1] is not frames[-1]):
+        own.append(frames[-1])
+    return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in own]
 
 
 def _log_failure(exc: BaseException, *, after_start: bool) -> None:

@@ -15,6 +15,7 @@ from adapters.base import SourceConfig
 from gateway.access import Decider
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
+from gateway.boundary import Limits
 from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
 from gateway.state import GatewayState
@@ -76,8 +77,13 @@ async def running_gateway(
     decider: Decider | None = None,
     cache: RecordCache | None = None,
     change_poll_interval_s: float | None = None,
+    database_url: str | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
+
+    ``database_url``: another database instead (a PostgreSQL one, or an SQLite file the test
+    controls). ``limits``: request size limits other than the defaults.
 
     ``cache``: the record cache to read through (none by default); the gateway closes it.
     Its change-feed pollers are built but not run unless ``change_poll_interval_s`` is given:
@@ -89,7 +95,7 @@ async def running_gateway(
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
 
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
-    database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir}/gateway.db"
 
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(
@@ -102,7 +108,7 @@ async def running_gateway(
             change_poll_interval_s=change_poll_interval_s,
         )
 
-    app = create_app(factory)
+    app = create_app(factory, limits=limits)
     async with (
         running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,

@@ -1,0 +1,53 @@
+"""Helpers for the error-boundary, limit and audit-truth tests."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import structlog
+
+from gateway.audit import AuditStore
+from gateway.logging import configure_logging
+
+REQUEST_ID_CODE = "XrequestId"
+
+
+async def events_for(store: AuditStore, request_id: str) -> list[dict[str, Any]]:
+    """Every stored event whose request-id entity is ``request_id``."""
+    events = await store.search(count=10_000)
+    return [
+        e
+        for e in events
+        for ent in e.get("entity", ())
+        if ent.get("type", {}).get("code") == REQUEST_ID_CODE
+        and ent.get("what", {}).get("identifier", {}).get("value") == request_id
+    ]
+
+
+def client_port(resp: httpx.Response) -> int:
+    """The client-side port of the TCP connection ``resp`` came on (same port: same
+    keep-alive connection)."""
+    stream = resp.extensions["network_stream"]
+    address = stream.get_extra_info("client_addr")
+    return int(address[1])
+
+
+@contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """Everything the process logs (structlog and stdlib, uvicorn's tracebacks included), as
+    the gateway's own configuration renders it, into a buffer; restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    configure_logging("json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()
+        root.handlers, root.level = handlers, level
+        logging.getLogger("uvicorn.access").disabled = False
