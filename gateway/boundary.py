@@ -29,6 +29,7 @@ FastAPI handles some exceptions itself, inside the routes (``HTTPException``,
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ log = structlog.get_logger("caregateway.access")
 MiB: Final = 1024 * 1024
 KiB: Final = 1024
 BREAK_GLASS_HEADER: Final = b"x-break-glass-reason"
+DRAIN_S: Final = 2.0  # seconds spent dropping the rest of an over-long body, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ class _Exchange:
         self.status = 500
         self.body_read = 0
         self.body_over = False
+        self.body_done = False  # the last body message has been received
         self.started = False  # a response start has gone to the server
         self.replaced = False  # the application's answer was replaced: drop its messages
 
@@ -201,6 +204,7 @@ class _Exchange:
         message = await self._receive()
         if message["type"] == "http.request":
             self.body_read += len(message.get("body", b""))
+            self.body_done = not message.get("more_body", False)
             if self.body_read > self.limits.max_body_bytes:
                 self.body_over = True
                 raise _BodyTooLarge()
@@ -240,6 +244,7 @@ class _Exchange:
         if self.body_over or isinstance(exc, _BodyTooLarge):
             self.body_over = True
             exc = self.limits.body_too_large()
+            await self._drain()
         error = as_gateway_error(exc)
         note = self.note
         if note is not None and error.reasons and not note.reasons:
@@ -249,6 +254,23 @@ class _Exchange:
         )
         failure = await self.commit_audit(error.status)
         await self.respond(failure or response)
+
+    async def _drain(self) -> None:
+        """Read and drop what follows of an over-long body, at most the limit again and for
+        at most :data:`DRAIN_S`: a client that sent a little too much then reads its 413,
+        where closing on unread bytes would reset the connection under it. A client still
+        sending after that gets the 413 and a closed connection."""
+        budget = self.limits.max_body_bytes
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                while budget > 0 and not self.body_done:
+                    message = await self._receive()
+                    if message["type"] != "http.request":
+                        return
+                    budget -= len(message.get("body", b""))
+                    self.body_done = not message.get("more_body", False)
+        except TimeoutError:
+            return
 
     async def respond(self, response: FHIRResponse) -> None:
         self.started = True

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import structlog
 
+from adapters.base import SourceConfig
 from gateway.audit import AuditStore
 from gateway.logging import configure_logging
+from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.postgres_server import fresh_database
 
 REQUEST_ID_CODE = "XrequestId"
 
@@ -51,3 +56,22 @@ def captured_logs() -> Iterator[io.StringIO]:
         structlog.reset_defaults()
         root.handlers, root.level = handlers, level
         logging.getLogger("uvicorn.access").disabled = False
+
+
+@asynccontextmanager
+async def gateway_on(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sources: Sequence[SourceConfig],
+    signing_key: tuple[bytes, dict[str, Any]],
+    **kw: Any,
+) -> AsyncIterator[Gateway]:
+    """A running gateway whose database is ``backend``: ``"sqlite"`` (a file in
+    ``tmp_path``) or ``"postgres"`` (a fresh database on the session's server)."""
+    if backend == "postgres":
+        url = await fresh_database(request.getfixturevalue("postgres_url"))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    async with running_gateway(sources, *signing_key, database_url=url, **kw) as gateway:
+        yield gateway

@@ -27,7 +27,7 @@ from gateway.audit.store import chain_lock_key
 from gateway.db import make_engine
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
-from tests.gateway.boundary_support import events_for
+from tests.gateway.boundary_support import events_for, gateway_on
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
 from tests.gateway.postgres_server import fresh_database
 
@@ -42,13 +42,8 @@ async def gw(
     running_sources: Any,
     signing_key: tuple[bytes, dict[str, Any]],
 ) -> AsyncIterator[Gateway]:
-    if request.param == "postgres":
-        url = await fresh_database(request.getfixturevalue("postgres_url"))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-    async with running_gateway(
-        source_configs(running_sources), *signing_key, database_url=url
-    ) as gateway:
+    sources = source_configs(running_sources)
+    async with gateway_on(request.param, request, tmp_path, sources, signing_key) as gateway:
         yield gateway
 
 
