@@ -311,7 +311,9 @@ class _Exchange:
         try:
             await state.audit.append(event)
         except Exception as exc:  # AuditUnavailable, or an event the store could not take
-            log.error("audit_unavailable", **describe_db_error(exc))
+            field = getattr(exc, "field", None)  # AuditEventRejected: what did not fit
+            extra = {"field": field} if isinstance(field, str) else {}
+            log.error("audit_unavailable", **describe_db_error(exc), **extra)
             err = ServiceUnavailable(
                 "The access could not be recorded in the audit trail, so no data is released."
             )
