@@ -268,7 +268,6 @@ class _Item:
     """
 
     prepared: _Prepared
-    event: dict[str, Any]
     future: asyncio.Future[str]
     abandoned: bool = False
     sealed: bool = False
@@ -388,11 +387,9 @@ class AuditStore:
     @staticmethod
     def _item(event: dict[str, Any]) -> _Item:
         prepared = prepare(event)
-        if prepared.id != event.get("id"):
-            event = {**event, "id": prepared.id}
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_observe)
-        return _Item(prepared, event, future)
+        return _Item(prepared, future)
 
     def _track(self, count: int) -> None:
         self._busy += count
@@ -427,7 +424,8 @@ class AuditStore:
     def _correct(self, item: _Item) -> None:
         """Queue the event that records the 503 of an event already committed as built."""
         try:
-            correction = self._item(ev.withdrawn(item.event, corrects=item.prepared.id))
+            original = _loads(item.prepared.stored)
+            correction = self._item(ev.withdrawn(original, corrects=item.prepared.id))
         except (AuditEventRejected, ValueError):  # pragma: no cover - built from a stored one
             return
         if self._closed:
@@ -547,7 +545,7 @@ class AuditStore:
         for item in batch:
             if item.abandoned:
                 item.sealed = False
-                chosen.append(prepare(ev.withdrawn(item.event)))
+                chosen.append(prepare(ev.withdrawn(_loads(item.prepared.stored))))
             else:
                 item.sealed = True
                 chosen.append(item.prepared)
