@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.boundary import ErrorBoundary, Limits, reraise
+from gateway.boundary import ErrorBoundary, reraise
+from gateway.limits import Limits
 from gateway.routes import audit, consent, fhir, health
 from gateway.settings import get_settings
 from gateway.state import GatewayState

@@ -15,9 +15,9 @@ from adapters.base import SourceConfig
 from gateway.access import Decider
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
-from gateway.boundary import Limits
 from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
+from gateway.limits import Limits
 from gateway.state import GatewayState
 from gateway.wiring import build_state
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.audit.store import audit_event
-from gateway.boundary import Limits
+from gateway.limits import Limits
 from gateway.settings import Settings
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
