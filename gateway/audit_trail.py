@@ -2,24 +2,28 @@
 
 How it fits the request path:
 
-* the HTTP middleware opens an :class:`AuditNote` for every ``/fhir`` request (except
-  ``metadata``) and puts it in a context variable;
+* the error boundary (:mod:`gateway.boundary`) opens an :class:`AuditNote` for every
+  ``/fhir`` request (except ``metadata``) and puts it in a context variable;
 * the gate, the NHS number parser and :class:`~gateway.access.RecordAccess` fill it in as
   they learn things (who, why, which person, what the decision was);
-* when the route has produced its answer (or an error has been mapped to one), the middleware
-  turns the note into a BALP-shaped AuditEvent and appends it to the store, which commits it
-  durably (group commit). Only then is the response returned to the ASGI server. If the store
-  cannot take the event, the answer is replaced by ``503``: no audit, no data.
+* when the route has produced its answer (or any failure has been mapped to one), the
+  boundary turns the note into a BALP-shaped AuditEvent with the status about to be sent and
+  appends it to the store, which commits it durably (group commit). Only then does the
+  response start. If the store cannot take the event, the answer is replaced by ``503``: no
+  audit, no data.
 
-Refusals (401/403/400/404) produce an event too, with whatever the note knew by then.
+Refusals (4xx) and failures (5xx, outcome ``8``) produce an event too, with whatever the
+note knew by then. A search's query string is stored without secrets (:func:`clean_query`).
 """
 
 from __future__ import annotations
 
 import contextvars
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
+from urllib.parse import unquote_plus
 
 from gateway.audit.events import AuditRecord, build_audit_event
 
@@ -106,6 +110,58 @@ def note_decision(
         note.break_glass_reason = reason_text if break_glass else None
 
 
+# Query parameters whose value is a credential: never stored, whatever route they came on
+# (OAuth 2.0 / OIDC / SMART names, and the usual spellings of keys and passwords).
+SECRET_PARAMS: Final = frozenset(
+    {
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "token",
+        "code",
+        "code_verifier",
+        "client_secret",
+        "client_assertion",
+        "assertion",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "api_key",
+        "apikey",
+        "key",
+        "authorization",
+        "auth",
+        "session",
+        "sig",
+        "signature",
+    }
+)
+REDACTED_VALUE: Final = "redacted"
+_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]+")
+
+
+def clean_query(query: str) -> str:
+    """``query`` with the value of every credential parameter replaced by ``redacted``.
+
+    Names are compared decoded and case-blind (``Access%5FToken`` is ``access_token``); a
+    value that looks like a JWT is replaced whatever its parameter is called. Every other
+    parameter is kept exactly as sent, in order, so the stored query still says what was
+    asked.
+    """
+    if not query:
+        return query
+    kept: list[str] = []
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        decoded_name = unquote_plus(name).strip().lower()
+        if decoded_name in SECRET_PARAMS or _JWT_SHAPE.search(unquote_plus(value)):
+            kept.append(f"{name}={REDACTED_VALUE}")
+        else:
+            kept.append(part if sep else name)
+    return "&".join(kept)
+
+
 def outcome_for(status: int) -> Literal["0", "4", "8"]:
     if status < 400:
         return "0"
@@ -147,7 +203,7 @@ def build_event(
         client_id=note.client_id,
         client_address=client_address,
         patient_nhs=note.patient_nhs,
-        query=query if subtype == "search-type" and query else None,
+        query=clean_query(query) if subtype == "search-type" and query else None,
         request_id=request_id,
         decision_effect=note.effect,
         reasons=reasons,

@@ -8,6 +8,13 @@ SQLite (the embedded default) is opened in WAL mode with ``synchronous=FULL``: a
 disk when it returns, which is what "durable before data leaves" needs. PostgreSQL
 (``postgresql+asyncpg://``) is durable on commit by default.
 
+Every engine is made with ``hide_parameters=True``: SQLAlchemy then keeps statement parameters
+(an NHS number, a user's ``sub``, a break-glass reason) out of its exceptions' text, so a
+failed statement cannot carry them into a log line or a traceback.
+:func:`database_unavailable` says whether an exception means "the database cannot be used
+now" (the error boundary answers those with ``503``); :func:`describe_db_error` is what may
+be logged about one: its class and SQLSTATE, never its message.
+
     engine = make_engine("sqlite+aiosqlite:///./caregateway.db")
     await create_schema(engine)
     sessions = make_session_factory(engine)
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -65,6 +73,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
     Extra keyword arguments go to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
     """
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
     else:
@@ -92,6 +101,72 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
                 raise
 
     return engine
+
+
+def _driver_error_types() -> tuple[type[BaseException], ...]:
+    """asyncpg's "the connection is gone" errors, when asyncpg is installed (``postgres``)."""
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - the postgres extra is not installed
+        return ()
+    return (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sa_exc.DBAPIError,  # OperationalError, InterfaceError and every driver error
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pooled connection free in time
+    sa_exc.ResourceClosedError,
+    OSError,  # connect refused, reset, unreachable
+    TimeoutError,
+    *_driver_error_types(),
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the database cannot serve us now.
+
+    Any error from the driver counts, whatever its SQLSTATE: a statement the database refused
+    (read-only, a value it would not take) leaves the request as undone as a refused
+    connection, and the answer to the caller is the same ``503`` (nothing was released or
+    changed; the log names the class and SQLSTATE for the operator).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
+
+
+def describe_db_error(exc: BaseException) -> dict[str, str]:
+    """What may be logged about a database failure: class names and SQLSTATE, nothing else.
+
+    ``str(exc)`` is never used: drivers put statement text, parameters and row values in it.
+    """
+    info = {"error": type(exc).__name__}
+    seen: set[int] = set()
+    current: BaseException | None = exc.__cause__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        info.setdefault("cause", type(current).__name__)
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            info.setdefault("driver_error", type(orig).__name__)
+        for holder in (orig, current):
+            sqlstate = getattr(holder, "sqlstate", None) or getattr(holder, "pgcode", None)
+            if isinstance(sqlstate, str) and sqlstate and "sqlstate" not in info:
+                info["sqlstate"] = sqlstate
+        current = current.__cause__
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        info.setdefault("driver_error", type(orig).__name__)
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            info.setdefault("sqlstate", sqlstate)
+    return info
 
 
 async def create_schema(engine: AsyncEngine) -> None:

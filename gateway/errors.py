@@ -7,10 +7,15 @@
     ├── Forbidden                     403 forbidden         (reason codes in details.coding)
     ├── NotFound                      404 not-found
     ├── Conflict                      409 conflict
-    └── ServiceUnavailable            503 transient         (no source answered, audit store down)
+    ├── TooLarge                      413 too-long          (request body over the limit)
+    │   ├── URITooLong                414 too-long          (path and query over the limit)
+    │   └── HeaderTooLarge            431 too-long          (one header value over the limit)
+    └── ServiceUnavailable            503 transient         (no source answered, database or
+                                                             audit store down)
 
-Routes never catch these: one handler in :mod:`gateway.app` renders them. Messages are
-shown to callers, so they never contain identifiers, names or tokens.
+Routes never catch these: the error boundary (:mod:`gateway.boundary`) renders them, and
+everything else that escapes a route. Messages are shown to callers, so they never contain
+identifiers, names or tokens.
 """
 
 from __future__ import annotations
@@ -88,6 +93,21 @@ class NotFound(GatewayError):
 class Conflict(GatewayError):
     status = 409
     code = "conflict"
+
+
+class TooLarge(GatewayError):
+    """413: the request is bigger than the gateway accepts (see ``docs/reliability.md``)."""
+
+    status = 413
+    code = "too-long"
+
+
+class URITooLong(TooLarge):
+    status = 414
+
+
+class HeaderTooLarge(TooLarge):
+    status = 431
 
 
 class ServiceUnavailable(GatewayError):

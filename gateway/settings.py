@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     oidc_client_id: str | None = None
     oidc_client_key_file: Path | None = None
     oidc_scope: str | None = None  # default: CIS2's and NHS login's identity scopes
+    # request size limits (docs/reliability.md, "Limits"): 413, 431, 414 beyond them
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_uri_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_break_glass_reason_chars: int = Field(default=1000, ge=100, le=8 * 1024)
 
     @field_validator("change_poll_interval_s")
     @classmethod

@@ -24,9 +24,10 @@ round-trip it through a model.
 from __future__ import annotations
 
 import base64
+import copy
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -78,6 +79,28 @@ _OUTCOME_TEXT: Final[dict[str, str]] = {
 }
 
 
+# --- what fits -----------------------------------------------------------------------------
+# The store indexes some fields in columns of fixed width (PostgreSQL enforces them: one value
+# too long would fail the insert, and with it every event in the same group commit). Events
+# the gateway builds are clipped to these widths here, visibly (TRUNCATED ends the value);
+# the store refuses any other event that would not fit (gateway.audit.store.check_fits).
+SUB_MAX: Final = 255  # audit_event.agent_sub
+ORG_MAX: Final = 32  # audit_event.agent_org
+PURPOSE_MAX: Final = 32  # audit_event.purpose
+NHS_NUMBER_LEN: Final = 10  # audit_event.patient
+TEXT_MAX: Final = 1000  # free text: user name, break-glass reason
+QUERY_MAX: Final = 8192  # a search's query string, before base64
+CODE_MAX: Final = 64  # roles, reason codes, resource types, operations, request ids
+TRUNCATED: Final = "...[truncated]"
+
+
+def clip(value: str | None, limit: int) -> str | None:
+    """``value`` cut to at most ``limit`` characters, ending in :data:`TRUNCATED` if cut."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[: limit - len(TRUNCATED)] + TRUNCATED
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One request as the HTTP layer saw it; everything :func:`build_audit_event` needs.
@@ -125,6 +148,31 @@ class AuditRecord:
     def action_for(subtype: Interaction) -> Action:
         """The BALP action code that goes with a restful interaction (read -> R, search -> E)."""
         return _SUBTYPE_ACTION[subtype]
+
+    def fitted(self) -> AuditRecord:
+        """This record with every field within the widths above (long values clipped)."""
+        patient = self.patient_nhs
+        if patient is not None and len(patient) != NHS_NUMBER_LEN:
+            patient = None  # never a valid NHS number; the caller validated what it knew
+        return replace(
+            self,
+            outcome_desc=clip(self.outcome_desc, TEXT_MAX),
+            user_sub=clip(self.user_sub, SUB_MAX),
+            user_issuer=clip(self.user_issuer, TEXT_MAX),
+            user_name=clip(self.user_name, TEXT_MAX),
+            user_role=clip(self.user_role, CODE_MAX),
+            user_org=clip(self.user_org, ORG_MAX),
+            purpose=clip(self.purpose, PURPOSE_MAX),
+            client_id=clip(self.client_id, SUB_MAX),
+            client_address=clip(self.client_address, CODE_MAX),
+            patient_nhs=patient,
+            query=clip(self.query, QUERY_MAX),
+            request_id=clip(self.request_id, CODE_MAX),
+            reasons=tuple(r for r in (clip(r, CODE_MAX) for r in self.reasons[:32]) if r),
+            break_glass_reason=clip(self.break_glass_reason, TEXT_MAX),
+            resource_type=clip(self.resource_type, CODE_MAX),
+            operation=clip(self.operation, CODE_MAX),
+        )
 
 
 def format_instant(value: datetime) -> str:
@@ -276,7 +324,11 @@ def _decision_extensions(rec: AuditRecord) -> list[dict[str, Any]]:
 
 
 def build_audit_event(rec: AuditRecord, gateway_base_url: str) -> dict[str, Any]:
-    """The FHIR R4 ``AuditEvent`` (a plain dict) for one request, shaped as behaviour.md says."""
+    """The FHIR R4 ``AuditEvent`` (a plain dict) for one request, shaped as behaviour.md says.
+
+    Values longer than their stored width are clipped first (:meth:`AuditRecord.fitted`).
+    """
+    rec = rec.fitted()
     base = gateway_base_url.rstrip("/")
     meta: dict[str, Any] = {"profile": [PROFILE_AUDITEVENT]}
     if rec.break_glass:
@@ -307,6 +359,58 @@ def build_audit_event(rec: AuditRecord, gateway_base_url: str) -> dict[str, Any]
     if entities:
         event["entity"] = entities
     return event
+
+
+# --- events whose caller gave up (used by the store) -------------------------------------
+
+WITHDRAWN_STATUS: Final = 503
+WITHDRAWN_DESC: Final = (
+    f"HTTP {WITHDRAWN_STATUS}; the audit trail did not record this request in time, "
+    "so nothing was released"
+)
+
+
+def withdrawn(event: dict[str, Any], *, corrects: str | None = None) -> dict[str, Any]:
+    """The event as it really ended: the caller stopped waiting for its commit and answered
+    ``503`` (``AuditUnavailable``), so no data went out, whatever the answer would have been.
+
+    Outcome ``8``, the ``503`` in ``outcomeDesc`` (plus the break-glass reason, if any), no
+    decision effect and no touched resources; who asked, about whom, why and the request id
+    stay. With ``corrects`` (the id of an event committed as it was built, before the caller
+    gave up) it is a new event of its own that names that one (``AuditEvent/{corrects}``).
+    """
+    out = copy.deepcopy(event)
+    out["outcome"] = "8"
+    desc = WITHDRAWN_DESC
+    user: dict[str, Any] = next((a for a in out.get("agent", ()) if a.get("requestor")), {})
+    for ext in user.get("extension", ()):
+        if ext.get("url") == EXT_BREAK_GLASS_REASON:
+            desc += f"; break-glass: {ext.get('valueString')}"
+    out["outcomeDesc"] = desc
+    extensions = [e for e in out.get("extension", ()) if e.get("url") != EXT_DECISION_EFFECT]
+    if extensions:
+        out["extension"] = extensions
+    else:
+        out.pop("extension", None)
+    entities = [
+        e for e in out.get("entity", ()) if e.get("role", {}).get("code") != "4"
+    ]  # role 4: a resource the answer touched; the answer never went
+    if corrects is not None:
+        out["id"] = str(uuid.uuid4())
+        out["recorded"] = format_instant(datetime.now(UTC))
+        entities.append(
+            {
+                "what": {"reference": f"AuditEvent/{corrects}"},
+                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+                "role": _coding(OBJECT_ROLE_SYSTEM, "13", "Security Resource"),
+                "description": "corrects",
+            }
+        )
+    if entities:
+        out["entity"] = entities
+    else:
+        out.pop("entity", None)
+    return out
 
 
 # --- reading the indexed fields back out of an event (used by the store) -----------------

@@ -10,6 +10,21 @@ transaction, then resolves each future. While one commit is flushing, the next b
 so N concurrent requests cost about one disk flush, not N. There is no timer: a lone event is
 committed at once.
 
+A caller that stops waiting (its :attr:`AuditStore.timeout_s` ran out, or it was cancelled)
+answers ``503`` and releases nothing, so its event must not say otherwise. The writer looks at
+every event once more after it holds the chain's write lock (PostgreSQL: the advisory lock;
+SQLite: the database write lock), just before the insert: an event whose caller has gone is
+replaced there by its :func:`~gateway.audit.events.withdrawn` form (same id, outcome ``8``,
+``HTTP 503``). If the caller gives up later still, while that very transaction commits, the
+event goes in as built and the writer appends a second event that records the ``503`` and
+names the first (``AuditEvent/{id}``, "corrects"). Either way the chain stays a plain
+append-only chain: nothing is ever rewritten after it was hashed.
+
+An event that would not fit its row (a value longer than its column) is refused in its
+caller's task, before it joins a batch (:class:`AuditEventRejected`); and if a batch fails
+for a reason other than an unavailable database, its events are retried one by one, so one
+bad event never costs the others their commit.
+
 Tamper evidence: events form chains (``chain_id``; one per store by default). Each row keeps
 the exact bytes stored (``orjson`` with sorted keys; never re-serialised through pydantic),
 ``prev_hash`` (the previous row's hash; 64 zeros for the first) and
@@ -18,6 +33,9 @@ chain and reports the first row that does not fit (edited, deleted, inserted, re
 The writer reads the chain head inside each transaction and ``(chain_id, seq)`` is unique, so
 two writers on one chain (two replicas) cannot fork it: the loser's batch is retried on the
 new head.
+
+Modules: :mod:`gateway.audit.rows` (tables, stored bytes, row checks),
+:mod:`gateway.audit.writer` (the group-commit writer), this one (verify, search, get).
 
     store = AuditStore(engine)
     await store.start()
@@ -28,125 +46,63 @@ new head.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypedDict, Unpack, cast
+from typing import Any, Final, TypedDict, Unpack
 
-import orjson
-from sqlalchemy import (
-    Boolean,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    func,
-    insert,
-    inspect,
-    select,
-)
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 
-from gateway.audit import events as ev
-from gateway.audit.errors import AuditUnavailable
-from gateway.db import Base, UTCDateTime
+from gateway.audit.rows import (
+    DEFAULT_CHAIN,
+    GENESIS_HASH,
+    MAX_EVENT_BYTES,
+    AuditCheckpointRow,
+    AuditEventRow,
+    Prepared,
+    audit_checkpoint,
+    audit_event,
+    canonical_bytes,
+    chain_ids,
+    chain_lock_key,
+    chain_page,
+    chain_start,
+    check_fits,
+    check_row,
+    has_checkpoints,
+    link_hash,
+    loads_event,
+    prepare,
+)
+from gateway.audit.writer import GroupCommitWriter
 
-GENESIS_HASH: Final = "0" * 64
-DEFAULT_CHAIN: Final = "main"
+__all__ = [
+    "DEFAULT_CHAIN",
+    "GENESIS_HASH",
+    "MAX_EVENT_BYTES",
+    "AuditCheckpointRow",
+    "AuditEventRow",
+    "AuditFilters",
+    "AuditStore",
+    "Prepared",
+    "VerifyResult",
+    "audit_checkpoint",
+    "audit_event",
+    "canonical_bytes",
+    "chain_ids",
+    "chain_lock_key",
+    "chain_page",
+    "chain_start",
+    "check_fits",
+    "check_row",
+    "has_checkpoints",
+    "link_hash",
+    "loads_event",
+    "prepare",
+]
+
 _VERIFY_PAGE: Final = 1000
-_LINK_RETRIES: Final = 5
-
-
-class AuditEventRow(Base):
-    """One stored AuditEvent; ``resource`` holds the exact hashed bytes (UTF-8 JSON)."""
-
-    __tablename__ = "audit_event"
-    __table_args__ = (
-        UniqueConstraint("chain_id", "seq", name="uq_audit_event_chain_seq"),
-        Index("ix_audit_event_agent_recorded", "agent_sub", "recorded"),
-    )
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    chain_id: Mapped[str] = mapped_column(String(64))
-    seq: Mapped[int] = mapped_column(Integer)
-    recorded: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    patient: Mapped[str | None] = mapped_column(String(10), index=True)
-    agent_sub: Mapped[str | None] = mapped_column(String(255))
-    agent_org: Mapped[str | None] = mapped_column(String(32), index=True)
-    purpose: Mapped[str | None] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(2))
-    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    resource: Mapped[str] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-audit_event = cast(Table, AuditEventRow.__table__)
-
-
-class AuditCheckpointRow(Base):
-    """Where a chain resumes after its oldest events were archived and removed.
-
-    One row per archive step: the last removed ``seq`` and its ``hash`` (the next stored row's
-    ``prev_hash``), and the SHA-256 of the archive manifest that holds the removed events.
-    The newest row per chain (highest ``seq``) is where verification starts.
-    """
-
-    __tablename__ = "audit_checkpoint"
-
-    chain_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    hash: Mapped[str] = mapped_column(String(64))
-    archived_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    manifest_sha256: Mapped[str] = mapped_column(String(64))
-
-
-audit_checkpoint = cast(Table, AuditCheckpointRow.__table__)
-
-
-async def has_checkpoints(conn: AsyncConnection) -> bool:
-    """Whether the database has the checkpoint table (a trail from before archiving may not;
-    reading must not create it: ``verify`` may run against a read-only replica)."""
-    return bool(await conn.run_sync(lambda c: inspect(c).has_table(audit_checkpoint.name)))
-
-
-async def chain_start(
-    conn: AsyncConnection, chain_id: str, *, archived: bool = True
-) -> tuple[int, str]:
-    """``(seq, hash)`` a chain's first stored row follows: its newest checkpoint, or genesis.
-
-    ``archived=False`` when the checkpoint table does not exist (see :func:`has_checkpoints`).
-    """
-    if not archived:
-        return 0, GENESIS_HASH
-    row = (
-        await conn.execute(
-            select(audit_checkpoint.c.seq, audit_checkpoint.c.hash)
-            .where(audit_checkpoint.c.chain_id == chain_id)
-            .order_by(audit_checkpoint.c.seq.desc())
-            .limit(1)
-        )
-    ).first()
-    return (int(row[0]), str(row[1])) if row is not None else (0, GENESIS_HASH)
-
-
-def canonical_bytes(event: dict[str, Any]) -> bytes:
-    """The bytes stored and hashed for ``event``: orjson, keys sorted, no whitespace."""
-    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-
-
-def link_hash(prev_hash: str, stored: bytes) -> str:
-    """``SHA-256(prev_hash || stored bytes)`` as lowercase hex."""
-    return hashlib.sha256(prev_hash.encode("ascii") + stored).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,263 +119,9 @@ class VerifyResult:
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)  # chain -> (seq, hash)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """An event ready to insert, minus the chain fields the writer fills in."""
-
-    id: str
-    recorded: datetime
-    stored: bytes
-    columns: dict[str, Any]
-
-
-def _parse_recorded(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("AuditEvent.recorded is required")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError("AuditEvent.recorded must carry a timezone")
-    return parsed
-
-
-def _index_columns(event: dict[str, Any]) -> dict[str, Any]:
-    """The searchable columns, derived from the event itself (verify re-derives them)."""
-    return {
-        "recorded": _parse_recorded(event.get("recorded")),
-        "patient": ev.event_patient(event),
-        "agent_sub": ev.event_agent_sub(event),
-        "agent_org": ev.event_agent_org(event),
-        "purpose": ev.event_purpose(event),
-        "outcome": str(event.get("outcome", "")),
-        "break_glass": ev.event_break_glass(event),
-    }
-
-
-def prepare(event: dict[str, Any]) -> _Prepared:
-    """Check, serialise and index one event (in the caller's task, before it is queued)."""
-    if event.get("resourceType") != "AuditEvent":
-        raise ValueError("only AuditEvent resources go into the audit store")
-    event_id = event.get("id")
-    if not isinstance(event_id, str) or not event_id:
-        event = {**event, "id": str(uuid.uuid4())}
-        event_id = event["id"]
-    columns = _index_columns(event)
-    return _Prepared(event_id, columns["recorded"], canonical_bytes(event), columns)
-
-
-_Item = tuple[_Prepared, "asyncio.Future[str]"]
-_STOP: Final = None  # the queue's stop marker
-
-
-class AuditStore:
-    """Append, verify and search the audit trail; see the module docstring.
-
-    ``group_commit=False`` makes :meth:`append` commit each event in its own transaction
-    (what :meth:`append_one_by_one` always does); the benchmark compares the two.
-    ``transactions`` counts committed write transactions, ``events_written`` the rows.
-    ``timeout_s`` bounds how long :meth:`append` waits for its commit (a hung database then
-    gives :class:`AuditUnavailable`, and the request fails closed; the event may still be
-    committed later, which is safe: an audit record without released data).
-    """
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        chain_id: str = DEFAULT_CHAIN,
-        group_commit: bool = True,
-        max_batch: int = 512,
-        timeout_s: float | None = 15.0,
-    ) -> None:
-        self.engine = engine
-        self.chain_id = chain_id
-        self.group_commit = group_commit
-        self.max_batch = max_batch
-        self.timeout_s = timeout_s
-        self.transactions = 0
-        self.events_written = 0
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._one_lock = asyncio.Lock()
-        self._inflight: list[_Item] = []
-        self._background: set[asyncio.Task[None]] = set()
-        self._closed = False
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the group-commit writer task (idempotent)."""
-        if self._closed:
-            raise AuditUnavailable("The audit store is closed.")
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._run_writer(), name="audit-writer")
-
-    async def close(self, timeout_s: float | None = None) -> None:
-        """Stop taking events, commit everything already queued, stop the writer.
-
-        With ``timeout_s``, a writer still busy after that long is cancelled and the callers
-        it was serving get :class:`AuditUnavailable`.
-        """
-        self._closed = True
-        writer, self._writer = self._writer, None
-        pending: set[asyncio.Task[None]] = set(self._background)
-        if writer is not None and not writer.done():
-            self._queue.put_nowait(_STOP)
-            pending.add(writer)
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=timeout_s)
-        if late:
-            # Do not wait for a hung database: tell every waiting caller now, then let the
-            # stuck tasks end in the background (cancelled).
-            for _, future in self._inflight:
-                if not future.done():
-                    future.set_exception(AuditUnavailable("The audit store is closed."))
-            self._refuse_queued()
-            for task in late:
-                task.cancel()
-
-    # --- writing -------------------------------------------------------------------------
-
-    async def append(self, event: dict[str, Any]) -> str:
-        """Store ``event`` durably and return its id; :class:`AuditUnavailable` if impossible."""
-        if not self.group_commit:
-            return await self.append_one_by_one(event)
-        if self._closed:
-            raise AuditUnavailable("The audit store is closed.")
-        prepared = prepare(event)
-        if self._writer is None or self._writer.done():
-            await self.start()
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_observe)
-        self._queue.put_nowait((prepared, future))
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
-        except TimeoutError as exc:
-            raise AuditUnavailable() from exc
-
-    async def append_one_by_one(self, event: dict[str, Any]) -> str:
-        """Store ``event`` in a transaction of its own (no batching); durable on return."""
-        if self._closed:
-            raise AuditUnavailable("The audit store is closed.")
-        prepared = prepare(event)
-        # The commit runs in its own task so that a timed-out (or cancelled) caller returns at
-        # once instead of waiting for a stuck driver call to unwind.
-        task = asyncio.create_task(self._commit_alone(prepared))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(_observe)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
-        except TimeoutError as exc:
-            raise AuditUnavailable() from exc
-        return prepared.id
-
-    async def _commit_alone(self, prepared: _Prepared) -> None:
-        async with self._one_lock:
-            await self._commit([prepared])
-
-    async def _run_writer(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch: list[_Item] = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit_batch(batch)
-        self._refuse_queued()
-
-    def _refuse_queued(self) -> None:
-        """Anything still queued once the writer has stopped is refused, never left waiting."""
-        while not self._queue.empty():
-            left = self._queue.get_nowait()
-            if left is not None and not left[1].done():
-                left[1].set_exception(AuditUnavailable("The audit store is closed."))
-
-    async def _commit_batch(self, batch: list[_Item]) -> None:
-        self._inflight = batch
-        try:
-            await self._commit([prepared for prepared, _ in batch])
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    failure = AuditUnavailable()
-                    failure.__cause__ = exc.__cause__ if isinstance(exc, AuditUnavailable) else exc
-                    future.set_exception(failure)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        finally:
-            self._inflight = []
-        for prepared, future in batch:
-            if not future.done():
-                future.set_result(prepared.id)
-
-    async def _commit(self, batch: Sequence[_Prepared]) -> None:
-        """Link ``batch`` onto the chain head and commit it in one transaction."""
-        for attempt in range(_LINK_RETRIES):
-            try:
-                async with self.engine.begin() as conn:
-                    await self._insert_linked(conn, batch)
-            except IntegrityError as exc:
-                # Another writer (SQLite: another process) took the same seq on this chain:
-                # re-read the head and retry. PostgreSQL writers are serialised by a lock.
-                if attempt == _LINK_RETRIES - 1:
-                    raise AuditUnavailable() from exc
-                await asyncio.sleep(0.005 * (attempt + 1))
-                continue
-            except AuditUnavailable:
-                raise
-            except Exception as exc:  # any failure to commit fails closed
-                raise AuditUnavailable() from exc
-            self.transactions += 1
-            self.events_written += len(batch)
-            return
-
-    async def _insert_linked(self, conn: AsyncConnection, batch: Sequence[_Prepared]) -> None:
-        if conn.dialect.name == "postgresql":
-            # Writers on one chain (replicas) take turns; the head read below then sees the
-            # newest committed row (READ COMMITTED reads per statement).
-            await conn.execute(select(func.pg_advisory_xact_lock(chain_lock_key(self.chain_id))))
-        head = (
-            await conn.execute(
-                select(audit_event.c.seq, audit_event.c.hash)
-                .where(audit_event.c.chain_id == self.chain_id)
-                .order_by(audit_event.c.seq.desc())
-                .limit(1)
-            )
-        ).first()
-        # An empty chain starts at genesis, or where its archived prefix ended.
-        if head is not None:
-            seq, prev = int(head[0]), str(head[1])
-        else:
-            seq, prev = await chain_start(conn, self.chain_id)
-        rows: list[dict[str, Any]] = []
-        for prepared in batch:
-            seq += 1
-            digest = link_hash(prev, prepared.stored)
-            rows.append(
-                {
-                    **prepared.columns,
-                    "id": prepared.id,
-                    "chain_id": self.chain_id,
-                    "seq": seq,
-                    "resource": prepared.stored.decode("utf-8"),
-                    "prev_hash": prev,
-                    "hash": digest,
-                }
-            )
-            prev = digest
-        await conn.execute(insert(audit_event), rows)
+class AuditStore(GroupCommitWriter):
+    """Append (:class:`~gateway.audit.writer.GroupCommitWriter`: its arguments and
+    counters), verify and search the audit trail; see the module docstring."""
 
     # --- checking ------------------------------------------------------------------------
 
@@ -512,7 +214,7 @@ class AuditStore:
                     select(audit_event.c.resource).where(audit_event.c.id == event_id)
                 )
             ).scalar_one_or_none()
-        return None if stored is None else _loads(stored)
+        return None if stored is None else loads_event(stored)
 
     async def search(
         self, *, count: int = 50, offset: int = 0, **filters: Unpack[AuditFilters]
@@ -526,7 +228,7 @@ class AuditStore:
         )
         async with self.engine.connect() as conn:
             stored = (await conn.execute(query)).scalars().all()
-        return [_loads(s) for s in stored]
+        return [loads_event(s) for s in stored]
 
     async def count(self, **filters: Unpack[AuditFilters]) -> int:
         """How many events :meth:`search` with the same filters would page through."""
@@ -565,67 +267,3 @@ def _filtered(query: Select[Any], filters: AuditFilters) -> Select[Any]:
         if value is not None:
             query = query.where(conditions[name](value))
     return query
-
-
-async def chain_page(
-    conn: AsyncConnection, chain: str, from_seq: int, limit: int
-) -> list[RowMapping]:
-    """Up to ``limit`` whole rows of ``chain`` from ``from_seq`` on, in ``seq`` order."""
-    query = (
-        select(*audit_event.c)
-        .where(audit_event.c.chain_id == chain, audit_event.c.seq >= from_seq)
-        .order_by(audit_event.c.seq)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).mappings())
-
-
-async def chain_ids(conn: AsyncConnection, *, archived: bool = True) -> list[str]:
-    """Every chain with stored events or (``archived``) a checkpoint, in name order."""
-    found = set((await conn.execute(select(audit_event.c.chain_id).distinct())).scalars())
-    if archived:
-        query = select(audit_checkpoint.c.chain_id).distinct()
-        found |= set((await conn.execute(query)).scalars())
-    return sorted(found)
-
-
-def _observe(future: asyncio.Future[Any]) -> None:
-    """Mark a failure as seen even when its caller has gone (timed out or cancelled)."""
-    if not future.cancelled():
-        future.exception()
-
-
-def chain_lock_key(chain_id: str) -> int:
-    """A stable signed 64-bit key for PostgreSQL's advisory lock on one chain."""
-    digest = hashlib.sha256(b"caregateway-audit-chain:" + chain_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _loads(stored: str | bytes) -> dict[str, Any]:
-    value = orjson.loads(stored)
-    if not isinstance(value, dict):
-        raise ValueError("stored audit event is not a JSON object")
-    return value
-
-
-def check_row(row: Any, expected_seq: int, prev: str) -> str | None:
-    """Why ``row`` breaks the chain, or None. ``"missing"`` means a seq gap."""
-    if row["seq"] != expected_seq:
-        return "missing"
-    if row["prev_hash"] != prev:
-        return "prev_hash does not match the previous event's hash"
-    stored = row["resource"]
-    stored_bytes = stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
-    if link_hash(prev, stored_bytes) != row["hash"]:
-        return "hash does not match the stored event"
-    try:
-        event = _loads(stored_bytes)
-        columns = _index_columns(event)
-    except (ValueError, orjson.JSONDecodeError):
-        return "stored event is not a readable AuditEvent"
-    if event.get("id") != row["id"]:
-        return "row id does not match the stored event"
-    for name, value in columns.items():
-        if row[name] != value:
-            return f"column {name} does not match the stored event"
-    return None

@@ -4,14 +4,46 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from gateway.auth._scopes import Scope
+from gateway.errors import Unauthorized
 
 ClientKind = Literal["user", "system"]
 
 _R_CODE = re.compile(r"R\d{4,5}")
 _LOCAL_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
+
+# The longest value the gateway keeps of each claim: what the audit trail and the break-glass
+# ledger store them in (``agent_sub`` / ``break_glass_grant.sub`` are 255 characters,
+# ``agent_org`` and ``purpose`` 32). A longer claim is refused at the door (401), so it never
+# reaches a row it could not go into.
+CLAIM_LIMITS: Final[dict[str, int]] = {
+    "sub": 255,
+    "org": 32,
+    "role": 64,
+    "name": 255,
+    "purpose_of_use": 32,
+    "client_id": 255,
+    "jti": 255,
+}
+
+
+class ClaimTooLong(Unauthorized):
+    """401: a token claim longer than the gateway keeps (see :data:`CLAIM_LIMITS`).
+
+    The message names the claim and the limit, never the value. ``reason`` is the
+    ``invalid-claim`` code the other claim checks use.
+    """
+
+    reason = "invalid-claim"
+
+    def __init__(self, claim: str, limit: int) -> None:
+        super().__init__(
+            f"The access token's '{claim}' claim is longer than {limit} characters.",
+            reasons=[self.reason],
+        )
+        self.claim = claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +64,27 @@ class Principal:
     default_purpose: str | None = None
     client_id: str | None = None
     jti: str | None = None
+
+    def __post_init__(self) -> None:
+        check_claim_lengths(
+            {
+                "sub": self.sub,
+                "org": self.org,
+                "role": self.role,
+                "name": self.name,
+                "purpose_of_use": self.default_purpose,
+                "client_id": self.client_id,
+                "jti": self.jti,
+            }
+        )
+
+
+def check_claim_lengths(values: dict[str, str | None]) -> None:
+    """Raise :class:`ClaimTooLong` for the first value over its :data:`CLAIM_LIMITS` entry."""
+    for claim, value in values.items():
+        limit = CLAIM_LIMITS[claim]
+        if value is not None and len(value) > limit:
+            raise ClaimTooLong(claim, limit)
 
 
 def reduce_role(value: str) -> str | None:

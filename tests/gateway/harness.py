@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
 from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
+from gateway.limits import Limits
 from gateway.smart import SmartConfig
 from gateway.state import GatewayState
 from gateway.wiring import build_state
@@ -78,8 +79,13 @@ async def running_gateway(
     cache: RecordCache | None = None,
     change_poll_interval_s: float | None = None,
     smart: Callable[[str], SmartConfig] | None = None,
+    database_url: str | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
+
+    ``database_url``: another database instead (a PostgreSQL one, or an SQLite file the test
+    controls). ``limits``: request size limits other than the defaults.
 
     ``cache``: the record cache to read through (none by default); the gateway closes it.
     Its change-feed pollers are built but not run unless ``change_poll_interval_s`` is given:
@@ -92,7 +98,7 @@ async def running_gateway(
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
 
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
-    database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir}/gateway.db"
 
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(
@@ -106,7 +112,7 @@ async def running_gateway(
             smart=None if smart is None else smart(base_url),
         )
 
-    app = create_app(factory)
+    app = create_app(factory, limits=limits)
     async with (
         running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,

@@ -80,3 +80,80 @@ def postgres_url() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class PostgresServer:
+    """A PostgreSQL server of a test's own, which the test may stop and start again.
+
+    For fault tests (the database going away under a running gateway), where the session's
+    shared server must not be touched. ``stop`` is a fast shutdown (running sessions are
+    terminated, as when the server is restarted under the gateway); ``start`` brings the
+    same data directory back on the same port.
+    """
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            pytest.skip("no PostgreSQL binaries (initdb/pg_ctl) for a server of the test's own")
+        self._pg_ctl = pg_ctl
+        self._run = _as_postgres_user()
+        self.folder = Path(tempfile.mkdtemp(prefix="caregw-pg-own-"))
+        if self._run:
+            shutil.chown(self.folder, user="postgres")
+        self.data, self.port = self.folder / "data", free_port()
+        subprocess.run(
+            [*self._run, initdb, "-D", str(self.data), "-A", "trust", "-U", "caregw"]
+            + ["--no-sync", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        self.url = f"postgresql+asyncpg://caregw@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}"
+        subprocess.run(
+            [*self._run, self._pg_ctl, "-D", str(self.data), "-o", options]
+            + ["-l", str(self.folder / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self._run, self._pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def remove(self) -> None:
+        subprocess.run(
+            [*self._run, self._pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def fresh_database(postgres_url: str) -> str:
+    """A new, empty database on the server of ``postgres_url``; its URL."""
+    import uuid
+
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    name = f"caregw_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        database=url.database,
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)

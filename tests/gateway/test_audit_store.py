@@ -204,8 +204,11 @@ async def test_read_only_store_refuses_with_audit_unavailable(db_path: Path) -> 
     assert len(rows(db_path)) == 1
 
 
-async def test_failed_batch_leaves_nothing_half_written(store: AuditStore, db_path: Path) -> None:
-    """One event the database refuses fails its whole batch: every caller hears, no row stays."""
+async def test_refused_event_fails_alone_and_leaves_nothing_half_written(
+    store: AuditStore, db_path: Path
+) -> None:
+    """One event the database refuses fails alone: its caller hears, no row of it stays, and
+    the innocent events of the same batch are committed on the unbroken chain."""
     await store.append(event(user_sub="before"))
     execute(
         db_path,
@@ -215,12 +218,16 @@ async def test_failed_batch_leaves_nothing_half_written(store: AuditStore, db_pa
     batch = [event(user_sub=f"ok-{i}") for i in range(10)] + [event(user_sub="poison")]
     results = await asyncio.gather(*(store.append(e) for e in batch), return_exceptions=True)
 
-    assert all(isinstance(r, AuditUnavailable) for r in results), results
-    assert [r[0] for r in rows(db_path)] == [1]
+    assert isinstance(results[-1], AuditUnavailable), results[-1]
+    assert results[:-1] == [e["id"] for e in batch[:-1]]
+    stored = rows(db_path, "SELECT seq, agent_sub FROM audit_event")
+    assert [r[0] for r in stored] == list(range(1, 12))
+    subs = {r[1] for r in stored}
+    assert "poison" not in subs and {f"ok-{i}" for i in range(10)} <= subs
     execute(db_path, "DROP TRIGGER refuse_poison")
     # The store carries on after a failure, on the same unbroken chain.
     await store.append(event(user_sub="after"))
-    assert [r[0] for r in rows(db_path)] == [1, 2]
+    assert [r[0] for r in rows(db_path)] == list(range(1, 13))
     assert (await store.verify()).ok
 
 
