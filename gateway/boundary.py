@@ -51,6 +51,7 @@ from gateway.errors import (
     BadRequest,
     GatewayError,
     ServiceUnavailable,
+    TooLarge,
     URITooLong,
 )
 from gateway.fhir.responses import FHIRResponse, outcome
@@ -60,6 +61,7 @@ from gateway.state import GatewayState
 log = structlog.get_logger("caregateway.access")
 
 DRAIN_S: Final = 2.0  # seconds spent dropping the rest of an over-long body, at most
+DRAIN_FACTOR: Final = 16  # ... and at most this many times the body limit
 
 
 def reraise(_request: Request, exc: Exception) -> Any:
@@ -128,6 +130,9 @@ class _Exchange:
         self.note = audit_trail.open_note() if self.audited else None
         refusal = self.limits.refuse(self.scope)
         if refusal is not None:
+            # A declared over-long body is refused before it is read; it is still drained
+            # (bounded) so that the client, which is still sending, can read its 413.
+            self.body_over = "body-too-large" in refusal.reasons
             await self.fail(refusal)
             return
         try:
@@ -183,7 +188,8 @@ class _Exchange:
             return
         if self.body_over or isinstance(exc, _BodyTooLarge):
             self.body_over = True
-            exc = self.limits.body_too_large()
+            if not isinstance(exc, TooLarge):
+                exc = self.limits.body_too_large()
             await self._drain()
         error = as_gateway_error(exc)
         note = self.note
@@ -196,11 +202,13 @@ class _Exchange:
         await self.respond(failure or response)
 
     async def _drain(self) -> None:
-        """Read and drop what follows of an over-long body, at most the limit again and for
-        at most :data:`DRAIN_S`: a client that sent a little too much then reads its 413,
-        where closing on unread bytes would reset the connection under it. A client still
-        sending after that gets the 413 and a closed connection."""
-        budget = self.limits.max_body_bytes
+        """Read and drop what follows of an over-long body, at most :data:`DRAIN_FACTOR`
+        times the limit and for at most :data:`DRAIN_S`: a client that sent too much (a
+        10 MB upload against a 1 MiB limit drains in milliseconds on a LAN) then reads its
+        413, where closing on unread bytes would reset the connection under it. A client
+        still sending after that (an endless chunked body) gets the 413 and a closed
+        connection."""
+        budget = DRAIN_FACTOR * self.limits.max_body_bytes
         try:
             async with asyncio.timeout(DRAIN_S):
                 while budget > 0 and not self.body_done:

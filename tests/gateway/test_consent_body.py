@@ -104,8 +104,18 @@ async def test_put_checks_the_media_type_too(gw: ConsentGateway) -> None:
 
 
 async def test_a_10_mb_consent_is_413(gw: ConsentGateway) -> None:
+    """Refused at the door by the gateway's body limit (1 MiB), which names its own figure."""
     body = objection()
     body["text"] = {"status": "generated", "div": "<div>" + "x" * 10_000_000 + "</div>"}
+    oo = assert_outcome(await send(gw, as_bytes(body), "application/fhir+json"), 413, "too-long")
+    assert "1048576 bytes" in oo["issue"][0]["diagnostics"]
+    assert await stored_rows(gw) == 0
+
+
+async def test_a_consent_over_its_own_limit_is_413_naming_it(gw: ConsentGateway) -> None:
+    """Under the gateway's body limit but over the Consent's (64 KiB): the Consent route's."""
+    body = objection()
+    body["text"] = {"status": "generated", "div": "<div>" + "x" * 100_000 + "</div>"}
     oo = assert_outcome(await send(gw, as_bytes(body), "application/fhir+json"), 413, "too-long")
     assert "64 KiB" in oo["issue"][0]["diagnostics"]
     assert await stored_rows(gw) == 0
