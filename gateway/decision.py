@@ -38,7 +38,7 @@ from consent import (
     parse_consents,
 )
 from gateway import audit_trail
-from gateway.access import RequestContext, Verdict
+from gateway.access import SOURCE_UNAVAILABLE, RequestContext, Verdict
 from gateway.errors import Forbidden, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -207,8 +207,8 @@ async def authorise_directives(
 
     ``results`` are the sources' answers when the caller has them already (a create checks
     that the person is known); otherwise they are fetched, and only if the relationship must
-    be looked for. The decision is noted for the audit event, except when the answer is
-    ``503``: that is an outage, not a refusal, and is not recorded as one.
+    be looked for. The decision is noted for the audit event; a ``503`` is an outage, not a
+    refusal, and is noted as the read path notes one (``indeterminate``, ``source-unavailable``).
     """
     who = requester(ctx)
     if results is None and needs_relationship(who, ctx.purpose, policy, nhs_number):
@@ -225,6 +225,8 @@ async def authorise_directives(
     if decision.effect is Effect.DENY:
         failed = [r.source for r in results or () if not r.ok]
         if decision.reasons == (Reason.NO_LEGITIMATE_RELATIONSHIP,) and failed:
+            # Audited as the read path audits an outage: no decision, not a refusal.
+            audit_trail.note_decision("indeterminate", (SOURCE_UNAVAILABLE,), False, None)
             raise ServiceUnavailable(
                 "Cannot tell whether your organisation has a relationship with this person: "
                 f"these sources did not answer: {', '.join(failed)}. Try again shortly."
