@@ -19,6 +19,7 @@ from gateway.audit import AuditUnavailable
 from gateway.deps import request_id_from
 from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
 from gateway.fhir.responses import FHIRResponse, outcome
+from gateway.joint import routes as joint
 from gateway.routes import audit, consent, fhir, health
 from gateway.state import GatewayState
 
@@ -49,6 +50,8 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     )
     app.include_router(fhir.router)
     app.include_router(consent.router)
+    for router in joint.routers:
+        app.include_router(router)
     app.include_router(audit.router)
     app.include_router(health.router)
 

@@ -21,3 +21,4 @@ class GatewayState:
     cache: RecordCache | None = None  # the record cache the record service reads through
     change_pollers: tuple[ChangePoller, ...] = ()  # one per source with a change feed
     breakers: dict[str, Any] = field(default_factory=dict)  # source name -> CircuitBreaker
+    joint: Any = None  # gateway.joint.store.JointPlanStore: the joint care plans

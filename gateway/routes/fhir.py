@@ -188,7 +188,8 @@ async def read_careplan(
     result = await access.read(ctx, nhs)
     for plan in result.record.care_plans:
         if plan["id"] == plan_id:
-            return FHIRResponse(plan)
+            version = plan.get("meta", {}).get("versionId")  # a joint plan's, for If-Match
+            return FHIRResponse(plan, headers={"ETag": f'W/"{version}"'} if version else None)
     if any(r.source == source for r in result.failed):
         raise NotFound("No CarePlan with this id could be found; its source did not answer.")
     if f"CarePlan/{plan_id}" in result.verdict.withheld:

@@ -76,6 +76,7 @@ async def running_gateway(
     decider: Decider | None = None,
     cache: RecordCache | None = None,
     change_poll_interval_s: float | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
 
@@ -83,13 +84,16 @@ async def running_gateway(
     Its change-feed pollers are built but not run unless ``change_poll_interval_s`` is given:
     tests call ``gateway.state.change_pollers[i].poll_once()`` when they want a poll. ``0``
     builds no pollers at all (as ``CAREGW_CHANGE_POLL_INTERVAL_S=0`` does).
+    ``database_url``: a database to share (two gateways on one SQLite file or PostgreSQL
+    database, as replicas); it is left in place afterwards.
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
 
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
-    database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    if database_url is None:
+        database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
 
     async def factory():  # type: ignore[no-untyped-def]
         return await build_state(
