@@ -64,11 +64,19 @@ def plan_body(
         "subject": {"reference": f"Patient/{nhs}"},
         "period": {"start": "2026-12-01"},
         "contained": [
-            {"resourceType": "CareTeam", "id": "team", "status": "active",
-             "participant": participants},
-            {"resourceType": "Goal", "id": "goal1", "lifecycleStatus": "active",
-             "description": {"text": "Walk to the shops each week"},
-             "subject": {"reference": f"Patient/{nhs}"}},
+            {
+                "resourceType": "CareTeam",
+                "id": "team",
+                "status": "active",
+                "participant": participants,
+            },
+            {
+                "resourceType": "Goal",
+                "id": "goal1",
+                "lifecycleStatus": "active",
+                "description": {"text": "Walk to the shops each week"},
+                "subject": {"reference": f"Patient/{nhs}"},
+            },
         ],  # fmt: skip
         "careTeam": [{"reference": "#team"}],
         "goal": [{"reference": "#goal1"}],

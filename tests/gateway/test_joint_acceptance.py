@@ -212,9 +212,7 @@ async def test_refuse_recipient_directive_hides_the_plan_from_that_organisation(
         assert_fhir(await joint.put(plan["id"], plan, GP, if_match='W/"1"'), 200)
     finally:
         await withdraw(joint, consent_id)
-    assert plan["id"] in ids(
-        assert_fhir(await joint.get("/CarePlan", SOCIAL_WORKER, patient=NHS))
-    )
+    assert plan["id"] in ids(assert_fhir(await joint.get("/CarePlan", SOCIAL_WORKER, patient=NHS)))
 
 
 async def test_the_author_is_the_custodian_a_withheld_author_hides_its_plans(
@@ -250,7 +248,8 @@ async def test_the_author_is_the_custodian_a_withheld_author_hides_its_plans(
 async def test_who_may_not_write_is_refused_and_audited(
     joint: JointClient, who: dict[str, Any], reason: str
 ) -> None:
-    headers = {"X-Break-Glass-Reason": "Collapsed at home"} if who.get("purpose") == "ETREAT" else {}
+    emergency = who.get("purpose") == "ETREAT"
+    headers = {"X-Break-Glass-Reason": "Collapsed at home"} if emergency else {}
     created = await joint.post(plan_body(), who, **headers)
     body = assert_outcome(created, 403, "forbidden")
     assert [c["code"] for c in body["issue"][0]["details"]["coding"]] == [reason]
