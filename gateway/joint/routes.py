@@ -23,8 +23,9 @@ another organisation's plan; ``503`` when the relationship could only have come 
 source that did not answer); the version (``412``); then one transaction. Every write and
 every refusal is an AuditEvent naming the person and ``CarePlan/{id}/_history/{v}``.
 
-After a write the person is evicted from the record cache — here, in Redis, and (pub/sub)
-in every replica's own layer — so the next read anywhere shows the new version.
+After a write the person's joint entry is evicted from the record cache, here and in
+Redis, and every other replica drops the person from its own layer (Redis pub/sub), so the
+next read anywhere shows the new version; the source systems' entries stay cached.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ async def _authorise(
 
 async def _evict(state: GatewayState, nhs: str) -> None:
     if state.cache is not None:
-        await state.cache.evict(nhs)  # this replica, Redis, and the others (pub/sub)
+        # The joint entry here and in Redis; other replicas drop the person (pub/sub).
+        await state.cache.evict_source(JOINT_SOURCE, nhs)
 
 
 def _answer(stored: dict[str, Any], status: int, headers: dict[str, str]) -> FHIRResponse:

@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Boolean, Integer, String, Text, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime, make_session_factory
@@ -154,18 +154,21 @@ def _load(text: str) -> dict[str, Any]:
     return value
 
 
+def _utc(value: datetime) -> datetime:
+    """A ``recorded`` read by a Core statement: SQLite gives it back naive (it is UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _has_lead(resource: Mapping[str, Any]) -> bool:
     return lead_count(resource) == 1
-
-
-Sessions = async_sessionmaker[AsyncSession]
 
 
 class JointPlanStore:
     """Joint care plans by id and by person; every version kept."""
 
-    def __init__(self, engine: AsyncEngine | Sessions, clock: Clock = _utc_now) -> None:
-        self._sessions = make_session_factory(engine) if isinstance(engine, AsyncEngine) else engine
+    def __init__(self, engine: AsyncEngine, clock: Clock = _utc_now) -> None:
+        self._engine = engine
+        self._sessions = make_session_factory(engine)
         self._clock = clock
 
     async def create(
@@ -279,36 +282,35 @@ class JointPlanStore:
 
     async def for_person(self, nhs: str) -> tuple[list[StoredPlan], list[PlanVersion]]:
         """The person's plans (current versions, oldest first) and every version of them
-        (for their Provenance), read in one transaction so the two agree."""
-        async with self._sessions() as session, session.begin():
-            rows = list(
-                await session.scalars(
-                    select(JointPlanRow)
-                    .where(JointPlanRow.nhs_number == nhs)
-                    .order_by(JointPlanRow.created, JointPlanRow.id)
+        (for their Provenance), read in one transaction so the two agree.
+
+        On the read path of every request about the person (a cache miss): Core statements
+        on one connection, no ORM objects."""
+        plan = JointPlanRow.__table__.c
+        kept = JointPlanVersionRow.__table__.c
+        async with self._engine.connect() as conn, conn.begin():
+            rows = (
+                await conn.execute(
+                    select(plan.resource, plan.nhs_number, plan.author_org, plan.domain,
+                           plan.version)
+                    .where(plan.nhs_number == nhs)
+                    .order_by(plan.created, plan.id)
                 )
-            )
-            versions = list(
-                await session.execute(
-                    select(
-                        JointPlanVersionRow.id,
-                        JointPlanVersionRow.version,
-                        JointPlanVersionRow.org,
-                        JointPlanVersionRow.recorded,
-                    )
-                    .where(JointPlanVersionRow.nhs_number == nhs)
-                    .order_by(JointPlanVersionRow.id, JointPlanVersionRow.version)
+            ).all()  # fmt: skip
+            if not rows:
+                return [], []
+            versions = (
+                await conn.execute(
+                    select(kept.id, kept.version, kept.org, kept.recorded)
+                    .where(kept.nhs_number == nhs)
+                    .order_by(kept.id, kept.version)
                 )
-            )
-        plans = [
-            StoredPlan(_load(r.resource), r.nhs_number, r.author_org, r.domain, r.version)
-            for r in rows
-        ]
-        kept = [
-            PlanVersion({"id": pid}, int(v), str(org), recorded)
+            ).all()
+        plans = [StoredPlan(_load(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return plans, [
+            PlanVersion({"id": pid}, int(v), str(org), _utc(recorded))
             for pid, v, org, recorded in versions
         ]
-        return plans, kept
 
     async def summary_counts(self) -> SummaryCounts:
         """Counts over every current plan, for the joint care summary."""
