@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from gateway.joint.store import JointPlanVersionRow
@@ -149,6 +150,9 @@ async def test_a_write_on_one_replica_evicts_the_person_from_the_others_cache(
             return await local_tier(cache_b).get(joint_key) is None
 
         await wait_until(dropped_by_b, "replica B dropped the person from its own tier")
+        with redis.Redis.from_url(own_redis_server.url) as raw:  # the shared tier
+            assert not raw.exists(joint_key)  # the joint entry is gone ...
+            assert raw.exists(index.record_key("socialcare", NHS))  # ... the source's stays
         after = assert_fhir(await on_b.get("/CarePlan", SOCIAL_WORKER, patient=NHS))
         shown = [e["resource"] for e in after["entry"] if e["resource"]["id"] == plan["id"]]
         assert [(p["meta"]["versionId"], p["title"]) for p in shown] == [
