@@ -185,6 +185,7 @@ async def read_careplan(
     nhs = await adapter.nhs_number_for(person_id)
     if nhs is None:
         raise NotFound("No CarePlan with this id.")
+    audit_trail.note_patient(nhs)  # whose record was read, for the audit event
     result = await access.read(ctx, nhs)
     for plan in result.record.care_plans:
         if plan["id"] == plan_id:

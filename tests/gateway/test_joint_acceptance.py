@@ -200,6 +200,8 @@ async def test_refuse_recipient_directive_hides_the_plan_from_that_organisation(
         assert plan["title"] not in search.text
         direct = await joint.get(f"/CarePlan/{plan['id']}", SOCIAL_WORKER)
         assert_outcome(direct, 403, "forbidden")
+        event = await audit_of(joint.gw, direct)
+        assert event["outcome"] == "4" and patient_of(event) == NHS
         history = await joint.get(f"/CarePlan/{plan['id']}/_history", SOCIAL_WORKER)
         assert_outcome(history, 403, "forbidden") and plan["title"] not in history.text
         event = await audit_of(joint.gw, history)
