@@ -40,6 +40,12 @@ from consent.model import (
     SourceContribution,
     Withheld,
 )
+from consent.plan_write import (
+    PlanInteraction,
+    decide_plan_write,
+    decide_summary_access,
+    plan_write_role_denial,
+)
 from consent.policy import Policy, PolicyError, RoleRule, load_policy
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "Effect",
     "InvalidConsent",
     "Level",
+    "PlanInteraction",
     "Policy",
     "PolicyError",
     "Reason",
@@ -61,10 +68,13 @@ __all__ = [
     "Withheld",
     "decide",
     "decide_directive_access",
+    "decide_plan_write",
+    "decide_summary_access",
     "directive_role_denial",
     "load_policy",
     "needs_relationship",
     "parse_consent",
     "parse_consents",
+    "plan_write_role_denial",
     "validate_consent",
 ]

@@ -69,6 +69,20 @@ class RoleRule(_Frozen):
     """Information governance work: with purpose ``HOPERAT`` this role may read and record
     anyone's directives without a legitimate relationship (it still needs
     ``may_record_directives``, and is still refused a directive refusing its organisation)."""
+    contribute: bool = False
+    """May write joint care plans (create and update) for a person it has a legitimate
+    relationship with (:mod:`consent.plan_write`). Needs ``care_domain``."""
+    care_domain: Domain | None = None
+    """The care domain a plan this role writes belongs to (its ``care-domain`` tag)."""
+    read_summaries: bool = False
+    """May read counts-only summaries of joint care (``$joint-care-summary``) under
+    ``HOPERAT``; never a person's record."""
+
+    @model_validator(mode="after")
+    def _contributor_has_domain(self) -> RoleRule:
+        if self.contribute and self.care_domain is None:
+            raise ValueError("a role that may contribute needs a care_domain")
+        return self
 
     @field_validator("purposes")
     @classmethod
@@ -133,6 +147,11 @@ class Policy(_Frozen):
         """Whether the requester may read the audit trail (IG roles)."""
         rule = self.rule_for(requester)
         return rule is not None and rule.may_read_audit
+
+    def may_contribute(self, requester: Requester) -> bool:
+        """Whether the requester's role may write joint care plans at all."""
+        rule = self.rule_for(requester)
+        return rule is not None and rule.contribute
 
     def level_spec(self, level: Level) -> LevelSpec:
         return self.levels[level]

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.boundary import ErrorBoundary, reraise
 from gateway.fhir.openapi import install_openapi
+from gateway.joint import routes as joint
 from gateway.limits import Limits
 from gateway.routes import audit, consent, fhir, health
 from gateway.settings import get_settings
@@ -46,6 +47,8 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     )
     app.include_router(fhir.router)
     app.include_router(consent.router)
+    for router in joint.routers:
+        app.include_router(router)
     app.include_router(audit.router)
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration

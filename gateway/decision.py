@@ -40,6 +40,7 @@ from consent import (
 from gateway import audit_trail
 from gateway.access import SOURCE_UNAVAILABLE, RequestContext, Verdict
 from gateway.errors import Forbidden, ServiceUnavailable
+from gateway.joint import custody
 
 log = structlog.get_logger(__name__)
 
@@ -186,8 +187,10 @@ class PolicyDecider:
         *,
         dry_run: bool = False,
     ) -> Verdict:
-        decision = await self.decision(ctx, nhs_number, results, dry_run=dry_run)
-        return to_verdict(decision, results)
+        # Joint plans are decided per author organisation, their custodian (custody.py).
+        by_custodian = custody.split(results)
+        decision = await self.decision(ctx, nhs_number, by_custodian, dry_run=dry_run)
+        return custody.join(to_verdict(decision, by_custodian))
 
 
 Fetch = Callable[[str], Awaitable[Sequence[SourceResult]]]

@@ -52,6 +52,7 @@ def target_metadata() -> MetaData:
     import gateway.audit.store  # noqa: F401
     import gateway.audit_review  # noqa: F401
     import gateway.consent_store  # noqa: F401
+    import gateway.joint.store  # noqa: F401
     import gateway.smart.store  # noqa: F401
 
     return Base.metadata

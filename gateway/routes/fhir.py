@@ -188,10 +188,12 @@ async def read_careplan(
     nhs = await adapter.nhs_number_for(person_id)
     if nhs is None:
         raise NotFound("No CarePlan with this id.")
+    audit_trail.note_patient(nhs)  # whose record was read, for the audit event
     result = await access.read(ctx, nhs)
     for plan in result.record.care_plans:
         if plan["id"] == plan_id:
-            return FHIRResponse(plan)
+            version = plan.get("meta", {}).get("versionId")  # a joint plan's, for If-Match
+            return FHIRResponse(plan, headers={"ETag": f'W/"{version}"'} if version else None)
     if any(r.source == source for r in result.failed):
         raise NotFound("No CarePlan with this id could be found; its source did not answer.")
     if f"CarePlan/{plan_id}" in result.verdict.withheld:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.cache import MemoryBackend, RecordCache, TieredBackend
 from gateway.deps import StateDep
 from gateway.fhir.responses import FHIRResponse
+from gateway.joint.rules import JOINT_SOURCE
 from gateway.record import RecordService
 from gateway.state import GatewayState
 
@@ -51,8 +52,10 @@ async def live() -> FHIRResponse:
 @router.get("/ready")
 async def ready(state: StateDep) -> FHIRResponse:
     records = state.access.records
-    sources = {a.name: _circuit(state, a) for a in records.adapters}
-    health = {a.name: _source_health(records, a, sources[a.name]) for a in records.adapters}
+    # Source systems only: the joint care plans are the database, checked below.
+    systems = [a for a in records.adapters if a.name != JOINT_SOURCE]
+    sources = {a.name: _circuit(state, a) for a in systems}
+    health = {a.name: _source_health(records, a, sources[a.name]) for a in systems}
     degraded = not all(h["healthy"] for h in health.values())
     body: dict[str, Any] = {"status": "ok", "sources": sources, "sourceHealth": health}
     unavailable = False
