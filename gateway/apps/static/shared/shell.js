@@ -97,6 +97,16 @@ export function mountShell({ service, home, nav = [], user = null, onSignOut = n
                   ),
                 ),
               ),
+              h(
+                "li",
+                { class: "nhsuk-header__menu", hidden: true },
+                h(
+                  "button",
+                  { class: "nhsuk-header__menu-toggle nhsuk-header__navigation-link", id: "toggle-menu", "aria-expanded": "false", type: "button" },
+                  h("span", { class: "nhsuk-u-visually-hidden" }, "Browse "),
+                  "More",
+                ),
+              ),
             ),
           ),
         )
