@@ -23,9 +23,17 @@ const NAV = [
   { href: "#alerts", text: "Privacy alerts" },
 ];
 const VIEWS = { overview, search, report, queue, alerts };
+const VIEW_TITLES = {
+  Overview: overview,
+  "Audit search": search,
+  "Access report": report,
+  "Emergency access reviews": queue,
+  "Privacy alerts": alerts,
+};
 
 let session;
 let main;
+let activeView = null; // a view still loading when the user moves on must not draw over the next
 
 async function start() {
   main = ui.mountShell({ service: SERVICE, home: "./" });
@@ -68,6 +76,7 @@ function refusal(answer) {
 function route() {
   const name = (window.location.hash || "#overview").slice(1).split("?")[0];
   const view = VIEWS[name] || overview;
+  activeView = view;
   const href = `#${VIEWS[name] ? name : "overview"}`;
   ui.setCurrentNav(href);
   view().catch((err) => failed(String(err.message || err)));
@@ -92,6 +101,7 @@ async function fetchOk(path, options) {
 }
 
 function page(title, ...children) {
+  if (VIEW_TITLES[title] && VIEW_TITLES[title] !== activeView) return;
   ui.setTitle(title, SERVICE);
   replace(main, h("h1", { class: "nhsuk-heading-l", id: "page-heading" }, title), ...children);
   main.focus();

@@ -129,12 +129,13 @@ export class Session {
       const discovery = await fetch(`${FHIR_BASE}/.well-known/smart-configuration`, { cache: "no-store" });
       const config = await discovery.json();
       if (config.revocation_endpoint && this.token) {
-        await fetch(config.revocation_endpoint, {
+        const revoked = await fetch(config.revocation_endpoint, {
           method: "POST",
           credentials: "omit",
           headers: { "Content-Type": "application/x-www-form-urlencoded" },
           body: new URLSearchParams({ token: this.token, client_id: this.clientId }),
         });
+        await revoked.text(); // read to the end, so leaving the page aborts nothing
       }
     } finally {
       window.sessionStorage.clear();
