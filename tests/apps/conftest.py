@@ -10,7 +10,8 @@
   :func:`check_page` fails the test on any.
 * ``check_page(page, name)``: the screenshot ``tests/apps/artefacts/{name}.png``, then
   axe-core (``tests/apps/node_modules/axe-core``, ``npm ci --prefix tests/apps``) injected
-  into the page (evaluated through DevTools, which the page's CSP does not govern): no WCAG 2.0/2.1/2.2 A or AA violation.
+  into the page (evaluated through DevTools, which the page's CSP does not govern): no
+  WCAG 2.0/2.1/2.2 A or AA violation.
 * ``api_token(demo, ...)``: an access token by the same EHR launch + PKCE flow over plain
   HTTP, for setting up audit events without a browser.
 

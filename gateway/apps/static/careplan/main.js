@@ -141,7 +141,7 @@ function renderDenial(main, session, nhs, reasons) {
     ),
     form,
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 // --- the record ---------------------------------------------------------------------------
@@ -178,7 +178,7 @@ function renderRecord(main, bundle) {
     careTeam(bundle, names),
     details(patient),
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 function carePlans(bundle, kinds, names) {

@@ -104,7 +104,7 @@ function page(title, ...children) {
   if (VIEW_TITLES[title] && VIEW_TITLES[title] !== activeView) return;
   ui.setTitle(title, SERVICE);
   replace(main, h("h1", { class: "nhsuk-heading-l", id: "page-heading" }, title), ...children);
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 const isoDay = (date) => date.toISOString().slice(0, 10);

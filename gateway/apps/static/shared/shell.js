@@ -298,5 +298,5 @@ export function messagePage(main, { title, lines = [], link = null, service }) {
     lines.map((l) => (l instanceof Node ? l : para(l))),
     link ? para(h("a", { href: link.href, id: link.id || null }, link.text)) : null,
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
