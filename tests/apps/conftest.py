@@ -4,7 +4,7 @@
   own SQLite file; ready when it prints its banner (read by a thread that keeps draining its
   output). ``demo.launch(...)`` runs ``caregateway launch --json`` against the same database
   and returns the app's launch URL, as an EHR would open it.
-* ``browser`` (session) and ``page`` (per test, a fresh context: empty sessionStorage):
+* ``browser`` (this package) and ``page`` (per test, a fresh context: empty sessionStorage):
   Playwright for Python driving the machine's Chromium (``/usr/bin/chromium``). Every page
   records console errors, failed scripts and Content-Security-Policy violations;
   :func:`check_page` fails the test on any.
@@ -174,7 +174,9 @@ def demo() -> Iterator[Demo]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API holds an event loop on this thread while it runs,
+# so it must be gone before the rest of the suite calls asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         _missing(f"Chromium ({CHROMIUM}; apt-get install chromium)")
