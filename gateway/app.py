@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.apps import router as apps_router
 from gateway.boundary import ErrorBoundary, reraise
 from gateway.fhir.openapi import install_openapi
 from gateway.joint import routes as joint
@@ -52,6 +53,7 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     app.include_router(audit.router)
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
+    app.include_router(apps_router)  # /apps/*: the browser apps, static files (gateway/apps)
     install_openapi(app)
 
     # One boundary renders every failure and audits it (gateway.boundary). FastAPI's own
