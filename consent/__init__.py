@@ -40,7 +40,8 @@ from consent.model import (
     SourceContribution,
     Withheld,
 )
-from consent.policy import Policy, PolicyError, RoleRule, load_policy
+from consent.patient import PatientNeed, is_patient, own_record_denial, patient_denial
+from consent.policy import PatientRule, Policy, PolicyError, RoleRule, load_policy
 
 __all__ = [
     "REASON_SYSTEM",
@@ -52,6 +53,8 @@ __all__ = [
     "Effect",
     "InvalidConsent",
     "Level",
+    "PatientNeed",
+    "PatientRule",
     "Policy",
     "PolicyError",
     "Reason",
@@ -62,9 +65,12 @@ __all__ = [
     "decide",
     "decide_directive_access",
     "directive_role_denial",
+    "is_patient",
     "load_policy",
     "needs_relationship",
+    "own_record_denial",
     "parse_consent",
     "parse_consents",
+    "patient_denial",
     "validate_consent",
 ]
