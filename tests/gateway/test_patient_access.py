@@ -181,7 +181,7 @@ async def test_p5_sees_that_a_record_exists_and_no_care_data(gw: Gateway) -> Non
         f"/Patient/{ME}",
         f"/Patient/{ME}/$everything",
         f"/CarePlan?patient={ME}",
-        f"/CarePlan/socialcare.P900001.SP-900001",
+        "/CarePlan/socialcare.P900001.SP-900001",
         f"/AuditEvent?patient={ME}",
     ):
         resp = await gw.get(path, headers=p5)
