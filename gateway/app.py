@@ -15,6 +15,7 @@ from starlette.responses import Response
 from adapters import nhs_number
 from adapters.resilience import SourceFault
 from gateway import audit_trail
+from gateway.apps import router as apps_router
 from gateway.audit import AuditUnavailable
 from gateway.deps import request_id_from
 from gateway.errors import BadRequest, GatewayError, ServiceUnavailable
@@ -54,6 +55,7 @@ def create_app(state_factory: StateFactory) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
+    app.include_router(apps_router)  # /apps/*: the browser apps, static files (gateway/apps)
     install_openapi(app)
 
     @app.middleware("http")
