@@ -256,3 +256,26 @@ def test_staff_names_are_shown_only_when_the_policy_says_so() -> None:
     assert hidden["agent"][1]["who"]["display"] == "Tilbury Health Centre"
     no_org = {**event, "agent": event["agent"][:1]}  # the person's own request
     assert person_view(no_org, staff_names=True, **names) is None
+
+
+def test_the_persons_own_reads_are_not_staff_access_for_the_privacy_rules() -> None:
+    from gateway.audit_review import is_record_access
+
+    def event(purpose: str) -> dict[str, Any]:
+        return {
+            "agent": [
+                {"requestor": True, "purposeOfUse": [{"coding": [{"code": purpose}]}]},
+            ],
+            "entity": [
+                {
+                    "what": {
+                        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": ME}
+                    }
+                }
+            ],
+        }
+
+    assert is_record_access(event("TREAT"))
+    assert not is_record_access(event("PATRQT"))  # out-of-hours, volume, surname: not them
+    assert is_record_access(event("PATRQT"), own=True)  # the deceased rule still looks
+    assert not is_record_access(event("HOPERAT"), own=True)
