@@ -28,7 +28,8 @@ Monitoring rules
     "Record access" means an event about a person (a patient entity) made for a purpose other
     than ``HOPERAT``: IG work on the audit trail itself does not count towards volume or
     out-of-hours. Nor does the person's own request (``PATRQT``, a patient token), except for
-    the deceased rule: a sign-in as a person who has died is worth a look. The surname and deceased rules need facts the AuditEvent does not carry; they
+    the deceased rule: a sign-in as a person who has died is worth a look. The surname and
+    deceased rules need facts the AuditEvent does not carry; they
     take a mapping NHS number -> :class:`PersonFacts`, which the ``$privacy-alerts`` route
     fills from the sources (and which is empty, so the rules stay silent, when it cannot).
 

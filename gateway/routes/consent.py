@@ -56,7 +56,6 @@ from consent import (
     parse_consent,
 )
 from consent.directives import patient_nhs_number
-from consent.model import NHS_NUMBER_SYSTEM as NHS_SYSTEM
 from consent.model import ODS_SYSTEM
 from gateway import audit_trail
 from gateway.access import RequestContext, Verdict
@@ -72,7 +71,7 @@ from gateway.errors import (
     UnprocessableEntity,
 )
 from gateway.fhir.responses import BundleBuilder, FHIRResponse, now_instant, outcome
-from gateway.routes.consent_body import consent_body
+from gateway.routes.consent_body import consent_body, person_performer
 from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
@@ -163,28 +162,6 @@ def _note_stored(resource: dict[str, Any]) -> str:
 # --- the request body --------------------------------------------------------------------
 
 
-def person_reference(nhs: str) -> dict[str, Any]:
-    return {"reference": f"Patient/{nhs}", "identifier": {"system": NHS_SYSTEM, "value": nhs}}
-
-
-def _performer_is(performer: Any, nhs: str) -> bool:
-    if not isinstance(performer, dict):
-        return False
-    ident = performer.get("identifier")
-    by_id = isinstance(ident, dict) and (ident.get("system"), ident.get("value")) == (
-        NHS_SYSTEM,
-        nhs,
-    )
-    ref = performer.get("reference")
-    by_ref = isinstance(ref, str) and ref.rsplit("/", 2)[-2:] == ["Patient", nhs]
-    named = "identifier" in performer or "reference" in performer
-    return (
-        named
-        and (by_id or "identifier" not in performer)
-        and (by_ref or "reference" not in performer)
-    )
-
-
 def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """``dateTime``, ``performer`` and ``organization`` from the caller, where absent.
 
@@ -195,16 +172,7 @@ def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     if not out.get("dateTime"):
         out["dateTime"] = fhir_instant(datetime.now(UTC))
     if ctx.client_kind == "patient" and ctx.patient is not None:
-        given = out.get("performer")
-        if given and not (
-            isinstance(given, list) and all(_performer_is(p, ctx.patient) for p in given)
-        ):
-            raise UnprocessableEntity(
-                "Consent.performer: what you record is recorded by you; leave performer "
-                "out or name yourself (Patient/{your NHS number}).",
-                expression=["Consent.performer"],
-            )
-        out["performer"] = [person_reference(ctx.patient)]
+        out["performer"] = person_performer(out.get("performer"), ctx.patient)
         return out
     if not out.get("performer"):
         performer: dict[str, Any] = {"identifier": {"system": USER_SYSTEM, "value": ctx.sub}}
