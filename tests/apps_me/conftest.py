@@ -6,7 +6,7 @@ with a phone-sized page (the view is designed for a phone screen first).
   own SQLite file; ready when it prints its banner (read by a thread that keeps draining its
   output). ``demo.launch(...)`` runs ``caregateway launch --json`` against the same database
   and returns the app's launch URL, as an EHR would open it.
-* ``browser`` (session) and ``page`` (per test, a fresh context: empty sessionStorage):
+* ``browser`` (module) and ``page`` (per test, a fresh context: empty sessionStorage):
   Playwright for Python driving the machine's Chromium (``/usr/bin/chromium``). Every page
   records console errors, failed scripts and Content-Security-Policy violations;
   :func:`check_page` fails the test on any.
@@ -176,14 +176,17 @@ def demo() -> Iterator[Demo]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running while
+    it is open, and the rest of the suite's asyncio tests cannot start beside it."""
     if not CHROMIUM.exists():
         _missing(f"Chromium ({CHROMIUM}; apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _missing("Playwright for Python (pip install -e '.[dev]')")
+    expect.set_options(timeout=20_000)  # as the pages' own timeout: the machine may be busy
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
