@@ -40,13 +40,14 @@ from consent.model import (
     SourceContribution,
     Withheld,
 )
+from consent.patient import PatientNeed, is_patient, own_record_denial, patient_denial
 from consent.plan_write import (
     PlanInteraction,
     decide_plan_write,
     decide_summary_access,
     plan_write_role_denial,
 )
-from consent.policy import Policy, PolicyError, RoleRule, load_policy
+from consent.policy import PatientRule, Policy, PolicyError, RoleRule, load_policy
 
 __all__ = [
     "REASON_SYSTEM",
@@ -59,6 +60,8 @@ __all__ = [
     "InvalidConsent",
     "Level",
     "PlanInteraction",
+    "PatientNeed",
+    "PatientRule",
     "Policy",
     "PolicyError",
     "Reason",
@@ -71,10 +74,13 @@ __all__ = [
     "decide_plan_write",
     "decide_summary_access",
     "directive_role_denial",
+    "is_patient",
     "load_policy",
     "needs_relationship",
+    "own_record_denial",
     "parse_consent",
     "parse_consents",
     "plan_write_role_denial",
+    "patient_denial",
     "validate_consent",
 ]

@@ -72,6 +72,8 @@ def _deny(reason: Reason, why: str, policy: Policy, applied: Sequence[str] = ())
 def _writer_rule(requester: Requester, purpose: str | None, policy: Policy) -> RoleRule | Decision:
     rule = policy.rule_for(requester)
     who = _who(requester)
+    if requester.org is None:  # the person themself: their choices, not the plan, are theirs
+        return _deny(Reason.ROLE_NOT_PERMITTED, f"{who} may not write joint care plans", policy)
     if rule is None or not rule.contribute:
         return _deny(Reason.ROLE_NOT_PERMITTED, f"{who} may not write joint care plans", policy)
     if not policy.level_spec(rule.level).allows("CarePlan"):
@@ -145,28 +147,30 @@ def decide_plan_write(
     if isinstance(rule, Decision):
         return rule
     assert purpose is not None  # _writer_rule refuses a missing purpose
-    who = f"{_who(requester)} at {requester.org} for {purpose}"
-    relationship = legitimate_relationship(requester.org, contributions)
+    org = requester.org
+    assert org is not None  # _writer_rule refuses a caller with no organisation
+    who = f"{_who(requester)} at {org} for {purpose}"
+    relationship = legitimate_relationship(org, contributions)
     if relationship is None:
         return _deny(
             Reason.NO_LEGITIMATE_RELATIONSHIP,
-            f"{requester.org} has no legitimate relationship with the person",
+            f"{org} has no legitimate relationship with the person",
             policy,
         )
     basis = relationship
-    if interaction is PlanInteraction.UPDATE and plan_custodian not in (None, requester.org):
-        kept = _keeping_plan_from(requester.org, str(plan_custodian), directives, purpose, now)
+    if interaction is PlanInteraction.UPDATE and plan_custodian not in (None, org):
+        kept = _keeping_plan_from(org, str(plan_custodian), directives, purpose, now)
         if kept is not None:
             reason, hits = kept
             return _deny(
                 reason,
-                f"the person's choices keep {plan_custodian}'s plan from {requester.org}, "
+                f"the person's choices keep {plan_custodian}'s plan from {org}, "
                 "which may therefore not change it",
                 policy,
                 [d.consent_id for d in hits],
             )
     elif interaction is PlanInteraction.UPDATE:
-        basis += f"; {requester.org} authored the plan"
+        basis += f"; {org} authored the plan"
     text = f"permitted: {who} to {interaction} a joint plan; {basis}"
     return Decision(Effect.PERMIT, (), policy.version, text)
 

@@ -74,6 +74,8 @@ def requester(ctx: RequestContext) -> Requester:
         org=ctx.org,
         client_kind=ClientKind(ctx.client_kind),
         break_glass_reason=ctx.break_glass_reason,
+        patient=ctx.patient,
+        proofing_level=ctx.proofing_level,
     )
 
 
@@ -139,6 +141,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
             for x in r.resources
         },  # a withheld source's resources are withheld too: a direct read is a 403
         detail=decision,
+        announce_withheld=decision.announce_withheld,
     )
 
 
@@ -174,6 +177,7 @@ class PolicyDecider:
             self.policy,
             now,
             prior_break_glass=prior,
+            person=nhs_number,
         )
         if decision.break_glass and ctx.break_glass_reason and not dry_run:
             await self.ledger.record(ctx.sub, nhs_number, now, ctx.break_glass_reason)

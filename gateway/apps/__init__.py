@@ -4,6 +4,8 @@
 ``/apps/careplan/``         shared care record viewer (clinicians, care workers)
 ``/apps/ig/``               information governance console (Privacy Officers,
                             Caldicott Guardians)
+``/apps/me/``               the person's own view, phone screen first: their record, who
+                            has looked at it, their sharing choices (NHS login)
 ``/apps/shared/``           what every app uses: page shell, SMART client wrapper,
                             FHIR helpers, patient banner, plain-words outcomes
 ``/apps/vendor/``           nhsuk-frontend and fhirclient, copied from npm

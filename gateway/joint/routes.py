@@ -143,7 +143,8 @@ def _refuse_source_plan(state: GatewayState, plan_id: str, verb: str) -> None:
     )
 
 
-def _require_writer(state: GatewayState, ctx: RequestContext) -> None:
+def _require_writer(state: GatewayState, ctx: RequestContext) -> str:
+    """The writer's organisation (ODS code), or ``403`` for a caller who may not write."""
     denial = plan_write_role_denial(requester(ctx), ctx.purpose, policy_of(state))
     if denial is not None:
         audit_trail.note_decision(denial.effect.value, denial.reason_codes, False, None)
@@ -151,6 +152,8 @@ def _require_writer(state: GatewayState, ctx: RequestContext) -> None:
             "This caller may not write joint care plans: " + denial.matched_rule,
             reasons=denial.reason_codes,
         )
+    assert ctx.org is not None  # the policy refuses a caller with no organisation
+    return ctx.org
 
 
 def _expected_version(request: Request) -> int:
@@ -237,7 +240,7 @@ def _answer(stored: dict[str, Any], status: int, headers: dict[str, str]) -> FHI
 
 @router.post("/CarePlan")
 async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) -> FHIRResponse:
-    _require_writer(state, ctx)
+    org = _require_writer(state, ctx)
     check_params(request, ())
     body = await careplan_body(request)
     nhs = subject_nhs_number(body)
@@ -245,11 +248,11 @@ async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) ->
         audit_trail.note_patient(nhs)
     plan_id = new_plan_id()
     domain = plan_domain(requester(ctx), policy_of(state)) or "health"
-    team = contributors([], ctx.org, ctx.sub, ctx.name)
+    team = contributors([], org, ctx.sub, ctx.name)
 
     def stamp(version: int, at: datetime, person: str | None = nhs) -> dict[str, Any]:
         return stamped(body, plan_id=plan_id, version=version, at=at, nhs=person,
-                       author_org=ctx.org, domain=domain, contributor=team)  # fmt: skip
+                       author_org=org, domain=domain, contributor=team)  # fmt: skip
 
     provisional = stamp(1, datetime.now(UTC), None)
     check_fhir(provisional)
@@ -258,7 +261,7 @@ async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) ->
     results = await state.access.records.fetch(nhs)
     _known(results)
     await _authorise(ctx, state, PlanInteraction.CREATE, nhs, results)
-    stored = await store_of(state).create(stamp, plan_id=plan_id, nhs=nhs, org=ctx.org,
+    stored = await store_of(state).create(stamp, plan_id=plan_id, nhs=nhs, org=org,
                                           domain=domain)  # fmt: skip
     audit_trail.note_resources((reference(stored),))
     await _evict(state, nhs)
@@ -270,7 +273,7 @@ async def update_careplan(
     plan_id: str, ctx: PlanUpdate, state: StateDep, request: Request
 ) -> FHIRResponse:
     _refuse_source_plan(state, plan_id, "change")
-    _require_writer(state, ctx)
+    org = _require_writer(state, ctx)
     check_params(request, ())
     expected = _expected_version(request)
     body = await careplan_body(request)
@@ -282,7 +285,7 @@ async def update_careplan(
     nhs = current.nhs_number
     audit_trail.note_patient(nhs)
     audit_trail.note_resources((reference(current.resource),))
-    team = contributors(current.resource.get("contributor") or [], ctx.org, ctx.sub, ctx.name)
+    team = contributors(current.resource.get("contributor") or [], org, ctx.sub, ctx.name)
 
     def stamp(version: int, at: datetime, person: str | None = nhs) -> dict[str, Any]:
         return stamped(body, plan_id=plan_id, version=version, at=at, nhs=person,
@@ -297,7 +300,7 @@ async def update_careplan(
     if expected != current.version:
         raise PlanVersionConflict(expected, current.version)
     stored = await store_of(state).update(
-        plan_id, stamp, nhs=nhs, org=ctx.org, expected_version=expected
+        plan_id, stamp, nhs=nhs, org=org, expected_version=expected
     )
     audit_trail.note_resources((reference(stored),))
     await _evict(state, nhs)
