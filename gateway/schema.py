@@ -20,9 +20,10 @@ gateway's own (:func:`gateway.db.make_engine`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -59,7 +60,7 @@ def target_metadata() -> MetaData:
     return Base.metadata
 
 
-def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
+def include_name(name: str | None, type_: str, parent_names: MutableMapping[Any, Any]) -> bool:
     """What Alembic compares with the models: not the audit trail's partitions on PostgreSQL
     (``audit_event_YYYY_MM``, ``audit_event_default``: made at run time, declared by none)."""
     return not (type_ == "table" and name is not None and is_audit_partition(name))

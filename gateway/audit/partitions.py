@@ -104,7 +104,7 @@ async def is_partitioned(conn: AsyncConnection) -> bool:
     kind = await conn.scalar(
         text("SELECT relkind::text FROM pg_class WHERE oid = to_regclass(:name)"), {"name": PARENT}
     )
-    return kind == "p"
+    return bool(kind == "p")
 
 
 async def partitions(conn: AsyncConnection) -> list[Partition]:

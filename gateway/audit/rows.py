@@ -97,7 +97,7 @@ audit_event = cast(Table, AuditEventRow.__table__)
 event.listen(
     audit_event,
     "after_create",
-    DDL(
+    DDL(  # type: ignore[no-untyped-call]
         "CREATE TABLE IF NOT EXISTS audit_event_default PARTITION OF audit_event DEFAULT"
     ).execute_if(dialect="postgresql"),
 )

@@ -45,6 +45,7 @@ NEW_INDEXES = {
     "ix_audit_event_agent_org_recorded": ["agent_org", "recorded"],
 }
 BREAK_GLASS_INDEX = "ix_audit_event_break_glass_recorded"
+CHAIN_KEY = "uq_audit_event_chain_seq_recorded"
 
 
 def _columns() -> list[sa.Column[object]]:
@@ -99,8 +100,8 @@ def _search_indexes(break_glass_where: sa.TextClause) -> None:
 
 def _partition_postgresql() -> None:
     bind = op.get_bind()
-    kind = bind.execute(sa.text("SELECT relkind::text FROM pg_class WHERE oid = 'audit_event'::regclass"))
-    if kind.scalar() == "p":
+    kind = "SELECT relkind::text FROM pg_class WHERE oid = 'audit_event'::regclass"
+    if bind.execute(sa.text(kind)).scalar() == "p":
         return
     op.execute("LOCK TABLE audit_event IN ACCESS EXCLUSIVE MODE")
     op.execute("ALTER TABLE audit_event RENAME TO audit_event_unpartitioned")
@@ -130,7 +131,7 @@ def _partition_postgresql() -> None:
         "audit_event",
         *_columns(),
         sa.PrimaryKeyConstraint("id", "recorded", name="audit_event_pkey"),
-        sa.UniqueConstraint("chain_id", "seq", "recorded", name="uq_audit_event_chain_seq_recorded"),
+        sa.UniqueConstraint("chain_id", "seq", "recorded", name=CHAIN_KEY),
         postgresql_partition_by="RANGE (recorded)",
     )
     op.create_index("ix_audit_event_recorded", "audit_event", ["recorded"])
@@ -180,7 +181,7 @@ def _rebuild_sqlite() -> None:
         return  # made with these keys already (``create_all`` of this code)
     _copy_sqlite(
         sa.PrimaryKeyConstraint("id", "recorded"),
-        sa.UniqueConstraint("chain_id", "seq", "recorded", name="uq_audit_event_chain_seq_recorded"),
+        sa.UniqueConstraint("chain_id", "seq", "recorded", name=CHAIN_KEY),
     )
     _search_indexes(sa.text("break_glass"))
 
