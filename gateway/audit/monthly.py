@@ -172,7 +172,7 @@ async def archive_month(
         out_dir,
         before=end,
         remove=remove,
-        include_unreviewed=include_unreviewed,
+        include_unreviewed=include_unreviewed or not remove,  # an export removes nothing
         retention_days=retention_days,
         now=now,
         seq_ranges=runs,
