@@ -15,7 +15,7 @@ rebuilt with the same keys, so both databases have the schema the models declare
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-02
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
