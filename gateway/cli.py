@@ -304,9 +304,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gateway.audit.cli import archive_main, verify_main
+    from gateway.audit.cli import archive_main, partitions_main, verify_main
 
     settings = get_settings()
+    if args.audit_command == "partitions":
+        return partitions_main(settings.database_url)
     if args.audit_command == "verify":
         return verify_main(
             settings.database_url,
@@ -319,6 +321,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         out_dir,
         retention_days=settings.audit_retention_days,
         before=args.before,
+        partition=args.partition,
         remove=args.audit_command == "archive",
         include_unreviewed=getattr(args, "include_unreviewed_break_glass", False),
     )
@@ -379,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--out", required=True, metavar="DIR", help="a directory to create")
     export.add_argument("--before", metavar="ISO", help="cut-off date or date-time (default: now)")
+    export.add_argument(
+        "--partition", metavar="YYYY-MM", help="instead of --before: the events of one month"
+    )
     archive = audit_sub.add_parser(
         "archive",
         help="export events past CAREGW_AUDIT_RETENTION_DAYS, then remove them from the database",
@@ -388,12 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", metavar="ISO", help="cut-off, no later than the retention period allows"
     )
     archive.add_argument(
+        "--partition",
+        metavar="YYYY-MM",
+        help="instead of --before: the oldest stored month (PostgreSQL: its partition is dropped)",
+    )
+    archive.add_argument(
         "--dry-run", action="store_true", help="check and count only; write and remove nothing"
     )
     archive.add_argument(
         "--include-unreviewed-break-glass",
         action="store_true",
         help="archive break-glass events no IG lead has reviewed (they leave the review queue)",
+    )
+
+    audit_sub.add_parser(
+        "partitions", help="list the audit trail's monthly partitions (PostgreSQL) and their rows"
     )
 
     sim = sub.add_parser("simulate-sources", help="run only the simulated source systems")

@@ -20,8 +20,10 @@ gateway's own (:func:`gateway.db.make_engine`).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -30,6 +32,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit.partitions import is_audit_partition
 from gateway.db import Base
 
 
@@ -56,6 +59,12 @@ def target_metadata() -> MetaData:
     import gateway.smart.store  # noqa: F401
 
     return Base.metadata
+
+
+def include_name(name: str | None, type_: str, parent_names: MutableMapping[Any, Any]) -> bool:
+    """What Alembic compares with the models: not the audit trail's partitions on PostgreSQL
+    (``audit_event_YYYY_MM``, ``audit_event_default``: made at run time, declared by none)."""
+    return not (type_ == "table" and name is not None and is_audit_partition(name))
 
 
 def _config(connection: Connection | None = None) -> Config:

@@ -31,6 +31,7 @@ from consent import load_policy
 from gateway import schema
 from gateway.access import Decider, RecordAccess
 from gateway.audit import AuditStore
+from gateway.audit.partitions import ensure_current
 from gateway.auth import TokenVerifier
 from gateway.cache import (
     ChangePoller,
@@ -128,6 +129,7 @@ async def build_state(
     except BaseException:
         await engine.dispose()
         raise
+    await ensure_current(engine)  # PostgreSQL: this month's and next month's audit partitions
     consents = ConsentStore(engine)
     audit = AuditStore(engine)
     await audit.start()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import events as ev
 from gateway.audit.errors import AuditEventRejected, AuditUnavailable
+from gateway.audit.partitions import PartitionKeeper
 from gateway.audit.rows import (
     DEFAULT_CHAIN,
     Prepared,
@@ -89,6 +90,7 @@ class GroupCommitWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0  # events queued or being committed, corrections included
+        self._partitions = PartitionKeeper(engine)  # PostgreSQL: next month's, ahead of time
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class GroupCommitWriter:
         it was serving get :class:`AuditUnavailable`.
         """
         self._closed = True
+        await self._partitions.close()
         writer, self._writer = self._writer, None
         pending: set[asyncio.Task[None]] = set(self._background)
         if writer is not None and not writer.done():
@@ -296,6 +299,7 @@ class GroupCommitWriter:
 
     async def _commit(self, batch: Sequence[_Item]) -> None:
         """Link ``batch`` onto the chain head and commit it in one transaction."""
+        self._partitions.check()
         for attempt in range(_LINK_RETRIES):
             try:
                 async with self.engine.begin() as conn:
