@@ -70,6 +70,9 @@ async def ready(state: StateDep) -> FHIRResponse:
             p.name: {"polls": p.polls, "failures": p.failures, "evicted": p.evicted}
             for p in state.change_pollers
         }
+    if getattr(state.drain, "draining", False):  # shutting down (gateway.ops.shutdown)
+        body["status"] = "draining"
+        return FHIRResponse(body, status_code=503)
     if unavailable:
         body["status"] = "unavailable"
         return FHIRResponse(body, status_code=503)
