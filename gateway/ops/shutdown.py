@@ -78,15 +78,21 @@ class GracefulServer(uvicorn.Server):
             return
         self.signalled = sig
         self.drain.draining = True
+        if self._loop is None:  # pragma: no cover - signals are captured inside serve()
+            self.should_exit = True
+            return
+        # The rest runs in the loop, not in whichever request's context the signal landed.
+        self._loop.call_soon_threadsafe(self._begin, sig)
+
+    def _begin(self, sig: int) -> None:
         log.info("shutdown_started", signal=signal.Signals(sig).name, drain_s=self.drain_s)
         if self.drain_s <= 0 or self._loop is None:
             self.should_exit = True
             return
-        loop = self._loop
-        loop.call_soon_threadsafe(loop.call_later, self.drain_s, self._stop_accepting)
+        self._loop.call_later(self.drain_s, self._stop_accepting)
 
     def _stop_accepting(self) -> None:
-        log.info("shutdown_draining_done")
+        log.info("shutdown_drain_done")
         self.should_exit = True
 
 

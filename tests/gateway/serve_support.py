@@ -29,7 +29,7 @@ from simulators.runner import RunningSources, source_configs
 ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "urn:caregateway:ops-test-issuer"
 AUDIENCE = "urn:caregateway:ops-test-gateway"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0  # a cold interpreter on a busy 2-core machine
 
 
 @dataclasses.dataclass
