@@ -120,14 +120,24 @@ class Replica:
 class ReplicaSet:
     """Replicas sharing one key, audience and cache key ring; ``env`` applies to all."""
 
-    def __init__(self, folder: Path, running: RunningSources, **env: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        running: RunningSources,
+        *,
+        source_timeout_s: float | None = None,
+        **env: str,
+    ) -> None:
         self.folder = folder
         self.running = running
         self.private_pem, public_jwk = generate_signing_key()
         jwks = folder / "jwks.json"
         jwks.write_text(json.dumps({"keys": [public_jwk]}), "utf-8")
+        configs = source_configs(running)
+        if source_timeout_s is not None:
+            configs = [dataclasses.replace(c, timeout_s=source_timeout_s) for c in configs]
         sources = folder / "sources.json"
-        sources.write_text(json.dumps([dataclasses.asdict(s) for s in source_configs(running)]))
+        sources.write_text(json.dumps([dataclasses.asdict(c) for c in configs]))
         self.sources_file = sources
         base = {k: v for k, v in os.environ.items() if not k.startswith("CAREGW_")}
         base.update(
