@@ -17,6 +17,7 @@ from typing import Any
 from gateway.ops.metrics import GatewayMetrics, MetricsServer, RequestMetrics
 from gateway.ops.ratelimit import RateLimit, RateLimiter, TooManyRequests, parse_rate_limit
 from gateway.ops.shutdown import Drain, GracefulServer, serve_gracefully
+from gateway.ops.tracing import TraceContextMiddleware
 from gateway.settings import ConfigurationError, Settings
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "TooManyRequests",
     "parse_rate_limit",
     "serve_gracefully",
+    "TraceContextMiddleware",
 ]
 
 
@@ -63,7 +65,9 @@ class Operations:
         )
 
     def install(self, app: Any) -> None:
-        """Add the request metrics middleware (outermost, so it sees the status sent)."""
+        """Add the trace context middleware and the request metrics middleware (outermost,
+        so it sees the status sent)."""
+        app.add_middleware(TraceContextMiddleware)
         if self.metrics is not None:
             app.add_middleware(RequestMetrics, metrics=self.metrics)
 
