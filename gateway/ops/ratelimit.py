@@ -178,12 +178,19 @@ class RateLimiter:
         self._redis_down_until = 0.0
         if redis_url:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
             self._redis = aioredis.Redis.from_url(
                 redis_url,
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,
                 max_connections=64,
+                # After a Redis restart each pooled connection is dead: one retry on a new
+                # connection, at once, instead of one fallback per stale connection. A
+                # timeout is not retried (it would double the wait on a hung Redis).
+                retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
             )
             self._script = self._redis.register_script(_GCRA_LUA)
 

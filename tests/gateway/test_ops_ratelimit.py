@@ -196,3 +196,25 @@ def test_rate_limit_forms(text: str, limit: RateLimit) -> None:
 def test_a_bad_rate_limit_names_the_variable(text: str) -> None:
     with pytest.raises(ConfigurationError, match="CAREGW_RATE_LIMIT"):
         Operations.from_settings(Settings(rate_limit=text))
+
+
+async def test_a_restarted_redis_is_used_again_on_the_next_check(
+    own_redis_server: RedisServer,  # noqa: F811
+) -> None:
+    class Caller:
+        sub = "restart-user"
+        client_kind = "user"
+        client_id = None
+
+    limiter = RateLimiter(RateLimit(3, 60.0), own_redis_server.url)
+    try:
+        await limiter.check(Caller())
+        await limiter.check(Caller())
+        own_redis_server.restart()  # empty again: no persistence in the test server
+        for _ in range(3):  # the pooled connection is dead: retried once on a new one
+            await limiter.check(Caller())
+        with pytest.raises(TooManyRequests):
+            await limiter.check(Caller())
+    finally:
+        await limiter.aclose()
+    assert limiter.redis_failures == 0
