@@ -14,6 +14,7 @@ from gateway.boundary import ErrorBoundary, reraise
 from gateway.fhir.openapi import install_openapi
 from gateway.joint import routes as joint
 from gateway.limits import Limits
+from gateway.ops import Operations
 from gateway.routes import audit, consent, fhir, health
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
@@ -22,11 +23,14 @@ from gateway.state import GatewayState
 StateFactory = Callable[[], Awaitable[tuple[GatewayState, Callable[[], Awaitable[None]]]]]
 
 
-def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> FastAPI:
+def create_app(
+    state_factory: StateFactory, *, limits: Limits | None = None, ops: Operations | None = None
+) -> FastAPI:
     """Build the app; ``state_factory`` makes the shared state and its closer at start-up.
 
     ``limits``: the request size limits; by default those of the settings
-    (``CAREGW_MAX_*``, see ``docs/reliability.md``).
+    (``CAREGW_MAX_*``, see ``docs/reliability.md``). ``ops``: metrics, rate limits and the
+    shutdown drain (:mod:`gateway.ops`), started on the state once it is built.
     """
 
     @asynccontextmanager
@@ -34,8 +38,12 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
         state, close = await state_factory()
         app.state.gateway = state
         try:
+            if ops is not None:
+                await ops.start(state)
             yield
         finally:
+            if ops is not None:
+                await ops.stop()
             await close()
 
     app = FastAPI(
@@ -62,4 +70,6 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     app.add_exception_handler(StarletteHTTPException, reraise)
     app.add_exception_handler(RequestValidationError, reraise)
     app.add_middleware(ErrorBoundary, limits=limits or Limits.from_settings(get_settings()))
+    if ops is not None:
+        ops.install(app)  # outside the boundary: counts the status really sent
     return app

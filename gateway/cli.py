@@ -152,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.auth import TokenVerifier
     from gateway.cache import CacheConfigError
     from gateway.cache.factory import build_record_cache
+    from gateway.ops import Operations, serve_gracefully
     from gateway.smart import from_settings as smart_from_settings
     from gateway.wiring import build_state
 
@@ -186,6 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         load_policy(settings.policy_file)  # fail now, naming the problem, not at start-up
         smart = smart_from_settings(settings)  # None unless CAREGW_SMART_CLIENTS_FILE is set
+        ops = Operations.from_settings(settings)  # metrics, rate limits, shutdown drain
     except PolicyError as exc:
         return _fail(f"CAREGW_POLICY_FILE: {exc}")
     except (ConfigurationError, CacheConfigError) as exc:
@@ -208,8 +210,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             smart=smart,
         )
 
-    asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())
-    return 0
+    return serve_gracefully(
+        create_app(factory, ops=ops),
+        host=settings.host,
+        port=settings.port,
+        drain=ops.drain,
+        drain_s=settings.shutdown_drain_s,
+        timeout_s=settings.shutdown_timeout_s,
+    )
 
 
 async def _prepare_database(database_url: str, auto_upgrade: bool) -> str | None:

@@ -61,6 +61,8 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
             note.user_sub, note.user_name = principal.sub, principal.name
             note.user_role, note.user_org = principal.role, principal.org
             note.client_id = principal.client_id
+        if state.rate_limiter is not None:  # CAREGW_RATE_LIMIT: 429, audited (gateway.ops)
+            await state.rate_limiter.check(principal)
         require_scope(principal, resource_type, interaction)
         purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))
         if note is not None:

@@ -7,7 +7,8 @@ commit, events of callers that gave up withdrawn or corrected, one bad event fai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -91,6 +92,8 @@ class GroupCommitWriter:
         self._idle.set()
         self._busy = 0  # events queued or being committed, corrections included
         self._partitions = PartitionKeeper(engine)  # PostgreSQL: next month's, ahead of time
+        # called after each commit with (events, seconds, committed): the metrics (gateway.ops)
+        self.on_commit: Callable[[int, float, bool], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -262,9 +265,12 @@ class GroupCommitWriter:
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
         self._inflight = batch
+        started = time.perf_counter()
         try:
             await self._commit(batch)
         except BaseException as exc:
+            if self.on_commit is not None:
+                self.on_commit(len(batch), time.perf_counter() - started, False)
             cause = exc.__cause__ if isinstance(exc, AuditUnavailable) else exc
             if (
                 isinstance(exc, Exception)
@@ -291,6 +297,8 @@ class GroupCommitWriter:
             return
         finally:
             self._inflight = []
+        if self.on_commit is not None:
+            self.on_commit(len(batch), time.perf_counter() - started, True)
         for item in batch:
             if item.abandoned and item.sealed:
                 self._correct(item)  # the caller gave up while this very commit ran
