@@ -227,7 +227,13 @@ def page(browser: Any) -> Iterator[Any]:
 
     tab.on("console", on_console)
     tab.on("response", on_response)
-    tab.on("requestfailed", lambda r: problems.errors.append(f"request failed: {r.url}"))
+    def on_request_failed(request: Any) -> None:
+        # A request the page's own navigation cancelled (the favicon of a page that the
+        # SMART redirect leaves at once) is no fault of the page; any other failure is.
+        if request.failure != "net::ERR_ABORTED":
+            problems.errors.append(f"request failed: {request.url} ({request.failure})")
+
+    tab.on("requestfailed", on_request_failed)
     tab.on("pageerror", lambda exc: problems.errors.append(f"page error: {exc}"))
     tab.problems = problems
     try:
