@@ -20,6 +20,7 @@ gateway's own (:func:`gateway.db.make_engine`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import resources
@@ -34,6 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.partitions import is_audit_partition
 from gateway.db import Base
+
+# Alembic narrates each plugin it loads and each step at INFO; the gateway's own log says what
+# matters (the CLI prints the revision), so only its warnings and errors are kept.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class SchemaOutOfDate(Exception):
