@@ -22,11 +22,19 @@ posting only here. ``Referrer-Policy: no-referrer`` keeps the authorization ``co
 redirect URL from leaking to anything the page links to. HTML is ``no-store`` (a page must
 never be replayed from a shared cache after sign-out); vendored files may be cached briefly.
 A path outside the static folder, a dot-file or an unknown file type is ``404``.
+
+Every app's page is the same shell (``static/shared/page.html``: NHS.UK header and footer
+slots, skip link, the "Signing you in" status a screen reader announces) filled in with
+the app's title and own stylesheets from :data:`PAGES`, so the three apps cannot drift
+apart in the markup that accessibility depends on. The pages are rendered once, at import.
 """
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import Final
 
 from fastapi import APIRouter
@@ -35,7 +43,30 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from gateway.errors import NotFound
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
-APPS: Final = ("careplan", "ig", "me")
+
+
+@dataclass(frozen=True, slots=True)
+class AppPage:
+    """What one app's page says in the shared shell: its title and its own stylesheets."""
+
+    title: str
+    stylesheets: tuple[str, ...] = ()
+
+    def render(self, shell: Template) -> bytes:
+        links = "".join(
+            f'<link rel="stylesheet" href="{html.escape(sheet)}">\n' for sheet in self.stylesheets
+        )
+        return shell.substitute(title=html.escape(self.title), stylesheets=links).encode()
+
+
+PAGES: Final = {
+    "careplan": AppPage("Shared care record"),
+    "ig": AppPage("Information governance console"),
+    "me": AppPage("Your shared care record", ("me.css",)),
+}
+APPS: Final = tuple(PAGES)
+_SHELL: Final = Template((STATIC / "shared" / "page.html").read_text(encoding="utf-8"))
+RENDERED: Final = {app: page.render(_SHELL) for app, page in PAGES.items()}
 
 CSP: Final = "; ".join(
     (
@@ -75,13 +106,13 @@ router = APIRouter(include_in_schema=False)
 
 
 def resolve(path: str) -> Path:
-    """The file under :data:`STATIC` that ``path`` names (``index.html`` for a folder)."""
+    """The file under :data:`STATIC` that ``path`` names; a folder is not a file."""
     parts = [p for p in path.split("/") if p]
     if any(p.startswith(".") or "\\" in p for p in parts):
         raise NotFound("No such page.")
     target = STATIC.joinpath(*parts)
-    if target.is_dir():
-        target = target / "index.html"
+    if target.is_dir() or target.name == "page.html":
+        raise NotFound("No such page.")
     try:
         target = target.resolve(strict=True)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -96,6 +127,12 @@ async def read_app_file(path: str) -> Response:
     first = path.split("/", 1)[0]
     if first in APPS and path == first:
         return RedirectResponse(f"/apps/{first}/", status_code=308, headers=SECURITY_HEADERS)
+    if first in RENDERED and path == f"{first}/":
+        return Response(
+            RENDERED[first],
+            media_type=MEDIA_TYPES[".html"],
+            headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
+        )
     target = resolve(path)
     cache = "no-store" if target.suffix == ".html" else "no-cache"
     if target.parent.is_relative_to(STATIC / "vendor"):
@@ -107,4 +144,4 @@ async def read_app_file(path: str) -> Response:
     )
 
 
-__all__ = ["CSP", "router"]
+__all__ = ["APPS", "CSP", "PAGES", "AppPage", "router"]

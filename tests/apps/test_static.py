@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.apps import STATIC, resolve
+from gateway.apps import PAGES, RENDERED, STATIC, resolve
 from gateway.errors import NotFound
 
 
 def test_a_folder_is_its_index_page() -> None:
-    assert resolve("careplan/") == STATIC / "careplan" / "index.html"
-    assert resolve("ig") == STATIC / "ig" / "index.html"
+    """Each app's folder is its page: the shared shell with the app's own title and styles."""
+    assert sorted(RENDERED) == ["careplan", "ig", "me"]
+    careplan = RENDERED["careplan"].decode()
+    assert "<title>Shared care record – caregateway</title>" in careplan
+    assert '<h1 class="nhsuk-heading-l">Shared care record</h1>' in careplan
+    assert '<script type="module" src="main.js"></script>' in careplan
+    assert '<a class="nhsuk-skip-link" href="#maincontent">' in careplan
+    assert "me.css" not in careplan and "$" not in careplan
+    me = RENDERED["me"].decode()
+    assert '<link rel="stylesheet" href="me.css">' in me
+    assert "<title>Your shared care record – caregateway</title>" in me
+    assert "Information governance console" in RENDERED["ig"].decode()
+    for app, page in PAGES.items():
+        for sheet in page.stylesheets:
+            assert (STATIC / app / sheet).is_file()
+    for folder in ("careplan/", "ig", "shared/page.html"):
+        with pytest.raises(NotFound):
+            resolve(folder)
 
 
 @pytest.mark.parametrize(
