@@ -19,6 +19,7 @@ Every answer writes one security AuditEvent (:mod:`gateway.smart.audit`) before 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
@@ -228,33 +229,39 @@ def redirect_error(grant: Any, req: SmartRequest, description: str) -> Response:
 
 @router.post("/auth/token")
 async def token(request: Request) -> Response:
-    server = _server(request)
-    if server is None:
-        return _off()
-    event = SecurityEvent(endpoint="token")
-    current_event.set(event)
-    params = await read_form(request)
-    if isinstance(params, JSONResponse):
-        return await finish(request, event, params)
-    event.grant_type = params.get("grant_type")
-    event.client_id = (
-        params.get("client_id") if server.clients.get(params.get("client_id")) else None
-    )
-    result = await server.run(server.create_token_response, smart_request(request, params))
-    return await finish(request, event, render(result))
+    return await _form_endpoint(request, "token", _token_response)
 
 
 @router.post("/auth/introspect")
 async def introspect(request: Request) -> Response:
-    return await _endpoint(request, "introspection", "introspect")
+    return await _form_endpoint(request, "introspect", _endpoint_response("introspection"))
 
 
 @router.post("/auth/revoke")
 async def revoke(request: Request) -> Response:
-    return await _endpoint(request, "revocation", "revoke")
+    return await _form_endpoint(request, "revoke", _endpoint_response("revocation"))
 
 
-async def _endpoint(request: Request, name: str, label: str) -> Response:
+_Respond = Callable[[SmartServer, SecurityEvent, SmartRequest], Awaitable[Any]]
+
+
+async def _token_response(server: SmartServer, event: SecurityEvent, req: SmartRequest) -> Any:
+    event.grant_type = req.form.get("grant_type")
+    client_id = req.form.get("client_id")
+    event.client_id = client_id if server.clients.get(client_id) else None
+    return await server.run(server.create_token_response, req)
+
+
+def _endpoint_response(name: str) -> _Respond:
+    async def respond(server: SmartServer, event: SecurityEvent, req: SmartRequest) -> Any:
+        return await server.run(server.create_endpoint_response, name, req)
+
+    return respond
+
+
+async def _form_endpoint(request: Request, label: str, respond: _Respond) -> Response:
+    """The one shape of every form-posting OAuth2 endpoint: off unless the server is on, a
+    security event for the attempt, the form read strictly, Authlib's answer audited."""
     server = _server(request)
     if server is None:
         return _off()
@@ -263,7 +270,7 @@ async def _endpoint(request: Request, name: str, label: str) -> Response:
     params = await read_form(request)
     if isinstance(params, JSONResponse):
         return await finish(request, event, params)
-    result = await server.run(server.create_endpoint_response, name, smart_request(request, params))
+    result = await respond(server, event, smart_request(request, params))
     return await finish(request, event, render(result))
 
 
