@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters import nhs_number
 from adapters.resilience import SourceFault
-from gateway import audit_trail
+from gateway.audit import note as audit_trail
 from gateway.db import database_unavailable, describe_db_error
 from gateway.deps import request_id_from
 from gateway.errors import (
