@@ -53,6 +53,16 @@ from gateway.audit.codes import (
     SOURCE_TYPE_SYSTEM,
     USER_SYSTEM,
 )
+from gateway.audit.widths import (
+    CODE_MAX,
+    NHS_NUMBER_LEN,
+    ORG_MAX,
+    PURPOSE_MAX,
+    QUERY_MAX,
+    SUB_MAX,
+    TEXT_MAX,
+    clip,
+)
 
 Interaction = Literal["read", "vread", "search-type", "operation", "create", "update", "delete"]
 Action = Literal["C", "R", "U", "D", "E"]
@@ -73,28 +83,6 @@ _OUTCOME_TEXT: Final[dict[str, str]] = {
     "8": "gateway failure",
     "12": "gateway failure",
 }
-
-
-# --- what fits -----------------------------------------------------------------------------
-# The store indexes some fields in columns of fixed width (PostgreSQL enforces them: one value
-# too long would fail the insert, and with it every event in the same group commit). Events
-# the gateway builds are clipped to these widths here, visibly (TRUNCATED ends the value);
-# the store refuses any other event that would not fit (gateway.audit.store.check_fits).
-SUB_MAX: Final = 255  # audit_event.agent_sub
-ORG_MAX: Final = 32  # audit_event.agent_org
-PURPOSE_MAX: Final = 32  # audit_event.purpose
-NHS_NUMBER_LEN: Final = 10  # audit_event.patient
-TEXT_MAX: Final = 1000  # free text: user name, break-glass reason
-QUERY_MAX: Final = 8192  # a search's query string, before base64
-CODE_MAX: Final = 64  # roles, reason codes, resource types, operations, request ids
-TRUNCATED: Final = "...[truncated]"
-
-
-def clip(value: str | None, limit: int) -> str | None:
-    """``value`` cut to at most ``limit`` characters, ending in :data:`TRUNCATED` if cut."""
-    if value is None or len(value) <= limit:
-        return value
-    return value[: limit - len(TRUNCATED)] + TRUNCATED
 
 
 @dataclass(frozen=True, slots=True)

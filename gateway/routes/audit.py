@@ -46,7 +46,7 @@ says, how reviews are stored and what the rules find are the audit package's.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
@@ -116,6 +116,7 @@ ALERT_WINDOW_MAX: Final = 50_000  # events the monitoring rules look at in one r
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MAX_SUB: Final = 255  # the width of the trail's agent column (a token's ``sub``)
 _OUTCOMES: Final = frozenset({"0", "4", "8", "12"})
+_BOOLEANS: Final = ("true", "false")
 
 
 # --- state and the role check -----------------------------------------------------------
@@ -181,34 +182,26 @@ def _search_filters(request: Request) -> tuple[dict[str, Any], list[tuple[str, s
     """The store's filters and the normalised parameters (for the Bundle's links)."""
     filters: dict[str, Any] = {}
     echo: list[tuple[str, str]] = []
+
+    def take(name: str, key: str, parse: Callable[[str], Any]) -> None:
+        value = one(request, name)
+        if value is not None:
+            filters[key] = parse(value)
+            echo.append((name, value))
+
     patient = one(request, "patient")
     if patient is not None:
         filters["patient"] = _patient_param(request, patient)
         echo.append(("patient", filters["patient"]))
-    agent = one(request, "agent")
-    if agent is not None:
-        filters["agent"] = token(agent, "agent", max_chars=MAX_SUB)[1]
-        echo.append(("agent", agent))
-    org = one(request, "agent-org")
-    if org is not None:
-        filters["agent_org"] = token(org, "agent-org")[1]
-        echo.append(("agent-org", org))
+    take("agent", "agent", lambda v: token(v, "agent", max_chars=MAX_SUB)[1])
+    take("agent-org", "agent_org", lambda v: token(v, "agent-org")[1])
     dates = repeated(request, "date")
     if dates:
         filters["date_ge"], filters["date_le"] = date_bounds(dates)
         echo.extend(("date", d) for d in dates)
-    outcome = one(request, "outcome")
-    if outcome is not None:
-        filters["outcome"] = choice(outcome, "outcome", _OUTCOMES)
-        echo.append(("outcome", outcome))
-    purpose = one(request, "purpose")
-    if purpose is not None:
-        filters["purpose"] = token(purpose, "purpose")[1]
-        echo.append(("purpose", purpose))
-    break_glass = one(request, "break-glass")
-    if break_glass is not None:
-        filters["break_glass"] = choice(break_glass, "break-glass", ("true", "false")) == "true"
-        echo.append(("break-glass", break_glass))
+    take("outcome", "outcome", lambda v: choice(v, "outcome", _OUTCOMES))
+    take("purpose", "purpose", lambda v: token(v, "purpose")[1])
+    take("break-glass", "break_glass", lambda v: choice(v, "break-glass", _BOOLEANS) == "true")
     return filters, echo
 
 
