@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import ast
-import csv
-import io
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import gateway.audit
 from gateway.audit import (
-    AuditStore,
     MonitoringConfig,
-    access_report_csv,
     fields,
     note,
     run_rules,
 )
 from gateway.audit.codes import EXT_DECISION_EFFECT, EXT_DECISION_REASON
-from gateway.db import create_schema, make_engine
-from tests.gateway.test_audit_events import BASE, make_record
+from tests.gateway.test_audit_events import BASE
 
 GATEWAY = Path(gateway.audit.__file__).resolve().parents[1]
 PACKAGE = GATEWAY / "audit"
 NO_RELATIONSHIP = "no-legitimate-relationship"
+NHS = "9990000018"
+REQUEST: dict[str, Any] = {
+    "method": "GET",
+    "query": "",
+    "request_id": "req-1",
+    "client_address": "127.0.0.1",
+    "base_url": BASE,
+}
 
 
 def _imports(path: Path) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -76,34 +76,16 @@ def test_every_module_of_the_trail_stays_small() -> None:
 # --- reason codes are data -----------------------------------------------------------------
 
 
-def _http_event(
+def http_event(
     status: int, effect: str | None, reasons: tuple[str, ...], **kw: Any
 ) -> dict[str, Any]:
-    trail = note.AuditNote(
-        subtype="read",
-        resource_type="Patient",
-        user_sub="gp-1",
-        user_role="R8000",
-        user_org="F81001",
-        purpose="TREAT",
-        patient_nhs="9990000018",
-        effect=effect,
-        reasons=reasons,
-        **kw,
-    )
-    return note.build_event(
-        trail,
-        status=status,
-        method="GET",
-        query="",
-        request_id="req-1",
-        client_address="127.0.0.1",
-        base_url=BASE,
-    )
+    """The event the boundary builds for a read of NHS with this decision."""
+    trail = note.AuditNote(subtype="read", patient_nhs=NHS, effect=effect, reasons=reasons, **kw)
+    return note.build_event(trail, status=status, **REQUEST)
 
 
 def test_outcome_desc_is_written_from_the_status_effect_and_reasons() -> None:
-    event = _http_event(403, "deny", (NO_RELATIONSHIP, "patient-objected"))
+    event = http_event(403, "deny", (NO_RELATIONSHIP, "patient-objected"))
     assert event["outcomeDesc"] == (
         "HTTP 403; decision deny; reasons no-legitimate-relationship, patient-objected"
     )
@@ -114,24 +96,15 @@ def test_outcome_desc_is_written_from_the_status_effect_and_reasons() -> None:
     assert event["extension"][0] == {"url": EXT_DECISION_EFFECT, "valueCode": "deny"}
     assert fields.reasons(event) == (NO_RELATIONSHIP, "patient-objected")
     assert fields.decision_effect(event) == "deny"
-    glass = _http_event(200, "permit", (), break_glass=True, break_glass_reason="collapsed")
+    glass = http_event(200, "permit", (), break_glass=True, break_glass_reason="collapsed")
     assert glass["outcomeDesc"] == "HTTP 200; decision permit; break-glass: collapsed"
-    refused = note.build_event(
-        note.AuditNote(),
-        status=401,
-        method="GET",
-        query="",
-        request_id="req-2",
-        client_address=None,
-        base_url=BASE,
-        refusal=("invalid-token",),
-    )
+    refused = note.build_event(note.AuditNote(), status=401, refusal=("invalid-token",), **REQUEST)
     assert refused["outcomeDesc"] == "HTTP 401; reasons invalid-token"
     assert fields.reasons(refused) == ("invalid-token",)
 
 
 def test_reasons_are_read_from_the_extensions_never_from_the_text() -> None:
-    event = _http_event(403, "deny", ("purpose-not-permitted",))
+    event = http_event(403, "deny", ("purpose-not-permitted",))
     event["outcomeDesc"] = "HTTP 403; decision deny; reasons no-legitimate-relationship"
     assert fields.reasons(event) == ("purpose-not-permitted",)
     assert run_rules([event], MonitoringConfig()) == []
@@ -143,7 +116,7 @@ def test_reasons_are_read_from_the_extensions_never_from_the_text() -> None:
     assert alert.rule == NO_RELATIONSHIP and alert.event_ids == (event["id"],)
 
 
-def _legacy(event: dict[str, Any]) -> dict[str, Any]:
+def legacy_event(event: dict[str, Any]) -> dict[str, Any]:
     """The event as stored before reasons were extensions: effect and reasons in text only."""
     old = {k: v for k, v in event.items() if k != "extension"}
     old["outcomeDesc"] = "HTTP 403; decision deny; reasons no-legitimate-relationship"
@@ -151,45 +124,9 @@ def _legacy(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_old_events_with_reasons_only_in_outcome_desc_still_read() -> None:
-    old = _legacy(_http_event(403, "deny", (NO_RELATIONSHIP,)))
+    old = legacy_event(http_event(403, "deny", (NO_RELATIONSHIP,)))
     assert fields.reasons(old) == (NO_RELATIONSHIP,)
     assert fields.legacy_reasons("HTTP 403; reasons a, b ;x") == ("a", "b")
     assert fields.legacy_reasons("HTTP 200") == ()
     [alert] = run_rules([old], MonitoringConfig())
     assert alert.rule == NO_RELATIONSHIP
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[AuditStore]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
-    await create_schema(engine)
-    audit = AuditStore(engine)
-    await audit.start()
-    yield audit
-    await audit.close()
-    await engine.dispose()
-
-
-async def test_a_stored_old_event_reads_back_in_the_report_and_the_rules(
-    store: AuditStore,
-) -> None:
-    new = _http_event(403, "deny", (NO_RELATIONSHIP,))
-    old = _legacy(_http_event(403, "deny", (NO_RELATIONSHIP,)))
-    permitted = gateway.audit.build_audit_event(
-        make_record(recorded=datetime(2026, 11, 23, 10, tzinfo=UTC), patient_nhs="9990000026"),
-        BASE,
-    )
-    for event in (permitted, old, new):
-        await store.append(event)
-    found = await store.search(patient="9990000018", count=10)
-    assert {e["id"] for e in found} == {old["id"], new["id"]}
-    [alert] = [a for a in run_rules(found, MonitoringConfig()) if a.rule == NO_RELATIONSHIP]
-    assert set(alert.event_ids) == {old["id"], new["id"]}
-    rows = list(csv.DictReader(io.StringIO(access_report_csv(found))))
-    # the new event's effect and reason come from its extensions; the old event has no
-    # extension, so its reason is read from its text and its effect is not known
-    assert {r["decision/reasons"] for r in rows} == {
-        "deny; no-legitimate-relationship",
-        NO_RELATIONSHIP,
-    }
-    assert (await store.verify()).ok
