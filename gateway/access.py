@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from adapters.base import Outcome, SourceResult
-from gateway import audit_trail
+from gateway.audit import note as audit_trail
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.merge import MergedRecord, merge
 from gateway.record import RecordService

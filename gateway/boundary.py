@@ -7,7 +7,7 @@ For every HTTP request it
    application sees them: ``414`` path and query, ``431`` a header value or the break-glass
    reason, ``413`` a declared body; and counts the body as the application reads it
    (``413`` once past the limit, chunked bodies too: reading stops there);
-3. opens the request's :class:`~gateway.audit_trail.AuditNote` (``/fhir`` except the two
+3. opens the request's :class:`~gateway.audit.note.AuditNote` (``/fhir`` except the two
    documents any client reads before it has a token: ``metadata`` and SMART discovery);
 4. runs the application, and turns every failure into a FHIR ``OperationOutcome``:
    :class:`~gateway.errors.GatewayError` as itself, ``SourceFault`` and an unreachable database
@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters import nhs_number
 from adapters.resilience import SourceFault
-from gateway import audit_trail
+from gateway.audit import note as audit_trail
 from gateway.db import database_unavailable, describe_db_error
 from gateway.deps import request_id_from
 from gateway.errors import (

@@ -312,7 +312,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gateway.audit.cli import archive_main, partitions_main, verify_main
+    from gateway.audit import archive_main, partitions_main, verify_main
 
     settings = get_settings()
     if args.audit_command == "partitions":

@@ -37,8 +37,8 @@ from consent import (
     needs_relationship,
     parse_consents,
 )
-from gateway import audit_trail
 from gateway.access import SOURCE_UNAVAILABLE, RequestContext, Verdict
+from gateway.audit import note as audit_trail
 from gateway.errors import Forbidden, ServiceUnavailable
 from gateway.joint import custody
 

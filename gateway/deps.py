@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 
 from adapters import nhs_number, ukcore
-from gateway import audit_trail
 from gateway.access import RecordAccess, RequestContext
+from gateway.audit import note as audit_trail
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
 from gateway.routes.params import one

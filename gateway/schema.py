@@ -33,7 +33,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit.partitions import is_audit_partition
+from gateway.audit import is_audit_partition
 from gateway.db import Base
 
 # Alembic narrates each plugin it loads and each step at INFO; the gateway's own log says what
@@ -57,8 +57,7 @@ class SchemaState:
 
 def target_metadata() -> MetaData:
     """Every table the gateway declares (importing the modules registers them on ``Base``)."""
-    import gateway.audit.store  # noqa: F401
-    import gateway.audit_review  # noqa: F401
+    import gateway.audit  # noqa: F401  (audit_event, audit_checkpoint, audit_review)
     import gateway.consent_store  # noqa: F401
     import gateway.joint.store  # noqa: F401
     import gateway.smart.store  # noqa: F401

@@ -30,8 +30,7 @@ from adapters.socialcare.adapter import SocialCareAdapter
 from consent import load_policy
 from gateway import schema
 from gateway.access import Decider, RecordAccess
-from gateway.audit import AuditStore
-from gateway.audit.partitions import ensure_current
+from gateway.audit import AuditStore, ensure_current
 from gateway.auth import TokenVerifier
 from gateway.cache import (
     ChangePoller,

@@ -2,13 +2,8 @@
 
 ``CAREGW_AUDIT_RETENTION_DAYS`` says how long events stay in the database. Older events are
 moved, oldest first, into an **archive**: a directory an IG lead can keep on write-once
-storage, read with any FHIR tool, and check without the database.
-
-    <dir>/AuditEvent.ndjson    the events: the exact stored (hashed) bytes, one per line, in
-                               chain order (FHIR Bulk Data NDJSON)
-    <dir>/audit_review.ndjson  IG reviews of those events (one JSON object per line)
-    <dir>/manifest.json        per chain: first/last seq, the hash before the first event and
-                               of the last; per file: SHA-256 and line count
+storage, read with any FHIR tool, and check without the database (its files and their
+checks: :mod:`gateway.audit.archive_files`).
 
 :func:`archive_events` with ``remove=True`` (``caregateway audit archive``) removes an event
 from the database only after its archive is written, flushed to disk, renamed into place and
@@ -18,30 +13,33 @@ new events onto it. Removal is always a prefix of the chain (the chain stays who
 reaches events younger than the retention period, and stops before a break-glass event that
 no IG lead has reviewed yet (unless told otherwise), because archiving it would take it off
 the review queue. ``remove=False`` (``caregateway audit export``) writes the same archive and
-changes nothing.
-
-:func:`verify_archive` checks an archive on its own; :func:`check_continuity` checks that a set
-of archives and the database's checkpoints form one unbroken chain from genesis.
+changes nothing. A month at a time (one partition): :mod:`gateway.audit.monthly`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import Final, Protocol
 
-import orjson
 from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.audit.store import (
-    GENESIS_HASH,
+from gateway.audit.archive_files import (
+    ARCHIVE_FORMAT,
+    ArchiveWriter,
+    Segment,
+    as_bytes,
+    discard,
+    fsync_dir,
+    verify_archive,
+)
+from gateway.audit.reviews import audit_review, reviewed_among, reviews_of
+from gateway.audit.rows import (
     audit_checkpoint,
     audit_event,
     chain_ids,
@@ -50,14 +48,8 @@ from gateway.audit.store import (
     chain_start,
     check_row,
     has_checkpoints,
-    link_hash,
 )
-from gateway.audit_review import audit_review
 
-ARCHIVE_FORMAT: Final = "caregateway-audit-archive/1"
-EVENTS_FILE: Final = "AuditEvent.ndjson"
-REVIEWS_FILE: Final = "audit_review.ndjson"
-MANIFEST_FILE: Final = "manifest.json"
 REMOVE_CHUNK: Final = 5000  # events removed per transaction (each moves the checkpoint)
 _PAGE: Final = 1000
 
@@ -68,44 +60,6 @@ class ArchiveError(Exception):
 
 class ChainBrokenError(ArchiveError):
     """The chain is broken inside the range to archive; nothing written, nothing removed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One chain's archived run of events: ``first_seq..last_seq``."""
-
-    chain_id: str
-    first_seq: int
-    last_seq: int
-    prev_hash: str  # the hash the first event links onto (genesis or an earlier archive's last)
-    last_hash: str
-
-    @property
-    def count(self) -> int:
-        return self.last_seq - self.first_seq + 1
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "chainId": self.chain_id,
-            "firstSeq": self.first_seq,
-            "lastSeq": self.last_seq,
-            "prevHash": self.prev_hash,
-            "lastHash": self.last_hash,
-            "count": self.count,
-        }
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Segment:
-        segment = cls(
-            chain_id=str(value["chainId"]),
-            first_seq=int(value["firstSeq"]),
-            last_seq=int(value["lastSeq"]),
-            prev_hash=str(value["prevHash"]),
-            last_hash=str(value["lastHash"]),
-        )
-        if segment.count < 1 or int(value["count"]) != segment.count:
-            raise ValueError(f"segment {segment.chain_id}: count does not match its seq range")
-        return segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,76 +79,11 @@ class ArchiveResult:
         return sum(s.count for s in self.segments)
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveCheck:
-    """What :func:`verify_archive` found."""
-
-    ok: bool
-    events: int = 0
-    segments: tuple[Segment, ...] = ()
-    reason: str | None = None
-    manifest_sha256: str | None = None
-    hashes: dict[tuple[str, int], str] = field(default_factory=dict)  # the ``wanted`` ones
-
-
 def retention_cutoff(retention_days: int, now: datetime | None = None) -> datetime:
     """The instant before which events are past retention."""
     if retention_days < 1:
         raise ArchiveError("CAREGW_AUDIT_RETENTION_DAYS must be at least 1")
     return (now or datetime.now(UTC)) - timedelta(days=retention_days)
-
-
-# --- writing an archive ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Writer:
-    """Writes one archive's files into a temporary directory, hashing as it goes."""
-
-    directory: Path
-    events: IO[bytes] = field(init=False)
-    reviews: IO[bytes] = field(init=False)
-    events_sha: Any = field(default_factory=hashlib.sha256)
-    reviews_sha: Any = field(default_factory=hashlib.sha256)
-    event_lines: int = 0
-    review_lines: int = 0
-
-    def __post_init__(self) -> None:
-        self.events = (self.directory / EVENTS_FILE).open("xb")
-        self.reviews = (self.directory / REVIEWS_FILE).open("xb")
-
-    def event(self, stored: bytes) -> None:
-        line = stored + b"\n"
-        self.events.write(line)
-        self.events_sha.update(line)
-        self.event_lines += 1
-
-    def review(self, review: Mapping[str, Any]) -> None:
-        line = orjson.dumps(review, option=orjson.OPT_SORT_KEYS) + b"\n"
-        self.reviews.write(line)
-        self.reviews_sha.update(line)
-        self.review_lines += 1
-
-    def finish(self, manifest: dict[str, Any]) -> str:
-        """Flush both files to disk, write the manifest; return the manifest's SHA-256."""
-        for handle in (self.events, self.reviews):
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-        manifest["files"] = {
-            EVENTS_FILE: {"sha256": self.events_sha.hexdigest(), "lines": self.event_lines},
-            REVIEWS_FILE: {"sha256": self.reviews_sha.hexdigest(), "lines": self.review_lines},
-        }
-        body = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
-        with (self.directory / MANIFEST_FILE).open("xb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return hashlib.sha256(body).hexdigest()
-
-    def abandon(self) -> None:
-        for handle in (self.events, self.reviews):
-            handle.close()
 
 
 @dataclass(slots=True)
@@ -213,7 +102,7 @@ async def _scan_chain(
     *,
     before: datetime,
     include_unreviewed: bool,
-    writer: _Writer | None,
+    writer: ArchiveWriter | None,
     scan: _Scan,
     seq_range: tuple[int, int] | None = None,
 ) -> None:
@@ -239,7 +128,7 @@ async def _scan_chain(
         rows = await chain_page(conn, chain, expected, _PAGE)
         if not rows:
             break
-        reviewed = await _reviewed(conn, [r["id"] for r in rows if r["break_glass"]])
+        reviewed = await reviewed_among(conn, [r["id"] for r in rows if r["break_glass"]])
         taken: list[RowMapping] = []
         for row in rows:
             past = row["seq"] > seq_range[1] if seq_range else row["recorded"] >= before
@@ -266,34 +155,13 @@ async def _scan_chain(
             expected += 1
         if writer is not None and taken:
             for row in taken:
-                writer.event(_as_bytes(row["resource"]))
-            for review in await _reviews_of(conn, [r["id"] for r in taken]):
+                writer.event(as_bytes(row["resource"]))
+            for review in await reviews_of(conn, [r["id"] for r in taken]):
                 writer.review(review)
                 scan.reviews += 1
     if expected - 1 > start_seq:
         scan.boundaries[(chain, expected - 1)] = prev
         scan.segments.append(Segment(chain, start_seq + 1, expected - 1, first_prev, prev))
-
-
-async def _reviewed(conn: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
-    if not event_ids:
-        return set()
-    query = select(audit_review.c.event_id).where(audit_review.c.event_id.in_(event_ids))
-    return set((await conn.execute(query)).scalars())
-
-
-async def _reviews_of(conn: AsyncConnection, event_ids: Sequence[str]) -> list[dict[str, Any]]:
-    query = (
-        select(audit_review)
-        .where(audit_review.c.event_id.in_(event_ids))
-        .order_by(audit_review.c.reviewed_at, audit_review.c.id)
-    )
-    out: list[dict[str, Any]] = []
-    for row in (await conn.execute(query)).mappings():
-        review = dict(row)
-        review["reviewed_at"] = review["reviewed_at"].isoformat()
-        out.append(review)
-    return out
 
 
 class PartitionDrop(Protocol):
@@ -343,13 +211,13 @@ async def archive_events(
     await _ensure_tables(engine)
 
     staging: Path | None = None
-    writer: _Writer | None = None
+    writer: ArchiveWriter | None = None
     if out_dir is not None:
         try:
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
             staging.mkdir()
-            writer = _Writer(staging)
+            writer = ArchiveWriter(staging)
         except OSError as exc:
             raise ArchiveError(f"cannot write the archive: {exc}") from exc
 
@@ -371,7 +239,7 @@ async def archive_events(
         if writer is None or staging is None or out_dir is None or not scan.segments:
             if writer is not None:
                 writer.abandon()
-            _discard(staging)
+            discard(staging)
             return ArchiveResult(
                 path=None,
                 cutoff=before,
@@ -390,11 +258,11 @@ async def archive_events(
         }
         manifest_sha = writer.finish(manifest)
         staging.rename(out_dir)
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
     except BaseException:
         if writer is not None:
             writer.abandon()
-        _discard(staging)
+        discard(staging)
         raise
 
     check = verify_archive(out_dir)
@@ -495,66 +363,6 @@ async def _ensure_tables(engine: AsyncEngine) -> None:
         await conn.run_sync(create)
 
 
-# --- checking archives ----------------------------------------------------------------------
-
-
-def verify_archive(path: Path, wanted: Collection[tuple[str, int]] = ()) -> ArchiveCheck:
-    """Check one archive without the database: file hashes, line counts, every chain link.
-
-    ``wanted`` names ``(chain, seq)`` links whose hash to report (to compare a recorded head).
-    """
-    try:
-        body = (path / MANIFEST_FILE).read_bytes()
-        manifest = orjson.loads(body)
-        if not isinstance(manifest, dict) or manifest.get("format") != ARCHIVE_FORMAT:
-            return ArchiveCheck(ok=False, reason=f"{path}: not a {ARCHIVE_FORMAT} archive")
-        segments = tuple(Segment.from_json(s) for s in manifest["chains"])
-        files = manifest["files"]
-        for name in (EVENTS_FILE, REVIEWS_FILE):
-            data = (path / name).read_bytes()
-            if hashlib.sha256(data).hexdigest() != files[name]["sha256"]:
-                return ArchiveCheck(ok=False, reason=f"{path / name}: SHA-256 does not match")
-            if data.count(b"\n") != int(files[name]["lines"]):
-                return ArchiveCheck(ok=False, reason=f"{path / name}: line count does not match")
-        lines = (path / EVENTS_FILE).read_bytes().splitlines()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return ArchiveCheck(ok=False, reason=f"{path}: unreadable ({type(exc).__name__}: {exc})")
-    if len(lines) != sum(s.count for s in segments):
-        return ArchiveCheck(ok=False, reason=f"{path}: events do not match the chain ranges")
-    position = 0
-    hashes: dict[tuple[str, int], str] = {}
-    for segment in segments:
-        prev = segment.prev_hash
-        for offset in range(segment.count):
-            prev = link_hash(prev, lines[position])
-            if (segment.chain_id, segment.first_seq + offset) in wanted:
-                hashes[(segment.chain_id, segment.first_seq + offset)] = prev
-            try:
-                event = orjson.loads(lines[position])
-            except orjson.JSONDecodeError:
-                event = None
-            if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
-                return ArchiveCheck(
-                    ok=False,
-                    reason=f"{path}: line {position + 1} is not an AuditEvent "
-                    f"(chain {segment.chain_id} seq {segment.first_seq + offset})",
-                )
-            position += 1
-        if prev != segment.last_hash:
-            return ArchiveCheck(
-                ok=False,
-                reason=f"{path}: chain {segment.chain_id} seq {segment.first_seq}.."
-                f"{segment.last_seq} does not hash to the manifest's last hash",
-            )
-    return ArchiveCheck(
-        ok=True,
-        events=len(lines),
-        segments=segments,
-        manifest_sha256=hashlib.sha256(body).hexdigest(),
-        hashes=hashes,
-    )
-
-
 async def checkpoints(engine: AsyncEngine) -> dict[str, list[tuple[int, str, str]]]:
     """Per chain, its checkpoints ``(seq, hash, manifest_sha256)`` in seq order (reads only)."""
     out: dict[str, list[tuple[int, str, str]]] = {}
@@ -572,66 +380,3 @@ async def checkpoints(engine: AsyncEngine) -> dict[str, list[tuple[int, str, str
         for chain, seq, digest, manifest in rows:
             out.setdefault(chain, []).append((int(seq), str(digest), str(manifest)))
     return out
-
-
-def check_continuity(
-    archives: Iterable[ArchiveCheck],
-    checkpoints_by_chain: Mapping[str, Sequence[tuple[int, str, str]]],
-) -> str | None:
-    """Why ``archives`` and the database's checkpoints are not one chain from genesis, or None.
-
-    Every chain with a checkpoint must be covered from seq 1 to its newest checkpoint by the
-    archives' segments, each linking onto the one before, and each checkpoint must name the
-    manifest of the archive that holds the events it removed.
-    """
-    by_chain: dict[str, list[tuple[Segment, str | None]]] = {}
-    for archive in archives:
-        for segment in archive.segments:
-            by_chain.setdefault(segment.chain_id, []).append((segment, archive.manifest_sha256))
-    for chain in sorted(set(by_chain) | set(checkpoints_by_chain)):
-        segments = sorted(by_chain.get(chain, []), key=lambda item: item[0].first_seq)
-        seq, prev = 0, GENESIS_HASH
-        ends: dict[int, tuple[str, str | None]] = {}
-        for segment, manifest in segments:
-            if segment.first_seq != seq + 1 or segment.prev_hash != prev:
-                return (
-                    f"chain {chain}: the archives do not link at seq {seq + 1} "
-                    f"(an archive starts at seq {segment.first_seq})"
-                )
-            seq, prev = segment.last_seq, segment.last_hash
-            ends[seq] = (prev, manifest)
-        for cp_seq, cp_hash, cp_manifest in checkpoints_by_chain.get(chain, []):
-            if cp_seq > seq:
-                return (
-                    f"chain {chain}: events up to seq {cp_seq} were removed but no archive "
-                    "given holds them"
-                )
-            end = ends.get(cp_seq)
-            # A removal checkpoint falls inside a segment when it removed a chunk of a large
-            # archive; only the segment's last checkpoint can be matched to its hash here.
-            if end is not None and (end[0] != cp_hash or end[1] != cp_manifest):
-                return f"chain {chain}: the checkpoint at seq {cp_seq} does not match its archive"
-    return None
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _as_bytes(stored: str | bytes) -> bytes:
-    return stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
-
-
-def _discard(staging: Path | None) -> None:
-    if staging is None or not staging.exists():
-        return
-    for child in staging.iterdir():
-        child.unlink()
-    staging.rmdir()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,16 +21,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.archive import (
-    ArchiveCheck,
     ArchiveError,
     ArchiveResult,
     ChainBrokenError,
     archive_events,
-    check_continuity,
     checkpoints,
     retention_cutoff,
-    verify_archive,
 )
+from gateway.audit.archive_files import ArchiveCheck, check_continuity, verify_archive
 from gateway.audit.monthly import archive_month
 from gateway.audit.partitions import next_month, parse_month, partitions
 from gateway.audit.store import DEFAULT_CHAIN, AuditStore, VerifyResult

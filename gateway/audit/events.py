@@ -26,41 +26,47 @@ from __future__ import annotations
 import base64
 import copy
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from adapters.ukcore import NHS_NUMBER_SYSTEM, ODS_ORGANISATION_SYSTEM, PROFILE_AUDITEVENT
+from gateway.audit.codes import (
+    ACT_REASON_SYSTEM,
+    AGENT_TYPE_SYSTEM,
+    AUDIT_EVENT_TYPE_SYSTEM,
+    BALP_ENTITY_TYPE_SYSTEM,
+    BREAK_GLASS_CODE,
+    CLIENT_SYSTEM,
+    DICOM_SYSTEM,
+    ENTITY_TYPE_SYSTEM,
+    EXT_BREAK_GLASS_REASON,
+    EXT_DECISION_EFFECT,
+    EXT_DECISION_REASON,
+    GATEWAY_NAME,
+    LOCAL_ROLE_SYSTEM,
+    OBJECT_ROLE_SYSTEM,
+    RBAC_ROLE_SYSTEM,
+    REASON_SYSTEM,
+    RESTFUL_INTERACTION_SYSTEM,
+    SECURITY_ROLE_TYPE_SYSTEM,
+    SOURCE_TYPE_SYSTEM,
+    USER_SYSTEM,
+)
+from gateway.audit.widths import (
+    CODE_MAX,
+    NHS_NUMBER_LEN,
+    ORG_MAX,
+    PURPOSE_MAX,
+    QUERY_MAX,
+    SUB_MAX,
+    TEXT_MAX,
+    clip,
+)
 
 Interaction = Literal["read", "vread", "search-type", "operation", "create", "update", "delete"]
 Action = Literal["C", "R", "U", "D", "E"]
 Outcome = Literal["0", "4", "8", "12"]
-
-# --- code systems -----------------------------------------------------------------------
-AUDIT_EVENT_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/audit-event-type"
-RESTFUL_INTERACTION_SYSTEM: Final = "http://hl7.org/fhir/restful-interaction"
-ACT_REASON_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-SECURITY_ROLE_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
-DICOM_SYSTEM: Final = "http://dicom.nema.org/resources/ontology/DCM"
-ENTITY_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-OBJECT_ROLE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/object-role"
-SOURCE_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/security-source-type"
-BALP_ENTITY_TYPE_SYSTEM: Final = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
-RBAC_ROLE_SYSTEM: Final = "https://fhir.nhs.uk/CodeSystem/NHSDigital-SDS-JobRoleCode"
-LOCAL_ROLE_SYSTEM: Final = "urn:caregateway:role"
-REASON_SYSTEM: Final = "urn:caregateway:decision-reason"
-AGENT_TYPE_SYSTEM: Final = "urn:caregateway:audit-agent-type"
-USER_SYSTEM: Final = "urn:caregateway:user"
-CLIENT_SYSTEM: Final = "urn:caregateway:client-id"
-
-# --- extensions (our own, URNs until the project has a canonical domain) -----------------
-EXT_BREAK_GLASS_REASON: Final = "urn:caregateway:extension:break-glass-reason"
-EXT_DECISION_EFFECT: Final = "urn:caregateway:extension:decision-effect"
-EXT_DECISION_REASON: Final = "urn:caregateway:extension:decision-reason"
-
-BREAK_GLASS_CODE: Final = "BTG"
-GATEWAY_NAME: Final = "caregateway"
 
 _SUBTYPE_ACTION: Final[dict[str, Action]] = {
     "read": "R",
@@ -79,28 +85,6 @@ _OUTCOME_TEXT: Final[dict[str, str]] = {
 }
 
 
-# --- what fits -----------------------------------------------------------------------------
-# The store indexes some fields in columns of fixed width (PostgreSQL enforces them: one value
-# too long would fail the insert, and with it every event in the same group commit). Events
-# the gateway builds are clipped to these widths here, visibly (TRUNCATED ends the value);
-# the store refuses any other event that would not fit (gateway.audit.store.check_fits).
-SUB_MAX: Final = 255  # audit_event.agent_sub
-ORG_MAX: Final = 32  # audit_event.agent_org
-PURPOSE_MAX: Final = 32  # audit_event.purpose
-NHS_NUMBER_LEN: Final = 10  # audit_event.patient
-TEXT_MAX: Final = 1000  # free text: user name, break-glass reason
-QUERY_MAX: Final = 8192  # a search's query string, before base64
-CODE_MAX: Final = 64  # roles, reason codes, resource types, operations, request ids
-TRUNCATED: Final = "...[truncated]"
-
-
-def clip(value: str | None, limit: int) -> str | None:
-    """``value`` cut to at most ``limit`` characters, ending in :data:`TRUNCATED` if cut."""
-    if value is None or len(value) <= limit:
-        return value
-    return value[: limit - len(TRUNCATED)] + TRUNCATED
-
-
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One request as the HTTP layer saw it; everything :func:`build_audit_event` needs.
@@ -108,7 +92,10 @@ class AuditRecord:
     ``outcome`` is ``"0"`` when the request was permitted (also when filtered), ``"4"`` when it
     was refused or malformed, ``"8"`` when the gateway failed. ``query`` is the raw query string
     of a search (stored base64, as BALP asks). ``resource_ids`` are logical ids of type
-    ``resource_type`` (or ``"Type/id"`` references) the answer touched.
+    ``resource_type`` (or ``"Type/id"`` references) the answer touched. ``status`` is the
+    HTTP status the caller got, for a request of the FHIR API: ``outcomeDesc`` is then
+    written from it, the decision effect and the reasons (:func:`describe_outcome`), which
+    stay data of their own in the event (its decision extensions).
     """
 
     subtype: Interaction
@@ -116,6 +103,7 @@ class AuditRecord:
     outcome: Outcome
     recorded: datetime
     outcome_desc: str | None = None
+    status: int | None = None
     user_sub: str | None = None
     user_issuer: str | None = None
     user_name: str | None = None
@@ -156,7 +144,9 @@ class AuditRecord:
             patient = None  # never a valid NHS number; the caller validated what it knew
         return replace(
             self,
-            outcome_desc=clip(self.outcome_desc, TEXT_MAX),
+            outcome_desc=clip(
+                self.outcome_desc if self.status is None else http_summary(self), TEXT_MAX
+            ),
             user_sub=clip(self.user_sub, SUB_MAX),
             user_issuer=clip(self.user_issuer, TEXT_MAX),
             user_name=clip(self.user_name, TEXT_MAX),
@@ -194,6 +184,16 @@ def _concept(system: str, code: str, display: str | None = None) -> dict[str, An
 def _role_system(role: str) -> str:
     # National RBAC job roles look like R8000; anything else is a local role (LA-SW).
     return RBAC_ROLE_SYSTEM if role[:1] == "R" and role[1:].isdigit() else LOCAL_ROLE_SYSTEM
+
+
+def http_summary(rec: AuditRecord) -> str:
+    """``HTTP 403; decision deny; reasons a, b``: what a request of the FHIR API came to."""
+    parts = [f"HTTP {rec.status}"]
+    if rec.decision_effect:
+        parts.append(f"decision {rec.decision_effect}")
+    if rec.reasons:
+        parts.append("reasons " + ", ".join(rec.reasons))
+    return "; ".join(parts)
 
 
 def describe_outcome(rec: AuditRecord) -> str:
@@ -411,52 +411,3 @@ def withdrawn(event: dict[str, Any], *, corrects: str | None = None) -> dict[str
     else:
         out.pop("entity", None)
     return out
-
-
-# --- reading the indexed fields back out of an event (used by the store) -----------------
-
-
-def event_patient(event: dict[str, Any]) -> str | None:
-    for entity in event.get("entity", ()):
-        ident = entity.get("what", {}).get("identifier", {})
-        if ident.get("system") == NHS_NUMBER_SYSTEM:
-            value = ident.get("value")
-            return str(value) if value is not None else None
-    return None
-
-
-def _user(event: dict[str, Any]) -> dict[str, Any]:
-    for agent in event.get("agent", ()):
-        if agent.get("requestor"):
-            return dict(agent)
-    return {}
-
-
-def event_agent_sub(event: dict[str, Any]) -> str | None:
-    value = _user(event).get("who", {}).get("identifier", {}).get("value")
-    return str(value) if value is not None else None
-
-
-def event_agent_org(event: dict[str, Any]) -> str | None:
-    for agent in event.get("agent", ()):
-        ident = agent.get("who", {}).get("identifier", {})
-        if ident.get("system") == ODS_ORGANISATION_SYSTEM:
-            value = ident.get("value")
-            return str(value) if value is not None else None
-    return None
-
-
-def event_purpose(event: dict[str, Any]) -> str | None:
-    concepts: Sequence[dict[str, Any]] = _user(event).get("purposeOfUse", ())
-    for concept in concepts:
-        for coding in concept.get("coding", ()):
-            if coding.get("code"):
-                return str(coding["code"])
-    return None
-
-
-def event_break_glass(event: dict[str, Any]) -> bool:
-    return any(
-        s.get("system") == ACT_REASON_SYSTEM and s.get("code") == BREAK_GLASS_CODE
-        for s in event.get("meta", {}).get("security", ())
-    )

@@ -27,7 +27,8 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.audit.archive import ArchiveError, ArchiveResult, Segment, archive_events
+from gateway.audit.archive import ArchiveError, ArchiveResult, archive_events
+from gateway.audit.archive_files import Segment
 from gateway.audit.partitions import (
     PARENT,
     is_partitioned,
@@ -36,8 +37,8 @@ from gateway.audit.partitions import (
     partition_name,
     partitions,
 )
+from gateway.audit.reviews import audit_review
 from gateway.audit.rows import audit_checkpoint, audit_event, chain_lock_key, chain_start
-from gateway.audit_review import audit_review
 
 DETACH_LOCK_TIMEOUT = "10s"
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.audit import events as ev
+from gateway.audit import fields
 from gateway.audit.errors import AuditEventRejected
 from gateway.db import Base, UTCDateTime
 
@@ -182,12 +182,12 @@ def index_columns(event: dict[str, Any]) -> dict[str, Any]:
     """The searchable columns, derived from the event itself (verify re-derives them)."""
     return {
         "recorded": _parse_recorded(event.get("recorded")),
-        "patient": ev.event_patient(event),
-        "agent_sub": ev.event_agent_sub(event),
-        "agent_org": ev.event_agent_org(event),
-        "purpose": ev.event_purpose(event),
+        "patient": fields.event_patient(event),
+        "agent_sub": fields.event_agent_sub(event),
+        "agent_org": fields.event_agent_org(event),
+        "purpose": fields.event_purpose(event),
         "outcome": str(event.get("outcome", "")),
-        "break_glass": ev.event_break_glass(event),
+        "break_glass": fields.event_break_glass(event),
     }
 
 

@@ -22,8 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from consent import Effect, Policy, decide_summary_access
-from gateway import audit_trail
 from gateway.access import RequestContext
+from gateway.audit import note as audit_trail
 from gateway.decision import requester
 from gateway.deps import StateDep, gate
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound

@@ -49,8 +49,8 @@ from consent import (
     plan_write_role_denial,
 )
 from consent.plan_write import plan_domain
-from gateway import audit_trail
 from gateway.access import RequestContext
+from gateway.audit import note as audit_trail
 from gateway.decision import contributions, requester
 from gateway.deps import StateDep, gate
 from gateway.errors import (

@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.base import SourceResult
-from gateway import audit_trail
+from gateway.audit import note as audit_trail
 
 log = structlog.get_logger(__name__)
 

@@ -26,25 +26,27 @@ code), ``date`` (``ge``/``gt``/``le``/``lt``/``eq`` prefixes, repeatable; a bare
 that whole UTC day), ``outcome`` (``0``/``4``/``8``/``12``), ``purpose`` (PurposeOfUse code),
 ``break-glass`` (``true``/``false``), ``_count`` (default 50, max 200), ``_offset``. The
 review state is not a search parameter: the unreviewed break-glass events are
-``$break-glass-queue`` (reviews are in table ``audit_review``, see :mod:`gateway.audit_review`).
+``$break-glass-queue`` (reviews are in table ``audit_review``, see :mod:`gateway.audit.reviews`).
 
 The access report lists every event about the person, newest first (at most
 :data:`REPORT_MAX`; a warning entry says when more exist), including IG reads of the
 person's trail: those are accesses to information about the person too. CSV rows follow
-:data:`CSV_COLUMNS`; a cell a spreadsheet would run as a formula is prefixed with ``'``.
+:data:`gateway.audit.CSV_COLUMNS` (:mod:`gateway.audit.report`).
 
-``$privacy-alerts`` looks up each person's surname and deceased flag from the sources
-(at most :data:`FACTS_MAX` people; used only inside the gateway, never returned) for the
-surname-match and deceased rules; a person no source answers for is skipped by those two.
+``$privacy-alerts`` runs the monitoring rules (:mod:`gateway.audit.monitoring`) and looks up
+each person's surname and deceased flag from the sources (at most
+:data:`~gateway.audit.monitoring.FACTS_MAX` people; used only inside the gateway, never
+returned) for the surname-match and deceased rules; a person no source answers for is
+skipped by those two.
+
+This module is the HTTP side only: parameters, the role check and the Bundles. What an event
+says, how reviews are stored and what the rules find are the audit package's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
@@ -56,25 +58,19 @@ from starlette.responses import Response
 from adapters import ukcore
 from adapters.base import Outcome
 from consent import Policy
-from gateway import audit_trail
 from gateway.access import RequestContext
-from gateway.audit import AuditStore
-from gateway.audit import events as ev
-from gateway.audit_review import (
-    REVIEW_OUTCOMES,
+from gateway.audit import (
+    AuditStore,
     MonitoringConfig,
-    PersonFacts,
-    ReviewOutcome,
     ReviewStore,
+    access_report_csv,
     alert_resource,
-    person_facts,
-    reasons,
-    request_id,
+    gather_facts,
+    parse_review,
+    review_parameters,
     run_rules,
-    subtype,
-    user_display,
-    user_role,
 )
+from gateway.audit import note as audit_trail
 from gateway.decision import requester
 from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
@@ -114,28 +110,13 @@ SEARCH_PARAMS: Final = (
     "_count",
     "_offset",
 )
-CSV_COLUMNS: Final = (
-    "recorded",
-    "user",
-    "user display",
-    "role",
-    "organisation",
-    "purpose",
-    "action",
-    "outcome",
-    "decision/reasons",
-    "break-glass",
-    "request id",
-)
 CSV_TYPES: Final = frozenset({"text/csv", "csv"})
 REPORT_MAX: Final = 10_000  # events in one access report
 ALERT_WINDOW_MAX: Final = 50_000  # events the monitoring rules look at in one request
-FACTS_MAX: Final = 200  # distinct people whose surname / deceased flag is looked up
-FACTS_CONCURRENCY: Final = 8
-MAX_NOTE: Final = 4000
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MAX_SUB: Final = 255  # the width of the trail's agent column (a token's ``sub``)
 _OUTCOMES: Final = frozenset({"0", "4", "8", "12"})
+_BOOLEANS: Final = ("true", "false")
 
 
 # --- state and the role check -----------------------------------------------------------
@@ -201,34 +182,26 @@ def _search_filters(request: Request) -> tuple[dict[str, Any], list[tuple[str, s
     """The store's filters and the normalised parameters (for the Bundle's links)."""
     filters: dict[str, Any] = {}
     echo: list[tuple[str, str]] = []
+
+    def take(name: str, key: str, parse: Callable[[str], Any]) -> None:
+        value = one(request, name)
+        if value is not None:
+            filters[key] = parse(value)
+            echo.append((name, value))
+
     patient = one(request, "patient")
     if patient is not None:
         filters["patient"] = _patient_param(request, patient)
         echo.append(("patient", filters["patient"]))
-    agent = one(request, "agent")
-    if agent is not None:
-        filters["agent"] = token(agent, "agent", max_chars=MAX_SUB)[1]
-        echo.append(("agent", agent))
-    org = one(request, "agent-org")
-    if org is not None:
-        filters["agent_org"] = token(org, "agent-org")[1]
-        echo.append(("agent-org", org))
+    take("agent", "agent", lambda v: token(v, "agent", max_chars=MAX_SUB)[1])
+    take("agent-org", "agent_org", lambda v: token(v, "agent-org")[1])
     dates = repeated(request, "date")
     if dates:
         filters["date_ge"], filters["date_le"] = date_bounds(dates)
         echo.extend(("date", d) for d in dates)
-    outcome = one(request, "outcome")
-    if outcome is not None:
-        filters["outcome"] = choice(outcome, "outcome", _OUTCOMES)
-        echo.append(("outcome", outcome))
-    purpose = one(request, "purpose")
-    if purpose is not None:
-        filters["purpose"] = token(purpose, "purpose")[1]
-        echo.append(("purpose", purpose))
-    break_glass = one(request, "break-glass")
-    if break_glass is not None:
-        filters["break_glass"] = choice(break_glass, "break-glass", ("true", "false")) == "true"
-        echo.append(("break-glass", break_glass))
+    take("outcome", "outcome", lambda v: choice(v, "outcome", _OUTCOMES))
+    take("purpose", "purpose", lambda v: token(v, "purpose")[1])
+    take("break-glass", "break_glass", lambda v: choice(v, "break-glass", _BOOLEANS) == "true")
     return filters, echo
 
 
@@ -295,50 +268,6 @@ def _wants_csv(request: Request) -> bool:
     return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
 
 
-def _cell(value: str) -> str:
-    """Spreadsheet-safe: a value that a spreadsheet would run as a formula is quoted."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def csv_row(event: Mapping[str, Any]) -> list[str]:
-    """One access-report row (the columns of :data:`CSV_COLUMNS`)."""
-    e = dict(event)
-    effect = next(
-        (
-            str(x.get("valueCode"))
-            for x in e.get("extension", ())
-            if x.get("url") == ev.EXT_DECISION_EFFECT
-        ),
-        "",
-    )
-    decision = "; ".join(p for p in (effect, ", ".join(reasons(e))) if p)
-    values = [
-        str(e.get("recorded", "")),
-        ev.event_agent_sub(e) or "",
-        user_display(e) or "",
-        user_role(e) or "",
-        ev.event_agent_org(e) or "",
-        ev.event_purpose(e) or "",
-        subtype(e) or "",
-        {"0": "permitted", "4": "refused", "8": "failed", "12": "failed"}.get(
-            str(e.get("outcome")), str(e.get("outcome", ""))
-        ),
-        decision or str(e.get("outcomeDesc", "")),
-        "yes" if ev.event_break_glass(e) else "no",
-        request_id(e) or "",
-    ]
-    return [_cell(v) for v in values]
-
-
-def access_report_csv(events: Sequence[Mapping[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for event in events:
-        writer.writerow(csv_row(event))
-    return out.getvalue()
-
-
 @router.get("/Patient/{nhs}/$access-report")
 async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Request) -> Response:
     require_ig(state, ctx)
@@ -371,34 +300,12 @@ async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Re
     return FHIRResponse(bundle.build(total=total))
 
 
-async def _review_body(request: Request) -> tuple[ReviewOutcome, str]:
+async def _review_body(request: Request) -> Any:
     raw = await request.body()
     try:
-        body = orjson.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
         raise BadRequest("The request body is not valid JSON.") from exc
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest("The request body must be a FHIR Parameters resource.")
-    params = body.get("parameter")
-    if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
-        raise BadRequest("Parameters.parameter must be a list of parameters.")
-    outcomes = [p for p in params if p.get("name") == "outcome"]
-    notes = [p for p in params if p.get("name") == "note"]
-    if len(outcomes) != 1 or outcomes[0].get("valueCode") not in REVIEW_OUTCOMES:
-        raise BadRequest(
-            "Give exactly one outcome parameter, valueCode appropriate or inappropriate.",
-            expression=["Parameters.parameter.where(name='outcome')"],
-        )
-    note = notes[0].get("valueString") if len(notes) == 1 else None
-    if not isinstance(note, str) or not note.strip() or len(note) > MAX_NOTE:
-        raise BadRequest(
-            f"Give exactly one note parameter (valueString, 1-{MAX_NOTE} characters).",
-            expression=["Parameters.parameter.where(name='note')"],
-        )
-    outcome: ReviewOutcome = (
-        "appropriate" if outcomes[0]["valueCode"] == "appropriate" else ("inappropriate")
-    )
-    return outcome, note.strip()
 
 
 @router.post("/AuditEvent/{event_id}/$review")
@@ -409,7 +316,7 @@ async def review_event(
     check_params(request, ())
     if not _ID.fullmatch(event_id):
         raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
-    outcome, note = await _review_body(request)
+    outcome, note = parse_review(await _review_body(request))
     event = await _audit(state).get(event_id)
     if event is None:
         raise NotFound("No AuditEvent with this id.")
@@ -419,20 +326,7 @@ async def review_event(
     review = await _reviews(request, state).add(
         event_id, reviewer_sub=ctx.sub, reviewer_org=ctx.org, outcome=outcome, note=note
     )
-    reviewer: dict[str, Any] = {"identifier": {"system": ev.USER_SYSTEM, "value": ctx.sub}}
-    if ctx.name:
-        reviewer["display"] = ctx.name
-    parameters: list[dict[str, Any]] = [
-        {"name": "review", "valueId": review.id},
-        {"name": "event", "valueReference": {"reference": f"AuditEvent/{event_id}"}},
-        {"name": "outcome", "valueCode": review.outcome},
-        {"name": "note", "valueString": review.note},
-        {"name": "reviewer", "valueReference": reviewer},
-        {"name": "reviewed-at", "valueInstant": review.reviewed_at.isoformat()},
-    ]
-    if review.reviewer_org:
-        parameters.append({"name": "reviewer-organisation", "valueString": review.reviewer_org})
-    return FHIRResponse({"resourceType": "Parameters", "parameter": parameters})
+    return FHIRResponse(review_parameters(review, ctx.name))
 
 
 @router.get("/$break-glass-queue")
@@ -449,28 +343,10 @@ async def break_glass_queue(ctx: AuditSearch, state: StateDep, request: Request)
     return FHIRResponse(bundle.build(total=total))
 
 
-async def _facts(
-    state: GatewayState, events: Sequence[Mapping[str, Any]]
-) -> dict[str, PersonFacts]:
-    """Surname and deceased flag per person, from the sources (best effort, capped)."""
-    people: list[str] = []
-    for event in events:
-        nhs = ev.event_patient(dict(event))
-        if nhs and nhs not in people and ev.event_purpose(dict(event)) != "HOPERAT":
-            people.append(nhs)
-    gate_ = asyncio.Semaphore(FACTS_CONCURRENCY)
-
-    async def one_person(nhs: str) -> tuple[str, PersonFacts | None]:
-        async with gate_:
-            try:
-                results = await state.access.records.fetch(nhs)
-            except Exception:  # a source fault only leaves these two rules blind here
-                return nhs, None
-        found = [res for r in results if r.outcome is Outcome.FOUND for res in r.resources]
-        return nhs, person_facts(found)
-
-    pairs = await asyncio.gather(*(one_person(n) for n in people[:FACTS_MAX]))
-    return {nhs: f for nhs, f in pairs if f is not None}
+async def _facts_of(state: GatewayState, nhs: str) -> Sequence[Mapping[str, Any]]:
+    """What the sources found about one person (for the surname and deceased rules)."""
+    results = await state.access.records.fetch(nhs)
+    return [res for r in results if r.outcome is Outcome.FOUND for res in r.resources]
 
 
 @router.get("/$privacy-alerts")
@@ -482,7 +358,8 @@ async def privacy_alerts(ctx: AuditSearch, state: StateDep, request: Request) ->
     since = instant_param(since_raw, "since") if since_raw else now - timedelta(hours=24)
     config = monitoring_config(request)
     events = await _audit(state).search(date_ge=since, count=ALERT_WINDOW_MAX)
-    alerts = run_rules(events, config, await _facts(state, events))
+    facts = await gather_facts(events, lambda nhs: _facts_of(state, nhs))
+    alerts = run_rules(events, config, facts)
     bundle = BundleBuilder(state.base_url)
     bundle.link("self", "$privacy-alerts", {"since": since.isoformat()})
     bundle.add_all(alert_resource(a, now) for a in alerts)

@@ -57,8 +57,8 @@ from consent import (
 )
 from consent.directives import patient_nhs_number
 from consent.model import ODS_SYSTEM
-from gateway import audit_trail
 from gateway.access import RequestContext, Verdict
+from gateway.audit import note as audit_trail
 from gateway.consent_store import ConsentStore, fhir_instant
 from gateway.decision import authorise_directives, requester
 from gateway.deps import StateDep, gate, parse_nhs_number, subject_nhs_number

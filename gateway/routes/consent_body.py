@@ -35,7 +35,7 @@ from consent import validate_consent
 from consent.directives import patient_nhs_number
 from consent.limits import MAX_CONSENT_BYTES, limit_problems
 from consent.model import NHS_NUMBER_SYSTEM
-from gateway import audit_trail
+from gateway.audit import note as audit_trail
 from gateway.errors import BadRequest, GatewayError, UnprocessableEntity
 
 JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})

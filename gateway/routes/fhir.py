@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Request
 
 from adapters import ukcore
 from adapters.base import Resource
-from gateway import audit_trail
 from gateway.access import AccessResult, RequestContext
+from gateway.audit import note as audit_trail
 from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.fhir.capability import capability_statement

@@ -32,10 +32,17 @@ from typing import Any, Final
 
 from adapters import ukcore
 from consent import PatientNeed, Policy, patient_denial
-from gateway import audit_trail
 from gateway.access import RequestContext
-from gateway.audit import AuditStore
-from gateway.audit import events as ev
+from gateway.audit import (
+    ACT_REASON_SYSTEM,
+    AGENT_TYPE_SYSTEM,
+    BREAK_GLASS_CODE,
+    GATEWAY_NAME,
+    SECURITY_ROLE_TYPE_SYSTEM,
+    AuditStore,
+    fields,
+)
+from gateway.audit import note as audit_trail
 from gateway.auth import PURPOSES_OF_USE
 from gateway.decision import requester
 from gateway.errors import BadRequest, Forbidden, GatewayError
@@ -46,13 +53,6 @@ PARAMS: Final = ("patient", "date", "_count", "_offset")
 SCAN_MAX: Final = 10_000  # events about one person looked at in one request
 _REST: Final = "rest"
 _SHOWN_OUTCOMES: Final = frozenset({"0", "4"})
-
-
-def _user_agent(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    for agent in event.get("agent", ()):
-        if isinstance(agent, Mapping) and agent.get("requestor"):
-            return agent
-    return {}
 
 
 def _role_code(agent: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -74,16 +74,16 @@ def person_view(
     own requests, security events, gateway failures). Builds a new, minimal AuditEvent:
     nothing of the stored one is copied that is not listed in the module docstring."""
     e = dict(event)
-    org = ev.event_agent_org(e)
+    org = fields.event_agent_org(e)
     if org is None or e.get("type", {}).get("code") != _REST:
         return None
     if str(e.get("outcome")) not in _SHOWN_OUTCOMES:
         return None
-    nhs = ev.event_patient(e)
-    user = _user_agent(e)
+    nhs = fields.event_patient(e)
+    user = fields.user_agent(e)
     agent: dict[str, Any] = {
         "type": user.get("type")
-        or {"coding": [{"system": ev.SECURITY_ROLE_TYPE_SYSTEM, "code": "humanuser"}]},
+        or {"coding": [{"system": SECURITY_ROLE_TYPE_SYSTEM, "code": "humanuser"}]},
         "requestor": True,
     }
     role = _role_code(user)
@@ -95,10 +95,10 @@ def person_view(
         agent["role"] = [{"coding": [coding]}]
     if staff_names and user.get("who", {}).get("display"):
         agent["who"] = {"display": str(user["who"]["display"])}
-    purpose = ev.event_purpose(e)
+    purpose = fields.event_purpose(e)
     purpose_concept: list[dict[str, Any]] = []
     if purpose:
-        purpose_coding = {"system": ev.ACT_REASON_SYSTEM, "code": purpose}
+        purpose_coding = {"system": ACT_REASON_SYSTEM, "code": purpose}
         if purpose in PURPOSES_OF_USE:
             purpose_coding["display"] = PURPOSES_OF_USE[purpose]
         purpose_concept = [{"coding": [purpose_coding]}]
@@ -109,12 +109,12 @@ def person_view(
     if org in org_names:
         organisation["display"] = org_names[org]
     view: dict[str, Any] = {"resourceType": "AuditEvent", "id": e.get("id")}
-    if ev.event_break_glass(e):
+    if fields.event_break_glass(e):
         view["meta"] = {
             "security": [
                 {
-                    "system": ev.ACT_REASON_SYSTEM,
-                    "code": ev.BREAK_GLASS_CODE,
+                    "system": ACT_REASON_SYSTEM,
+                    "code": BREAK_GLASS_CODE,
                     "display": "break the glass",
                 }
             ]
@@ -134,7 +134,7 @@ def person_view(
             "type": {
                 "coding": [
                     {
-                        "system": ev.AGENT_TYPE_SYSTEM,
+                        "system": AGENT_TYPE_SYSTEM,
                         "code": "user-organisation",
                         "display": "user's organisation",
                     }
@@ -144,7 +144,7 @@ def person_view(
             "requestor": False,
         },
     ]
-    view["source"] = {"observer": {"display": ev.GATEWAY_NAME}}
+    view["source"] = {"observer": {"display": GATEWAY_NAME}}
     if nhs:
         view["entity"] = [
             {

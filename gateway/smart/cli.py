@@ -29,9 +29,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 async def _launch(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
     from gateway import schema
-    from gateway.audit import AuditStore
+    from gateway.audit import AuditStore, SecurityEvent, build_security_event
     from gateway.db import make_engine
-    from gateway.smart.audit import SecurityEvent, build_security_event
     from gateway.smart.clients import load_clients
     from gateway.smart.demo import app_clients, launch_urls
     from gateway.smart.launch import check_context, note_context, store_context

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
-from gateway.smart.audit import SecurityEvent
+from gateway.audit import SecurityEvent
 from gateway.smart.tokens import Grantee
 
 ASSERTION_ALGORITHMS = ("RS384", "ES384")

@@ -17,8 +17,8 @@ from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters import nhs_number
+from gateway.audit import SecurityEvent
 from gateway.auth import PURPOSES_OF_USE, reduce_role
-from gateway.smart.audit import SecurityEvent
 from gateway.smart.context import SmartRequest
 from gateway.smart.server import SmartServer
 from gateway.smart.store import LAUNCH_TTL, SmartStore

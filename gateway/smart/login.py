@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from adapters import nhs_number
-from gateway.smart.audit import SecurityEvent
+from gateway.audit import SecurityEvent
 from gateway.smart.context import SmartRequest, current_event
 from gateway.smart.oidc import StaffRole, UpstreamError, UpstreamIdentity
 from gateway.smart.routes import (

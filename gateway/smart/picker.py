@@ -17,7 +17,7 @@ from fastapi import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from adapters import nhs_number
-from gateway.smart.audit import SecurityEvent
+from gateway.audit import SecurityEvent
 from gateway.smart.context import current_event
 from gateway.smart.routes import (
     complete_authorization,

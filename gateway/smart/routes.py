@@ -14,7 +14,7 @@ Errors here are OAuth2's (``{"error", "error_description"}``, RFC 6749 §5.2), n
 OperationOutcome: the callers are OAuth2 client libraries. An authorization request whose
 client or redirect URI is not registered gets a JSON error and is never redirected; any
 later problem is redirected to the (registered) redirect URI, as RFC 6749 §4.1.2.1 asks.
-Every answer writes one security AuditEvent (:mod:`gateway.smart.audit`) before it leaves.
+Every answer writes one security AuditEvent (:mod:`gateway.audit.security`) before it leaves.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from gateway.audit import AuditUnavailable
+from gateway.audit import AuditUnavailable, SecurityEvent, build_security_event
 from gateway.smart import launch as launch_ctx
-from gateway.smart.audit import SecurityEvent, build_security_event
 from gateway.smart.context import SmartRequest, current_event, note_grantee
 from gateway.smart.server import SmartServer
 from gateway.smart.tokens import Grantee

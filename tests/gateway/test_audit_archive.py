@@ -21,19 +21,12 @@ import pytest
 
 from gateway import cli
 from gateway.audit import archive as archive_module
-from gateway.audit.archive import (
-    EVENTS_FILE,
-    MANIFEST_FILE,
-    REVIEWS_FILE,
-    ArchiveError,
-    ChainBrokenError,
-    archive_events,
-    verify_archive,
-)
+from gateway.audit.archive import ArchiveError, ChainBrokenError, archive_events
+from gateway.audit.archive_files import EVENTS_FILE, MANIFEST_FILE, REVIEWS_FILE, verify_archive
 from gateway.audit.cli import EXIT_BROKEN, EXIT_OK, EXIT_UNREADABLE, archive_main, verify_main
 from gateway.audit.events import build_audit_event
+from gateway.audit.reviews import ReviewStore
 from gateway.audit.store import GENESIS_HASH, AuditStore
-from gateway.audit_review import ReviewStore
 from gateway.db import create_schema, make_engine
 from gateway.settings import get_settings
 from tests.gateway.test_audit_events import BASE, make_record

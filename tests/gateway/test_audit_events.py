@@ -12,15 +12,14 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from adapters.ukcore import NHS_NUMBER_SYSTEM, ODS_ORGANISATION_SYSTEM, PROFILE_AUDITEVENT
-from gateway.audit.events import (
+from gateway.audit.codes import (
     ACT_REASON_SYSTEM,
     BALP_ENTITY_TYPE_SYSTEM,
     EXT_BREAK_GLASS_REASON,
     EXT_DECISION_REASON,
     RBAC_ROLE_SYSTEM,
-    AuditRecord,
-    build_audit_event,
 )
+from gateway.audit.events import AuditRecord, build_audit_event
 
 BASE = "http://127.0.0.1:8080/fhir"
 NHS = "9990000018"

@@ -22,7 +22,8 @@ from sqlalchemy import text
 
 from gateway.audit import AuditStore, AuditUnavailable
 from gateway.audit.errors import AuditEventRejected
-from gateway.audit.events import TRUNCATED, build_audit_event
+from gateway.audit.events import build_audit_event
+from gateway.audit.widths import TRUNCATED
 from gateway.db import create_schema, make_engine
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs

@@ -25,7 +25,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from gateway import schema
-from gateway.audit.archive import ArchiveError, check_continuity, checkpoints, verify_archive
+from gateway.audit.archive import ArchiveError, checkpoints
+from gateway.audit.archive_files import check_continuity, verify_archive
 from gateway.audit.cli import archive_main, partitions_main, verify_main
 from gateway.audit.events import build_audit_event
 from gateway.audit.monthly import archive_month

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from gateway.audit.archive import archive_events, verify_archive
+from gateway.audit.archive import archive_events
+from gateway.audit.archive_files import verify_archive
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.events import build_audit_event
 from gateway.audit.store import AuditStore, audit_checkpoint, audit_event

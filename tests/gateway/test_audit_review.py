@@ -21,7 +21,7 @@ from fhir.resources.R4B.detectedissue import DetectedIssue
 
 from gateway.app import create_app
 from gateway.audit import AuditRecord, AuditStore, build_audit_event
-from gateway.audit_review import (
+from gateway.audit.monitoring import (
     MonitoringConfig,
     OutOfHours,
     PersonFacts,
@@ -34,11 +34,12 @@ from gateway.audit_review import (
     rule_volume,
     run_rules,
 )
+from gateway.audit.report import CSV_COLUMNS, csv_row
 from gateway.auth import TokenVerifier, issue_token
 from gateway.db import make_engine
 from gateway.embedded import free_port, running_server
 from gateway.routes import audit
-from gateway.routes.audit import CSV_COLUMNS, csv_row, date_bounds
+from gateway.routes.params import date_bounds
 from gateway.state import GatewayState
 from gateway.wiring import build_state
 from simulators.population import SCENARIOS

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from gateway.audit.note import clean_query
 from gateway.audit.store import audit_event
-from gateway.audit_trail import clean_query
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.boundary_support import events_for, gateway_on

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,11 +15,13 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from gateway.audit import MonitoringConfig, access_report_csv, run_rules
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.events import build_audit_event
 from gateway.audit.store import GENESIS_HASH, AuditStore, canonical_bytes, link_hash
 from gateway.db import create_schema, make_engine
 from tests.gateway.test_audit_events import BASE, NHS, T0, make_record
+from tests.gateway.test_audit_package import NO_RELATIONSHIP, http_event, legacy_event
 
 OTHER_NHS = "9990000026"
 
@@ -419,3 +423,28 @@ async def test_close_with_timeout_refuses_what_it_cannot_commit(db_path: Path) -
         blocker.close()
         await engine.dispose()
     assert len(rows(db_path)) == 1
+
+
+# --- events of every age read back -------------------------------------------------------
+
+
+async def test_a_stored_old_event_reads_back_in_the_report_and_the_rules(
+    store: AuditStore,
+) -> None:
+    new = http_event(403, "deny", (NO_RELATIONSHIP,))
+    old = legacy_event(http_event(403, "deny", (NO_RELATIONSHIP,)))
+    permitted = event(patient_nhs=OTHER_NHS)
+    for stored in (permitted, old, new):
+        await store.append(stored)
+    found = await store.search(patient=NHS, count=10)
+    assert {e["id"] for e in found} == {old["id"], new["id"]}
+    [alert] = [a for a in run_rules(found, MonitoringConfig()) if a.rule == NO_RELATIONSHIP]
+    assert set(alert.event_ids) == {old["id"], new["id"]}
+    report = list(csv.DictReader(io.StringIO(access_report_csv(found))))
+    # the new event's effect and reason come from its extensions; the old event has no
+    # extension, so its reason is read from its text and its effect is not known
+    assert {r["decision/reasons"] for r in report} == {
+        "deny; no-legitimate-relationship",
+        NO_RELATIONSHIP,
+    }
+    assert (await store.verify()).ok

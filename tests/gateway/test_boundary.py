@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from gateway import audit_trail
+from gateway.audit import note as audit_trail
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.boundary_support import captured_logs, client_port, events_for

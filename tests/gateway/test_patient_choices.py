@@ -259,7 +259,7 @@ def test_staff_names_are_shown_only_when_the_policy_says_so() -> None:
 
 
 def test_the_persons_own_reads_are_not_staff_access_for_the_privacy_rules() -> None:
-    from gateway.audit_review import is_record_access
+    from gateway.audit import is_record_access
 
     def event(purpose: str) -> dict[str, Any]:
         return {

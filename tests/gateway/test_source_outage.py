@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.audit_review import rule_no_legitimate_relationship
+from gateway.audit.monitoring import rule_no_legitimate_relationship
 from simulators.population import COMMUNITY_ODS, SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.harness import Gateway, assert_fhir, running_gateway

@@ -183,18 +183,12 @@ def build_event(
 ) -> dict[str, Any]:
     """The AuditEvent for one finished request."""
     subtype: Interaction = note.subtype or ("read" if method == "GET" else "create")
-    reasons = note.reasons or refusal
-    desc_parts = [f"HTTP {status}"]
-    if note.effect:
-        desc_parts.append(f"decision {note.effect}")
-    if reasons:
-        desc_parts.append("reasons " + ", ".join(reasons))
     record = AuditRecord(
         subtype=subtype,
         action=AuditRecord.action_for(subtype),
         outcome=outcome_for(status),
         recorded=datetime.now(UTC),
-        outcome_desc="; ".join(desc_parts),
+        status=status,  # outcomeDesc is written from it, the effect and the reasons
         user_sub=note.user_sub,
         user_name=note.user_name,
         user_role=note.user_role,
@@ -206,7 +200,7 @@ def build_event(
         query=clean_query(query) if subtype == "search-type" and query else None,
         request_id=request_id,
         decision_effect=note.effect,
-        reasons=reasons,
+        reasons=note.reasons or refusal,
         break_glass=note.break_glass,
         break_glass_reason=note.break_glass_reason,
         resource_type=note.resource_type,

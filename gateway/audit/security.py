@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gateway.audit.events import DICOM_SYSTEM, AuditRecord, build_audit_event
+from gateway.audit.codes import DICOM_SYSTEM
+from gateway.audit.events import AuditRecord, build_audit_event
 
 EventKind = Literal["issued", "launch", "revoked", "refused"]
 SMART_EVENT_SYSTEM = "urn:caregateway:smart"
