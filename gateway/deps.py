@@ -96,8 +96,9 @@ def parse_nhs_number(value: str, where: str = "NHS number") -> str:
 def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, ...]) -> str:
     """The NHS number of a search's subject, from exactly one of ``names``.
 
-    ``patient``/``subject`` take ``{nhs}`` or ``Patient/{nhs}``; ``patient.identifier`` takes
-    ``[https://fhir.nhs.uk/Id/nhs-number|]{nhs}``. Anything else is a 400 naming the parameter.
+    ``patient``/``subject`` take ``{nhs}``, ``Patient/{nhs}`` or ``{base}/Patient/{nhs}``;
+    ``patient.identifier`` takes ``[https://fhir.nhs.uk/Id/nhs-number|]{nhs}``. Anything else
+    is a 400 naming the parameter.
     """
     given = {k: v for k in names if (v := one(request, k)) is not None}
     if len(given) != 1:
@@ -111,5 +112,19 @@ def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, .
         if system and system != ukcore.NHS_NUMBER_SYSTEM:
             raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
     else:
-        value = value.removeprefix("Patient/")
+        value = _local_reference(request, value, name).removeprefix("Patient/")
     return parse_nhs_number(value, name)
+
+
+def _local_reference(request: Request, value: str, name: str) -> str:
+    """A reference as given, or an absolute one to this server's base made relative
+    (``{base}/Patient/{nhs}`` → ``Patient/{nhs}``); an absolute one elsewhere is a 400."""
+    if "://" not in value:
+        return value
+    base = get_state(request).base_url.rstrip("/") + "/"
+    if not value.startswith(base):
+        raise BadRequest(
+            f"{name} refers to another server; give Patient/{{nhs}} or {base}Patient/{{nhs}}.",
+            expression=[name],
+        )
+    return value.removeprefix(base)

@@ -6,6 +6,7 @@
     ├── Unauthorized                  401 login             (+ WWW-Authenticate: Bearer)
     ├── Forbidden                     403 forbidden         (reason codes in details.coding)
     ├── NotFound                      404 not-found
+    ├── NotAcceptable                 406 not-supported     (a format we do not serve)
     ├── Conflict                      409 conflict
     ├── TooLarge                      413 too-long          (request body over the limit)
     │   ├── URITooLong                414 too-long          (path and query over the limit)
@@ -88,6 +89,11 @@ class Forbidden(GatewayError):
 class NotFound(GatewayError):
     status = 404
     code = "not-found"
+
+
+class NotAcceptable(GatewayError):
+    status = 406
+    code = "not-supported"
 
 
 class Conflict(GatewayError):

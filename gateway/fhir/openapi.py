@@ -186,6 +186,11 @@ SCHEMAS: Final[dict[str, Any]] = {
     "CapabilityStatement": _resource("CapabilityStatement", ("status", "fhirVersion")),
     "Patient": _resource("Patient"),
     "CarePlan": _resource("CarePlan"),
+    "Goal": _resource("Goal"),
+    "CareTeam": _resource("CareTeam"),
+    "Provenance": _resource("Provenance"),
+    "StructureDefinition": _resource("StructureDefinition", ("url",)),
+    "CodeSystem": _resource("CodeSystem", ("url",)),
     "Consent": _resource("Consent", ("status", "patient")),
     "ConsentDirective": _CONSENT,
     "Parameters": _resource(

@@ -70,9 +70,11 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
-from gateway.fhir.responses import BundleBuilder, FHIRResponse, now_instant, outcome
+from gateway.fhir.responses import FHIRResponse, now_instant, outcome
+from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.routes.consent_body import consent_body
 from gateway.routes.params import check_params
+from gateway.routes.searching import operation_request, search_request
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")
@@ -352,12 +354,15 @@ def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[st
 
 
 @router.get("/Consent")
+@router.post("/Consent/_search")
 async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request) -> FHIRResponse:
     """A person's directives, less those refusing the caller's organisation: they are neither
     returned nor counted, and a ``suppressed`` outcome says that something was left out."""
     _require_recorder(state, ctx)
-    check_params(request, ("patient", "patient.identifier", "status"))
+    request = await search_request(request)
+    check_params(request, ("patient", "patient.identifier", "status", *RESULT_PARAMS))
     nhs = subject_nhs_number(request, "Consent", ("patient", "patient.identifier"))
+    shape = parse_shape(request, "Consent")
     statuses = {s for v in request.query_params.getlist("status") for s in v.split(",") if s}
     found = [
         c for c in await _store(state).search(nhs) if not statuses or c.get("status") in statuses
@@ -366,14 +371,12 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
     left_out = {w.key for w in decision.withheld}
     shown = [c for c in found if _reference(c) not in left_out]
     audit_trail.note_resources(tuple(_reference(c) for c in shown))
-    bundle = BundleBuilder(state.base_url)
     params = {"patient": nhs}
     if statuses:
         params["status"] = ",".join(sorted(statuses))
-    bundle.link("self", "Consent", params)
-    bundle.add_all(shown)
+    outcomes = []
     if left_out:
-        bundle.add_outcome(
+        outcomes.append(
             outcome(
                 "suppressed",
                 "information",
@@ -381,7 +384,10 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
                 reasons=decision.reason_codes,
             )
         )
-    return FHIRResponse(bundle.build(total=len(shown)))
+    bundle = searchset(
+        state.base_url, "Consent", shown, shape, filters=params, pool=shown, outcomes=outcomes
+    )
+    return FHIRResponse(bundle)
 
 
 def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str, Any]:
@@ -402,9 +408,11 @@ def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str
 
 
 @router.get("/Patient/{nhs}/$access-check")
+@router.post("/Patient/{nhs}/$access-check")
 async def access_check(
     nhs: str, ctx: PatientRead, state: StateDep, request: Request
 ) -> FHIRResponse:
+    request = await operation_request(request)
     check_params(request, ())
     verdict = await state.access.decide_only(ctx, parse_nhs_number(nhs))
     policy = state.policy if isinstance(state.policy, Policy) else None
