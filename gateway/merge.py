@@ -29,6 +29,7 @@ from adapters import ukcore
 from adapters.base import Outcome, Resource, SourceResult
 
 _DEMOGRAPHIC_ELEMENTS = (
+    "active",
     "name",
     "gender",
     "birthDate",
@@ -37,6 +38,7 @@ _DEMOGRAPHIC_ELEMENTS = (
     "address",
     "telecom",
     "generalPractitioner",
+    "managingOrganization",
 )
 _CONFLICT_ELEMENTS = ("gender", "birthDate", "deceasedDateTime", "deceasedBoolean")
 # FHIRPath names a choice element without its type suffix (``Patient.deceased``).
