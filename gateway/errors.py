@@ -21,10 +21,20 @@ identifiers, names or tokens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 REASON_SYSTEM = "urn:caregateway:decision-reason"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def fhirpath(name: str) -> str:
+    """``name`` (an element path or a request parameter) as a FHIRPath expression: a part
+    that is not a plain identifier is delimited (``agent-org`` → ```agent-org```)."""
+    return ".".join(
+        p if _IDENTIFIER.fullmatch(p) else f"`{p.replace('`', '')}`" for p in name.split(".")
+    )
 
 
 class GatewayError(Exception):
@@ -58,7 +68,7 @@ class GatewayError(Exception):
                 "text": ", ".join(self.reasons),
             }
         if self.expression:
-            issue["expression"] = list(self.expression)
+            issue["expression"] = [fhirpath(e) for e in self.expression]
         return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 

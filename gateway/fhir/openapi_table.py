@@ -282,7 +282,7 @@ _BASE_OPERATIONS: Final[tuple[Operation, ...]] = (
         201,
         "Consent",
         body="ConsentDirective",
-        errors=(404, 415, 422),
+        errors=(404, 412, 415, 422),
         ok_headers={
             "Location": {"schema": {"type": "string"}},
             "ETag": {"schema": {"type": "string"}},

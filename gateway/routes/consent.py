@@ -72,6 +72,8 @@ from gateway.errors import (
 )
 from gateway.fhir.responses import FHIRResponse, now_instant, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
+from gateway.narrative import narrate
+from gateway.routes import consent_write
 from gateway.routes.consent_body import consent_body
 from gateway.routes.params import check_params
 from gateway.routes.searching import operation_request, search_request
@@ -173,7 +175,7 @@ def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         out["performer"] = [performer]
     if not out.get("organization"):
         out["organization"] = [{"identifier": {"system": ODS_SYSTEM, "value": ctx.org}}]
-    return out
+    return narrate(out)
 
 
 def _patient(body: dict[str, Any]) -> str:
@@ -238,10 +240,31 @@ async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) 
     nhs = _patient(body)
     results = await _require_known(state, nhs)
     await _authorise(ctx, state, DirectiveInteraction.CREATE, nhs, (), results)
+    condition = consent_write.conditions(request, nhs)
+    if condition is not None:
+        found = await _readable(
+            ctx, state, nhs, consent_write.existing(await _store(state).search(nhs), condition)
+        )
+        kept = consent_write.one_or_none(found)
+        if kept is not None:
+            audit_trail.note_resources((_reference(kept),))
+            location = f"{state.base_url}/{_reference(kept)}"
+            return consent_write.written(request, kept, 200, {"Location": location})
     stored = await _store(state).create(_with_recorder(body, ctx))
     audit_trail.note_resources((_reference(stored),))
     location = f"{state.base_url}/{_reference(stored)}"
-    return _stored_response(stored, 201, {"Location": location})
+    return consent_write.written(request, stored, 201, {"Location": location})
+
+
+async def _readable(
+    ctx: RequestContext, state: GatewayState, nhs: str, found: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Those of ``found`` the caller may read (a directive refusing it is not shown)."""
+    if not found:
+        return found
+    decision = await _authorise(ctx, state, DirectiveInteraction.SEARCH, nhs, found)
+    left_out = {w.key for w in decision.withheld}
+    return [c for c in found if _reference(c) not in left_out]
 
 
 @router.put("/Consent/{consent_id}")
@@ -254,7 +277,9 @@ async def update_consent(
     expected = _expected_version(request)
     body = await consent_body(request)
     if "id" in body and body["id"] != consent_id:
-        raise BadRequest("The Consent's id does not match the id in the URL.", expression=["id"])
+        raise BadRequest(
+            "The Consent's id does not match the id in the URL.", expression=["Consent.id"]
+        )
     store = _store(state)
     current = await store.get(consent_id)
     if current is None:
@@ -267,7 +292,7 @@ async def update_consent(
         )
     stored = await store.update(consent_id, _with_recorder(body, ctx), expected_version=expected)
     audit_trail.note_resources((_reference(stored),))
-    return _stored_response(stored, 200, {})
+    return consent_write.written(request, stored, 200, {})
 
 
 @router.get("/Consent/{consent_id}")

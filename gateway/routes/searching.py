@@ -93,6 +93,8 @@ async def operation_request(request: Request) -> Request:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest("The request body is not valid JSON.") from exc
+    if parsed == {}:  # an empty object, as some clients send for "no parameters"
+        return request
     if not isinstance(parsed, dict) or parsed.get("resourceType") != "Parameters":
         raise BadRequest("The body of an operation must be a FHIR Parameters resource.")
     pairs: list[tuple[str, str]] = []

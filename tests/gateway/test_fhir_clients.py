@@ -1,0 +1,245 @@
+"""The FHIR client libraries people use, unchanged, against a real gateway.
+
+fhirpy (async), SMART Health IT's ``fhirclient`` (sync, in a worker thread) and
+``fhir-kit-client`` (JavaScript, run by node: ``tests/fhirclients``) each read, search by
+identifier (``.first()``/``.get()``/``.count()`` for fhirpy), page through ``next`` links,
+ask for ``$everything`` over GET and POST, follow every reference and write a Consent — with
+no header a FHIR client would not send by itself: the bearer token, and nothing else (the
+purpose of use is the token's claim, no ``Prefer`` header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhirclient.models.careplan import CarePlan as FCCarePlan
+from fhirclient.models.consent import Consent as FCConsent
+from fhirclient.models.patient import Patient as FCPatient
+from fhirclient.server import FHIRServer
+from fhirpy import AsyncFHIRClient
+from fhirpy.base.exceptions import ResourceNotFound
+
+from simulators.population import SCENARIOS
+from simulators.runner import source_configs
+from tests.consent.factories import PART, consent_body
+from tests.gateway.harness import Gateway, running_gateway
+
+BOTH = SCENARIOS["both"].nhs_number or ""
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+CLIENTS_DIR = Path(__file__).resolve().parents[1] / "fhirclients"
+
+
+@pytest.fixture(scope="module")
+async def gw(
+    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+        yield gateway
+
+
+def token(gw: Gateway) -> str:
+    """A clinician at the person's GP practice; purpose TREAT in the token (no extra header)."""
+    return gw.token(scopes=("user/*.cruds",), sub="client-library-user")
+
+
+def refusing(org: str = "X99999") -> dict[str, Any]:
+    """A directive that refuses one unrelated organisation (the caller still sees the record)."""
+    return consent_body(
+        BOTH,
+        "OPTIN",
+        {
+            "type": "permit",
+            "provision": [
+                {
+                    "type": "deny",
+                    "actor": [
+                        {
+                            "role": {"coding": [{"system": PART, "code": "IRCP"}]},
+                            "reference": {
+                                "identifier": {
+                                    "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                                    "value": org,
+                                }
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+
+
+def literal_references(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= literal_references(item)
+    elif isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            found.add(node["reference"])
+        for value in node.values():
+            found |= literal_references(value)
+    return found
+
+
+async def everything_via(gw: Gateway, method: str) -> dict[str, Any]:
+    resp = await gw.client.request(
+        method,
+        f"{gw.base_url}/Patient/{BOTH}/$everything",
+        headers={"Authorization": f"Bearer {token(gw)}"},
+    )
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+# --- fhirpy -------------------------------------------------------------------------------
+
+
+async def test_fhirpy_reads_searches_pages_and_follows_references(gw: Gateway) -> None:
+    client = AsyncFHIRClient(gw.base_url, authorization=f"Bearer {token(gw)}")
+    patient = await client.reference("Patient", BOTH).to_resource()
+    assert patient["id"] == BOTH and patient["resourceType"] == "Patient"
+
+    by_identifier = client.resources("Patient").search(identifier=f"{NHS_SYSTEM}|{BOTH}")
+    first = await by_identifier.first()
+    assert first is not None and first["id"] == BOTH
+    assert (await by_identifier.get())["id"] == BOTH  # sends _count=2
+    assert await by_identifier.count() == 1  # sends _count=0 and _totalMethod=count
+    nobody = client.resources("Patient").search(identifier=f"{NHS_SYSTEM}|9434765919")
+    with pytest.raises(ResourceNotFound):
+        await nobody.get()
+
+    plans = client.resources("CarePlan").search(patient=BOTH)
+    total = await plans.count()
+    paged = [p["id"] async for p in plans.limit(2)]  # follows next links, two a page
+    assert total >= 3 and len(paged) == total == len(set(paged))
+    everything = await client.execute(f"Patient/{BOTH}/$everything", method="get")
+    posted = await client.execute(f"Patient/{BOTH}/$everything", method="post", data={})
+    keys = {f"{e.resource['resourceType']}/{e.resource['id']}" for e in everything["entry"]}
+    assert keys == {f"{e.resource['resourceType']}/{e.resource['id']}" for e in posted["entry"]}
+    for ref in literal_references([e["resource"] for e in everything["entry"]]):
+        target = await client.reference(reference=ref).to_resource()
+        assert f"{target['resourceType']}/{target['id']}" == ref
+
+
+async def test_fhirpy_creates_and_updates_a_consent(gw: Gateway) -> None:
+    client = AsyncFHIRClient(gw.base_url, authorization=f"Bearer {token(gw)}")
+    consent = client.resource("Consent", **refusing("X99991"))
+    await consent.save()  # POST
+    assert consent["id"] and consent["meta"]["versionId"] == "1"
+    assert consent["text"]["status"] == "generated"
+    consent["status"] = "inactive"
+    await consent.save()  # PUT
+    assert consent["meta"]["versionId"] == "2" and consent["status"] == "inactive"
+
+
+# --- SMART Health IT fhirclient -------------------------------------------------------------
+
+
+class BearerAuth:
+    """What fhirclient asks of an auth object: sign each request's headers."""
+
+    def __init__(self, access_token: str) -> None:
+        self.access_token = access_token
+
+    def can_sign_headers(self) -> bool:
+        return True
+
+    def signed_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, "Authorization": f"Bearer {self.access_token}"}
+
+
+def _fhirclient_session(base_url: str, access_token: str) -> dict[str, Any]:
+    server = FHIRServer(None, base_uri=base_url + "/")
+    server.auth = BearerAuth(access_token)
+    out: dict[str, Any] = {}
+    out["read"] = FCPatient.read(BOTH, server).id
+    found = FCPatient.where(struct={"identifier": f"{NHS_SYSTEM}|{BOTH}"}).perform_resources(server)
+    out["search"] = [p.id for p in found]
+    search = FCCarePlan.where(struct={"patient": BOTH, "_count": "2"})
+    pages = list(search.perform_iter(server))
+    out["pages"] = len(pages)
+    out["plans"] = [
+        e.resource.id for b in pages for e in (b.entry or []) if e.search.mode == "match"
+    ]
+    out["total"] = pages[0].total
+    created = FCConsent(refusing("X99992")).create(server)
+    out["created"] = created
+    consent = FCConsent(created)
+    consent.status = "inactive"
+    out["updated"] = consent.update(server)
+    return out
+
+
+async def test_fhirclient_reads_searches_pages_and_writes(gw: Gateway) -> None:
+    out = await asyncio.to_thread(_fhirclient_session, gw.base_url, token(gw))
+    assert out["read"] == BOTH and out["search"] == [BOTH]
+    assert out["pages"] >= 2 and len(out["plans"]) == out["total"] == len(set(out["plans"]))
+    assert (
+        out["created"]["resourceType"] == "Consent" and out["created"]["meta"]["versionId"] == "1"
+    )
+    assert out["updated"]["status"] == "inactive" and out["updated"]["meta"]["versionId"] == "2"
+
+
+# --- fhir-kit-client (node) -----------------------------------------------------------------
+
+
+def _node_ready() -> None:
+    in_ci = os.environ.get("CI") == "true"
+    if shutil.which("node") is None:
+        if in_ci:
+            pytest.fail("node is not installed")
+        pytest.skip("node is not installed (Debian package nodejs)")
+    if not (CLIENTS_DIR / "node_modules" / "fhir-kit-client").is_dir():
+        if in_ci:
+            pytest.fail("fhir-kit-client is not installed: npm ci --prefix tests/fhirclients")
+        pytest.skip("fhir-kit-client is not installed: npm ci --prefix tests/fhirclients")
+
+
+async def run_node(script: str, payload: dict[str, Any]) -> Any:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(CLIENTS_DIR / script),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=CLIENTS_DIR,
+    )
+    stdout, stderr = await asyncio.wait_for(
+        proc.communicate(json.dumps(payload).encode()), timeout=120
+    )
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    return json.loads(stdout)
+
+
+async def test_fhir_kit_client_reads_searches_pages_follows_and_writes(gw: Gateway) -> None:
+    _node_ready()
+    out = await run_node(
+        "fhir_kit_client.mjs",
+        {"baseUrl": gw.base_url, "token": token(gw), "nhs": BOTH, "consent": refusing("X99993")},
+    )
+    assert out["read"] == {"resourceType": "Patient", "id": BOTH}
+    assert out["identifierSearch"] == {"total": 1, "ids": [BOTH]}
+    plans = [p for page in out["pages"] for p in page]
+    assert len(out["pages"]) >= 2 and all(len(p) <= 2 for p in out["pages"])
+    assert len(plans) == len(set(plans)) == out["postSearchTotal"]
+    assert out["everythingPost"] == out["everythingGet"]
+    assert out["everythingGet"][0] == f"Patient/{BOTH}"
+    assert out["followed"] and all(k == v for k, v in out["followed"].items())
+    everything = await everything_via(gw, "GET")
+    expected = literal_references([e["resource"] for e in everything["entry"]])
+    assert set(out["followed"]) == expected
+    assert out["create"]["status"] == 201 and out["create"]["etag"] == 'W/"1"'
+    assert out["create"]["location"].endswith(f"/Consent/{out['create']['id']}/_history/1")
+    assert out["create"]["narrative"] == "generated"
+    assert out["update"] == {"status": 200, "etag": 'W/"2"', "consentStatus": "inactive"}
+    assert out["staleUpdate"] == 412
+    assert out["conditionalCreate"] == {"status": 200, "id": out["create"]["id"]}
