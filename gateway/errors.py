@@ -32,6 +32,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def fhirpath(name: str) -> str:
     """``name`` (an element path or a request parameter) as a FHIRPath expression: a part
     that is not a plain identifier is delimited (``agent-org`` → ```agent-org```)."""
+    if name.startswith("("):  # a placeholder for a name not fit to repeat, not a path
+        return name
     return ".".join(
         p if _IDENTIFIER.fullmatch(p) else f"`{p.replace('`', '')}`" for p in name.split(".")
     )

@@ -46,6 +46,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 
+
 @pytest.fixture(scope="module")
 async def fuzz_gateway(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
