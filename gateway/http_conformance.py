@@ -116,7 +116,10 @@ class Negotiation:
             )
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if method in ("POST", "PUT") and content_type in XML_TYPES:
-            raise UnsupportedMediaType("This server takes FHIR JSON bodies only, not XML.")
+            raise UnsupportedMediaType(
+                "This server takes FHIR JSON bodies only, not XML: send Content-Type: "
+                "application/fhir+json."
+            )
         head = method == "HEAD"
         if head:
             scope = {**scope, "method": "GET"}

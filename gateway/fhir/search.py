@@ -18,9 +18,13 @@ search pages, counts, sorts, includes and shapes its answer the same way (FHIR R
 =================  ============================================================================
 
 Only matches are counted; included resources are ``search.mode = include`` and come from the
-same decided record, so an include never reaches past what the decision left visible. The
-OperationOutcome entries (withheld, incomplete, warnings) go on the first page only: they
-are about the whole answer, and a client paging through would otherwise see each again.
+same decided record, so an include never reaches past what the decision left visible.
+OperationOutcome entries about the record itself (merge warnings: a demographics conflict,
+a duplicate source record) go on the first page only: they are facts about the whole answer,
+and a client paging through would otherwise see each again. Those about the request — data
+withheld, a source that did not answer, break-glass — are on every page they apply to: each
+page is fetched and decided anew (a directive recorded between two pages applies to the
+next one), so only that page can say what was left out of it.
 ``Bundle.link[self]`` names exactly the parameters that were applied, canonically ordered.
 """
 
@@ -37,6 +41,7 @@ from starlette.requests import Request
 from adapters.base import Resource
 from gateway.errors import BadRequest
 from gateway.fhir.responses import BundleBuilder
+from gateway.merge import MERGE_WARNING_SYSTEM
 from gateway.routes.params import MAX_COUNT, count_param, date_range, offset_param, one, repeated
 
 SUBSETTED: Final = {
@@ -299,6 +304,15 @@ def shaped(resource: Resource, shape: Shape) -> Resource:
     return resource
 
 
+def _about_the_record(oo: Resource) -> bool:
+    """A merge warning (``urn:caregateway:merge-warning``), not a finding about this request."""
+    return any(
+        c.get("system") == MERGE_WARNING_SYSTEM
+        for issue in oo.get("issue", ())
+        for c in issue.get("details", {}).get("coding", ())
+    )
+
+
 def searchset(
     base_url: str,
     path: str,
@@ -309,9 +323,10 @@ def searchset(
     pool: Sequence[Resource] = (),
     outcomes: Sequence[Resource] = (),
 ) -> Resource:
-    """The searchset Bundle of one page: matches (shaped), includes, then — on the first
-    page only — ``outcomes``; ``self``/``next``/``previous`` links carry ``filters`` (the
-    applied filters, as the route canonicalised them) and the applied result parameters."""
+    """The searchset Bundle of one page: matches (shaped), includes, then ``outcomes``
+    (merge warnings on the first page only); ``self``/``next``/``previous`` links carry
+    ``filters`` (the applied filters, as the route canonicalised them) and the applied
+    result parameters."""
     chosen = select(matches, shape)
     page = chosen[shape.offset : shape.offset + shape.count] if shape.count else []
     bundle = BundleBuilder(base_url)
@@ -331,7 +346,7 @@ def searchset(
         bundle.link("previous", path, {**params, **paging, "_offset": previous})
     bundle.add_all(shaped(r, shape) for r in page)
     bundle.add_all((shaped(r, shape) for r in included(page, shape, pool)), mode="include")
-    if shape.offset == 0:
-        for oo in outcomes:
+    for oo in outcomes:
+        if shape.offset == 0 or not _about_the_record(oo):
             bundle.add_outcome(oo)
     return bundle.build(total=None if shape.total == "none" else len(chosen))

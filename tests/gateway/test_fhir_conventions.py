@@ -44,25 +44,41 @@ async def test_count_zero_and_summary_count_give_the_total_only(gw: Gateway) -> 
         assert link(only, "next") is None
 
 
-async def test_paging_outcomes_on_the_first_page_only_and_self_names_what_applied(
+async def test_merge_warnings_on_the_first_page_only_and_self_names_what_applied(
     gw: Gateway,
 ) -> None:
-    # break-glass: the answer carries an outcome entry saying the access is recorded for review
+    # break-glass: a relationship for this test, and an outcome about the request itself
     headers = {
         **gw.headers(purpose="ETREAT"),
         "X-Purpose-Of-Use": "ETREAT",
         "X-Break-Glass-Reason": "unconscious in A&E",
     }
-    number = BOTH
-    url = f"/Patient/{number}/$everything?_count=1"
+    url = f"/Patient/{SCENARIOS['dob_conflict'].nhs_number}/$everything?_count=1"
     first = assert_fhir(await gw.get(url + "&_totalMethod=x", headers=headers))
-    assert matches(first, "outcome")
+    assert _merge_warnings(first) and "informational" in _codes(first)
     self_link = link(first, "self")
     assert self_link is not None and "_totalMethod" not in self_link  # ignored: not in self
     following = link(first, "next")
     assert following is not None
     second = assert_fhir(await gw.get(f"{url}&_offset={following['_offset'][0]}", headers=headers))
-    assert matches(second) and matches(second, "outcome") == []
+    assert matches(second) and _merge_warnings(second) == []
+    assert _codes(second) == ["informational"]  # break-glass: about this request, every page
+
+
+def _codes(bundle: dict[str, Any]) -> list[str]:
+    return [i["code"] for oo in matches(bundle, "outcome") for i in oo["issue"]]
+
+
+def _merge_warnings(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        oo
+        for oo in matches(bundle, "outcome")
+        if any(
+            c["system"] == "urn:caregateway:merge-warning"
+            for i in oo["issue"]
+            for c in i.get("details", {}).get("coding", ())
+        )
+    ]
 
 
 async def test_sort_elements_summary_and_include(gw: Gateway) -> None:
