@@ -208,7 +208,6 @@ def minimum_necessary(
         if rule.level is Level.DEMOGRAPHICS
         else Reason.ROLE_NOT_PERMITTED
     )
-    source = contribution.source
     removed: dict[str, Reason] = {}
     for i, r in enumerate(contribution.resources):
         key = resource_key(r, i)
@@ -217,6 +216,15 @@ def minimum_necessary(
         elif not rule.sees_label(resource_domain(r, contribution.domain), confidentiality(r)):
             removed[key] = Reason.LABEL_RESTRICTED
 
+    return with_dependents(contribution, removed)
+
+
+def with_dependents(
+    contribution: SourceContribution, removed: Mapping[str, Reason]
+) -> tuple[Withheld, ...]:
+    """``removed`` (resource key → reason) and what would betray it: the goals of a removed
+    ``CarePlan``, and a ``Provenance`` all of whose targets were removed."""
+    removed = dict(removed)
     goals_of_removed_plans: dict[str, Reason] = {}
     for i, r in enumerate(contribution.resources):
         reason = removed.get(resource_key(r, i))
@@ -237,7 +245,7 @@ def minimum_necessary(
                 if targets and all(t in removed for t in targets):
                     removed[key] = removed[str(targets[0])]
     return tuple(
-        Withheld(resource_key(r, i), removed[resource_key(r, i)], source)
+        Withheld(resource_key(r, i), removed[resource_key(r, i)], contribution.source)
         for i, r in enumerate(contribution.resources)
         if resource_key(r, i) in removed
     )

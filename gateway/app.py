@@ -10,10 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from gateway.apps import router as apps_router
 from gateway.boundary import ErrorBoundary, reraise
 from gateway.fhir.openapi import install_openapi
 from gateway.http_conformance import Negotiation, cors_options, parse_origins
+from gateway.joint import routes as joint
 from gateway.limits import Limits
+from gateway.ops import Operations
 from gateway.routes import audit, consent, definitions, fhir, health, references
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
@@ -26,6 +29,7 @@ def create_app(
     state_factory: StateFactory,
     *,
     limits: Limits | None = None,
+    ops: Operations | None = None,
     cors_origins: Sequence[str] | None = None,
 ) -> FastAPI:
     """Build the app; ``state_factory`` makes the shared state and its closer at start-up.
@@ -34,7 +38,8 @@ def create_app(
     ``CAREGW_CORS_ORIGINS`` (none unless set).
 
     ``limits``: the request size limits; by default those of the settings
-    (``CAREGW_MAX_*``, see ``docs/reliability.md``).
+    (``CAREGW_MAX_*``, see ``docs/reliability.md``). ``ops``: metrics, rate limits and the
+    shutdown drain (:mod:`gateway.ops`), started on the state once it is built.
     """
 
     @asynccontextmanager
@@ -42,8 +47,12 @@ def create_app(
         state, close = await state_factory()
         app.state.gateway = state
         try:
+            if ops is not None:
+                await ops.start(state)
             yield
         finally:
+            if ops is not None:
+                await ops.stop()
             await close()
 
     app = FastAPI(
@@ -58,9 +67,12 @@ def create_app(
     app.include_router(references.router)  # Goal, CareTeam, Provenance
     app.include_router(definitions.router)  # our StructureDefinitions and CodeSystems
     app.include_router(consent.router)
+    for router in joint.routers:
+        app.include_router(router)
     app.include_router(audit.router)
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
+    app.include_router(apps_router)  # /apps/*: the browser apps, static files (gateway/apps)
     install_openapi(app)
 
     # One boundary renders every failure and audits it (gateway.boundary). FastAPI's own
@@ -82,4 +94,6 @@ def create_app(
             expose_headers=opts["expose_headers"],
             max_age=opts["max_age"],
         )
+    if ops is not None:
+        ops.install(app)  # outside the boundary: counts the status really sent
     return app

@@ -61,6 +61,8 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
             note.user_sub, note.user_name = principal.sub, principal.name
             note.user_role, note.user_org = principal.role, principal.org
             note.client_id = principal.client_id
+        if state.rate_limiter is not None:  # CAREGW_RATE_LIMIT: 429, audited (gateway.ops)
+            await state.rate_limiter.check(principal)
         require_scope(principal, resource_type, interaction)
         purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))
         if note is not None:
@@ -75,6 +77,8 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
             request_id=request.state.request_id,
             break_glass_reason=reason if purpose == "ETREAT" else None,
             name=principal.name,
+            patient=principal.patient,
+            proofing_level=principal.proofing_level,
         )
 
     return _gate
@@ -93,6 +97,18 @@ def parse_nhs_number(value: str, where: str = "NHS number") -> str:
         ) from exc
     audit_trail.note_patient(number)
     return number
+
+
+def patient_reference_value(request: Request, value: str, name: str) -> str:
+    """``{nhs}`` from ``{nhs}``, ``Patient/{nhs}`` or this gateway's absolute
+    ``{base}/Patient/{nhs}``; a reference to another server is a 400 naming ``name``."""
+    if "://" in value:
+        state: GatewayState | None = getattr(request.app.state, "gateway", None)
+        own = f"{state.base_url}/Patient/" if state is not None else None
+        if own is None or not value.startswith(own):
+            raise BadRequest(f"{name} must reference a Patient on this server.", expression=[name])
+        return value.removeprefix(own)
+    return value.removeprefix("Patient/")
 
 
 def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, ...]) -> str:
@@ -114,19 +130,6 @@ def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, .
         if system and system != ukcore.NHS_NUMBER_SYSTEM:
             raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
     else:
-        value = _local_reference(request, value, name).removeprefix("Patient/")
+        value = patient_reference_value(request, value, name)
     return parse_nhs_number(value, name)
 
-
-def _local_reference(request: Request, value: str, name: str) -> str:
-    """A reference as given, or an absolute one to this server's base made relative
-    (``{base}/Patient/{nhs}`` → ``Patient/{nhs}``); an absolute one elsewhere is a 400."""
-    if "://" not in value:
-        return value
-    base = get_state(request).base_url.rstrip("/") + "/"
-    if not value.startswith(base):
-        raise BadRequest(
-            f"{name} refers to another server; give Patient/{{nhs}} or {base}Patient/{{nhs}}.",
-            expression=[name],
-        )
-    return value.removeprefix(base)

@@ -21,6 +21,7 @@ import orjson
 from starlette.requests import Request
 
 from adapters.base import Resource
+from gateway import audit_trail
 from gateway.access import AccessResult, RecordAccess, RequestContext
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import merge_warning_outcome, outcome
@@ -123,7 +124,7 @@ def record_outcomes(result: AccessResult, *, warnings: bool = True) -> list[Reso
                 "are missing from this answer.",
             )
         )
-    if result.verdict.effect == "permit-filtered":
+    if result.verdict.effect == "permit-filtered" and result.verdict.announce_withheld:
         out.append(
             outcome(
                 "suppressed",
@@ -169,17 +170,19 @@ async def read_one(
     nhs = await adapter.nhs_number_for(person_id)
     if nhs is None:
         raise NotFound(f"No {kind} with this id.")
+    audit_trail.note_patient(nhs)  # whose record was read, for the audit event
     result = await access.read(ctx, nhs)
     for resource in result.record.resources():
         if resource.get("resourceType") == kind and resource.get("id") == resource_id:
             return resource
     if any(r.source == source for r in result.failed):
         raise NotFound(f"No {kind} with this id could be found; its source did not answer.")
-    if f"{kind}/{resource_id}" in result.verdict.withheld:
+    if f"{kind}/{resource_id}" in result.verdict.withheld and result.verdict.announce_withheld:
         # The caller has a relationship with the person (else the read was denied above) and
         # needs to know why it is not shown: 403 with the reason, never the content.
         raise Forbidden(
             f"This {kind} is withheld: " + ", ".join(result.verdict.reasons),
             reasons=result.verdict.reasons,
         )
+    # Not there, or withheld from the person themself: nothing may say it exists.
     raise NotFound(f"No {kind} with this id.")

@@ -57,7 +57,8 @@ async def empty_db(
 
 
 def _differences(sync: Connection) -> list[object]:
-    context = MigrationContext.configure(sync, opts={"compare_type": True})
+    opts = {"compare_type": True, "include_name": schema.include_name}
+    context = MigrationContext.configure(sync, opts=opts)
     return list(compare_metadata(context, schema.target_metadata()))
 
 
