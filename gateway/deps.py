@@ -132,4 +132,3 @@ def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, .
     else:
         value = patient_reference_value(request, value, name)
     return parse_nhs_number(value, name)
-

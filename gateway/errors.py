@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 REASON_SYSTEM = "urn:caregateway:decision-reason"
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*")  # with indexers: item[0]
 
 
 def fhirpath(name: str) -> str:

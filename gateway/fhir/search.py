@@ -9,7 +9,8 @@ search pages, counts, sorts, includes and shapes its answer the same way (FHIR R
 ``_offset``        where the page starts (our ``next``/``previous`` links carry it)
 ``_summary``       ``count`` (total only), ``true`` (summary elements), ``data`` (no ``text``),
                    ``false``; subsetted resources are tagged ``SUBSETTED``
-``_elements``      top-level elements to keep (plus ``id``, ``meta``), tagged ``SUBSETTED``
+``_elements``      top-level elements to keep (plus ``id``, ``meta`` and the mandatory ones,
+                   as for ``_summary=true``), tagged ``SUBSETTED``
 ``_total``         ``none`` leaves ``Bundle.total`` out; ``estimate``/``accurate`` give it
 ``_sort``          ``_lastUpdated``, ``date``, ``status``, each with ``-`` for descending
 ``_lastUpdated``   ``[eq|ge|gt|le|lt]date``, repeatable, all must hold (a filter)
@@ -33,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Final
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -255,9 +257,12 @@ def select(matches: Sequence[Resource], shape: Shape) -> list[Resource]:
 
 
 def _refs(resource: Resource, element: str) -> list[str]:
+    """The literal references in ``element``, as ``Type/id``: a version-specific one (a joint
+    plan's Provenance targets ``CarePlan/{id}/_history/{v}``) names the same resource."""
     value = resource.get(element)
     items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
-    return [str(i["reference"]) for i in items if isinstance(i, dict) and i.get("reference")]
+    refs = [str(i["reference"]) for i in items if isinstance(i, dict) and i.get("reference")]
+    return [r.split("/_history/", 1)[0] for r in refs]
 
 
 def included(page: Sequence[Resource], shape: Shape, pool: Sequence[Resource]) -> list[Resource]:
@@ -292,15 +297,30 @@ def _subsetted(resource: Resource, keep: set[str]) -> Resource:
     return out
 
 
+@cache
+def _mandatory(resource_type: str) -> frozenset[str]:
+    """The top-level elements of ``resource_type`` with a minimum cardinality of 1: a
+    subset keeps them whatever was asked (R4 ``search.html#elements``: servers SHOULD return
+    mandatory elements), so the subset is still a valid resource."""
+    model = get_fhir_model_class(resource_type)
+    out = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if info.is_required() or extra.get("element_required"):
+            out.add(info.alias or name)
+    return frozenset(out)
+
+
 def shaped(resource: Resource, shape: Shape) -> Resource:
     """``resource`` as ``_summary``/``_elements`` ask (unchanged when neither does)."""
+    kind = str(resource["resourceType"])
     if shape.summary == "true":
-        model = get_fhir_model_class(str(resource["resourceType"]))
-        return _subsetted(resource, set(model.summary_elements_sequence()))
+        model = get_fhir_model_class(kind)
+        return _subsetted(resource, set(model.summary_elements_sequence()) | _mandatory(kind))
     if shape.summary == "data":
         return _subsetted(resource, set(resource) - {"text"})
     if shape.elements:
-        return _subsetted(resource, set(shape.elements))
+        return _subsetted(resource, set(shape.elements) | _mandatory(kind))
     return resource
 
 

@@ -12,6 +12,7 @@ from gateway.fhir.definitions import CODE_SYSTEMS, STRUCTURE_DEFINITIONS
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
+from tests.gateway.joint_support import JointClient, plan_body
 
 BOTH = SCENARIOS["both"].nhs_number or ""
 ORIGIN = "https://apps.example.nhs.uk"
@@ -23,6 +24,20 @@ async def gw(
 ) -> AsyncIterator[Gateway]:
     async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="module")
+async def joint_plan(gw: Gateway) -> dict[str, Any]:
+    """A joint care plan for the ``both`` person, in its second version (so it has two
+    Provenance, each targeting its own version)."""
+    joint = JointClient(gw)
+    first = assert_fhir(await joint.post(plan_body()), 201)
+    second = await joint.put(
+        first["id"], {**first, "title": "Staying well at home, with the council"}, if_match='W/"1"'
+    )
+    plan: dict[str, Any] = assert_fhir(second)
+    assert plan["meta"]["versionId"] == "2"
+    return plan
 
 
 def matches(bundle: dict[str, Any], mode: str = "match") -> list[dict[str, Any]]:
@@ -85,7 +100,8 @@ async def test_sort_elements_summary_and_include(gw: Gateway) -> None:
     url = f"/CarePlan?patient=Patient/{BOTH}&_sort=-date&_elements=status,title"
     bundle = assert_fhir(await gw.get(url + "&_include=CarePlan:goal"))
     plans = matches(bundle)
-    assert set(plans[0]) <= {"resourceType", "id", "meta", "status", "title"}
+    # what was asked for, and what a CarePlan cannot be without (intent, subject)
+    assert set(plans[0]) == {"resourceType", "id", "meta", "status", "title", "intent", "subject"}
     assert any(t["code"] == "SUBSETTED" for t in plans[0]["meta"]["tag"])
     full = matches(assert_fhir(await gw.get(f"/CarePlan?patient={BOTH}&_sort=-date")))
     starts = [p.get("period", {}).get("start", "") for p in full]
@@ -152,7 +168,13 @@ async def test_formats_we_do_not_serve(gw: Gateway) -> None:
     assert_outcome(resp, 415, "not-supported")
 
 
-async def test_every_reference_in_every_scenario_persons_everything_resolves(gw: Gateway) -> None:
+async def test_every_reference_in_every_scenario_persons_everything_resolves(
+    gw: Gateway, joint_plan: dict[str, Any]
+) -> None:
+    """Every literal reference resolves here: ``Type/id`` by a read, a version-specific one
+    (a joint plan's Provenance) by a vread of that version, ``#id`` to a contained resource of
+    the same resource (a joint plan's care team and goals). None is absolute."""
+    walked: set[str] = set()
     for key, scenario in SCENARIOS.items():
         if scenario.nhs_number is None:
             continue
@@ -161,13 +183,27 @@ async def test_every_reference_in_every_scenario_persons_everything_resolves(gw:
             continue  # the GP token has no relationship with this person
         bundle = assert_fhir(resp)
         for resource in matches(bundle):
+            contained = {f"#{c['id']}" for c in resource.get("contained", ())}
             for ref in _references(resource):
-                assert "://" not in ref and ref.count("/") == 1, (key, ref)
+                walked.add(ref)
+                if ref.startswith("#"):
+                    assert ref in contained, (key, ref)
+                    continue
+                assert "://" not in ref, (key, ref)
+                kind, rid, *version = ref.split("/")
+                assert version == [] or (len(version) == 2 and version[0] == "_history"), ref
                 target = assert_fhir(await gw.get(f"/{ref}"))
-                assert f"{target['resourceType']}/{target['id']}" == ref
-            for detail in (a.get("detail", {}) for a in resource.get("activity", ())):
+                assert (target["resourceType"], target["id"]) == (kind, rid), (key, ref)
+                if version:
+                    assert target["meta"]["versionId"] == version[-1], (key, ref)
+            activities = (
+                resource.get("activity", ()) if resource["resourceType"] == "CarePlan" else ()
+            )
+            for detail in (a.get("detail", {}) for a in activities):
                 for uri in detail.get("instantiatesUri", ()):
                     assert uri.startswith(("urn:", "http")), (key, uri)
+    plan = f"CarePlan/{joint_plan['id']}"
+    assert {f"{plan}/_history/1", f"{plan}/_history/2", "#team"} <= walked
 
 
 def _references(node: Any) -> set[str]:
@@ -177,6 +213,69 @@ def _references(node: Any) -> set[str]:
         own = {node["reference"]} if isinstance(node.get("reference"), str) else set()
         return own.union(*(_references(v) for v in node.values()))
     return set()
+
+
+async def test_joint_plans_in_search_include_everything_and_paging(
+    gw: Gateway, joint_plan: dict[str, Any]
+) -> None:
+    """A joint plan is one more CarePlan of the person's: found, counted, paged, included
+    and revincluded the same as the sources' plans, with its own ETag."""
+    plan_id = joint_plan["id"]
+    every = assert_fhir(await gw.get(f"/CarePlan?patient={BOTH}"))
+    ids = [p["id"] for p in matches(every)]
+    assert plan_id in ids and every["total"] == len(ids)
+    count = assert_fhir(await gw.get(f"/CarePlan?patient={BOTH}&_summary=count"))
+    assert count["total"] == len(ids)
+    paged: list[str] = []
+    url: str | None = f"/CarePlan?patient={BOTH}&_count=1"
+    while url is not None:
+        page = assert_fhir(await gw.get(url))
+        assert page["total"] == len(ids) and len(matches(page)) <= 1
+        paged += [p["id"] for p in matches(page)]
+        following = next((k["url"] for k in page["link"] if k["relation"] == "next"), None)
+        url = following.removeprefix(gw.base_url) if following else None
+    assert sorted(paged) == sorted(ids)
+    stored = next(p for p in matches(every) if p["id"] == plan_id)
+    assert stored["meta"]["versionId"] == "2" and stored["text"]["status"] == "generated"
+    # its Provenance target versions of it: _revinclude finds both; the contained care team
+    # and goal are no separate resources, so _include adds none for it
+    rev = assert_fhir(await gw.get(f"/CarePlan?patient={BOTH}&_revinclude=Provenance:target"))
+    joint_prov = [
+        r
+        for r in matches(rev, "include")
+        if any(t["reference"].startswith(f"CarePlan/{plan_id}/") for t in r["target"])
+    ]
+    assert sorted(t["reference"] for r in joint_prov for t in r["target"]) == [
+        f"CarePlan/{plan_id}/_history/1",
+        f"CarePlan/{plan_id}/_history/2",
+    ]
+    included = assert_fhir(
+        await gw.get(f"/CarePlan?patient={BOTH}&_include=CarePlan:care-team&_include=CarePlan:goal")
+    )
+    assert all(r["resourceType"] in ("Goal", "CareTeam") for r in matches(included, "include"))
+    assert all(not r["id"].startswith("joint.") for r in matches(included, "include"))
+    everything = assert_fhir(await gw.get(f"/Patient/{BOTH}/$everything"))
+    keys = {f"{r['resourceType']}/{r['id']}" for r in matches(everything)}
+    assert f"CarePlan/{plan_id}" in keys
+    assert {f"Provenance/{r['id']}" for r in joint_prov} <= keys
+    pages: set[str] = set()
+    url = f"/Patient/{BOTH}/$everything?_count=3"
+    while url is not None:
+        page = assert_fhir(await gw.get(url))
+        pages |= {f"{r['resourceType']}/{r['id']}" for r in matches(page)}
+        following = next((k["url"] for k in page["link"] if k["relation"] == "next"), None)
+        url = following.removeprefix(gw.base_url) if following else None
+    assert pages == keys
+    read = await gw.get(f"/CarePlan/{plan_id}")
+    assert read.headers["etag"] == 'W/"2"' and assert_fhir(read)["meta"]["versionId"] == "2"
+    again = await gw.get(f"/CarePlan/{plan_id}", headers={**gw.headers(), "If-None-Match": 'W/"2"'})
+    assert again.status_code == 304 and again.content == b""
+    # a 405 says what is allowed, HEAD included, for a joint plan and for a source's plan
+    joint = JointClient(gw)
+    assert (await joint.delete(f"/CarePlan/{plan_id}")).headers["allow"] == "GET, HEAD, PUT"
+    source_plan = next(i for i in ids if not i.startswith("joint."))
+    refused = await joint.delete(f"/CarePlan/{source_plan}")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
 
 
 async def test_goal_careteam_provenance_read_and_search(gw: Gateway) -> None:

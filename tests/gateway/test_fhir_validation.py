@@ -22,6 +22,7 @@ from fhirpathpy.models import models
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.harness import Gateway, assert_fhir, running_gateway
+from tests.gateway.joint_support import JointClient, plan_body
 from tests.gateway.test_fhir_clients import CLIENTS_DIR, _node_ready, refusing, run_node
 
 R4 = models["r4"]  # the R4 model: choice types (value[x]) resolve as FHIRPath says
@@ -46,14 +47,30 @@ async def gw(
         yield gateway
 
 
+SNOMED = "http://snomed.info/sct"
+
+
+@pytest.fixture(scope="module")
 async def emitted(gw: Gateway) -> list[dict[str, Any]]:
-    """Every resource in every scenario person's ``$everything`` (break-glass: the clinician
-    sees what any relationship would show), a stored Consent, and the public documents."""
+    """Everything the gateway emits for the scenario people: every resource in every scenario
+    person's ``$everything`` (break-glass: the clinician sees what any relationship would
+    show), with a joint care plan written for one of them (two versions: its history and
+    Provenance); the searchsets of every search type with their includes; a stored Consent
+    and its history; the person's access report (AuditEvents); the joint care summary;
+    refusals (OperationOutcome); the CapabilityStatement and our own definitions."""
     headers = {
         **gw.headers(purpose="ETREAT", scopes=("user/*.cruds",)),
         "X-Break-Glass-Reason": "validation of what is emitted",
     }
-    out: list[dict[str, Any]] = []
+    joint = JointClient(gw)
+    category = [{"coding": [{"system": SNOMED, "code": "734163000", "display": "Care plan"}]}]
+    first = assert_fhir(await joint.post({**plan_body(), "category": category}), 201)
+    second = assert_fhir(
+        await joint.put(first["id"], {**first, "title": "Second version"}, if_match='W/"1"')
+    )
+    out: list[dict[str, Any]] = [second]
+    out.append(assert_fhir(await joint.get(f"/CarePlan/{first['id']}/_history")))
+    out.append(assert_fhir(await joint.get(f"/CarePlan/{first['id']}/_history/1")))
     for scenario in SCENARIOS.values():
         if scenario.nhs_number is None:
             continue
@@ -62,12 +79,51 @@ async def emitted(gw: Gateway) -> list[dict[str, Any]]:
         )
         out.append(bundle)
         out.extend(e["resource"] for e in bundle.get("entry", ()))
+    both = SCENARIOS["both"].nhs_number
+    for query in (
+        f"Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{both}"
+        "&_revinclude=Provenance:patient",
+        f"CarePlan?patient={both}&_include=CarePlan:goal&_include=CarePlan:care-team"
+        "&_revinclude=Provenance:target&_count=2",
+        f"CarePlan?patient={both}&_summary=true",
+        f"CarePlan?patient={both}&_elements=status,title",
+        f"Goal?patient={both}&_include=Goal:patient",
+        f"CareTeam?patient={both}&_revinclude=Provenance:target",
+        f"Provenance?patient={both}&_summary=count",
+    ):
+        out.append(assert_fhir(await gw.get(f"/{query}", headers=headers)))
     consent = await gw.client.post(
         f"{gw.base_url}/Consent",
         json=refusing("X99994"),
         headers=gw.headers(scopes=("user/*.cruds",)),
     )
-    out.append(assert_fhir(consent, 201))
+    stored = assert_fhir(consent, 201)
+    out.append(stored)
+    out.append(
+        assert_fhir(
+            await gw.get(
+                f"/Consent/{stored['id']}/_history", headers=gw.headers(scopes=("user/*.cruds",))
+            )
+        )
+    )
+    out.append(
+        assert_fhir(
+            await gw.get(f"/Consent?patient={both}", headers=gw.headers(scopes=("user/*.cruds",)))
+        )
+    )
+    ig = gw.headers(role="R0001", org="X26", purpose="HOPERAT", scopes=("user/*.cruds",))
+    report = assert_fhir(await gw.get(f"/Patient/{both}/$access-report", headers=ig))
+    assert report.get("entry"), "the access report has events"
+    out.append(report)
+    out.extend(e["resource"] for e in report["entry"])
+    out.append(assert_fhir(await gw.get("/$joint-care-summary", headers=ig)))
+    for refusal in (
+        await gw.get("/CarePlan?patient=123"),
+        await gw.get(f"/Patient/{both}/$everything", headers=gw.headers(org="X99999")),
+        await gw.get("/Goal/socialcare.P000000.nothing"),
+    ):
+        assert refusal.status_code >= 400
+        out.append(refusal.json())
     metadata = assert_fhir(await gw.client.get(f"{gw.base_url}/metadata"))
     out.append(metadata)
     for kind in ("StructureDefinition", "CodeSystem"):
@@ -79,9 +135,19 @@ async def emitted(gw: Gateway) -> list[dict[str, Any]]:
     return out
 
 
-async def test_medplum_validator_finds_no_error(gw: Gateway) -> None:
+def _every_resource(emitted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The emitted resources and the resources in the Bundles among them, each once."""
+    out: dict[str, dict[str, Any]] = {}
+    for resource in emitted:
+        for one in [resource, *(e["resource"] for e in resource.get("entry", ()))]:
+            key = json.dumps(one, sort_keys=True)
+            out.setdefault(key, one)
+    return list(out.values())
+
+
+async def test_medplum_validator_finds_no_error(emitted: list[dict[str, Any]]) -> None:
     _node_ready()
-    resources = await emitted(gw)
+    resources = _every_resource(emitted)
     assert len(resources) > 50
     failures = await run_node("validate.mjs", resources)
     assert failures == [], json.dumps(failures, indent=1)[:4000]
@@ -107,10 +173,10 @@ def _constraints() -> dict[str, list[tuple[str, str, str]]]:
     return out
 
 
-async def test_r4_invariants_hold_under_fhirpathpy(gw: Gateway) -> None:
+async def test_r4_invariants_hold_under_fhirpathpy(emitted: list[dict[str, Any]]) -> None:
     _node_ready()
     constraints = _constraints()
-    resources = await emitted(gw)
+    resources = _every_resource(emitted)
     broken: list[str] = []
     checked = 0
     for resource in resources:
@@ -143,11 +209,15 @@ MUST_SUPPORT = {
 }
 
 
-async def test_uk_core_must_support_elements_are_filled(gw: Gateway) -> None:
+async def test_uk_core_must_support_elements_are_filled(emitted: list[dict[str, Any]]) -> None:
     """The must-support elements every scenario source holds data for (both sources send
     them for every person) are present; ``Consent.source[x]`` is sent only when the caller
     gave one (no source of ours holds a consent form)."""
-    resources = await emitted(gw)
+    resources = [r for r in _every_resource(emitted) if not _subsetted(r)]
+    kinds = {r["resourceType"] for r in resources}
+    assert {"CarePlan", "CareTeam", "Consent", "Patient", "Goal", "Provenance"} <= kinds
+    assert {"AuditEvent", "MeasureReport", "OperationOutcome", "Bundle"} <= kinds
+    assert any(r["id"].startswith("joint.") for r in resources if r["resourceType"] == "CarePlan")
     missing = [
         f"{r['resourceType']}/{r['id']}: {element}"
         for r in resources
@@ -170,6 +240,11 @@ async def test_uk_core_must_support_elements_are_filled(gw: Gateway) -> None:
         and "THURLOW, Joan Mary (Mrs)" in patient["text"]["div"]
     )
     assert "02-Apr-1936" in patient["text"]["div"]
+
+
+def _subsetted(resource: dict[str, Any]) -> bool:
+    """Shaped by ``_summary``/``_elements`` on request: what it leaves out was asked for."""
+    return any(t.get("code") == "SUBSETTED" for t in resource.get("meta", {}).get("tag", ()))
 
 
 def _from_community(patient: dict[str, Any]) -> bool:
