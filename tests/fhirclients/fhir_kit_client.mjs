@@ -46,21 +46,32 @@ const keys = (b) => (b.entry || []).filter((e) => e.search.mode === 'match')
 out.everythingPost = keys(everythingPost);
 out.everythingGet = keys(everythingGet);
 
-// Follow every literal reference in $everything with a plain read.
-const references = new Set();
-const walk = (node) => {
-  if (Array.isArray(node)) node.forEach(walk);
-  else if (node && typeof node === 'object') {
-    if (typeof node.reference === 'string') references.add(node.reference);
-    Object.values(node).forEach(walk);
-  }
-};
-(everythingGet.entry || []).forEach((e) => walk(e.resource));
+// Follow every literal reference in $everything: a plain read, a vread for a version-specific
+// one (a joint plan's Provenance), and fhir-kit-client's resolve for a contained one (#id).
 out.followed = {};
-for (const ref of references) {
-  const [resourceType, id] = ref.split('/');
-  const target = await client.read({ resourceType, id });
-  out.followed[ref] = `${target.resourceType}/${target.id}`;
+for (const entry of everythingGet.entry || []) {
+  const references = new Set();
+  const walk = (node) => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') {
+      if (typeof node.reference === 'string') references.add(node.reference);
+      Object.values(node).forEach(walk);
+    }
+  };
+  walk(entry.resource);
+  for (const ref of references) {
+    if (ref.startsWith('#')) {
+      const target = await client.resolve({ reference: ref, context: entry.resource });
+      out.followed[ref] = target ? `#${target.id}` : null;
+      continue;
+    }
+    const [resourceType, id, history, version] = ref.split('/');
+    const target = history === '_history'
+      ? await client.vread({ resourceType, id, version })
+      : await client.read({ resourceType, id });
+    out.followed[ref] = `${target.resourceType}/${target.id}`
+      + (history === '_history' ? `/_history/${target.meta.versionId}` : '');
+  }
 }
 
 // Consent: create, read (ETag), update with If-Match, a stale If-Match, conditional create.

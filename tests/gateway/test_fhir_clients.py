@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhirclient.models.bundle import Bundle as FCBundle
 from fhirclient.models.careplan import CarePlan as FCCarePlan
 from fhirclient.models.consent import Consent as FCConsent
+from fhirclient.models.fhirelementfactory import FHIRElementFactory
 from fhirclient.models.patient import Patient as FCPatient
 from fhirclient.server import FHIRServer
 from fhirpy import AsyncFHIRClient
@@ -29,7 +31,8 @@ from fhirpy.base.exceptions import ResourceNotFound
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.consent.factories import PART, consent_body
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import Gateway, assert_fhir, running_gateway
+from tests.gateway.joint_support import JointClient, plan_body
 
 BOTH = SCENARIOS["both"].nhs_number or ""
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -41,6 +44,11 @@ async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
     async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+        # a joint care plan in its second version: its Provenance target each version
+        # (``CarePlan/{id}/_history/{v}``) and it holds its care team and goal contained
+        joint = JointClient(gateway)
+        plan = assert_fhir(await joint.post(plan_body()), 201)
+        assert_fhir(await joint.put(plan["id"], {**plan, "title": "v2"}, if_match='W/"1"'))
         yield gateway
 
 
@@ -89,6 +97,14 @@ def literal_references(node: Any) -> set[str]:
     return found
 
 
+def follows(ref: str, target: dict[str, Any]) -> bool:
+    """Whether ``target`` is what ``ref`` names: ``Type/id``, or ``Type/id/_history/v``."""
+    kind, rid, *version = ref.split("/")
+    if (target["resourceType"], target["id"]) != (kind, rid):
+        return False
+    return not version or target["meta"]["versionId"] == version[-1]
+
+
 async def everything_via(gw: Gateway, method: str) -> dict[str, Any]:
     resp = await gw.client.request(
         method,
@@ -125,9 +141,19 @@ async def test_fhirpy_reads_searches_pages_and_follows_references(gw: Gateway) -
     posted = await client.execute(f"Patient/{BOTH}/$everything", method="post", data={})
     keys = {f"{e.resource['resourceType']}/{e.resource['id']}" for e in everything["entry"]}
     assert keys == {f"{e.resource['resourceType']}/{e.resource['id']}" for e in posted["entry"]}
-    for ref in literal_references([e["resource"] for e in everything["entry"]]):
-        target = await client.reference(reference=ref).to_resource()
-        assert f"{target['resourceType']}/{target['id']}" == ref
+    followed = set()
+    for entry in everything["entry"]:
+        for ref in literal_references(entry["resource"]):
+            if ref.startswith("#"):  # contained: in the resource itself
+                assert ref[1:] in {c["id"] for c in entry["resource"].get("contained", ())}
+                continue
+            if "/_history/" in ref:  # fhirpy's references are Type/id: a vread by path
+                target = await client.execute(ref, method="get")
+            else:
+                target = await client.reference(reference=ref).to_resource()
+            assert follows(ref, target)
+            followed.add(ref)
+    assert any("/_history/" in ref for ref in followed)  # the joint plan's Provenance
 
 
 async def test_fhirpy_creates_and_updates_a_consent(gw: Gateway) -> None:
@@ -171,6 +197,18 @@ def _fhirclient_session(base_url: str, access_token: str) -> dict[str, Any]:
         e.resource.id for b in pages for e in (b.entry or []) if e.search.mode == "match"
     ]
     out["total"] = pages[0].total
+    everything = server.request_json(f"Patient/{BOTH}/$everything")
+    FCBundle(everything)  # fhirclient's models parse what we send, strictly
+    posted = server.post_json(f"Patient/{BOTH}/$everything", {"resourceType": "Parameters"})
+    out["everything"] = _keys(everything)
+    out["everythingPost"] = _keys(posted.json())
+    out["followed"] = {}
+    for entry in everything["entry"]:
+        for ref in literal_references(entry["resource"]):
+            if not ref.startswith("#"):
+                target = server.request_json(ref)
+                FHIRElementFactory.instantiate(target["resourceType"], target)
+                out["followed"][ref] = follows(ref, target)
     created = FCConsent(refusing("X99992")).create(server)
     out["created"] = created
     consent = FCConsent(created)
@@ -179,9 +217,19 @@ def _fhirclient_session(base_url: str, access_token: str) -> dict[str, Any]:
     return out
 
 
+def _keys(bundle: dict[str, Any]) -> list[str]:
+    return [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]]
+
+
 async def test_fhirclient_reads_searches_pages_and_writes(gw: Gateway) -> None:
     out = await asyncio.to_thread(_fhirclient_session, gw.base_url, token(gw))
     assert out["read"] == BOTH and out["search"] == [BOTH]
+    assert out["everything"] == out["everythingPost"] and f"Patient/{BOTH}" in out["everything"]
+    expected = literal_references(
+        [e["resource"] for e in (await everything_via(gw, "GET"))["entry"]]
+    )
+    assert set(out["followed"]) == {r for r in expected if not r.startswith("#")}
+    assert all(out["followed"].values()) and any("/_history/" in r for r in out["followed"])
     assert out["pages"] >= 2 and len(out["plans"]) == out["total"] == len(set(out["plans"]))
     assert (
         out["created"]["resourceType"] == "Consent" and out["created"]["meta"]["versionId"] == "1"
@@ -241,6 +289,7 @@ async def test_fhir_kit_client_reads_searches_pages_follows_and_writes(gw: Gatew
     everything = await everything_via(gw, "GET")
     expected = literal_references([e["resource"] for e in everything["entry"]])
     assert set(out["followed"]) == expected
+    assert {"#team", "#goal1"} <= expected and any("/_history/" in r for r in expected)
     assert out["create"]["status"] == 201 and out["create"]["etag"] == 'W/"1"'
     assert out["create"]["location"].endswith(f"/Consent/{out['create']['id']}/_history/1")
     assert out["create"]["narrative"] == "generated"
