@@ -72,6 +72,7 @@ def reraise(_request: Request, exc: Exception) -> Any:
 # Public documents with no patient data, read before a client has a token: no audit event
 # (and no 503 when the audit store is down).
 UNAUDITED = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
+UNAUDITED_PREFIXES = ("/fhir/StructureDefinition/", "/fhir/CodeSystem/")
 
 
 class _BodyTooLarge(Exception):
@@ -117,7 +118,11 @@ class _Exchange:
         self.request_id = request_id_from(Headers(scope=scope).get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = self.request_id
         path = str(scope.get("path", ""))
-        self.audited = path.startswith("/fhir/") and path not in UNAUDITED
+        self.audited = (
+            path.startswith("/fhir/")
+            and path not in UNAUDITED
+            and not path.startswith(UNAUDITED_PREFIXES)
+        )
         self.note: audit_trail.AuditNote | None = None
         self.status = 500
         self.body_read = 0

@@ -44,6 +44,7 @@ async def _demo(settings: Settings) -> None:
     from gateway.app import create_app
     from gateway.auth import TokenVerifier, generate_signing_key, issue_token
     from gateway.cache.factory import build_record_cache
+    from gateway.http_conformance import parse_origins
     from gateway.smart.demo import demo_smart
     from gateway.wiring import build_state
     from simulators.population import SCENARIOS
@@ -96,7 +97,11 @@ async def _demo(settings: Settings) -> None:
             smart=smart,
         )
 
-    server = _serve_app(create_app(factory), settings.host, settings.port)
+    # The demo's apps run on its own origin (and its loopback alias); CAREGW_CORS_ORIGINS adds.
+    origin = base_url.removesuffix("/fhir")
+    demo_origins = (origin, origin.replace("127.0.0.1", "localhost"))
+    origins = (*demo_origins, *parse_origins(settings.cors_origins))
+    server = _serve_app(create_app(factory, cors_origins=origins), settings.host, settings.port)
     serve_task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -89,9 +89,11 @@ def parse_nhs_number(value: str, where: str = "NHS number") -> str:
     try:
         number = nhs_number.parse(value)
     except nhs_number.InvalidNHSNumber as exc:
+        # ``expression`` is FHIRPath: a search parameter's name, never a phrase; an NHS number
+        # in the URL's path is no element of the request, so it names none.
         raise BadRequest(
             f"{where} is not a valid NHS number (10 digits with a Modulus 11 check digit).",
-            expression=[where],
+            expression=[] if where == "NHS number" else [where],
         ) from exc
     audit_trail.note_patient(number)
     return number

@@ -6,6 +6,7 @@
     ├── Unauthorized                  401 login             (+ WWW-Authenticate: Bearer)
     ├── Forbidden                     403 forbidden         (reason codes in details.coding)
     ├── NotFound                      404 not-found
+    ├── NotAcceptable                 406 not-supported     (a format we do not serve)
     ├── Conflict                      409 conflict
     ├── TooLarge                      413 too-long          (request body over the limit)
     │   ├── URITooLong                414 too-long          (path and query over the limit)
@@ -20,10 +21,22 @@ identifiers, names or tokens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 REASON_SYSTEM = "urn:caregateway:decision-reason"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*")  # with indexers: item[0]
+
+
+def fhirpath(name: str) -> str:
+    """``name`` (an element path or a request parameter) as a FHIRPath expression: a part
+    that is not a plain identifier is delimited (``agent-org`` → ```agent-org```)."""
+    if name.startswith("("):  # a placeholder for a name not fit to repeat, not a path
+        return name
+    return ".".join(
+        p if _IDENTIFIER.fullmatch(p) else f"`{p.replace('`', '')}`" for p in name.split(".")
+    )
 
 
 class GatewayError(Exception):
@@ -57,7 +70,7 @@ class GatewayError(Exception):
                 "text": ", ".join(self.reasons),
             }
         if self.expression:
-            issue["expression"] = list(self.expression)
+            issue["expression"] = [fhirpath(e) for e in self.expression]
         return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
@@ -88,6 +101,11 @@ class Forbidden(GatewayError):
 class NotFound(GatewayError):
     status = 404
     code = "not-found"
+
+
+class NotAcceptable(GatewayError):
+    status = 406
+    code = "not-supported"
 
 
 class Conflict(GatewayError):

@@ -27,8 +27,10 @@ from typing import Any, Final
 
 from adapters import ukcore
 from adapters.base import Outcome, Resource, SourceResult
+from gateway.narrative import narrate
 
 _DEMOGRAPHIC_ELEMENTS = (
+    "active",
     "name",
     "gender",
     "birthDate",
@@ -37,6 +39,7 @@ _DEMOGRAPHIC_ELEMENTS = (
     "address",
     "telecom",
     "generalPractitioner",
+    "managingOrganization",
 )
 _CONFLICT_ELEMENTS = ("gender", "birthDate", "deceasedDateTime", "deceasedBoolean")
 # FHIRPath names a choice element without its type suffix (``Patient.deceased``).
@@ -241,6 +244,11 @@ def merge(nhs_number: str, results: Sequence[SourceResult]) -> MergedRecord:
                 provenance.append(resource)
     record.patient, conflicts = merge_patient(nhs_number, patients)
     record.warnings.extend(conflicts)
+    # Narrative of what is actually shown (gateway.narrative: why here, after the decision).
+    if record.patient is not None:
+        record.patient = narrate(record.patient)
+    record.care_plans = [narrate(p) for p in record.care_plans]
+    record.care_teams = [narrate(t) for t in record.care_teams]
     present = {f"{r['resourceType']}/{r['id']}" for r in record.resources()}
     record.provenance = [
         p for p in (_retarget(p, nhs_number, present) for p in provenance) if p is not None

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     oidc_client_id: str | None = None
     oidc_client_key_file: Path | None = None
     oidc_scope: str | None = None  # default: CIS2's and NHS login's identity scopes
+    # browser origins allowed to call the API (comma-separated, or *); none by default
+    cors_origins: str | None = None
     # request size limits (docs/reliability.md, "Limits"): 413, 431, 414 beyond them
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=8 * 1024, ge=1024)

@@ -52,7 +52,7 @@ def convert_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Reso
     idents = [copy_keys(i, IDENTIFIER_KEYS) for i in raw.get("identifier") or ()]
     if any(idents):
         out["identifier"] = [i for i in idents if i]
-    _instantiates(raw.get("definition") or (), out)
+    _instantiates(raw.get("definition") or (), out, ctx.source)
     out["status"] = status
     out["intent"] = intent
     categories = [codeable(c) for c in raw.get("category") or ()]
@@ -103,11 +103,14 @@ def _source_organisation(raw: Resource, ctx: Context) -> Resource:
     return out
 
 
-def _instantiates(definitions: Sequence[Any], out: Resource) -> None:
+def _instantiates(definitions: Sequence[Any], out: Resource, source: str) -> None:
     """STU3 ``definition`` references → R4 ``instantiatesCanonical`` / ``instantiatesUri``.
 
     An absolute URL is the definition's canonical; a relative reference is only a location
-    on the source server, so it is kept as a URI. A display-only reference is dropped.
+    on the source server, which no client of ours can reach (and which would read as a
+    location on the gateway), so it is kept as a URN naming the source
+    (``urn:caregateway:source:{name}:ActivityDefinition/x``). A display-only reference is
+    dropped.
     """
     canonical: list[str] = []
     uris: list[str] = []
@@ -115,7 +118,10 @@ def _instantiates(definitions: Sequence[Any], out: Resource) -> None:
         ref = definition.get("reference") if isinstance(definition, dict) else None
         if not isinstance(ref, str) or not ref or ref.startswith("#"):
             continue
-        (canonical if "://" in ref or ref.startswith("urn:") else uris).append(ref)
+        if "://" in ref or ref.startswith("urn:"):
+            canonical.append(ref)
+        else:
+            uris.append(f"{ukcore.source_uri(source)}:{ref}")
     if canonical:
         out["instantiatesCanonical"] = canonical
     if uris:
@@ -159,7 +165,7 @@ def _activity(activity: Any, plan: Resource, ctx: Context) -> Resource | None:
     out: Resource = {}
     definition = detail.get("definition")
     if definition:
-        _instantiates([definition], out)
+        _instantiates([definition], out, ctx.source)
     code = codeable(detail.get("code"))
     if code:
         out["code"] = code

@@ -218,7 +218,7 @@ def relative_reference(ref: str) -> str | None:
 # Where the conversion looks up Organizations and Practitioners (nothing else is fetched, so
 # a reference the conversion would drop anyway can never fail a fetch).
 _REFERENCE_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "Patient": (("generalPractitioner",),),
+    "Patient": (("generalPractitioner",), ("managingOrganization",)),
     "CarePlan": (("author",), ("activity", "detail", "performer")),
     "CareTeam": (
         ("participant", "member"),

@@ -12,6 +12,7 @@ from adapters.community._common import (
     copy_keys,
     find_target,
     local_id,
+    logical_ref,
     make_id,
     meta,
     organisation_ref,
@@ -63,6 +64,9 @@ def convert_patient(raw: Any, ctx: Context) -> Resource:
     gps = [_general_practitioner(ref, raw, ctx) for ref in raw.get("generalPractitioner") or ()]
     if any(gps):
         out["generalPractitioner"] = [g for g in gps if g]
+    manager = logical_ref(raw.get("managingOrganization"), raw, ctx)
+    if manager:
+        out["managingOrganization"] = {"type": "Organization", **manager}
     return out
 
 
@@ -175,10 +179,11 @@ def _ethnic_coding(code: str) -> Resource:
 
 def _general_practitioner(reference: Any, raw: Resource, ctx: Context) -> Resource | None:
     target = find_target(reference, raw, ctx)
-    if target is not None and target.get("resourceType") == "Organization":
-        return organisation_ref(target)
-    if target is not None and target.get("resourceType") == "Practitioner":
-        return practitioner_ref(target)
+    if target is not None and target.get("resourceType") in ("Organization", "Practitioner"):
+        ref = (organisation_ref if target["resourceType"] == "Organization" else practitioner_ref)(
+            target
+        )
+        return None if ref is None else {"type": target["resourceType"], **ref}
     if not isinstance(reference, dict):
         return None
     out: Resource = {}

@@ -129,7 +129,9 @@ def _period(start: Any, end: Any, ctx: Context, about: str) -> Resource | None:
 
 
 def _ods_reference(code: str, display: str | None) -> Resource:
-    ref: Resource = {"identifier": ukcore.ods_identifier(code)}
+    """A logical reference to an organisation by ODS code, typed (UK Core asks for ``type``
+    on references a client cannot follow: it says what the identifier names)."""
+    ref: Resource = {"type": "Organization", "identifier": ukcore.ods_identifier(code)}
     if display:
         ref["display"] = display
     return ref

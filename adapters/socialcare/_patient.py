@@ -76,6 +76,8 @@ def map_person(person: Mapping[str, Any], ctx: Context) -> Resource:
     gp = person.get("gp")
     if isinstance(gp, Mapping) and (ods := _text(gp.get("odsCode"))):
         patient["generalPractitioner"] = [_ods_reference(ods, _text(gp.get("name")))]
+    # The council holds this record: it is the record's custodian (UK Core must-support).
+    patient["managingOrganization"] = _ods_reference(ctx.organisation, ctx.organisation_name)
     return patient
 
 

@@ -2,14 +2,78 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from adapters import ukcore
 from adapters.base import Resource
+from gateway.fhir.definitions import CODE_SYSTEMS, STRUCTURE_DEFINITIONS
+from gateway.fhir.search import INCLUDES
 
 SOFTWARE_VERSION = "0.1.0"
 
 
-def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> Resource:
-    """``oauth_uris``: the SMART ``oauth-uris`` extension, when our authorization server runs."""
+def _result_params() -> list[Resource]:
+    """The result parameters every search takes (:mod:`gateway.fhir.search`)."""
+    return [
+        {"name": "_count", "type": "number", "documentation": "Page size; 0: the total only"},
+        {"name": "_offset", "type": "number", "documentation": "Paging (next/previous links)"},
+        {"name": "_lastUpdated", "type": "date"},
+        {"name": "_sort", "type": "special", "documentation": "_lastUpdated, date, status"},
+        {"name": "_summary", "type": "token", "documentation": "count, true, data, false"},
+        {"name": "_elements", "type": "special"},
+        {"name": "_total", "type": "token", "documentation": "none, estimate, accurate"},
+    ]
+
+
+def _includes(resource_type: str) -> tuple[list[str], list[str]]:
+    include = sorted(f"{s}:{p}" for (s, p) in INCLUDES if s == resource_type)
+    revinclude = sorted(
+        f"{s}:{p}"
+        for (s, p), (_, t) in INCLUDES.items()
+        if t in ("*", resource_type) and s != resource_type
+    )
+    return include, revinclude
+
+
+def _searchable(resource_type: str, params: list[Resource], **extra: Any) -> Resource:
+    """A read- and searchable type: interactions, parameters and (rev)includes."""
+    include, revinclude = _includes(resource_type)
+    out: Resource = {
+        "type": resource_type,
+        **extra,
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [*params, *_result_params()],
+    }
+    if include:
+        out["searchInclude"] = include
+    if revinclude:
+        out["searchRevInclude"] = revinclude
+    return out
+
+
+_PATIENT_REF = [
+    {"name": "patient", "type": "reference", "documentation": "{nhs}, Patient/{nhs} or absolute"},
+    {"name": "patient.identifier", "type": "token"},
+]
+_SUBJECT = {"name": "subject", "type": "reference"}
+
+
+def _definitions() -> Resource:
+    return {
+        "documentation": "Our own definitions: "
+        + ", ".join(f"{r['resourceType']}/{r['id']} ({r['url']})" for r in _own()),
+    }
+
+
+def _own() -> list[Resource]:
+    return [*STRUCTURE_DEFINITIONS, *CODE_SYSTEMS]
+
+
+def capability_statement(
+    base_url: str, oauth_uris: Resource | None = None, *, cors: bool = False
+) -> Resource:
+    """``oauth_uris``: the SMART ``oauth-uris`` extension, when our authorization server runs;
+    ``cors``: whether browser origins are allowed (``CAREGW_CORS_ORIGINS``)."""
     smart = {
         "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/capabilities",
         "valueCode": "permission-v2",
@@ -29,7 +93,7 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
             {
                 "mode": "server",
                 "security": {
-                    "cors": False,
+                    "cors": cors,
                     "service": [
                         {
                             "coding": [
@@ -50,22 +114,24 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                 },
                 "resource": [
                     {
-                        "type": "Patient",
-                        "profile": ukcore.PROFILE_PATIENT,
-                        "interaction": [{"code": "read"}, {"code": "search-type"}],
-                        "searchParam": [
-                            {
-                                "name": "identifier",
-                                "type": "token",
-                                "documentation": "NHS number only: "
-                                + ukcore.NHS_NUMBER_SYSTEM
-                                + "|{nhs}",
-                            }
-                        ],
+                        **_searchable(
+                            "Patient",
+                            [
+                                {
+                                    "name": "identifier",
+                                    "type": "token",
+                                    "documentation": "NHS number only: "
+                                    + ukcore.NHS_NUMBER_SYSTEM
+                                    + "|{nhs}",
+                                }
+                            ],
+                            profile=ukcore.PROFILE_PATIENT,
+                        ),
                         "operation": [
                             {
                                 "name": "everything",
                                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                                "documentation": "GET or POST; _count, _offset, _type.",
                             },
                             {
                                 "name": "access-report",
@@ -77,18 +143,26 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                                 "name": "access-check",
                                 "definition": "urn:caregateway:OperationDefinition/access-check",
                                 "documentation": "The access decision (effect, reasons, policy "
-                                "version) for the calling principal; no patient data.",
+                                "version) for the calling principal; no patient data. GET or POST.",
                             },
                         ],
                     },
                     {
-                        "type": "CarePlan",
-                        "profile": ukcore.PROFILE_CAREPLAN,
-                        "documentation": "Source systems' plans are read-only (PUT/DELETE: "
-                        "405 naming the owner). Joint care plans (ids joint.*) are written "
-                        'here: PUT needs If-Match: W/"<versionId>" (428 without, 412 when '
-                        "it is no longer current); every version is kept.",
-                        "versioning": "versioned-update",
+                        **_searchable(
+                            "CarePlan",
+                            [
+                                *_PATIENT_REF,
+                                _SUBJECT,
+                                {"name": "status", "type": "token"},
+                                {"name": "category", "type": "token"},
+                            ],
+                            profile=ukcore.PROFILE_CAREPLAN,
+                            documentation="Source systems' plans are read-only (PUT/DELETE: "
+                            "405 naming the owner). Joint care plans (ids joint.*) are written "
+                            'here: PUT needs If-Match: W/"<versionId>" (428 without, 412 when '
+                            "it is no longer current); every version is kept.",
+                            versioning="versioned-update",
+                        ),
                         "interaction": [
                             {"code": "read"},
                             {"code": "vread", "documentation": "joint care plans"},
@@ -97,27 +171,23 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                             {"code": "create", "documentation": "a joint care plan"},
                             {"code": "update", "documentation": "joint care plans only"},
                         ],
-                        "searchParam": [
-                            {"name": "patient", "type": "reference"},
-                            {"name": "subject", "type": "reference"},
-                            {"name": "status", "type": "token"},
-                            {"name": "category", "type": "token"},
-                            {"name": "_count", "type": "number"},
-                            {
-                                "name": "_offset",
-                                "type": "number",
-                                "documentation": "Paging offset (used by next/previous links)",
-                            },
-                            {"name": "patient.identifier", "type": "token"},
-                        ],
-                        "searchInclude": [],
                     },
+                    _searchable(
+                        "CareTeam",
+                        [*_PATIENT_REF, _SUBJECT, {"name": "status", "type": "token"}],
+                        profile=ukcore.PROFILE_CARETEAM,
+                    ),
+                    _searchable("Goal", [*_PATIENT_REF, _SUBJECT]),
+                    _searchable("Provenance", _PATIENT_REF, profile=ukcore.PROFILE_PROVENANCE),
                     {
                         "type": "Consent",
                         "profile": ukcore.PROFILE_CONSENT,
                         "documentation": 'PUT takes If-Match: W/"<versionId>" (412 when '
                         "it is no longer current); without If-Match it updates the current "
-                        "version.",
+                        "version. POST takes If-None-Exist (patient, status, identifier, _id); "
+                        "POST and PUT take Prefer: return=minimal|representation|"
+                        "OperationOutcome.",
+                        "conditionalCreate": True,
                         "versioning": "versioned-update",
                         "interaction": [
                             {"code": "read"},
@@ -131,6 +201,7 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                             {"name": "patient", "type": "reference"},
                             {"name": "patient.identifier", "type": "token"},
                             {"name": "status", "type": "token"},
+                            *_result_params(),
                         ],
                     },
                     {
@@ -156,9 +227,12 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                             }
                         ],
                     },
-                    {"type": "CareTeam", "profile": ukcore.PROFILE_CARETEAM},
-                    {"type": "Goal"},
-                    {"type": "Provenance", "profile": ukcore.PROFILE_PROVENANCE},
+                    {
+                        "type": "StructureDefinition",
+                        "interaction": [{"code": "read"}],
+                        **_definitions(),
+                    },
+                    {"type": "CodeSystem", "interaction": [{"code": "read"}], **_definitions()},
                 ],
                 "operation": [
                     {

@@ -8,7 +8,7 @@ document; ``tests/gateway/test_openapi.py`` checks it matches the app's routes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from adapters import ukcore
@@ -80,8 +80,8 @@ PATIENT_QUERY = (
     Param(
         "patient",
         "query",
-        {"type": "string", "pattern": "^(Patient/)?[0-9]{10}$"},
-        "The person: NHS number or Patient/{nhs}.",
+        {"type": "string", "pattern": "^(.*/)?(Patient/)?[0-9]{10}$"},
+        "The person: NHS number, Patient/{nhs} or {base}/Patient/{nhs}.",
     ),
     Param(
         "patient.identifier",
@@ -94,7 +94,7 @@ COUNT = Param(
     "_count",
     "query",
     {"type": "integer", "minimum": 0, "maximum": 10**MAX_DIGITS - 1},
-    f"Page size (0 is read as 1; more than {MAX_COUNT} is served as {MAX_COUNT}).",
+    f"Page size (0: the total only; more than {MAX_COUNT} is served as {MAX_COUNT}).",
 )
 OFFSET = Param(
     "_offset", "query", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, "Entries to skip."
@@ -138,8 +138,38 @@ GATED: Final = (400, 401, 403, 503)
 # Size limits (request body, header values, query length): the answer names the limit.
 LIMITS: Final = (413, 414, 431)
 PAGING = (COUNT, OFFSET)
+_SORT_KEY = "-?(_lastUpdated|date|status)"
+_INCLUDE = {"type": "string", "pattern": "^[A-Za-z]+:[a-z\\-]+(:[A-Za-z]+)?$", "maxLength": 80}
+RESULT = (
+    *PAGING,
+    Param(
+        "_summary", "query", {"type": "string", "enum": ["count", "data", "false", "true"]},
+        "count: the total only; true: summary elements; data: without narrative.",
+    ),
+    Param(
+        "_elements", "query",
+        {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*(,[A-Za-z][A-Za-z0-9]*)*$"},
+        "Top-level elements to return (id and meta always).",
+    ),
+    Param("_total", "query", {"type": "string", "enum": ["none", "estimate", "accurate"]}, "-"),
+    Param(
+        "_sort", "query",
+        {"type": "string", "pattern": f"^{_SORT_KEY}(,{_SORT_KEY})*$"},
+        "Sort keys, '-' for descending.",
+    ),
+    Param(
+        "_lastUpdated", "query",
+        {"type": "array", "maxItems": 10,
+         "items": {"type": "string", "pattern": SEARCH_DATE_PATTERN, "maxLength": 40}},
+        "[eq|ge|gt|le|lt]date on meta.lastUpdated; repeatable, all must hold.",
+    ),
+    Param("_include", "query", {"type": "array", "maxItems": 10, "items": _INCLUDE}, "Type:param."),
+    Param(
+        "_revinclude", "query", {"type": "array", "maxItems": 10, "items": _INCLUDE}, "Type:param."
+    ),
+)  # fmt: skip
 
-OPERATIONS: Final[tuple[Operation, ...]] = (
+_BASE_OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
         "get",
         "/fhir/metadata",
@@ -180,6 +210,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 "https://fhir.nhs.uk/Id/nhs-number|{nhs}",
                 required=True,
             ),
+            *RESULT,
         ),
     ),
     Operation(
@@ -208,7 +239,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 "Comma-separated CarePlan statuses.",
             ),
             Param("category", "query", _token(), "[system|]code"),
-            *PAGING,
+            *RESULT,
         ),
     ),
     Operation(
@@ -230,7 +261,16 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "fhir",
         200,
         "Bundle",
-        (NHS_PATH,),
+        (
+            NHS_PATH,
+            *PAGING,
+            Param(
+                "_type",
+                "query",
+                {"type": "string", "pattern": "^[A-Za-z]+(,[A-Za-z]+)*$"},
+                "Only these resource types (Patient, CarePlan, Goal, CareTeam, Provenance).",
+            ),
+        ),
         errors=(404,),
     ),
     Operation(
@@ -322,7 +362,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         201,
         "Consent",
         body="ConsentDirective",
-        errors=(404, 415, 422),
+        errors=(404, 412, 415, 422),
         ok_headers={
             "Location": {"schema": {"type": "string"}},
             "ETag": {"schema": {"type": "string"}},
@@ -344,6 +384,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 {"type": "string", "pattern": "^[a-z\\-]+(,[a-z\\-]+)*$"},
                 "Comma-separated Consent statuses.",
             ),
+            *RESULT,
         ),
     ),
     Operation(
@@ -531,4 +572,108 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         errors=(503,),
         secured=False,
     ),
+)
+
+
+def _reads_and_searches(kind: str, subjects: tuple[Param, ...]) -> tuple[Operation, ...]:
+    """``GET {kind}/{id}`` and ``GET {kind}?patient=`` for a per-source resource type."""
+    return (
+        Operation(
+            "get",
+            f"/fhir/{kind}/{{resource_id}}",
+            f"read{kind}",
+            f"Read one {kind}",
+            "fhir",
+            200,
+            kind,
+            (
+                Param(
+                    "resource_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."
+                ),
+            ),
+            errors=(404,),
+        ),
+        Operation(
+            "get",
+            f"/fhir/{kind}",
+            f"search{kind}",
+            f"A person's {kind} resources",
+            "fhir",
+            200,
+            "Bundle",
+            (*subjects, *RESULT),
+        ),
+    )
+
+
+_SUBJECT = Param(
+    "subject",
+    "query",
+    {"type": "string", "pattern": "^(.*/)?(Patient/)?[0-9]{10}$"},
+    "As patient. Give exactly one of patient, subject, patient.identifier.",
+)
+_CARETEAM_STATUS = Param(
+    "status", "query", {"type": "string", "pattern": "^[a-z\\-]+(,[a-z\\-]+)*$"}, "Statuses."
+)
+_REFERENCED: Final = (
+    *_reads_and_searches("Goal", (*PATIENT_QUERY, _SUBJECT)),
+    *_reads_and_searches("CareTeam", (*PATIENT_QUERY, _SUBJECT, _CARETEAM_STATUS)),
+    *_reads_and_searches("Provenance", PATIENT_QUERY),
+    Operation(
+        "get",
+        "/fhir/StructureDefinition/{definition_id}",
+        "readStructureDefinition",
+        "One of the gateway's own extensions",
+        "fhir",
+        200,
+        "StructureDefinition",
+        (Param("definition_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),),
+        errors=(404,),
+        secured=False,
+    ),
+    Operation(
+        "get",
+        "/fhir/CodeSystem/{definition_id}",
+        "readCodeSystem",
+        "One of the gateway's own code systems",
+        "fhir",
+        200,
+        "CodeSystem",
+        (Param("definition_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),),
+        errors=(404,),
+        secured=False,
+    ),
+)
+
+
+def _posted(op: Operation) -> Operation:
+    """The ``POST`` form of a search (``{path}/_search``) or operation (same path): the same
+    parameters, sent in the query (or as a form / ``Parameters`` body)."""
+    search = not op.path.rsplit("/", 1)[-1].startswith("$")
+    return replace(
+        op,
+        method="post",
+        path=f"{op.path}/_search" if search else op.path,
+        operation_id=f"{op.operation_id}Post",
+        summary=f"{op.summary} (POST)",
+        errors=(*op.errors, 415),
+    )
+
+
+_POSTED: Final = frozenset(
+    {
+        "searchPatient",
+        "searchCarePlan",
+        "searchConsent",
+        "searchGoal",
+        "searchCareTeam",
+        "searchProvenance",
+        "patientEverything",
+        "accessCheck",
+    }
+)
+OPERATIONS: Final[tuple[Operation, ...]] = tuple(
+    op
+    for base in (*_BASE_OPERATIONS, *_REFERENCED)
+    for op in ((base, _posted(base)) if base.operation_id in _POSTED else (base,))
 )

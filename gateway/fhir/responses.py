@@ -6,9 +6,11 @@ Everything leaves as ``application/fhir+json`` bytes from ``orjson`` with
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,18 +28,53 @@ NO_STORE = {"Cache-Control": "no-store"}
 EXT_ISSUE_SOURCE = "urn:caregateway:extension:issue-source"
 
 
+# Answers that are about this request, not a resource with a state: no validator.
+_NOT_VERSIONED = frozenset({"Bundle", "OperationOutcome", "Parameters"})
+
+
 class FHIRResponse(Response):
+    """FHIR JSON; a ``200`` resource also carries a weak ``ETag`` — ``W/"<versionId>"`` when
+    it has one (a Consent), else a digest of the merged content (a record assembled from the
+    sources has no version of its own: the same content gives the same tag) — and
+    ``Last-Modified`` from ``meta.lastUpdated``, so ``If-None-Match`` can answer ``304``."""
+
     media_type = FHIR_JSON
 
     def __init__(self, content: Any, status_code: int = 200, headers: dict[str, str] | None = None):
         super().__init__(
             content=content, status_code=status_code, headers={**NO_STORE, **(headers or {})}
         )
+        if (
+            status_code == 200
+            and isinstance(content, dict)
+            and content.get("resourceType") not in _NOT_VERSIONED
+        ):
+            meta = content.get("meta") or {}
+            if "etag" not in self.headers:
+                version = meta.get("versionId")
+                digest = hashlib.sha256(self.body).hexdigest()[:20]
+                self.headers["ETag"] = f'W/"{version}"' if version else f'W/"{digest}"'
+            modified = _http_date(meta.get("lastUpdated"))
+            if modified and "last-modified" not in self.headers:
+                self.headers["Last-Modified"] = modified
 
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):
             return content
         return orjson.dumps(content)
+
+
+def _http_date(instant: Any) -> str | None:
+    """A FHIR instant as an HTTP date (RFC 9110), or None when it is not one."""
+    if not isinstance(instant, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
 def now_instant() -> str:
@@ -117,8 +154,8 @@ class BundleBuilder:
             {"fullUrl": f"urn:uuid:{oo['id']}", "resource": oo, "search": {"mode": "outcome"}}
         )
 
-    def link(self, relation: str, path: str, params: dict[str, str]) -> None:
-        query = urlencode(params)
+    def link(self, relation: str, path: str, params: Mapping[str, str | list[str]]) -> None:
+        query = urlencode(params, doseq=True)
         self.links.append(
             {"relation": relation, "url": f"{self.base_url}/{path}?{query}".rstrip("?")}
         )

@@ -30,6 +30,7 @@ from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import FHIRResponse, now_instant
 from gateway.joint.store import JointPlanStore, StoredPlan, plan_key
 from gateway.joint.summary import measure_report
+from gateway.narrative import narrate
 from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
@@ -87,7 +88,7 @@ def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[st
         entries.append(
             {
                 "fullUrl": f"{base_url}/CarePlan/{v['id']}",
-                "resource": v,
+                "resource": narrate(v),
                 "request": {
                     "method": "POST" if first else "PUT",
                     "url": "CarePlan" if first else f"CarePlan/{v['id']}",
@@ -133,7 +134,7 @@ async def vread_careplan(
     if kept is None:
         raise NotFound(f"This CarePlan has no version {version_id[:12]!r}.")
     audit_trail.note_resources((_ref(kept),))
-    return FHIRResponse(kept, headers={"ETag": f'W/"{kept["meta"]["versionId"]}"'})
+    return FHIRResponse(narrate(kept), headers={"ETag": f'W/"{kept["meta"]["versionId"]}"'})
 
 
 @router.get("/$joint-care-summary")

@@ -73,6 +73,7 @@ from gateway.joint.rules import (
     subject_nhs_number,
 )
 from gateway.joint.store import JointPlanStore, PlanVersionConflict, new_plan_id, plan_key
+from gateway.narrative import narrate
 from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
@@ -139,7 +140,7 @@ def _refuse_source_plan(state: GatewayState, plan_id: str, verb: str) -> None:
         f"This CarePlan comes from the source system '{adapter.name}' of organisation "
         f"{adapter.organisation}, which owns it: {verb} it there. The gateway never writes "
         "into a source system; only joint care plans are written here.",
-        headers={"Allow": "GET"},
+        headers={"Allow": "GET, HEAD"},
     )
 
 
@@ -231,8 +232,11 @@ async def _evict(state: GatewayState, nhs: str) -> None:
 
 
 def _answer(stored: dict[str, Any], status: int, headers: dict[str, str]) -> FHIRResponse:
+    """The plan as every read shows it: with its generated narrative (:mod:`gateway.narrative`)."""
     version = stored["meta"]["versionId"]
-    return FHIRResponse(stored, status_code=status, headers={"ETag": f'W/"{version}"', **headers})
+    return FHIRResponse(
+        narrate(stored), status_code=status, headers={"ETag": f'W/"{version}"', **headers}
+    )
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -313,5 +317,5 @@ async def delete_careplan(plan_id: str, ctx: PlanDelete, state: StateDep) -> FHI
     raise MethodNotAllowed(
         "A joint care plan is never deleted (every version is kept): end it with a PUT "
         "setting status to completed or revoked, or entered-in-error if it was a mistake.",
-        headers={"Allow": "GET, PUT"},
+        headers={"Allow": "GET, HEAD, PUT"},
     )

@@ -218,9 +218,9 @@ def _page_links(
         return f"{bundle.base_url}/{path}?{query}"
 
     bundle.links.append({"relation": "self", "url": url(offset)})
-    if offset + count < total:
+    if count and offset + count < total:  # _count=0: the total only, no pages to follow
         bundle.links.append({"relation": "next", "url": url(offset + count)})
-    if offset > 0:
+    if count and offset > 0:
         bundle.links.append({"relation": "previous", "url": url(max(0, offset - count))})
 
 

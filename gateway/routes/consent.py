@@ -70,9 +70,13 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
-from gateway.fhir.responses import BundleBuilder, FHIRResponse, now_instant, outcome
+from gateway.fhir.responses import FHIRResponse, now_instant, outcome
+from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
+from gateway.narrative import narrate
+from gateway.routes import consent_write
 from gateway.routes.consent_body import consent_body, person_performer
 from gateway.routes.params import check_params
+from gateway.routes.searching import operation_request, search_request
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")
@@ -173,7 +177,7 @@ def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         out["dateTime"] = fhir_instant(datetime.now(UTC))
     if ctx.client_kind == "patient" and ctx.patient is not None:
         out["performer"] = person_performer(out.get("performer"), ctx.patient)
-        return out
+        return narrate(out)
     if not out.get("performer"):
         performer: dict[str, Any] = {"identifier": {"system": USER_SYSTEM, "value": ctx.sub}}
         if ctx.name:
@@ -181,7 +185,7 @@ def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         out["performer"] = [performer]
     if not out.get("organization"):
         out["organization"] = [{"identifier": {"system": ODS_SYSTEM, "value": ctx.org}}]
-    return out
+    return narrate(out)
 
 
 def _patient(body: dict[str, Any]) -> str:
@@ -252,10 +256,31 @@ async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) 
     else:
         results = await _require_known(state, nhs)
         await _authorise(ctx, state, DirectiveInteraction.CREATE, nhs, (), results)
+    condition = consent_write.conditions(request, nhs)
+    if condition is not None:
+        found = await _readable(
+            ctx, state, nhs, consent_write.existing(await _store(state).search(nhs), condition)
+        )
+        kept = consent_write.one_or_none(found)
+        if kept is not None:
+            audit_trail.note_resources((_reference(kept),))
+            location = f"{state.base_url}/{_reference(kept)}"
+            return consent_write.written(request, kept, 200, {"Location": location})
     stored = await _store(state).create(_with_recorder(body, ctx))
     audit_trail.note_resources((_reference(stored),))
     location = f"{state.base_url}/{_reference(stored)}"
-    return _stored_response(stored, 201, {"Location": location})
+    return consent_write.written(request, stored, 201, {"Location": location})
+
+
+async def _readable(
+    ctx: RequestContext, state: GatewayState, nhs: str, found: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Those of ``found`` the caller may read (a directive refusing it is not shown)."""
+    if not found:
+        return found
+    decision = await _authorise(ctx, state, DirectiveInteraction.SEARCH, nhs, found)
+    left_out = {w.key for w in decision.withheld}
+    return [c for c in found if _reference(c) not in left_out]
 
 
 @router.put("/Consent/{consent_id}")
@@ -268,7 +293,9 @@ async def update_consent(
     expected = _expected_version(request)
     body = await consent_body(request)
     if "id" in body and body["id"] != consent_id:
-        raise BadRequest("The Consent's id does not match the id in the URL.", expression=["id"])
+        raise BadRequest(
+            "The Consent's id does not match the id in the URL.", expression=["Consent.id"]
+        )
     store = _store(state)
     current = await store.get(consent_id)
     if current is None:
@@ -281,7 +308,7 @@ async def update_consent(
         )
     stored = await store.update(consent_id, _with_recorder(body, ctx), expected_version=expected)
     audit_trail.note_resources((_reference(stored),))
-    return _stored_response(stored, 200, {})
+    return consent_write.written(request, stored, 200, {})
 
 
 @router.get("/Consent/{consent_id}")
@@ -368,12 +395,15 @@ def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[st
 
 
 @router.get("/Consent")
+@router.post("/Consent/_search")
 async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request) -> FHIRResponse:
     """A person's directives, less those refusing the caller's organisation: they are neither
     returned nor counted, and a ``suppressed`` outcome says that something was left out."""
     _require_recorder(state, ctx, DirectiveInteraction.SEARCH)
-    check_params(request, ("patient", "patient.identifier", "status"))
+    request = await search_request(request)
+    check_params(request, ("patient", "patient.identifier", "status", *RESULT_PARAMS))
     nhs = subject_nhs_number(request, "Consent", ("patient", "patient.identifier"))
+    shape = parse_shape(request, "Consent")
     statuses = {s for v in request.query_params.getlist("status") for s in v.split(",") if s}
     found = [
         c for c in await _store(state).search(nhs) if not statuses or c.get("status") in statuses
@@ -382,14 +412,12 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
     left_out = {w.key for w in decision.withheld}
     shown = [c for c in found if _reference(c) not in left_out]
     audit_trail.note_resources(tuple(_reference(c) for c in shown))
-    bundle = BundleBuilder(state.base_url)
     params = {"patient": nhs}
     if statuses:
         params["status"] = ",".join(sorted(statuses))
-    bundle.link("self", "Consent", params)
-    bundle.add_all(shown)
+    outcomes = []
     if left_out:
-        bundle.add_outcome(
+        outcomes.append(
             outcome(
                 "suppressed",
                 "information",
@@ -397,7 +425,10 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
                 reasons=decision.reason_codes,
             )
         )
-    return FHIRResponse(bundle.build(total=len(shown)))
+    bundle = searchset(
+        state.base_url, "Consent", shown, shape, filters=params, pool=shown, outcomes=outcomes
+    )
+    return FHIRResponse(bundle)
 
 
 def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str, Any]:
@@ -425,9 +456,11 @@ def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str
 
 
 @router.get("/Patient/{nhs}/$access-check")
+@router.post("/Patient/{nhs}/$access-check")
 async def access_check(
     nhs: str, ctx: PatientRead, state: StateDep, request: Request
 ) -> FHIRResponse:
+    request = await operation_request(request)
     check_params(request, ())
     verdict = await state.access.decide_only(ctx, parse_nhs_number(nhs))
     policy = state.policy if isinstance(state.policy, Policy) else None

@@ -7,20 +7,21 @@ shapes the answer. Handlers never catch: :mod:`gateway.app` maps errors to Opera
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
 from adapters import ukcore
 from adapters.base import Resource
-from gateway.access import AccessResult, RequestContext
+from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
 from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nhs_number
-from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.errors import BadRequest, NotFound
 from gateway.fhir.capability import capability_statement
-from gateway.fhir.responses import BundleBuilder, FHIRResponse, merge_warning_outcome, outcome
-from gateway.routes.params import check_params, count_param, offset_param, one, text, token_list
+from gateway.fhir.responses import FHIRResponse
+from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
+from gateway.routes.params import check_params, one, text, token_list
+from gateway.routes.searching import operation_request, read_one, record_outcomes, search_request
 
 router = APIRouter(prefix="/fhir")
 
@@ -29,49 +30,16 @@ PatientSearch = Annotated[RequestContext, Depends(gate("Patient", "search"))]
 CarePlanRead = Annotated[RequestContext, Depends(gate("CarePlan", "read"))]
 CarePlanSearch = Annotated[RequestContext, Depends(gate("CarePlan", "search"))]
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# $everything is one person's record: one page unless the caller asks for pages.
+EVERYTHING_COUNT = 1_000_000
+EVERYTHING_TYPES = frozenset({"Patient", "CarePlan", "Goal", "CareTeam", "Provenance"})
 
 
 @router.get("/metadata")
-async def read_metadata(state: StateDep) -> FHIRResponse:
+async def read_metadata(state: StateDep, request: Request) -> FHIRResponse:
     oauth_uris = None if state.smart is None else state.smart.oauth_uris()
-    return FHIRResponse(capability_statement(state.base_url, oauth_uris))
-
-
-def _bundle_outcomes(bundle: BundleBuilder, result: AccessResult, *, warnings: bool) -> None:
-    """The OperationOutcome entries ``specs/behaviour.md`` asks for, in a fixed order."""
-    for failed in result.failed:
-        bundle.add_outcome(
-            outcome(
-                "incomplete",
-                "warning",
-                f"Source '{failed.source}' did not answer ({failed.outcome.value}): its records "
-                "are missing from this answer.",
-            )
-        )
-    if result.verdict.effect == "permit-filtered" and result.verdict.announce_withheld:
-        bundle.add_outcome(
-            outcome(
-                "suppressed",
-                "information",
-                "Some information was withheld from this answer: "
-                + ", ".join(result.verdict.reasons),
-                reasons=result.verdict.reasons,
-            )
-        )
-    if result.verdict.break_glass:
-        bundle.add_outcome(
-            outcome(
-                "informational",
-                "warning",
-                "Emergency access (break-glass): this access is recorded for review by the "
-                "Information Governance lead.",
-                reasons=("break-glass",),
-            )
-        )
-    if warnings:
-        for warning in result.record.warnings:
-            bundle.add_outcome(merge_warning_outcome(warning))
+    cors = bool(getattr(request.app.state, "cors_origins", ()))
+    return FHIRResponse(capability_statement(state.base_url, oauth_uris, cors=cors))
 
 
 @router.get("/Patient/{nhs}")
@@ -89,10 +57,13 @@ async def read_patient(
 
 
 @router.get("/Patient")
+@router.post("/Patient/_search")
 async def search_patient(
     ctx: PatientSearch, access: AccessDep, state: StateDep, request: Request
 ) -> FHIRResponse:
-    check_params(request, ("identifier",))
+    request = await search_request(request)
+    check_params(request, ("identifier", *RESULT_PARAMS))
+    shape = parse_shape(request, "Patient")
     raw = one(request, "identifier")
     if raw is not None:
         raw = text(raw, "identifier")
@@ -108,16 +79,22 @@ async def search_patient(
             expression=["identifier"],
         )
     nhs = parse_nhs_number(value, "identifier")
-    bundle = BundleBuilder(state.base_url)
-    bundle.link("self", "Patient", {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"})
+    filters = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
     try:
         result = await access.read(ctx, nhs)
     except NotFound:
-        return FHIRResponse(bundle.build(total=0))
-    if result.record.patient is not None:
-        bundle.add(result.record.patient)
-    _bundle_outcomes(bundle, result, warnings=True)
-    return FHIRResponse(bundle.build(total=len(bundle.entries)))
+        return FHIRResponse(searchset(state.base_url, "Patient", [], shape, filters=filters))
+    matches = [] if result.record.patient is None else [result.record.patient]
+    bundle = searchset(
+        state.base_url,
+        "Patient",
+        matches,
+        shape,
+        filters=filters,
+        pool=result.record.resources(),
+        outcomes=record_outcomes(result),
+    )
+    return FHIRResponse(bundle)
 
 
 def _matches_token(codings: list[dict[str, Any]], wanted: list[str]) -> bool:
@@ -150,30 +127,33 @@ def _filter_careplans(plans: list[Resource], request: Request) -> list[Resource]
 
 
 @router.get("/CarePlan")
+@router.post("/CarePlan/_search")
 async def search_careplans(
     ctx: CarePlanSearch, access: AccessDep, state: StateDep, request: Request
 ) -> FHIRResponse:
+    request = await search_request(request)
     check_params(
-        request,
-        ("patient", "subject", "patient.identifier", "status", "category", "_count", "_offset"),
+        request, ("patient", "subject", "patient.identifier", "status", "category", *RESULT_PARAMS)
     )
     nhs = subject_nhs_number(request, "CarePlan", ("patient", "subject", "patient.identifier"))
-    count, offset = count_param(request), offset_param(request)
+    shape = parse_shape(request, "CarePlan")
     result = await access.read(ctx, nhs)
     plans = _filter_careplans(result.record.care_plans, request)
-    page = plans[offset : offset + count]
-
-    bundle = BundleBuilder(state.base_url)
-    params = {k: v for k, v in request.query_params.items() if k not in ("_offset", "_count")}
-    params["_count"] = str(count)
-    bundle.link("self", "CarePlan", {**params, "_offset": str(offset)})
-    if offset + count < len(plans):
-        bundle.link("next", "CarePlan", {**params, "_offset": str(offset + count)})
-    if offset > 0:
-        bundle.link("previous", "CarePlan", {**params, "_offset": str(max(0, offset - count))})
-    bundle.add_all(page)
-    _bundle_outcomes(bundle, result, warnings=True)
-    return FHIRResponse(bundle.build(total=len(plans)))
+    filters = {"patient": nhs}
+    for name in ("status", "category"):
+        values = token_list(request, name)
+        if values:
+            filters[name] = ",".join(values)
+    bundle = searchset(
+        state.base_url,
+        "CarePlan",
+        plans,
+        shape,
+        filters=filters,
+        pool=result.record.resources(),
+        outcomes=record_outcomes(result),
+    )
+    return FHIRResponse(bundle)
 
 
 @router.get("/CarePlan/{plan_id}")
@@ -181,51 +161,35 @@ async def read_careplan(
     plan_id: str, ctx: CarePlanRead, access: AccessDep, request: Request
 ) -> FHIRResponse:
     check_params(request, ())
-    source, person_id = _split_resource_id(plan_id)
-    adapter = access.records.adapter(source)
-    if adapter is None:
-        raise NotFound("No CarePlan with this id.")
-    nhs = await adapter.nhs_number_for(person_id)
-    if nhs is None:
-        raise NotFound("No CarePlan with this id.")
-    audit_trail.note_patient(nhs)  # whose record was read, for the audit event
-    result = await access.read(ctx, nhs)
-    for plan in result.record.care_plans:
-        if plan["id"] == plan_id:
-            version = plan.get("meta", {}).get("versionId")  # a joint plan's, for If-Match
-            return FHIRResponse(plan, headers={"ETag": f'W/"{version}"'} if version else None)
-    if any(r.source == source for r in result.failed):
-        raise NotFound("No CarePlan with this id could be found; its source did not answer.")
-    if f"CarePlan/{plan_id}" in result.verdict.withheld and result.verdict.announce_withheld:
-        # The caller has a relationship with the person (else the read was denied above) and
-        # needs to know why the plan is not shown: 403 with the reason, never the content.
-        raise Forbidden(
-            "This CarePlan is withheld: " + ", ".join(result.verdict.reasons),
-            reasons=result.verdict.reasons,
-        )
-    # Not there, or withheld from the person themself: nothing may say it exists.
-    raise NotFound("No CarePlan with this id.")
-
-
-def _split_resource_id(resource_id: str) -> tuple[str, str]:
-    """``{source}.{personId}.{localId}`` → (source, personId), or 404 for any other shape."""
-    if not _ID.fullmatch(resource_id):
-        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
-    parts = resource_id.split(".")
-    if len(parts) < 3:
-        raise NotFound("No resource with this id.")
-    return parts[0], parts[1]
+    return FHIRResponse(await read_one("CarePlan", plan_id, ctx, access))
 
 
 @router.get("/Patient/{nhs}/$everything")
+@router.post("/Patient/{nhs}/$everything")
 async def patient_everything(
     nhs: str, ctx: PatientRead, access: AccessDep, state: StateDep, request: Request
 ) -> FHIRResponse:
-    check_params(request, ())
+    """Everything the caller may see about the person; ``_count``/``_offset`` page it,
+    ``_type`` narrows it to some resource types, ``_elements``/``_summary`` shape it."""
+    request = await operation_request(request)
+    check_params(request, ("_count", "_offset", "_type", "_elements", "_summary", "_total"))
     audit_trail.note_operation("everything")
+    shape = parse_shape(request, "Patient", default_count=EVERYTHING_COUNT)
+    types = token_list(request, "_type")
+    unknown = sorted(set(types) - EVERYTHING_TYPES)
+    if unknown:
+        raise BadRequest(
+            f"_type may name {', '.join(sorted(EVERYTHING_TYPES))}.", expression=["_type"]
+        )
     result = await access.read(ctx, parse_nhs_number(nhs))
-    bundle = BundleBuilder(state.base_url)
-    bundle.link("self", f"Patient/{result.nhs_number}/$everything", {})
-    bundle.add_all(result.record.resources())
-    _bundle_outcomes(bundle, result, warnings=True)
-    return FHIRResponse(bundle.build(total=len(bundle.entries)))
+    resources = [r for r in result.record.resources() if not types or r["resourceType"] in types]
+    filters = {"_type": ",".join(types)} if types else {}
+    bundle = searchset(
+        state.base_url,
+        f"Patient/{result.nhs_number}/$everything",
+        resources,
+        shape,
+        filters=filters,
+        outcomes=record_outcomes(result),
+    )
+    return FHIRResponse(bundle)

@@ -18,8 +18,16 @@ Rules, all checked before any value is used:
   to its end (see :func:`date_bounds`);
 * a parameter given more often than it may be is ``400``.
 
-An unsupported parameter is a ``400`` unless the caller sent ``Prefer: handling=lenient``
-(FHIR's search rules), in which case it is ignored.
+Unsupported parameters (FHIR's ``Prefer: handling``, ``search.html#errors``): with
+``handling=strict`` every one is a ``400``; with ``handling=lenient`` every one is ignored
+(and left out of ``Bundle.link[self]``). Without the header the gateway is strict about
+*filters* and lenient about *result* parameters: an unknown name starting with ``_`` that is
+not a FHIR filter (:data:`PREFIXED_FILTERS`) — ``_totalMethod``, ``_contained``, ``_graph``
+— is ignored, anything else is a ``400``. Why: ignoring a filter answers with more than was
+asked for, and a clinician reading "the person's active plans" that are in fact all of them
+may act on it, so a filter we do not apply must never pass silently; an ignored paging or
+shaping parameter changes only how the answer is laid out, never what it says, and refusing
+it breaks the common clients (fhirpy's ``.count()`` sends ``_totalMethod=count``).
 """
 
 from __future__ import annotations
@@ -32,9 +40,19 @@ from typing import Final
 
 from starlette.requests import Request
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, NotAcceptable
 
 ALWAYS_ALLOWED = frozenset({"_format", "_pretty"})
+# FHIR search parameters whose names start with '_' but which filter (narrow) the answer.
+PREFIXED_FILTERS: Final = frozenset(
+    {
+        "_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text",
+        "_content", "_list", "_has", "_type", "_filter", "_query", "_since",
+    }
+)  # fmt: skip
+XML_FORMATS: Final = frozenset(
+    {"xml", "text/xml", "application/xml", "application/fhir+xml", "html", "text/html"}
+)
 JSON_FORMATS: Final = frozenset({"json", "application/json", "application/fhir+json"})
 MAX_DIGITS: Final = 9
 MAX_TEXT: Final = 256
@@ -67,19 +85,35 @@ MAX_US: Final = (date.max.toordinal() + 1) * _DAY_US - 1  # datetime.max
 # --- which parameters ---------------------------------------------------------------------
 
 
+def handling(request: Request) -> str | None:
+    """``strict`` or ``lenient`` from ``Prefer: handling=...``; ``None`` without one."""
+    prefer = request.headers.get("prefer", "").replace(" ", "").lower()
+    for part in prefer.replace(";", ",").split(","):
+        if part in ("handling=strict", "handling=lenient"):
+            return part.removeprefix("handling=")
+    return None
+
+
 def lenient(request: Request) -> bool:
-    prefer = request.headers.get("prefer", "")
-    return "handling=lenient" in prefer.replace(" ", "").lower()
+    return handling(request) == "lenient"
+
+
+def ignorable(name: str) -> bool:
+    """A name the default handling ignores when unsupported: a result parameter."""
+    return name.startswith("_") and name not in PREFIXED_FILTERS
 
 
 def check_params(
     request: Request, allowed: Iterable[str], *, formats: Collection[str] = JSON_FORMATS
 ) -> None:
-    """400 for a parameter the route does not support (unless lenient) or a bad ``_format``."""
+    """400 for a parameter the route does not support (per the handling rules in the module
+    docstring), or a bad ``_format`` (406 for a format we do not serve)."""
     allowed_set = ALWAYS_ALLOWED | frozenset(allowed)
     unknown = sorted({k for k in request.query_params if k not in allowed_set})
-    if unknown and not lenient(request):
-        names = [_safe_name(k) for k in unknown]
+    mode = handling(request)
+    refused = [k for k in unknown if mode == "strict" or (mode is None and not ignorable(k))]
+    if refused and mode != "lenient":
+        names = [_safe_name(k) for k in refused]
         raise BadRequest(
             f"Unsupported search parameter(s): {', '.join(names)}. Supported: "
             f"{', '.join(sorted(allowed_set))}. Send 'Prefer: handling=lenient' to ignore them.",
@@ -87,6 +121,11 @@ def check_params(
         )
     fmt = one(request, "_format")
     if fmt is not None and fmt.split(";")[0].strip().lower() not in formats:
+        if fmt.split(";")[0].strip().lower() in XML_FORMATS:
+            raise NotAcceptable(
+                "Only FHIR JSON is served (_format=json or application/fhir+json).",
+                expression=["_format"],
+            )
         raise BadRequest(
             f"_format must be one of {', '.join(sorted(formats))}.", expression=["_format"]
         )
@@ -170,13 +209,14 @@ def choice(raw: str, name: str, allowed: Collection[str]) -> str:
 
 
 def count_param(request: Request, default: int = 50, maximum: int = MAX_COUNT) -> int:
-    """``_count``: 0 is read as 1; more than ``maximum`` is served as ``maximum`` (FHIR lets
-    a server return fewer than asked); more than :data:`MAX_DIGITS` digits is ``400``."""
+    """``_count``: ``0`` asks for the total only (FHIR); more than ``maximum`` is served as
+    ``maximum`` (FHIR lets a server return fewer than asked); more than :data:`MAX_DIGITS`
+    digits is ``400``."""
     raw = one(request, "_count")
     if raw is None:
         return default
     value = whole_number(raw, "_count", maximum=10**MAX_DIGITS)
-    return max(1, min(value, maximum))
+    return min(value, maximum)
 
 
 def offset_param(request: Request) -> int:

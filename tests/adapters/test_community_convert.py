@@ -320,6 +320,7 @@ def test_general_practitioner_is_the_practice_ods_code(how: str) -> None:
     )
     assert out["generalPractitioner"] == [
         {
+            "type": "Organization",
             "identifier": {"system": ukcore.ODS_ORGANISATION_SYSTEM, "value": "F81001"},
             "display": "Tilbury Health Centre",
         }
@@ -518,8 +519,11 @@ def test_definitions_become_instantiates_canonical_or_uri() -> None:
     raw["activity"][0]["detail"]["definition"] = {"reference": "ActivityDefinition/ad-1"}
     out = convert_care_plan(raw, "C1", NHS, ctx())
     assert out["instantiatesCanonical"] == ["https://example.org/fhir/PlanDefinition/falls"]
-    assert out["instantiatesUri"] == ["PlanDefinition/pd-1"]
-    assert out["activity"][0]["detail"]["instantiatesUri"] == ["ActivityDefinition/ad-1"]
+    # relative to the source server: kept as a URN naming the source, never as a location
+    assert out["instantiatesUri"] == ["urn:caregateway:source:community:PlanDefinition/pd-1"]
+    assert out["activity"][0]["detail"]["instantiatesUri"] == [
+        "urn:caregateway:source:community:ActivityDefinition/ad-1"
+    ]
     assert "definition" not in out and "definition" not in out["activity"][0]["detail"]
     r4_valid(out)
 

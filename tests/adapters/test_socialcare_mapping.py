@@ -159,7 +159,11 @@ def test_person_maps_to_a_valid_uk_core_patient() -> None:
     ]
     assert patient["telecom"] == [{"system": "phone", "value": "01375 000000", "use": "home"}]
     assert patient["generalPractitioner"] == [
-        {"identifier": ukcore.ods_identifier("F81001"), "display": "Tilbury Health Centre"}
+        {
+            "type": "Organization",
+            "identifier": ukcore.ods_identifier("F81001"),
+            "display": "Tilbury Health Centre",
+        }
     ]
     (ethnic,) = patient["extension"]
     assert ethnic["url"] == ukcore.EXT_ETHNIC_CATEGORY
@@ -295,6 +299,7 @@ def test_support_plan_maps_to_care_plan_and_goals() -> None:
     assert care_plan["subject"] == {"reference": f"Patient/{NHS}"}
     assert care_plan["period"] == {"start": "2026-05-01"}
     assert care_plan["author"] == {
+        "type": "Organization",
         "identifier": ukcore.ods_identifier("LA883"),
         "display": "Thurrock Council",
     }
@@ -513,7 +518,10 @@ def test_plan_without_needs_outcomes_or_services() -> None:
 def test_author_without_known_organisation_name() -> None:
     c = Context("lascare", "LA883", "social-care")
     care_plan, _ = mapping.map_support_plan(plan(), "P1", NHS, c)
-    assert care_plan["author"] == {"identifier": ukcore.ods_identifier("LA883")}
+    assert care_plan["author"] == {
+        "type": "Organization",
+        "identifier": ukcore.ods_identifier("LA883"),
+    }
 
 
 # --- CareTeam ---------------------------------------------------------------------------------
@@ -559,6 +567,7 @@ def test_involvements_make_one_care_team_of_current_workers() -> None:
         "display": "Sam Patel",
     }
     assert lead["onBehalfOf"] == {
+        "type": "Organization",
         "identifier": ukcore.ods_identifier("LA883"),
         "display": "Thurrock Council",
     }

@@ -81,6 +81,7 @@ async def running_gateway(
     smart: Callable[[str], SmartConfig] | None = None,
     database_url: str | None = None,
     limits: Limits | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> AsyncIterator[Gateway]:
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
 
@@ -93,6 +94,7 @@ async def running_gateway(
     tests call ``gateway.state.change_pollers[i].poll_once()`` when they want a poll. ``0``
     builds no pollers at all (as ``CAREGW_CHANGE_POLL_INTERVAL_S=0`` does).
     ``smart``: given the FHIR base URL, the SMART authorization server's configuration.
+    ``cors_origins``: browser origins allowed (none by default, as outside the demo).
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
@@ -113,7 +115,7 @@ async def running_gateway(
             smart=None if smart is None else smart(base_url),
         )
 
-    app = create_app(factory, limits=limits)
+    app = create_app(factory, limits=limits, cors_origins=cors_origins)
     async with (
         running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,

@@ -440,7 +440,7 @@ async def test_put_unknown_id_is_404(cgw: ConsentGateway) -> None:
 async def test_put_with_another_id_in_the_body_is_400(cgw: ConsentGateway) -> None:
     stored = assert_fhir(await cgw.post(objection()), 201)
     oo = assert_outcome(await cgw.put(stored["id"], {**stored, "id": "other"}), 400, "invalid")
-    assert oo["issue"][0]["expression"] == ["id"]
+    assert oo["issue"][0]["expression"] == ["Consent.id"]  # FHIRPath
 
 
 async def test_put_validates_like_post(cgw: ConsentGateway) -> None:

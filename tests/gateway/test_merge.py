@@ -123,7 +123,10 @@ def test_merge_passes_plans_through_and_prunes_provenance_targets() -> None:
     record = merge(
         NHS, [result("a", pat, plan, prov, issues=(DataIssue("duplicate-person", "two"),))]
     )
-    assert record.care_plans == [plan]
+    # passed through unchanged, but for the generated narrative of what is shown
+    [shown] = record.care_plans
+    assert shown["text"]["status"] == "generated"
+    assert {k: v for k, v in shown.items() if k != "text"} == plan
     assert record.provenance[0]["target"] == [
         {"reference": f"Patient/{NHS}"},
         {"reference": "CarePlan/a.P1.SP1"},

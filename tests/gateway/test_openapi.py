@@ -86,7 +86,8 @@ async def test_bearer_security_on_fhir_routes_only(fuzz_gateway: Gateway) -> Non
     assert scheme == {**scheme, "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     for path, ops in doc["paths"].items():
         for op in ops.values():
-            secured = path.startswith("/fhir/") and path != "/fhir/metadata"
+            public = ("/fhir/metadata", "/fhir/StructureDefinition/", "/fhir/CodeSystem/")
+            secured = path.startswith("/fhir/") and not path.startswith(public)
             assert op["security"] == ([{"bearer": []}] if secured else []), path
             if secured:
                 assert {"401", "403"} <= set(op["responses"]), path
