@@ -26,15 +26,9 @@ def _fail(message: str) -> int:
 
 
 def _serve_app(app: object, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    from gateway.serving import server_config
+
+    return uvicorn.Server(server_config(app, host, port))
 
 
 # --- demo -------------------------------------------------------------------------------
@@ -155,6 +149,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.smart import from_settings as smart_from_settings
     from gateway.wiring import build_state
 
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        return _fail("--workers must be at least 1")
     try:
         settings = get_settings()
         settings.require_serve_settings()
@@ -208,8 +205,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             smart=smart,
         )
 
-    asyncio.run(_serve_app(create_app(factory), settings.host, settings.port).serve())
-    return 0
+    from gateway.serving import run
+
+    return run(create_app(factory), settings.host, settings.port, workers=workers)
 
 
 async def _prepare_database(database_url: str, auto_upgrade: bool) -> str | None:
@@ -335,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caregateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run gateway + simulated sources with no configuration")
-    sub.add_parser("serve", help="run the gateway from CAREGW_* configuration")
+    serve = sub.add_parser("serve", help="run the gateway from CAREGW_* configuration")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes on one socket (default 1)"
+    )
 
     token = sub.add_parser("token", help="print a signed development token")
     token.add_argument("--sub", required=True)

@@ -141,18 +141,29 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
     )
 
 
+DecisionInputs = Callable[
+    [str, str], Awaitable[tuple[Sequence[Mapping[str, Any]], datetime | None]]
+]
+
+
 class PolicyDecider:
+    """``inputs(nhs_number, sub)``, when given, reads the directives and the latest grant in
+    one query (:meth:`gateway.hot_reads.HotReads.decision_inputs`); otherwise the two stores
+    are asked one after the other. Either way both are read for every decision."""
+
     def __init__(
         self,
         policy: Policy,
         directives: DirectiveSource,
         ledger: BreakGlassLedger,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        inputs: DecisionInputs | None = None,
     ) -> None:
         self.policy = policy
         self.directives = directives
         self.ledger = ledger
         self.clock = clock
+        self.inputs = inputs
 
     async def decision(
         self,
@@ -163,8 +174,11 @@ class PolicyDecider:
         dry_run: bool = False,
     ) -> Decision:
         now = self.clock()
-        stored = await self.directives.active_for(nhs_number)
-        prior = await self.ledger.last_grant(ctx.sub, nhs_number)
+        if self.inputs is not None:
+            stored, prior = await self.inputs(nhs_number, ctx.sub)
+        else:
+            stored = await self.directives.active_for(nhs_number)
+            prior = await self.ledger.last_grant(ctx.sub, nhs_number)
         decision = decide(
             requester(ctx),
             ctx.purpose,

@@ -42,6 +42,7 @@ from gateway.cache import (
 from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
 from gateway.decision import PolicyDecider
+from gateway.hot_reads import HotReads
 from gateway.record import RecordService
 from gateway.smart import SmartConfig, build_smart, trust_own_issuer
 from gateway.state import GatewayState
@@ -124,6 +125,7 @@ async def build_state(
         await engine.dispose()
         raise
     consents = ConsentStore(engine)
+    hot = HotReads(engine)
     audit = AuditStore(engine)
     await audit.start()
     breakers = {c.name: CircuitBreaker() for c in sources}
@@ -139,7 +141,11 @@ async def build_state(
         base_url=base_url.rstrip("/"),
         verifier=verifier,
         access=RecordAccess(
-            records, decider or PolicyDecider(policy, consents, BreakGlassStore(engine))
+            records,
+            decider
+            or PolicyDecider(
+                policy, consents, BreakGlassStore(engine), inputs=hot.decision_inputs
+            ),
         ),
         policy=policy,
         consents=consents,
@@ -150,7 +156,7 @@ async def build_state(
     )
     if smart is not None:
         state.smart = build_smart(smart, engine, policy)
-        trust_own_issuer(verifier, state.smart)
+        trust_own_issuer(verifier, state.smart, revoked=hot.is_revoked)
 
     tasks: list[asyncio.Task[None]] = []
     if cache is not None:
@@ -171,6 +177,7 @@ async def build_state(
         await records.aclose()
         if cache is not None:
             await cache.aclose()
+        hot.close()
         await engine.dispose()
 
     return state, close
