@@ -2,8 +2,9 @@
 
     python -m bench.floor --port P --redis-url URL --key-hex HEX [--workers N]
 
-It reads the sealed cache entry under ``--key-hex`` (the gateway's own entry for the warm
-person) with ``redis.asyncio``, opens it with the gateway's key ring (``CAREGW_CACHE_KEYS``)
+It reads the sealed cache entry under ``--key-hex`` or ``?key=HEX`` (the gateway's own entry
+for the warm person) with ``redis.asyncio``, opens it with the gateway's key ring
+(``CAREGW_CACHE_KEYS``)
 and returns the plaintext. It runs under the same uvicorn settings as ``caregateway serve``
 (uvloop, httptools, no access log, ``--workers`` processes), so a ratio against it measures
 the gateway's own work and nothing of the server.
@@ -31,10 +32,12 @@ def create_app() -> Starlette:
     client = redis_asyncio.Redis.from_url(os.environ["BENCH_FLOOR_REDIS"], max_connections=64)
 
     async def one_get_one_decrypt(request: Request) -> Response:
-        blob = await client.get(key)
+        wanted = request.query_params.get("key")  # another entry (the record-size runs)
+        entry = bytes.fromhex(wanted) if wanted else key
+        blob = await client.get(entry)
         if blob is None:
             return Response(b"missing", status_code=500)
-        return Response(ring.open(key, blob), media_type="application/json")
+        return Response(ring.open(entry, blob), media_type="application/json")
 
     return Starlette(routes=[Route("/floor", one_get_one_decrypt)])
 

@@ -170,9 +170,9 @@ def _ms(text: str) -> float:
 def parse_wrk(report: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for pct, name in (("50", "p50_ms"), ("99", "p99_ms")):
-        match = re.search(rf"^\s+{pct}%\s+(\S+)$", report, re.M)
+        match = re.search(rf"^\s+{pct}%\s+(\S+)\s*$", report, re.M)
         if match is None:
-            raise ValueError("wrk printed no latency distribution")
+            raise ValueError(f"wrk printed no latency distribution:\n{report}")
         out[name] = _ms(match.group(1))
     done = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", report)
     if done is None:

@@ -164,9 +164,11 @@ def withheld_sources(
 def resource_domain(resource: Resource, default: str) -> str:
     """The ``urn:caregateway:care-domain`` tag, else the source's domain."""
     meta = resource.get("meta")
-    if isinstance(meta, Mapping):
+    if type(meta) is dict or isinstance(meta, Mapping):  # dict first: the ABC check is slow
         for tag in _list(meta.get("tag")):
-            if isinstance(tag, Mapping) and tag.get("system") == CARE_DOMAIN_SYSTEM:
+            if (type(tag) is dict or isinstance(tag, Mapping)) and tag.get(
+                "system"
+            ) == CARE_DOMAIN_SYSTEM:
                 code = tag.get("code")
                 if isinstance(code, str):
                     return code
@@ -178,11 +180,11 @@ def confidentiality(resource: Resource) -> str:
     and ``U``/``L``/``M`` (less restrictive than normal) count as ``N`` too."""
     meta = resource.get("meta")
     codes = ["N"]
-    if isinstance(meta, Mapping):
+    if type(meta) is dict or isinstance(meta, Mapping):
         codes += [
             str(s.get("code"))
             for s in _list(meta.get("security"))
-            if isinstance(s, Mapping)
+            if (type(s) is dict or isinstance(s, Mapping))
             and s.get("system") == CONFIDENTIALITY_SYSTEM
             and s.get("code") in _CONFIDENTIALITY_RANK
         ]
@@ -210,24 +212,25 @@ def minimum_necessary(
     )
     source = contribution.source
     removed: dict[str, Reason] = {}
-    for i, r in enumerate(contribution.resources):
-        key = resource_key(r, i)
+    keys = [resource_key(r, i) for i, r in enumerate(contribution.resources)]
+    for key, r in zip(keys, contribution.resources, strict=True):
         if not level.allows(str(r.get("resourceType"))):
             removed[key] = level_reason
         elif not rule.sees_label(resource_domain(r, contribution.domain), confidentiality(r)):
             removed[key] = Reason.LABEL_RESTRICTED
+    if not removed:
+        return ()  # nothing removed: nothing depends on a removed resource either
 
     goals_of_removed_plans: dict[str, Reason] = {}
-    for i, r in enumerate(contribution.resources):
-        reason = removed.get(resource_key(r, i))
+    for key, r in zip(keys, contribution.resources, strict=True):
+        reason = removed.get(key)
         if reason is not None and r.get("resourceType") == "CarePlan":
             for goal in _list(r.get("goal")):
                 gkey = reference_key(goal)
                 if gkey is not None:
                     goals_of_removed_plans.setdefault(gkey, reason)
     for dependent_type in ("Goal", "Provenance"):
-        for i, r in enumerate(contribution.resources):
-            key = resource_key(r, i)
+        for key, r in zip(keys, contribution.resources, strict=True):
             if key in removed or r.get("resourceType") != dependent_type:
                 continue
             if dependent_type == "Goal" and key in goals_of_removed_plans:
@@ -236,8 +239,4 @@ def minimum_necessary(
                 targets = [reference_key(t) for t in _list(r.get("target"))]
                 if targets and all(t in removed for t in targets):
                     removed[key] = removed[str(targets[0])]
-    return tuple(
-        Withheld(resource_key(r, i), removed[resource_key(r, i)], source)
-        for i, r in enumerate(contribution.resources)
-        if resource_key(r, i) in removed
-    )
+    return tuple(Withheld(key, removed[key], source) for key in keys if key in removed)

@@ -141,15 +141,14 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
     )
 
 
-DecisionInputs = Callable[
-    [str, str], Awaitable[tuple[Sequence[Mapping[str, Any]], datetime | None]]
-]
+DecisionInputs = Callable[[str, str], Awaitable[tuple[tuple[Directive, ...], datetime | None]]]
 
 
 class PolicyDecider:
-    """``inputs(nhs_number, sub)``, when given, reads the directives and the latest grant in
-    one query (:meth:`gateway.hot_reads.HotReads.decision_inputs`); otherwise the two stores
-    are asked one after the other. Either way both are read for every decision."""
+    """``inputs(nhs_number, sub)``, when given, reads the person's directives (parsed) and
+    the latest grant in one query (:meth:`gateway.hot_reads.HotReads.decision_inputs`);
+    otherwise the two stores are asked one after the other. Either way both are read for
+    every decision."""
 
     def __init__(
         self,
@@ -175,15 +174,16 @@ class PolicyDecider:
     ) -> Decision:
         now = self.clock()
         if self.inputs is not None:
-            stored, prior = await self.inputs(nhs_number, ctx.sub)
+            directives, prior = await self.inputs(nhs_number, ctx.sub)
         else:
             stored = await self.directives.active_for(nhs_number)
             prior = await self.ledger.last_grant(ctx.sub, nhs_number)
+            directives = parse_consents(stored)
         decision = decide(
             requester(ctx),
             ctx.purpose,
             contributions(results),
-            parse_consents(stored),
+            directives,
             self.policy,
             now,
             prior_break_glass=prior,

@@ -22,6 +22,9 @@ call, about a third of a warm read's CPU. Here they are one statement:
 * on any other database (PostgreSQL through asyncpg, or an in-memory SQLite) it is a
   SQLAlchemy Core statement on a pooled connection: no session, one round trip.
 
+The stored Consents are turned into directives once per stored text (:class:`_Parsed`):
+they were validated when written, and the text is still read on every request.
+
 A driver failure is re-raised as SQLAlchemy's ``OperationalError``, so the error boundary
 answers ``503`` (:func:`gateway.db.database_unavailable`) as for any other database outage.
 The revocation check of the gateway's own tokens (``smart_revoked``, a primary-key lookup)
@@ -31,6 +34,7 @@ goes the same way (:meth:`HotReads.is_revoked`).
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -40,6 +44,8 @@ from sqlalchemy import bindparam, func, literal_column, null, select, union_all
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consent import Directive
+from consent.directives import parse_consent
 from gateway.consent_store import BreakGlassGrantRow, ConsentDirectiveRow
 
 _DECISION_SQL: Final = (
@@ -93,15 +99,43 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _split(rows: Sequence[Sequence[Any]]) -> tuple[list[dict[str, Any]], datetime | None]:
-    consents: list[dict[str, Any]] = []
+PARSED_MAX: Final = 4096
+
+
+class _Parsed:
+    """Directives of stored Consents, by the exact stored text (bounded, oldest dropped).
+
+    A stored Consent was validated when it was written; parsing it again on every request
+    (JSON, then :func:`consent.parse_consent`'s checks) cost a warm read more than the query.
+    The result depends on nothing but the text, and the text is read on every request, so
+    remembering it changes no decision: a new version is new text, parsed when first seen.
+    """
+
+    def __init__(self, max_entries: int = PARSED_MAX) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[Directive, ...]] = OrderedDict()
+
+    def __call__(self, text: str) -> tuple[Directive, ...]:
+        found = self._entries.get(text)
+        if found is None:
+            found = parse_consent(orjson.loads(text))  # InvalidConsent is not remembered
+            self._entries[text] = found
+            if len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return found
+
+
+def _split(
+    rows: Sequence[Sequence[Any]], parsed: _Parsed
+) -> tuple[tuple[Directive, ...], datetime | None]:
+    directives: list[Directive] = []
     grant: datetime | None = None
     for kind, at, _id, resource in rows:
         if int(kind) == 0:
-            consents.append(orjson.loads(resource))
+            directives.extend(parsed(resource))
         else:
             grant = _utc(at)
-    return consents, grant
+    return tuple(directives), grant
 
 
 class HotReads:
@@ -111,6 +145,7 @@ class HotReads:
         self.engine = engine
         self._path = _sqlite_file(engine)
         self._conn: sqlite3.Connection | None = None
+        self._parsed = _Parsed()
 
     def _sqlite(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -131,14 +166,15 @@ class HotReads:
 
     async def decision_inputs(
         self, nhs_number: str, sub: str
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
-        """The person's stored Consents (all statuses, oldest first) and the latest
-        break-glass grant of ``sub`` for them, as of now."""
+    ) -> tuple[tuple[Directive, ...], datetime | None]:
+        """The directives of the person's stored Consents (all statuses, oldest first, as
+        :func:`consent.parse_consents` gives them) and the latest break-glass grant of
+        ``sub`` for them, as of now."""
         if self._path is not None:
-            return _split(self._query(_DECISION_SQL, (nhs_number, sub)))
+            return _split(self._query(_DECISION_SQL, (nhs_number, sub)), self._parsed)
         async with self.engine.connect() as conn:
             result = await conn.execute(DECISION_STATEMENT, {"nhs": nhs_number, "sub": sub})
-            return _split(result.all())
+            return _split(result.all(), self._parsed)
 
     async def is_revoked(self, jti: str) -> bool:
         """Whether one of the gateway's own access tokens has been revoked (any replica)."""
