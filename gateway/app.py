@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.boundary import ErrorBoundary, reraise
 from gateway.fhir.openapi import install_openapi
 from gateway.limits import Limits
-from gateway.routes import audit, consent, fhir, health
+from gateway.routes import audit, consent, fhir, health, hot
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
 from gateway.state import GatewayState
@@ -54,6 +54,7 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     app.include_router(audit.router)
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
+    app.router.routes.insert(0, hot.everything_route())  # the same read, matched first
     install_openapi(app)
 
     # One boundary renders every failure and audits it (gateway.boundary). FastAPI's own
