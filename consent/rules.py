@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from consent.directives import Directive, DirectiveKind
 from consent.model import (
@@ -84,10 +84,16 @@ def break_glass(
     return None
 
 
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with the common case (a dict) first: the ABC check
+    costs far more, and the policy asks it for every reference of every resource."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _ods(ref: Any) -> str | None:
-    if isinstance(ref, Mapping):
+    if _is_map(ref):
         ident = ref.get("identifier")
-        if isinstance(ident, Mapping) and ident.get("system") == ODS_SYSTEM:
+        if _is_map(ident) and ident.get("system") == ODS_SYSTEM:
             value = ident.get("value")
             return value if isinstance(value, str) else None
     return None
@@ -119,7 +125,7 @@ def legitimate_relationship(org: str, contributions: Iterable[SourceContribution
                     return f"{org} authored a care plan"
             elif rtype == "CareTeam":
                 for p in _list(r.get("participant")):
-                    if isinstance(p, Mapping) and org in (
+                    if _is_map(p) and org in (
                         _ods(p.get("onBehalfOf")),
                         _ods(p.get("member")),
                     ):
@@ -164,11 +170,9 @@ def withheld_sources(
 def resource_domain(resource: Resource, default: str) -> str:
     """The ``urn:caregateway:care-domain`` tag, else the source's domain."""
     meta = resource.get("meta")
-    if type(meta) is dict or isinstance(meta, Mapping):  # dict first: the ABC check is slow
+    if _is_map(meta):
         for tag in _list(meta.get("tag")):
-            if (type(tag) is dict or isinstance(tag, Mapping)) and tag.get(
-                "system"
-            ) == CARE_DOMAIN_SYSTEM:
+            if _is_map(tag) and tag.get("system") == CARE_DOMAIN_SYSTEM:
                 code = tag.get("code")
                 if isinstance(code, str):
                     return code
@@ -180,11 +184,11 @@ def confidentiality(resource: Resource) -> str:
     and ``U``/``L``/``M`` (less restrictive than normal) count as ``N`` too."""
     meta = resource.get("meta")
     codes = ["N"]
-    if type(meta) is dict or isinstance(meta, Mapping):
+    if _is_map(meta):
         codes += [
             str(s.get("code"))
             for s in _list(meta.get("security"))
-            if (type(s) is dict or isinstance(s, Mapping))
+            if _is_map(s)
             and s.get("system") == CONFIDENTIALITY_SYSTEM
             and s.get("code") in _CONFIDENTIALITY_RANK
         ]
