@@ -123,4 +123,34 @@ def run_warm(workdir: Path, *, seconds: float, rounds: int, workers: int = 1) ->
             )
         if h.source_requests(dep.social_url) + h.source_requests(dep.community_url) != quiet:
             raise RuntimeError("a warm read reached a source: the cache did not serve it")
+        gw.stop()  # drains: every answered request's event is committed before exit
+        answered = sum(r.requests for s in out.values() for r in s.gateway)
+        checked = verify_trail(dep.workdir / f"warm{workers}.db")
+        if checked < answered:
+            raise RuntimeError(f"{answered} answers measured but only {checked} audit events")
+        VERIFIED[f"{workers} proc"] = (answered, checked)
         return out
+
+
+VERIFIED: dict[str, tuple[int, int]] = {}
+"""Per run: (answers counted by wrk, audit events in the verified chain)."""
+
+
+def verify_trail(db: Path) -> int:
+    """Verify the audit chain(s) of a gateway's SQLite file; the number of events."""
+    import asyncio
+
+    from gateway.audit import AuditStore
+    from gateway.db import make_engine
+
+    async def run() -> int:
+        engine = make_engine(f"sqlite+aiosqlite:///{db}")
+        try:
+            result = await AuditStore(engine).verify()
+        finally:
+            await engine.dispose()
+        if not result.ok:
+            raise RuntimeError(f"the audit chain does not verify: {result}")
+        return result.checked
+
+    return asyncio.run(run())
