@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from bench import harness as h
-from bench.warm import larger_entry, warm_person
+from bench.warm import warm_person, warm_up
 
 # Inclusive buckets, matched on a frame's "function (file)" text, first match wins per bucket.
 BUCKETS: dict[str, tuple[str, ...]] = {
@@ -83,8 +83,7 @@ def main() -> None:
         nhs, gp = warm_person()
         url = f"{base}/Patient/{nhs}/$everything"
         headers = {"Authorization": f"Bearer {dep.token(gp, base)}"}
-        h.get(url, headers)
-        larger_entry(dep, nhs)
+        warm_up(dep, url, headers, nhs)
         h.wrk(url, connections=args.connections, seconds=2, headers=headers)
         raw_path = Path(tmp) / "stacks.txt"
         result: dict[str, h.LoadResult] = {}

@@ -20,7 +20,7 @@ import redis as redis_sync
 from adapters.base import SourceResult
 from bench import harness as h
 from bench.report import median, spread
-from bench.warm import larger_entry
+from bench.warm import larger_entry, warm_up
 from gateway.cache import build_record_cache
 from simulators.population import SCENARIO_NHS_NUMBERS, build_population
 
@@ -93,7 +93,7 @@ def run_size(workdir: Path, *, seconds: float, rounds: int) -> list[str]:
         for n, (nhs, gp) in zip(SIZES, people(len(SIZES)), strict=True):
             url = f"{base}/Patient/{nhs}/$everything"
             headers = {"Authorization": f"Bearer {dep.token(gp, base)}"}
-            h.get(url, headers)
+            warm_up(dep, url, headers, nhs)
             asyncio.run(_reseed(dep, nhs, n))
             bundle = json.loads(h.get(url, headers))
             plans = sum(
