@@ -17,7 +17,8 @@ Scenarios (each bounded, ≤ 60 s of measuring on this 2-core machine; min / med
 * ``decision`` — the consent decision with its database read, in process, against the bare
   read (:mod:`bench.decision`).
 
-Without ``--write`` the Markdown is printed; with it, ``docs/benchmarks.md`` is rewritten.
+Without ``--write`` the Markdown is printed; with it, the file is rewritten up to its
+:data:`NOTES` marker (what follows the marker, the reading of the figures, is kept).
 Needs ``wrk`` (Debian package) and ``redis-server`` on the PATH.
 """
 
@@ -120,13 +121,15 @@ before relying on one. Each row names the load average (1, 5, 15 min) measured a
 """
 
 
+NOTES = "<!-- notes: kept by python -m bench --write -->"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="per load run")
     parser.add_argument("--write", type=Path, help="rewrite this Markdown file")
-    parser.add_argument("--append", type=Path, help="Markdown to keep after the results")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(chosen) - set(SCENARIOS)
@@ -141,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - started
         lines += [*section, f"_(scenario `{name}`: {took:.0f} s including set-up)_", ""]
         print(f"bench: {name} done in {took:.0f} s", file=sys.stderr, flush=True)
-    if args.append is not None:
-        lines.append(args.append.read_text(encoding="utf-8"))
     text = "\n".join(lines).rstrip() + "\n"
     if args.write is not None:
+        # The hand-written reading of the figures (and the profile) follows NOTES: kept.
+        old = args.write.read_text(encoding="utf-8") if args.write.exists() else ""
+        if NOTES in old:
+            text += "\n" + old[old.index(NOTES) :]
         args.write.write_text(text, encoding="utf-8")
     else:
         print(text)

@@ -29,7 +29,7 @@ BUCKETS: dict[str, tuple[str, ...]] = {
     "decision reads (database)": ("hot_reads.py",),
     "cache read (Redis + decrypt + parse)": ("record_cache.py",),
     "merge": ("gateway/merge.py",),
-    "bundle + JSON": ("responses.py", "patient_everything"),
+    "bundle + JSON (responses.py)": ("responses.py",),
     "audit event build": ("build_event", "build_audit_event", "events.py"),
     "audit commit (writer)": ("writer.py",),
     "logging": ("structlog", "logging/__init__.py", "gateway/logging.py"),
