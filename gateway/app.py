@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -32,10 +31,6 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state, close = await state_factory()
         app.state.gateway = state
-        # What start-up built lives as long as the process: keep it out of every later
-        # garbage collection (a full collection walking it costs a warm read ~10%).
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
