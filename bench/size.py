@@ -20,15 +20,15 @@ import redis as redis_sync
 from adapters.base import SourceResult
 from bench import harness as h
 from bench.report import median, spread
-from bench.warm import larger_entry, warm_up
+from bench.warm import larger_entry, shared_population, warm_up
 from gateway.cache import build_record_cache
-from simulators.population import SCENARIO_NHS_NUMBERS, build_population
+from simulators.population import SCENARIO_NHS_NUMBERS
 
 SIZES = (1, 10, 40)
 
 
 def people(count: int) -> list[tuple[str, str]]:
-    population = build_population()
+    population = shared_population()
     out = []
     for nhs in sorted(population.nhs_numbers()):
         council = population.council_people_with(nhs)

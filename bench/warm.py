@@ -8,6 +8,7 @@ on the same machine. Every answer must be 200 and no warm read may reach a sourc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +17,18 @@ import redis as redis_sync
 from bench import harness as h
 from bench.report import median, spread
 from gateway.cache import IndexKey
-from simulators.population import SCENARIO_NHS_NUMBERS, build_population
+from simulators.population import SCENARIO_NHS_NUMBERS, Population, build_population
+
+
+@functools.lru_cache(maxsize=1)
+def shared_population() -> Population:
+    """The simulators' population (the same seed and size as theirs), built once."""
+    return build_population()
 
 
 def warm_person() -> tuple[str, str]:
     """(NHS number, GP ODS code) of the first unrestricted person held by both sources."""
-    population = build_population()
+    population = shared_population()
     for nhs in sorted(population.nhs_numbers()):
         council = population.council_people_with(nhs)
         if nhs in SCENARIO_NHS_NUMBERS or len(council) != 1:
