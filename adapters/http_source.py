@@ -12,6 +12,7 @@ from typing import Any, Final
 import httpx
 import structlog
 
+from adapters import trace_context
 from adapters.base import DataIssue, Domain, Outcome, Resource, SourceConfig, SourceResult
 from adapters.resilience import deadline
 
@@ -143,6 +144,9 @@ class BoundedClient(httpx.AsyncClient):
             pool.slots.release()  # replaced while we waited: queue on the new pool
         pool.in_flight += 1
         _clip_timeouts(request)
+        traceparent = trace_context.outgoing()  # the caller's W3C trace, if it sent one
+        if traceparent is not None and "traceparent" not in request.headers:
+            request.headers["traceparent"] = traceparent
         task = asyncio.create_task(self._exchange(pool, request, kwargs))
         self._exchanges.add(task)
         task.add_done_callback(functools.partial(self._finished, pool))

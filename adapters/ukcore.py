@@ -137,6 +137,15 @@ GOAL_LIFECYCLE_STATUS: Final = frozenset(
 # --- security labels ------------------------------------------------------------------
 CONFIDENTIALITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 STU3_CONFIDENTIALITY_SYSTEM: Final = "http://hl7.org/fhir/v3/Confidentiality"
+ACT_CODE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+STU3_ACT_CODE_SYSTEM: Final = "http://hl7.org/fhir/v3/ActCode"
+HANDLING_CAVEATS: Final[dict[str, str]] = {
+    # v3-ActCode handling caveats a source may put in meta.security and we carry through.
+    "NOPAT": "no disclosure to patient, family or caregivers without attending provider's "
+    "authorization",
+}
+"""``NOPAT`` as GP Connect marks a record a clinician judged should not be shown to the
+person; the access policy's ``patient`` section withholds it from them."""
 CONFIDENTIALITY_DISPLAY: Final[dict[str, str]] = {
     "U": "unrestricted",
     "L": "low",
@@ -205,6 +214,11 @@ def author_provenance(
             }
         ],
     }
+
+
+def handling_label(code: str) -> dict[str, str]:
+    """An R4 v3-ActCode handling caveat (``NOPAT``) for ``meta.security``."""
+    return {"system": ACT_CODE_SYSTEM, "code": code, "display": HANDLING_CAVEATS[code]}
 
 
 def security_label(code: str) -> dict[str, str]:

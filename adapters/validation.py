@@ -29,7 +29,13 @@ from pydantic import ValidationError
 
 from adapters import nhs_number, ukcore
 
-__all__ = ["UKCoreValidationError", "validate_bundle", "validate_resource"]
+__all__ = [
+    "UKCoreValidationError",
+    "coded_problems",
+    "resource_problems",
+    "validate_bundle",
+    "validate_resource",
+]
 
 Resource = Mapping[str, Any]
 
@@ -289,13 +295,34 @@ def validate_resource(resource: Mapping[str, Any]) -> None:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         raise UKCoreValidationError("resourceType missing")
+    problems = resource_problems(resource)
+    if problems:
+        raise UKCoreValidationError(f"{resource_type}: " + "; ".join(problems))
+
+
+def resource_problems(resource: Mapping[str, Any]) -> list[str]:
+    """What :func:`validate_resource` would report, as ``"{element}: {rule}"`` strings (the
+    element relative to the resource, e.g. ``activity[0].detail.status``), or ``[]``.
+
+    For the gateway's own writes (joint care plans), which answer each problem with the
+    element it names. The UK Core checks run first; the R4B model only when they pass.
+    """
+    resource_type = str(resource.get("resourceType"))
     problems: list[str] = []
     for check in (*_COMMON, *_CHECKS.get(resource_type, ())):
         problems += check(resource)
     if not problems:
         problems = _structure_problems(resource, resource_type)
-    if problems:
-        raise UKCoreValidationError(f"{resource_type}: " + "; ".join(problems))
+    return problems
+
+
+def coded_problems(resource: Mapping[str, Any]) -> list[str]:
+    """The coded-value checks of one resource type alone (no profile claim, no model): for
+    resources contained in another, which the container's model already checked."""
+    problems: list[str] = []
+    for check in _CHECKS.get(str(resource.get("resourceType")), ()):
+        problems += check(resource)
+    return problems
 
 
 def validate_bundle(bundle: Mapping[str, Any]) -> None:

@@ -40,7 +40,14 @@ from consent.model import (
     SourceContribution,
     Withheld,
 )
-from consent.policy import Policy, PolicyError, RoleRule, load_policy
+from consent.patient import PatientNeed, is_patient, own_record_denial, patient_denial
+from consent.plan_write import (
+    PlanInteraction,
+    decide_plan_write,
+    decide_summary_access,
+    plan_write_role_denial,
+)
+from consent.policy import PatientRule, Policy, PolicyError, RoleRule, load_policy
 
 __all__ = [
     "REASON_SYSTEM",
@@ -52,6 +59,9 @@ __all__ = [
     "Effect",
     "InvalidConsent",
     "Level",
+    "PlanInteraction",
+    "PatientNeed",
+    "PatientRule",
     "Policy",
     "PolicyError",
     "Reason",
@@ -61,10 +71,16 @@ __all__ = [
     "Withheld",
     "decide",
     "decide_directive_access",
+    "decide_plan_write",
+    "decide_summary_access",
     "directive_role_denial",
+    "is_patient",
     "load_policy",
     "needs_relationship",
+    "own_record_denial",
     "parse_consent",
     "parse_consents",
+    "plan_write_role_denial",
+    "patient_denial",
     "validate_consent",
 ]

@@ -52,6 +52,7 @@ from consent.model import (
     resource_key,
     source_key,
 )
+from consent.patient import decide_for_patient, is_patient
 from consent.policy import Policy
 from consent.rules import (
     BreakGlass,
@@ -97,18 +98,26 @@ def decide(
     policy: Policy,
     now: datetime,
     prior_break_glass: datetime | None = None,
+    *,
+    person: str | None = None,
 ) -> Decision:
     """Decide what ``requester`` may see of one person's record for ``purpose`` at ``now``.
 
     ``contributions`` are every source's resources about the person (before merging);
     ``directives`` are the person's consent directives (any status: only those in force for
     this purpose and time apply); ``prior_break_glass`` is when this user last broke the glass
-    for this person, if the caller knows. Pure: same arguments, same decision.
+    for this person, if the caller knows. ``person`` is the NHS number asked for: the person
+    themself (``client_kind`` ``patient``) is decided by :func:`consent.patient.decide_for_patient`
+    and may reach only their own. Pure: same arguments, same decision.
     """
+    if is_patient(requester):
+        return decide_for_patient(requester, purpose, contributions, policy, person=person)
     version = policy.version
     rule = policy.rule_for(requester)
     denial = check_role_and_purpose(requester, purpose, rule)
-    if denial is not None or rule is None or not purpose:
+    if denial is None and not requester.org:
+        denial = Denial(Reason.ROLE_NOT_PERMITTED, "the requester acts for no organisation")
+    if denial is not None or rule is None or not purpose or not requester.org:
         d = denial or Denial(Reason.ROLE_NOT_PERMITTED, "no rule")
         return Decision(Effect.DENY, (d.reason,), version, f"denied: {d.rule}")
     who = "system client" if requester.client_kind == "system" else f"role {requester.role}"
@@ -132,7 +141,8 @@ def decide(
             break_glass_reason=bg_reason,
         )
 
-    relationship = legitimate_relationship(requester.org, contributions)
+    org = requester.org
+    relationship = legitimate_relationship(org, contributions)
     if bg is not None:
         reasons.append(Reason.BREAK_GLASS)
     if relationship is None:
@@ -152,7 +162,7 @@ def decide(
             return deny(Reason.PATIENT_OBJECTED, "the person has objected to sharing")
         overridden.append("the person's objection")
 
-    refusals = recipient_refused(requester.org, in_force)
+    refusals = recipient_refused(org, in_force)
     if refusals:
         applied += [d.consent_id for d in refusals]
         if bg is None or not policy.break_glass.overrides_recipient_refusal:
@@ -162,7 +172,7 @@ def decide(
             )
         overridden.append(f"the person's refusal of {requester.org}")
 
-    dropped = withheld_sources(requester.org, contributions, in_force)
+    dropped = withheld_sources(org, contributions, in_force)
     withheld: list[Withheld] = []
     for source, hits in dropped.items():
         applied += [d.consent_id for d in hits]

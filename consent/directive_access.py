@@ -19,7 +19,9 @@ Rules, in order; the first that denies decides:
 2. a legitimate relationship with the person (:func:`consent.rules.legitimate_relationship`,
    the very rule of reads), unless the role does information governance work
    (``directives_without_relationship``) under ``HOPERAT``, or the caller is the person
-   themself (:func:`is_the_person`) — else ``no-legitimate-relationship``. Break-glass never
+   themself (:func:`is_the_person`; they are decided by :mod:`consent.patient` instead of a
+   role: only their own directives, ``not-own-record`` otherwise, reading them at ``P5``,
+   changing them at ``P9`` by default) — else ``no-legitimate-relationship``. Break-glass never
    stands in for it: emergency care needs the record, not the power to change its rules;
 3. the organisation a directive refuses (an ``IRCP`` deny naming it, whatever the
    directive's status, period or purpose) can never read nor change that directive
@@ -40,6 +42,7 @@ from collections.abc import Mapping, Sequence
 
 from consent.directives import Directive, DirectiveKind
 from consent.model import Decision, Effect, Reason, Requester, SourceContribution, Withheld
+from consent.patient import PatientNeed, is_patient, patient_denial
 from consent.policy import IG_PURPOSE, Policy, RoleRule
 from consent.rules import legitimate_relationship
 
@@ -80,24 +83,31 @@ def _rule(requester: Requester, purpose: str | None, policy: Policy) -> RoleRule
     return rule
 
 
+def _patient_need(interaction: DirectiveInteraction | None) -> PatientNeed:
+    changes = interaction in (DirectiveInteraction.CREATE, DirectiveInteraction.UPDATE)
+    return PatientNeed.CHANGE_DIRECTIVES if changes else PatientNeed.DIRECTIVES
+
+
 def directive_role_denial(
-    requester: Requester, purpose: str | None, policy: Policy
+    requester: Requester,
+    purpose: str | None,
+    policy: Policy,
+    interaction: DirectiveInteraction | None = None,
 ) -> Decision | None:
     """Rule 1 alone: the refusal when the role may not touch directives at all, else None.
     The API asks this before it reads a body, so a role with no business here learns nothing
-    about what it sent."""
+    about what it sent. For the person themself: the ``patient`` section, their purpose and
+    their identity proofing for ``interaction`` (:func:`consent.patient.patient_denial`)."""
+    if is_patient(requester):
+        return patient_denial(requester, purpose, None, policy, _patient_need(interaction))
     rule = _rule(requester, purpose, policy)
     return rule if isinstance(rule, Decision) else None
 
 
 def is_the_person(requester: Requester, person: str | None) -> bool:
-    """Whether the caller is the person the directives are about.
-
-    The hook for patient access (``specs/access-token.md``: a ``client_kind: patient`` token
-    carries the person's own NHS number). Until such tokens are accepted nobody is: a
-    requester has no NHS number of their own to compare with ``person``.
-    """
-    return False
+    """Whether the caller is the person the directives are about: a ``client_kind: patient``
+    token (``specs/access-token.md``) whose own NHS number is ``person``."""
+    return is_patient(requester) and requester.patient is not None and requester.patient == person
 
 
 def _ig_work(rule: RoleRule, purpose: str | None) -> bool:
@@ -109,6 +119,8 @@ def needs_relationship(
 ) -> bool:
     """Whether rule 2 must look at the person's record: false for IG work under ``HOPERAT``
     and for the person themself, so those need no source to answer."""
+    if is_patient(requester):  # their own, or refused without looking (not-own-record)
+        return False
     rule = policy.rule_for(requester)
     if rule is not None and _ig_work(rule, purpose):
         return False
@@ -138,21 +150,30 @@ def decide_directive_access(
     Consent (version) read, searched or about to be changed, parsed. For a search, the keys
     of those left out are in :attr:`Decision.withheld`. Pure: same arguments, same decision.
     """
+    if is_patient(requester):
+        denial = patient_denial(requester, purpose, person, policy, _patient_need(interaction))
+        if denial is not None:
+            return denial
+        text = f"permitted: the person themself to {interaction} their own directives"
+        return Decision(Effect.PERMIT, (), policy.version, text)
     rule = _rule(requester, purpose, policy)
     if isinstance(rule, Decision):
         return rule
-    who = f"{_who(requester)} at {requester.org} for {purpose}"
+    if not requester.org:
+        return _deny(Reason.ROLE_NOT_PERMITTED, "the requester acts for no organisation", policy)
+    org: str = requester.org
+    who = f"{_who(requester)} at {org} for {purpose}"
 
     if _ig_work(rule, purpose):
         basis = "information governance work"
     elif is_the_person(requester, person):
         basis = "the person themself"
     else:
-        found = legitimate_relationship(requester.org, contributions)
+        found = legitimate_relationship(org, contributions)
         if found is None:
             return _deny(
                 Reason.NO_LEGITIMATE_RELATIONSHIP,
-                f"{requester.org} has no legitimate relationship with the person",
+                f"{org} has no legitimate relationship with the person",
                 policy,
             )
         basis = found
@@ -160,13 +181,13 @@ def decide_directive_access(
     refused = (
         []
         if interaction is DirectiveInteraction.CREATE
-        else [key for key, directives in targets.items() if refuses(requester.org, directives)]
+        else [key for key, directives in targets.items() if refuses(org, directives)]
     )
     applied = [d.consent_id for key in refused for d in targets[key][:1]]
     if refused and interaction is not DirectiveInteraction.SEARCH:
         return _deny(
             Reason.RECIPIENT_REFUSED_BY_PATIENT,
-            f"the directive refuses {requester.org}, which may neither read nor change it",
+            f"the directive refuses {org}, which may neither read nor change it",
             policy,
             applied,
         )
@@ -176,7 +197,7 @@ def decide_directive_access(
             Effect.PERMIT_FILTERED,
             (Reason.RECIPIENT_REFUSED_BY_PATIENT,),
             policy.version,
-            f"{text}; left out: directives refusing {requester.org}",
+            f"{text}; left out: directives refusing {org}",
             withheld=tuple(
                 Withheld(key, Reason.RECIPIENT_REFUSED_BY_PATIENT, DIRECTIVES_SOURCE)
                 for key in refused

@@ -51,6 +51,12 @@ class Reason(enum.StrEnum):
     PURPOSE_MISSING = "purpose-missing"
     BREAK_GLASS = "break-glass"
     LEVEL_DEMOGRAPHICS_ONLY = "level-demographics-only"
+    NOT_OWN_RECORD = "not-own-record"
+    """The person themself asked for someone else's record (or directives, or audit trail)."""
+    PROOFING_INSUFFICIENT = "identity-proofing-insufficient"
+    """The person's NHS login identity is not proven to the level this needs (e.g. P9)."""
+    WITHHELD_FROM_PATIENT = "withheld-from-patient"
+    """For the audit trail only: never told to the person (see :mod:`consent.patient`)."""
 
 
 class Level(enum.StrEnum):
@@ -65,6 +71,7 @@ class Level(enum.StrEnum):
 class ClientKind(enum.StrEnum):
     USER = "user"
     SYSTEM = "system"
+    PATIENT = "patient"  # the person themself, reading their own record
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +79,18 @@ class Requester:
     """Who is asking: the token's ``sub``, ``role``, ``org`` and ``client_kind`` claims.
 
     ``break_glass_reason`` is the ``X-Break-Glass-Reason`` header (free text). It only
-    counts together with purpose ``ETREAT``.
+    counts together with purpose ``ETREAT``. For the person themself (``client_kind``
+    ``patient``) ``org`` and ``role`` are ``None``; ``patient`` is their own NHS number and
+    ``proofing_level`` NHS login's ``identity_proofing_level`` (``P0``, ``P5``, ``P9``).
     """
 
     sub: str
     role: str | None
-    org: str
+    org: str | None
     client_kind: ClientKind = ClientKind.USER
     break_glass_reason: str | None = None
+    patient: str | None = None
+    proofing_level: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +166,10 @@ class Decision:
       (including ones break-glass overrode).
     - ``matched_rule``: one line of plain English saying which rule decided, for the IG lead
       and ``$access-check``; it names codes (role, purpose, ODS), never a person.
+    - ``announce_withheld``: whether the caller may be told *that* something was withheld
+      (a ``suppressed`` outcome, a ``403`` on a direct read). False for the person themself:
+      knowing that something is hidden from them can itself cause harm, so what is withheld
+      from them is recorded for the audit trail and otherwise behaves as if it did not exist.
 
     Use :meth:`visible` to get what may be merged and returned.
     """
@@ -169,6 +184,7 @@ class Decision:
     break_glass: bool = False
     break_glass_reason: str | None = None
     break_glass_until: datetime | None = None
+    announce_withheld: bool = True
     _withheld_keys: frozenset[tuple[str, str]] = field(
         default=frozenset(), init=False, repr=False, compare=False
     )

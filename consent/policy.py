@@ -69,6 +69,20 @@ class RoleRule(_Frozen):
     """Information governance work: with purpose ``HOPERAT`` this role may read and record
     anyone's directives without a legitimate relationship (it still needs
     ``may_record_directives``, and is still refused a directive refusing its organisation)."""
+    contribute: bool = False
+    """May write joint care plans (create and update) for a person it has a legitimate
+    relationship with (:mod:`consent.plan_write`). Needs ``care_domain``."""
+    care_domain: Domain | None = None
+    """The care domain a plan this role writes belongs to (its ``care-domain`` tag)."""
+    read_summaries: bool = False
+    """May read counts-only summaries of joint care (``$joint-care-summary``) under
+    ``HOPERAT``; never a person's record."""
+
+    @model_validator(mode="after")
+    def _contributor_has_domain(self) -> RoleRule:
+        if self.contribute and self.care_domain is None:
+            raise ValueError("a role that may contribute needs a care_domain")
+        return self
 
     @field_validator("purposes")
     @classmethod
@@ -98,12 +112,78 @@ class BreakGlass(_Frozen):
         return timedelta(minutes=self.duration_minutes)
 
 
+ProofingLevel = Literal["P0", "P5", "P9"]
+PROOFING_RANK: dict[str, int] = {"P0": 0, "P5": 1, "P9": 2}
+PATIENT_PURPOSE = "PATRQT"
+
+
+class Coding(_Frozen):
+    """A code in a code system: a security label or a category the policy names."""
+
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+
+
+class PatientProofing(_Frozen):
+    """The NHS login identity proofing level the person needs for each kind of access."""
+
+    care_data: ProofingLevel = "P9"
+    access_log: ProofingLevel = "P9"
+    directives: ProofingLevel = "P5"
+    change_directives: ProofingLevel = "P9"
+
+
+class PatientAccessLog(_Frozen):
+    staff_names: bool = False
+    """Whether the person's view of who looked at their record names the member of staff
+    (the token's ``name``); by default it shows the organisation and role only."""
+
+
+class PatientRule(_Frozen):
+    """What the person themself may see of their own record (``client_kind`` ``patient``).
+
+    ``resource_types`` and ``sees_labels`` work as for a role. ``withhold_labels`` are
+    security labels (``system`` + ``code``) that withhold a resource from the person
+    whatever else it carries (``v3-ActCode#NOPAT``); ``withhold_restricted_categories``
+    withhold a resource of one of these categories when it is labelled restricted (``R``
+    or ``V``) — restricted safeguarding records. What is withheld is never announced.
+    """
+
+    name: str = "The person themself"
+    purposes: tuple[str, ...] = (PATIENT_PURPOSE,)
+    resource_types: tuple[str, ...] = Field(min_length=1)
+    sees_labels: dict[Domain, tuple[Label, ...]] = Field(default_factory=dict)
+    withhold_labels: tuple[Coding, ...] = ()
+    withhold_restricted_categories: tuple[Coding, ...] = ()
+    proofing: PatientProofing = PatientProofing()
+    access_log: PatientAccessLog = PatientAccessLog()
+
+    @field_validator("purposes")
+    @classmethod
+    def _known_purposes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if p not in PURPOSES_OF_USE]
+        if bad:
+            raise ValueError(f"{', '.join(repr(b) for b in bad)} is not a PurposeOfUse code")
+        return value
+
+    def allows_purpose(self, purpose: str) -> bool:
+        return purpose in self.purposes
+
+    def allows_type(self, resource_type: str) -> bool:
+        return "*" in self.resource_types or resource_type in self.resource_types
+
+    def sees_label(self, domain: str, label: str) -> bool:
+        return label in self.sees_labels.get(domain, ())  # type: ignore[call-overload]
+
+
 class Policy(_Frozen):
     version: str = Field(min_length=1)
     levels: dict[Level, LevelSpec]
     roles: dict[str, RoleRule]
     system_clients: RoleRule
     break_glass: BreakGlass = BreakGlass()
+    patient: PatientRule | None = None
+    """The person's own access; without this section the person themself sees nothing."""
 
     @model_validator(mode="after")
     def _levels_defined(self) -> Policy:
@@ -117,9 +197,12 @@ class Policy(_Frozen):
         return self
 
     def rule_for(self, requester: Requester) -> RoleRule | None:
-        """The rule for a requester: system clients by ``client_kind``, users by role."""
+        """The rule for a requester: system clients by ``client_kind``, users by role.
+        ``None`` for the person themself: their access is :attr:`patient`, not a role."""
         if requester.client_kind == ClientKind.SYSTEM:
             return self.system_clients
+        if requester.client_kind == ClientKind.PATIENT:
+            return None
         if requester.role is None:
             return None
         return self.roles.get(requester.role)
@@ -133,6 +216,11 @@ class Policy(_Frozen):
         """Whether the requester may read the audit trail (IG roles)."""
         rule = self.rule_for(requester)
         return rule is not None and rule.may_read_audit
+
+    def may_contribute(self, requester: Requester) -> bool:
+        """Whether the requester's role may write joint care plans at all."""
+        rule = self.rule_for(requester)
+        return rule is not None and rule.contribute
 
     def level_spec(self, level: Level) -> LevelSpec:
         return self.levels[level]

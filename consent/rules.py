@@ -214,7 +214,6 @@ def minimum_necessary(
         if rule.level is Level.DEMOGRAPHICS
         else Reason.ROLE_NOT_PERMITTED
     )
-    source = contribution.source
     removed: dict[str, Reason] = {}
     keys = [resource_key(r, i) for i, r in enumerate(contribution.resources)]
     for key, r in zip(keys, contribution.resources, strict=True):
@@ -225,6 +224,20 @@ def minimum_necessary(
     if not removed:
         return ()  # nothing removed: nothing depends on a removed resource either
 
+    return with_dependents(contribution, removed, keys)
+
+
+def with_dependents(
+    contribution: SourceContribution,
+    removed: Mapping[str, Reason],
+    keys: Sequence[str] | None = None,
+) -> tuple[Withheld, ...]:
+    """``removed`` (resource key → reason) and what would betray it: the goals of a removed
+    ``CarePlan``, and a ``Provenance`` all of whose targets were removed. ``keys`` are the
+    contribution's resource keys when the caller has them already (they are not cheap)."""
+    removed = dict(removed)
+    if keys is None:
+        keys = [resource_key(r, i) for i, r in enumerate(contribution.resources)]
     goals_of_removed_plans: dict[str, Reason] = {}
     for key, r in zip(keys, contribution.resources, strict=True):
         reason = removed.get(key)
@@ -243,4 +256,5 @@ def minimum_necessary(
                 targets = [reference_key(t) for t in _list(r.get("target"))]
                 if targets and all(t in removed for t in targets):
                     removed[key] = removed[str(targets[0])]
+    source = contribution.source
     return tuple(Withheld(key, removed[key], source) for key in keys if key in removed)

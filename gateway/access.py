@@ -35,22 +35,29 @@ from gateway.record import RecordService
 Effect = Literal["permit", "permit-filtered", "deny"]
 
 NO_RELATIONSHIP = "no-legitimate-relationship"
+NOT_OWN_RECORD = "not-own-record"
 #: The audit reason of a decision that could not be made because a source did not answer.
 SOURCE_UNAVAILABLE = "source-unavailable"
 
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Who is asking, for what purpose, under which request id."""
+    """Who is asking, for what purpose, under which request id.
+
+    For the person themself (``client_kind`` ``patient``) ``org`` and ``role`` are ``None``
+    and ``patient`` is their own NHS number, the only record they may reach.
+    """
 
     sub: str
     role: str | None
-    org: str
+    org: str | None
     client_kind: str
     purpose: str
     request_id: str
     break_glass_reason: str | None = None
     name: str | None = None
+    patient: str | None = None
+    proofing_level: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,8 @@ class Verdict:
     ``withheld`` holds ``"{resourceType}/{id}"`` keys of removed resources (for a direct
     read's 403 and the audit trail; never shown to the caller). ``detail`` is the decider's
     own record of the decision (the consent ``Decision``), for the audit trail.
+    ``announce_withheld`` false (the person themself): nothing in the answer may say that
+    anything was withheld — no ``suppressed`` outcome, a direct read of it is a ``404``.
     """
 
     effect: Effect
@@ -68,6 +77,7 @@ class Verdict:
     break_glass: bool = False
     withheld: frozenset[str] = frozenset()
     detail: Any = None
+    announce_withheld: bool = True
 
 
 class Decider(Protocol):
@@ -110,6 +120,7 @@ class RecordAccess:
     async def decide_only(self, ctx: RequestContext, nhs_number: str) -> Verdict:
         """The decision for this caller and person, without releasing any data
         (``$access-check``). Raises 404/503 like :meth:`read`; a deny is returned, not raised."""
+        own_record_only(ctx, nhs_number)
         results = await self.records.fetch(nhs_number)
         self._check_found(results)
         verdict = await self.decider(ctx, nhs_number, results, dry_run=True)
@@ -146,6 +157,7 @@ class RecordAccess:
         raise NotFound("No source system holds a record for this NHS number.")
 
     async def read(self, ctx: RequestContext, nhs_number: str) -> AccessResult:
+        own_record_only(ctx, nhs_number)
         results = await self.records.fetch(nhs_number)
         self._check_found(results)
         failed = [r for r in results if not r.ok]
@@ -162,6 +174,20 @@ class RecordAccess:
             record=merge(nhs_number, verdict.visible),
             verdict=verdict,
             failed=failed,
+        )
+
+
+def own_record_only(ctx: RequestContext, nhs_number: str) -> None:
+    """``403 not-own-record`` (audited) when the person themself asks for anyone else.
+
+    Checked before any source is asked, whatever the decider: whether a record exists under
+    another NHS number is not the person's to learn (a ``404`` would tell them). The consent
+    policy refuses it again (:func:`consent.own_record_denial`).
+    """
+    if ctx.client_kind == "patient" and ctx.patient != nhs_number:
+        audit_trail.note_decision("deny", (NOT_OWN_RECORD,), False, None)
+        raise Forbidden(
+            "Your access token reaches only your own record.", reasons=(NOT_OWN_RECORD,)
         )
 
 

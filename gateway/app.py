@@ -9,9 +9,12 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.apps import router as apps_router
 from gateway.boundary import ErrorBoundary, reraise
 from gateway.fhir.openapi import install_openapi
+from gateway.joint import routes as joint
 from gateway.limits import Limits
+from gateway.ops import Operations
 from gateway.routes import audit, consent, fhir, health, hot
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
@@ -20,11 +23,14 @@ from gateway.state import GatewayState
 StateFactory = Callable[[], Awaitable[tuple[GatewayState, Callable[[], Awaitable[None]]]]]
 
 
-def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> FastAPI:
+def create_app(
+    state_factory: StateFactory, *, limits: Limits | None = None, ops: Operations | None = None
+) -> FastAPI:
     """Build the app; ``state_factory`` makes the shared state and its closer at start-up.
 
     ``limits``: the request size limits; by default those of the settings
-    (``CAREGW_MAX_*``, see ``docs/reliability.md``).
+    (``CAREGW_MAX_*``, see ``docs/reliability.md``). ``ops``: metrics, rate limits and the
+    shutdown drain (:mod:`gateway.ops`), started on the state once it is built.
     """
 
     @asynccontextmanager
@@ -32,8 +38,12 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
         state, close = await state_factory()
         app.state.gateway = state
         try:
+            if ops is not None:
+                await ops.start(state)
             yield
         finally:
+            if ops is not None:
+                await ops.stop()
             await close()
 
     app = FastAPI(
@@ -46,9 +56,12 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     )
     app.include_router(fhir.router)
     app.include_router(consent.router)
+    for router in joint.routers:
+        app.include_router(router)
     app.include_router(audit.router)
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
+    app.include_router(apps_router)  # /apps/*: the browser apps, static files (gateway/apps)
     app.router.routes.insert(0, hot.everything_route())  # the same read, matched first
     install_openapi(app)
 
@@ -58,4 +71,6 @@ def create_app(state_factory: StateFactory, *, limits: Limits | None = None) -> 
     app.add_exception_handler(StarletteHTTPException, reraise)
     app.add_exception_handler(RequestValidationError, reraise)
     app.add_middleware(ErrorBoundary, limits=limits or Limits.from_settings(get_settings()))
+    if ops is not None:
+        ops.install(app)  # outside the boundary: counts the status really sent
     return app

@@ -27,7 +27,9 @@ Monitoring rules
 
     "Record access" means an event about a person (a patient entity) made for a purpose other
     than ``HOPERAT``: IG work on the audit trail itself does not count towards volume or
-    out-of-hours. The surname and deceased rules need facts the AuditEvent does not carry; they
+    out-of-hours. Nor does the person's own request (``PATRQT``, a patient token), except for
+    the deceased rule: a sign-in as a person who has died is worth a look. The surname and
+    deceased rules need facts the AuditEvent does not carry; they
     take a mapping NHS number -> :class:`PersonFacts`, which the ``$privacy-alerts`` route
     fills from the sources (and which is empty, so the rules stay silent, when it cannot).
 
@@ -59,6 +61,7 @@ ReviewOutcome = Literal["appropriate", "inappropriate"]
 REVIEW_OUTCOMES: Final[frozenset[str]] = frozenset({"appropriate", "inappropriate"})
 LONDON: Final = ZoneInfo("Europe/London")
 IG_PURPOSE: Final = "HOPERAT"
+OWN_REQUEST_PURPOSE: Final = "PATRQT"  # the person themself
 NO_RELATIONSHIP: Final = "no-legitimate-relationship"
 SOURCE_UNAVAILABLE: Final = "source-unavailable"
 RULE_SYSTEM: Final = "urn:caregateway:privacy-rule"
@@ -254,11 +257,13 @@ def _dict(event: Mapping[str, Any]) -> dict[str, Any]:
     return dict(event)
 
 
-def is_record_access(event: Mapping[str, Any]) -> bool:
-    """An event about a person, for a purpose other than IG work on the trail."""
-    return ev.event_patient(_dict(event)) is not None and ev.event_purpose(_dict(event)) != (
-        IG_PURPOSE
-    )
+def is_record_access(event: Mapping[str, Any], *, own: bool = False) -> bool:
+    """An event about a person, for a purpose other than IG work on the trail, and (unless
+    ``own``) other than the person's own request (``PATRQT``): a person reading their own
+    record at night, or sharing their own surname, is not what these rules look for."""
+    purpose = ev.event_purpose(_dict(event))
+    excluded = (IG_PURPOSE,) if own else (IG_PURPOSE, OWN_REQUEST_PURPOSE)
+    return ev.event_patient(_dict(event)) is not None and purpose not in excluded
 
 
 # --- alerts ------------------------------------------------------------------------------
@@ -483,7 +488,13 @@ def rule_deceased(
     for e in events:
         patient = ev.event_patient(_dict(e))
         person = facts.get(patient) if patient else None
-        if person and person.deceased and is_record_access(e) and str(e.get("outcome")) == "0":
+        # the person's own login too: someone signing in as a person who has died
+        if (
+            person
+            and person.deceased
+            and is_record_access(e, own=True)
+            and str(e.get("outcome")) == "0"
+        ):
             hits.append(e)
     return [
         Alert(

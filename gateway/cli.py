@@ -146,6 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.auth import TokenVerifier
     from gateway.cache import CacheConfigError
     from gateway.cache.factory import build_record_cache
+    from gateway.ops import Operations, serve_gracefully
     from gateway.smart import from_settings as smart_from_settings
     from gateway.wiring import build_state
 
@@ -183,6 +184,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         load_policy(settings.policy_file)  # fail now, naming the problem, not at start-up
         smart = smart_from_settings(settings)  # None unless CAREGW_SMART_CLIENTS_FILE is set
+        ops = Operations.from_settings(settings)  # metrics, rate limits, shutdown drain
+        if workers > 1 and settings.metrics_port is not None:
+            # Each worker would count only its own requests, and only one could listen.
+            raise ConfigurationError(
+                "CAREGW_METRICS_PORT cannot be used with --workers above 1: run one process"
+                " per replica to scrape its metrics"
+            )
     except PolicyError as exc:
         return _fail(f"CAREGW_POLICY_FILE: {exc}")
     except (ConfigurationError, CacheConfigError) as exc:
@@ -205,9 +213,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             smart=smart,
         )
 
-    from gateway.serving import run
-
-    return run(create_app(factory), settings.host, settings.port, workers=workers)
+    return serve_gracefully(
+        create_app(factory, ops=ops),
+        host=settings.host,
+        port=settings.port,
+        drain=ops.drain,
+        drain_s=settings.shutdown_drain_s,
+        timeout_s=settings.shutdown_timeout_s,
+        workers=workers,
+    )
 
 
 async def _prepare_database(database_url: str, auto_upgrade: bool) -> str | None:
@@ -302,9 +316,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gateway.audit.cli import archive_main, verify_main
+    from gateway.audit.cli import archive_main, partitions_main, verify_main
 
     settings = get_settings()
+    if args.audit_command == "partitions":
+        return partitions_main(settings.database_url)
     if args.audit_command == "verify":
         return verify_main(
             settings.database_url,
@@ -317,6 +333,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         out_dir,
         retention_days=settings.audit_retention_days,
         before=args.before,
+        partition=args.partition,
         remove=args.audit_command == "archive",
         include_unreviewed=getattr(args, "include_unreviewed_break_glass", False),
     )
@@ -380,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--out", required=True, metavar="DIR", help="a directory to create")
     export.add_argument("--before", metavar="ISO", help="cut-off date or date-time (default: now)")
+    export.add_argument(
+        "--partition", metavar="YYYY-MM", help="instead of --before: the events of one month"
+    )
     archive = audit_sub.add_parser(
         "archive",
         help="export events past CAREGW_AUDIT_RETENTION_DAYS, then remove them from the database",
@@ -389,12 +409,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", metavar="ISO", help="cut-off, no later than the retention period allows"
     )
     archive.add_argument(
+        "--partition",
+        metavar="YYYY-MM",
+        help="instead of --before: the oldest stored month (PostgreSQL: its partition is dropped)",
+    )
+    archive.add_argument(
         "--dry-run", action="store_true", help="check and count only; write and remove nothing"
     )
     archive.add_argument(
         "--include-unreviewed-break-glass",
         action="store_true",
         help="archive break-glass events no IG lead has reviewed (they leave the review queue)",
+    )
+
+    audit_sub.add_parser(
+        "partitions", help="list the audit trail's monthly partitions (PostgreSQL) and their rows"
     )
 
     sim = sub.add_parser("simulate-sources", help="run only the simulated source systems")

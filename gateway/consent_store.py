@@ -167,10 +167,14 @@ def _load(row_resource: str) -> dict[str, Any]:
     return value
 
 
-async def _current_version(session: AsyncSession, consent_id: str) -> int | None:
-    version: int | None = await session.scalar(
-        select(ConsentDirectiveRow.version).where(ConsentDirectiveRow.id == consent_id)
-    )
+async def _current_version(
+    session: AsyncSession, consent_id: str, *, lock: bool = False
+) -> int | None:
+    """The current version; ``lock``: hold the row until the transaction ends (``FOR UPDATE``
+    on PostgreSQL, so concurrent unconditional updates queue instead of racing; SQLite has
+    no row locks and serialises writers on the database)."""
+    query = select(ConsentDirectiveRow.version).where(ConsentDirectiveRow.id == consent_id)
+    version: int | None = await session.scalar(query.with_for_update() if lock else query)
     return version
 
 
@@ -227,7 +231,7 @@ class ConsentStore:
             return await self._update_expected(consent_id, resource, expected_version)
         for _ in range(_UPDATE_ATTEMPTS):
             async with self._sessions() as session, session.begin():
-                current = await _current_version(session, consent_id)
+                current = await _current_version(session, consent_id, lock=True)
                 if current is None:
                     raise NotFound("No Consent with this id.")
                 stored = await self._write_if_current(session, consent_id, resource, current)

@@ -38,8 +38,9 @@ from consent import (
     parse_consents,
 )
 from gateway import audit_trail
-from gateway.access import RequestContext, Verdict
+from gateway.access import SOURCE_UNAVAILABLE, RequestContext, Verdict
 from gateway.errors import Forbidden, ServiceUnavailable
+from gateway.joint import custody
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +74,8 @@ def requester(ctx: RequestContext) -> Requester:
         org=ctx.org,
         client_kind=ClientKind(ctx.client_kind),
         break_glass_reason=ctx.break_glass_reason,
+        patient=ctx.patient,
+        proofing_level=ctx.proofing_level,
     )
 
 
@@ -138,6 +141,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
             for x in r.resources
         },  # a withheld source's resources are withheld too: a direct read is a 403
         detail=decision,
+        announce_withheld=decision.announce_withheld,
     )
 
 
@@ -187,6 +191,7 @@ class PolicyDecider:
             self.policy,
             now,
             prior_break_glass=prior,
+            person=nhs_number,
         )
         if decision.break_glass and ctx.break_glass_reason and not dry_run:
             await self.ledger.record(ctx.sub, nhs_number, now, ctx.break_glass_reason)
@@ -200,8 +205,10 @@ class PolicyDecider:
         *,
         dry_run: bool = False,
     ) -> Verdict:
-        decision = await self.decision(ctx, nhs_number, results, dry_run=dry_run)
-        return to_verdict(decision, results)
+        # Joint plans are decided per author organisation, their custodian (custody.py).
+        by_custodian = custody.split(results)
+        decision = await self.decision(ctx, nhs_number, by_custodian, dry_run=dry_run)
+        return custody.join(to_verdict(decision, by_custodian))
 
 
 Fetch = Callable[[str], Awaitable[Sequence[SourceResult]]]
@@ -221,8 +228,8 @@ async def authorise_directives(
 
     ``results`` are the sources' answers when the caller has them already (a create checks
     that the person is known); otherwise they are fetched, and only if the relationship must
-    be looked for. The decision is noted for the audit event, except when the answer is
-    ``503``: that is an outage, not a refusal, and is not recorded as one.
+    be looked for. The decision is noted for the audit event; a ``503`` is an outage, not a
+    refusal, and is noted as the read path notes one (``indeterminate``, ``source-unavailable``).
     """
     who = requester(ctx)
     if results is None and needs_relationship(who, ctx.purpose, policy, nhs_number):
@@ -239,6 +246,8 @@ async def authorise_directives(
     if decision.effect is Effect.DENY:
         failed = [r.source for r in results or () if not r.ok]
         if decision.reasons == (Reason.NO_LEGITIMATE_RELATIONSHIP,) and failed:
+            # Audited as the read path audits an outage: no decision, not a refusal.
+            audit_trail.note_decision("indeterminate", (SOURCE_UNAVAILABLE,), False, None)
             raise ServiceUnavailable(
                 "Cannot tell whether your organisation has a relationship with this person: "
                 f"these sources did not answer: {', '.join(failed)}. Try again shortly."

@@ -61,6 +61,8 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
             note.user_sub, note.user_name = principal.sub, principal.name
             note.user_role, note.user_org = principal.role, principal.org
             note.client_id = principal.client_id
+        if state.rate_limiter is not None:  # CAREGW_RATE_LIMIT: 429, audited (gateway.ops)
+            await state.rate_limiter.check(principal)
         require_scope(principal, resource_type, interaction)
         purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))
         if note is not None:
@@ -75,6 +77,8 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
             request_id=request.state.request_id,
             break_glass_reason=reason if purpose == "ETREAT" else None,
             name=principal.name,
+            patient=principal.patient,
+            proofing_level=principal.proofing_level,
         )
 
     return _gate
@@ -93,11 +97,24 @@ def parse_nhs_number(value: str, where: str = "NHS number") -> str:
     return number
 
 
+def patient_reference_value(request: Request, value: str, name: str) -> str:
+    """``{nhs}`` from ``{nhs}``, ``Patient/{nhs}`` or this gateway's absolute
+    ``{base}/Patient/{nhs}``; a reference to another server is a 400 naming ``name``."""
+    if "://" in value:
+        state: GatewayState | None = getattr(request.app.state, "gateway", None)
+        own = f"{state.base_url}/Patient/" if state is not None else None
+        if own is None or not value.startswith(own):
+            raise BadRequest(f"{name} must reference a Patient on this server.", expression=[name])
+        return value.removeprefix(own)
+    return value.removeprefix("Patient/")
+
+
 def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, ...]) -> str:
     """The NHS number of a search's subject, from exactly one of ``names``.
 
-    ``patient``/``subject`` take ``{nhs}`` or ``Patient/{nhs}``; ``patient.identifier`` takes
-    ``[https://fhir.nhs.uk/Id/nhs-number|]{nhs}``. Anything else is a 400 naming the parameter.
+    ``patient``/``subject`` take ``{nhs}``, ``Patient/{nhs}`` or ``{base}/Patient/{nhs}``;
+    ``patient.identifier`` takes ``[https://fhir.nhs.uk/Id/nhs-number|]{nhs}``. Anything else
+    is a 400 naming the parameter.
     """
     given = {k: v for k in names if (v := one(request, k)) is not None}
     if len(given) != 1:
@@ -111,5 +128,5 @@ def subject_nhs_number(request: Request, resource_type: str, names: tuple[str, .
         if system and system != ukcore.NHS_NUMBER_SYSTEM:
             raise BadRequest("patient.identifier must be an NHS number.", expression=[name])
     else:
-        value = value.removeprefix("Patient/")
+        value = patient_reference_value(request, value, name)
     return parse_nhs_number(value, name)

@@ -260,7 +260,9 @@ def _retarget(provenance: Resource, nhs_number: str, present: set[str]) -> Resou
         ref = str(target.get("reference", ""))
         if ref.startswith("Patient/"):
             ref = f"Patient/{nhs_number}"
-        if ref in present and ref not in seen:
+        # A versioned target (``CarePlan/{id}/_history/{v}``, a joint plan's version) is
+        # kept as it is when the resource it is a version of is in the answer.
+        if ref.split("/_history/", 1)[0] in present and ref not in seen:
             seen.add(ref)
             targets.append({"reference": ref})
     if not targets:

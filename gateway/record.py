@@ -107,6 +107,8 @@ class RecordService:
         self._timeouts = timeouts
         self.cache = cache
         self.health = {a.name: SourceHealth() for a in adapters}
+        # called after each fetch with (source, result, seconds): the metrics (gateway.ops)
+        self.observer: Callable[[str, SourceResult, float], None] | None = None
 
     def adapter(self, name: str) -> SourceAdapter | None:
         return self._by_name.get(name)
@@ -123,10 +125,13 @@ class RecordService:
         )
 
     async def _ask(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:
+        started = time.perf_counter()
         result = await self._fetch_guarded(adapter, nhs_number)
         health = self.health.get(adapter.name)
         if health is not None:
             health.record(result)
+        if self.observer is not None:
+            self.observer(adapter.name, result, time.perf_counter() - started)
         return result
 
     async def _fetch_guarded(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:

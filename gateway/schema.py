@@ -20,8 +20,11 @@ gateway's own (:func:`gateway.db.make_engine`).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -30,7 +33,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit.partitions import is_audit_partition
 from gateway.db import Base
+
+# Alembic narrates each plugin it loads and each step at INFO; the gateway's own log says what
+# matters (the CLI prints the revision), so only its warnings and errors are kept.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class SchemaOutOfDate(Exception):
@@ -52,9 +60,16 @@ def target_metadata() -> MetaData:
     import gateway.audit.store  # noqa: F401
     import gateway.audit_review  # noqa: F401
     import gateway.consent_store  # noqa: F401
+    import gateway.joint.store  # noqa: F401
     import gateway.smart.store  # noqa: F401
 
     return Base.metadata
+
+
+def include_name(name: str | None, type_: str, parent_names: MutableMapping[Any, Any]) -> bool:
+    """What Alembic compares with the models: not the audit trail's partitions on PostgreSQL
+    (``audit_event_YYYY_MM``, ``audit_event_default``: made at run time, declared by none)."""
+    return not (type_ == "table" and name is not None and is_audit_partition(name))
 
 
 def _config(connection: Connection | None = None) -> Config:

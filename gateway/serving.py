@@ -26,7 +26,9 @@ import contextlib
 import importlib.util
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -36,8 +38,9 @@ def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    """The uvicorn settings of every gateway server (``serve``, ``demo``, benchmarks)."""
+def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """The uvicorn settings of every gateway server (``serve``, ``demo``, benchmarks);
+    ``options`` are further :class:`uvicorn.Config` settings (the shutdown timeout)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -47,26 +50,32 @@ def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         loop="uvloop" if _have("uvloop") else "asyncio",
         http="httptools" if _have("httptools") else "h11",
+        **options,
     )
 
 
-def run(app: Any, host: str, port: int, *, workers: int = 1) -> int:
-    """Serve ``app`` until stopped; the exit status for ``serve``."""
+def run(
+    config: uvicorn.Config,
+    *,
+    workers: int = 1,
+    make_server: Callable[[uvicorn.Config], uvicorn.Server] = uvicorn.Server,
+) -> int:
+    """Serve until stopped; the exit status for ``serve`` (``3`` when the application did
+    not start, as uvicorn's own runner says). ``make_server`` builds each process's server
+    (the graceful one of :mod:`gateway.ops.shutdown`); it runs on ``config``'s event loop."""
     if workers < 1:
         raise ValueError("workers must be at least 1")
-    config = server_config(app, host, port)
     if workers == 1:
-        uvicorn.Server(config).run()
-        return 0
+        return _run_one(make_server(config))
     sock = config.bind_socket()
     pids: list[int] = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # the worker
-            code = 0
+            code = 1
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                uvicorn.Server(config).run(sockets=[sock])
+                code = _run_one(make_server(config), [sock])
             except BaseException:  # noqa: BLE001 - a worker must end here, never return
                 code = 1
             finally:
@@ -76,6 +85,11 @@ def run(app: Any, host: str, port: int, *, workers: int = 1) -> int:
         pids.append(pid)
     sock.close()
     return _supervise(pids)
+
+
+def _run_one(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> int:
+    server.run(sockets=sockets)
+    return 0 if server.started else 3
 
 
 def _supervise(pids: list[int]) -> int:

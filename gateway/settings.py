@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=8 * 1024, ge=1024)
     max_uri_bytes: int = Field(default=8 * 1024, ge=1024)
     max_break_glass_reason_chars: int = Field(default=1000, ge=100, le=8 * 1024)
+    # operations (gateway/ops): metrics listener, rate limits, graceful shutdown
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # None: no metrics listener
+    metrics_host: str | None = None  # default: CAREGW_HOST
+    rate_limit: str | None = None  # e.g. "600/minute", per user sub and per system client
+    shutdown_drain_s: float = Field(default=0.0, ge=0, le=300, allow_inf_nan=False)
+    shutdown_timeout_s: float = Field(default=20.0, ge=1, le=600, allow_inf_nan=False)
 
     @field_validator("change_poll_interval_s")
     @classmethod

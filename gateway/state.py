@@ -22,3 +22,6 @@ class GatewayState:
     change_pollers: tuple[ChangePoller, ...] = ()  # one per source with a change feed
     breakers: dict[str, Any] = field(default_factory=dict)  # source name -> CircuitBreaker
     smart: Any = None  # gateway.smart.SmartServer when the SMART authorization server is on
+    joint: Any = None  # gateway.joint.store.JointPlanStore: the joint care plans
+    rate_limiter: Any = None  # gateway.ops.RateLimiter when CAREGW_RATE_LIMIT is set
+    drain: Any = None  # gateway.ops.Drain: readiness says 503 while it is draining

@@ -31,6 +31,7 @@ from consent import load_policy
 from gateway import schema
 from gateway.access import Decider, RecordAccess
 from gateway.audit import AuditStore
+from gateway.audit.partitions import ensure_current
 from gateway.auth import TokenVerifier
 from gateway.cache import (
     ChangePoller,
@@ -43,11 +44,16 @@ from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
 from gateway.decision import PolicyDecider
 from gateway.hot_reads import HotReads
+from gateway.joint.source import JointPlanSource
+from gateway.joint.store import JointPlanStore
 from gateway.record import RecordService
 from gateway.smart import SmartConfig, build_smart, trust_own_issuer
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
+
+JOINT_TIMEOUT_S = 2.0
+"""Seconds the record service waits for the joint plan store (a local database read)."""
 
 DEFAULT_CHANGE_POLL_INTERVAL_S = 10.0
 """Seconds between change-feed polls (``CAREGW_CHANGE_POLL_INTERVAL_S``'s default)."""
@@ -124,13 +130,19 @@ async def build_state(
     except BaseException:
         await engine.dispose()
         raise
+    await ensure_current(engine)  # PostgreSQL: this month's and next month's audit partitions
     consents = ConsentStore(engine)
     hot = HotReads(engine)
     audit = AuditStore(engine)
     await audit.start()
     breakers = {c.name: CircuitBreaker() for c in sources}
-    adapters = [make_adapter(c, breakers[c.name]) for c in sources]
-    records = RecordService(adapters, {c.name: c.timeout_s for c in sources}, cache)
+    adapters: list[SourceAdapter] = [make_adapter(c, breakers[c.name]) for c in sources]
+    # Joint care plans: the gateway's own store, served as one more source (``joint``).
+    joint = JointPlanStore(engine)
+    timeouts = {c.name: c.timeout_s for c in sources}
+    joint_source = JointPlanSource(joint)
+    timeouts[joint_source.name] = JOINT_TIMEOUT_S
+    records = RecordService([*adapters, joint_source], timeouts, cache)
     pollers: tuple[ChangePoller, ...] = ()
     if cache is not None and change_poll_interval_s == 0:
         log.info("change_feed_polling_off")  # cached records then last their full TTL
@@ -153,6 +165,7 @@ async def build_state(
         cache=cache,
         change_pollers=pollers,
         breakers=breakers,
+        joint=joint,
     )
     if smart is not None:
         state.smart = build_smart(smart, engine, policy)

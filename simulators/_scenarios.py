@@ -24,12 +24,13 @@ NHS_SAFEGUARDING: Final = "9991000356"
 NHS_MENTAL_HEALTH_R: Final = "9991000429"
 NHS_DECEASED: Final = "9991000496"
 NHS_DOB_CONFLICT: Final = "9991000569"
+NHS_NOPAT: Final = "9991000577"
 MALFORMED_STORED_NHS: Final = "999/123/4561"  # not ten digits, and 9991234561 fails Modulus 11
 DECEASED_ON: Final = date(2026, 9, 14)
 
 SCENARIO_NHS_NUMBERS: Final = frozenset(
     {NHS_BOTH, NHS_SOCIAL_ONLY, NHS_COMMUNITY_ONLY, NHS_DUPLICATE, NHS_RESTRICTED,
-     NHS_SAFEGUARDING, NHS_MENTAL_HEALTH_R, NHS_DECEASED, NHS_DOB_CONFLICT}
+     NHS_SAFEGUARDING, NHS_MENTAL_HEALTH_R, NHS_DECEASED, NHS_DOB_CONFLICT, NHS_NOPAT}
 )
 
 SCENARIOS: Final[dict[str, Scenario]] = {
@@ -66,8 +67,16 @@ SCENARIOS: Final[dict[str, Scenario]] = {
         Scenario("dob_conflict", NHS_DOB_CONFLICT,
                  "Birth dates differ between sources; social care verified, community "
                  "unverified (02)", ("P900012",), ("C900012",)),
+        Scenario("nopat", NHS_NOPAT,
+                 "A community mental health plan labelled NOPAT (no disclosure to the "
+                 "patient) beside a normal nursing plan", ("P900013",), ("C900013",)),
     )
 }
+
+GENERAL_POPULATION_OFFSET: Final = 11
+"""The scenario people counted out of ``size`` when the general population is made: the
+eleven there were before the later ones (``nopat``) were added, so that every seed's
+general population stays exactly as it was and tests that name its people still hold."""
 
 _W = {w.name: w for w in v.WORKERS}
 
@@ -253,3 +262,17 @@ def add_scenarios(b: Builder) -> None:  # noqa: C901 - one flat list of fixed pe
     community("C900012", NHS_DOB_CONFLICT, other, addr, code="02")
     b.care_teams["C900012"] = ()
     b.care_plans["C900012"] = (care_plan(b, "C900012", rehab, "active", plan_id="cp-900011"),)
+
+    # nopat -------------------------------------------------------------------------
+    ident = _identity("Mrs", ("Margaret",), "Ockendon", date(1949, 10, 8), "Purfleet")
+    addr = _address(27, "Tank Hill Road", "Purfleet", "RM19 1SX")
+    council("P900013", NHS_NOPAT, NHS_NOPAT, "verified", ident, addr)
+    plans("P900013", ("SP-900015", "care-and-support", "active", "Jo Whitfield"))
+    b.involvements["P900013"] = (_current(_W["Jo Whitfield"], date(2026, 6, 15), lead=True),)
+    community("C900013", NHS_NOPAT, ident, addr)
+    b.care_teams["C900013"] = ()
+    b.care_plans["C900013"] = (
+        replace(care_plan(b, "C900013", mh, "active", security="R", contained=False,
+                          plan_id="cp-900012"), handling=("NOPAT",)),
+        care_plan(b, "C900013", nursing, "active", contained=False, plan_id="cp-900013"),
+    )

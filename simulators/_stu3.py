@@ -8,6 +8,7 @@ from adapters.ukcore import (
     CONFIDENTIALITY_DISPLAY,
     NHS_NUMBER_SYSTEM,
     ODS_ORGANISATION_SYSTEM,
+    STU3_ACT_CODE_SYSTEM,
     STU3_CONFIDENTIALITY_SYSTEM,
 )
 from simulators import _vocab as v
@@ -143,6 +144,10 @@ def care_plan(cp: CommunityCarePlan, pop: Population) -> dict[str, Any]:
     if cp.security:
         meta["security"] = [{"system": STU3_CONFIDENTIALITY_SYSTEM, "code": cp.security,
                              "display": CONFIDENTIALITY_DISPLAY.get(cp.security, cp.security)}]
+    if cp.handling:  # as GP Connect marks "no disclosure to patient" (STU3 system)
+        meta.setdefault("security", []).extend(
+            {"system": STU3_ACT_CODE_SYSTEM, "code": code} for code in cp.handling
+        )
     out: dict[str, Any] = {"resourceType": "CarePlan", "id": cp.plan_id, "meta": meta}
     if cp.contained:
         out["contained"] = [practitioner(author), organization(org)]

@@ -201,6 +201,7 @@ class CommunityCarePlan:
     care_team_id: str | None
     activities: tuple[CommunityActivity, ...]
     last_updated: datetime
+    handling: tuple[str, ...] = ()  # v3-ActCode handling caveats, e.g. ("NOPAT",)
 
 
 @dataclass(frozen=True, slots=True)

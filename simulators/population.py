@@ -24,7 +24,12 @@ safeguarding      9991000356    a restricted safeguarding-protection plan beside
 mental_health_r   9991000429    community mental health CarePlan labelled ``R``
 deceased          9991000496    died 2026-09-14, recorded by both sources
 dob_conflict      9991000569    birth dates differ; social care verified, community ``02``
+nopat             9991000577    a community mental health plan labelled ``NOPAT`` (no
+                                disclosure to the patient) beside a normal nursing plan
 ================  ============  =========================================================
+
+``size`` counts the general population plus the first eleven scenario people; scenario
+people added later come on top, so no seed's general population changes when one is added.
 
 The general population carries the mess real vendor data has: NHS numbers stored with spaces
 or dashes, unknown plan types, free-text service frequencies, ended and cancelled plans,
@@ -45,7 +50,12 @@ from simulators._build import (
     weighted,
 )
 from simulators._build_community import care_plan, care_team, community_patient
-from simulators._scenarios import SCENARIO_NHS_NUMBERS, SCENARIOS, add_scenarios
+from simulators._scenarios import (
+    GENERAL_POPULATION_OFFSET,
+    SCENARIO_NHS_NUMBERS,
+    SCENARIOS,
+    add_scenarios,
+)
 from simulators._vocab import (
     COMMUNITY_NAME,
     COMMUNITY_ODS,
@@ -131,7 +141,7 @@ def _general_person(b: Builder, index: int) -> None:
 def build_population(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Population:
     """Make ``size`` people (the scenario people included); the same seed gives the same data."""
     b = Builder(seed, SCENARIO_NHS_NUMBERS)
-    general = max(0, size - len(SCENARIOS))
+    general = max(0, size - GENERAL_POPULATION_OFFSET)
     for index in range(1, general + 1):
         _general_person(b, index)
     add_scenarios(b)

@@ -116,7 +116,9 @@ def meta(raw: Resource, profile: str, ctx: Context) -> Resource:
 def security_labels(
     codings: Sequence[Resource], ctx: Context, *, about: str | None
 ) -> list[Resource]:
-    """STU3 ``http://hl7.org/fhir/v3/Confidentiality`` (or the R4 system) → R4 labels.
+    """STU3 ``http://hl7.org/fhir/v3/Confidentiality`` (or the R4 system) → R4 labels, and
+    the ``v3-ActCode`` handling caveats we know (``NOPAT``, STU3 or R4 system) as R4 codings:
+    dropping ``NOPAT`` would show the person what a clinician decided they should not see.
 
     Other security systems are not ours to interpret and are dropped; an unknown
     confidentiality code is reported, not guessed (``about``: the labelled resource's type).
@@ -124,6 +126,12 @@ def security_labels(
     labels: list[Resource] = []
     for coding in codings:
         system = coding.get("system")
+        if system in (ukcore.STU3_ACT_CODE_SYSTEM, ukcore.ACT_CODE_SYSTEM):
+            if coding.get("code") in ukcore.HANDLING_CAVEATS:
+                caveat = ukcore.handling_label(str(coding["code"]))
+                if caveat not in labels:
+                    labels.append(caveat)
+            continue
         if system not in (ukcore.STU3_CONFIDENTIALITY_SYSTEM, ukcore.CONFIDENTIALITY_SYSTEM):
             continue
         code = coding.get("code")

@@ -33,7 +33,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 import orjson
 from sqlalchemy import Table, delete, func, insert, select
@@ -118,6 +118,7 @@ class ArchiveResult:
     reviews: int
     removed: int
     held_back: tuple[str, ...] = ()  # why a chain's archiving stopped before the cutoff
+    dropped_partition: str | None = None  # PostgreSQL: the month's partition, dropped whole
 
     @property
     def events(self) -> int:
@@ -214,8 +215,24 @@ async def _scan_chain(
     include_unreviewed: bool,
     writer: _Writer | None,
     scan: _Scan,
+    seq_range: tuple[int, int] | None = None,
 ) -> None:
+    """Read ``chain`` from its start (or ``seq_range``'s first seq) up to the first event
+    recorded at or after ``before`` (or through ``seq_range``'s last seq)."""
     start_seq, prev = await chain_start(conn, chain)
+    if seq_range is not None and seq_range[0] - 1 > start_seq:
+        start_seq = seq_range[0] - 1  # an export from the middle of the chain
+        link = await conn.scalar(
+            select(audit_event.c.hash).where(
+                audit_event.c.chain_id == chain, audit_event.c.seq == start_seq
+            )
+        )
+        if link is None:
+            raise ChainBrokenError(
+                f"chain {chain} is broken at seq {start_seq}: missing; "
+                "run `caregateway audit verify`; nothing was archived"
+            )
+        prev = str(link)
     first_prev, expected = prev, start_seq + 1
     done = False
     while not done:
@@ -225,7 +242,8 @@ async def _scan_chain(
         reviewed = await _reviewed(conn, [r["id"] for r in rows if r["break_glass"]])
         taken: list[RowMapping] = []
         for row in rows:
-            if row["recorded"] >= before:
+            past = row["seq"] > seq_range[1] if seq_range else row["recorded"] >= before
+            if past:
                 done = True
                 break
             if row["break_glass"] and row["id"] not in reviewed and not include_unreviewed:
@@ -278,6 +296,17 @@ async def _reviews_of(conn: AsyncConnection, event_ids: Sequence[str]) -> list[d
     return out
 
 
+class PartitionDrop(Protocol):
+    """Removes an archived month by dropping its partition (:mod:`gateway.audit.monthly`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def __call__(
+        self, engine: AsyncEngine, segments: Sequence[Segment], manifest_sha: str, now: datetime
+    ) -> int: ...
+
+
 async def archive_events(
     engine: AsyncEngine,
     out_dir: Path | None,
@@ -287,12 +316,18 @@ async def archive_events(
     include_unreviewed: bool = False,
     retention_days: int | None = None,
     now: datetime | None = None,
+    seq_ranges: Mapping[str, tuple[int, int]] | None = None,
+    drop: PartitionDrop | None = None,
 ) -> ArchiveResult:
     """Archive every chain's events recorded before ``before`` into ``out_dir``.
 
     ``out_dir`` must not exist (an archive is never overwritten or merged); ``None`` is a dry
     run that checks and counts but writes and removes nothing. With ``remove``, archived
     events leave the database; see the module docstring for the order of steps.
+    ``seq_ranges`` (a month: :mod:`gateway.audit.monthly`) takes, per chain named, the run of
+    seqs given instead of everything before ``before``; with ``drop``, a removal that took
+    every chain's run whole (nothing held back) drops the month's partition instead of
+    deleting rows in chunks.
     """
     if before.tzinfo is None:
         raise ArchiveError("the cut-off must carry a timezone")
@@ -322,6 +357,8 @@ async def archive_events(
     try:
         async with engine.connect() as conn:
             for chain in await chain_ids(conn):
+                if seq_ranges is not None and chain not in seq_ranges:
+                    continue
                 await _scan_chain(
                     conn,
                     chain,
@@ -329,6 +366,7 @@ async def archive_events(
                     include_unreviewed=include_unreviewed,
                     writer=writer,
                     scan=scan,
+                    seq_range=None if seq_ranges is None else seq_ranges[chain],
                 )
         if writer is None or staging is None or out_dir is None or not scan.segments:
             if writer is not None:
@@ -364,8 +402,10 @@ async def archive_events(
         raise ArchiveError(
             f"the written archive does not check out ({check.reason}); nothing removed"
         )
-    removed = 0
-    if remove:
+    removed, dropped = 0, None
+    if remove and drop is not None and not scan.held_back:
+        removed, dropped = await drop(engine, scan.segments, manifest_sha, now), drop.name
+    elif remove:
         for segment in scan.segments:
             removed += await _remove(engine, segment, scan.boundaries, manifest_sha, now)
     return ArchiveResult(
@@ -375,6 +415,7 @@ async def archive_events(
         reviews=scan.reviews,
         removed=removed,
         held_back=tuple(scan.held_back),
+        dropped_partition=dropped,
     )
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +31,8 @@ from gateway.audit.archive import (
     retention_cutoff,
     verify_archive,
 )
+from gateway.audit.monthly import archive_month
+from gateway.audit.partitions import next_month, parse_month, partitions
 from gateway.audit.store import DEFAULT_CHAIN, AuditStore, VerifyResult
 from gateway.db import make_engine, missing_sqlite_file
 
@@ -196,12 +199,22 @@ async def _archive(
     out_dir: Path | None,
     *,
     before: datetime,
+    month: datetime | None,
     remove: bool,
     include_unreviewed: bool,
     retention_days: int | None,
 ) -> ArchiveResult:
     engine = _engine_for_existing(database_url)
     try:
+        if month is not None:
+            return await archive_month(
+                engine,
+                out_dir,
+                month=month,
+                remove=remove,
+                include_unreviewed=include_unreviewed,
+                retention_days=retention_days,
+            )
         return await archive_events(
             engine,
             out_dir,
@@ -220,6 +233,7 @@ def archive_main(
     *,
     retention_days: int,
     before: str | None = None,
+    partition: str | None = None,
     remove: bool,
     include_unreviewed: bool = False,
     out: TextIO | None = None,
@@ -230,7 +244,16 @@ def archive_main(
     err = err or sys.stderr
     verb = "archive" if remove else "export"
     try:
-        if before is not None:
+        month = None
+        if partition is not None:
+            if before is not None:
+                raise ArchiveError("give --before or --partition, not both")
+            try:
+                month = parse_month(partition)
+            except ValueError as exc:
+                raise ArchiveError(str(exc)) from exc
+            cutoff = next_month(month)
+        elif before is not None:
             cutoff = parse_cutoff(before)
         elif remove:
             cutoff = retention_cutoff(retention_days)
@@ -241,6 +264,7 @@ def archive_main(
                 database_url,
                 out_dir,
                 before=cutoff,
+                month=month,
                 remove=remove,
                 include_unreviewed=include_unreviewed or not remove,
                 retention_days=retention_days if remove else None,
@@ -278,6 +302,8 @@ def _report(verb: str, result: ArchiveResult, out_dir: Path | None, out: TextIO)
             + (f"; {result.removed} removed from the database" if result.removed else ""),
             file=out,
         )
+    if result.dropped_partition is not None:
+        print(f"  partition {result.dropped_partition} detached and dropped", file=out)
     for segment in result.segments:
         print(
             f"  chain {segment.chain_id}: seq {segment.first_seq}..{segment.last_seq} "
@@ -286,3 +312,31 @@ def _report(verb: str, result: ArchiveResult, out_dir: Path | None, out: TextIO)
         )
     for reason in result.held_back:
         print(f"  held back: {reason}", file=out)
+
+
+async def _partition_rows(database_url: str) -> list[tuple[str, int]]:
+    engine = _engine_for_existing(database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await partitions(conn)
+            return [
+                (p.name, int(await conn.scalar(text(f"SELECT count(*) FROM {p.name}")) or 0))
+                for p in found
+            ]
+    finally:
+        await engine.dispose()
+
+
+def partitions_main(database_url: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``audit partitions``: each partition of ``audit_event`` and its rows (PostgreSQL)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        rows = asyncio.run(_partition_rows(database_url))
+    except (SQLAlchemyError, OSError) as exc:
+        return _unreadable("partitions", exc, err)
+    if not rows:
+        print("audit partitions: audit_event is not partitioned here (one plain table)", file=out)
+    for name, count in rows:
+        print(f"{name}\t{count}", file=out)
+    return EXIT_OK

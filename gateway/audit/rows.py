@@ -16,6 +16,7 @@ from typing import Any, Final, cast
 
 import orjson
 from sqlalchemy import (
+    DDL,
     Boolean,
     Index,
     Integer,
@@ -23,8 +24,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,30 +43,64 @@ MAX_EVENT_BYTES: Final = 1024 * 1024  # one stored event; the gateway's are far 
 
 
 class AuditEventRow(Base):
-    """One stored AuditEvent; ``resource`` holds the exact hashed bytes (UTF-8 JSON)."""
+    """One stored AuditEvent; ``resource`` holds the exact hashed bytes (UTF-8 JSON).
+
+    On PostgreSQL the table is partitioned by month on ``recorded`` (declarative RANGE
+    partitioning; :mod:`gateway.audit.partitions` keeps the partitions), so the primary key
+    and the chain's uniqueness include ``recorded``: a partitioned table can only enforce a
+    unique key that holds the partition key. That ``seq`` is not taken twice on a chain is
+    the writers' lock's job (PostgreSQL: an advisory lock per chain; SQLite: the database
+    write lock), and :meth:`~gateway.audit.AuditStore.verify` names a seq stored twice. SQLite
+    keeps one plain table with the same columns, keys and indexes.
+
+    The indexes are the IG search's (``GET /fhir/AuditEvent``, newest first): each filter
+    that narrows a search on its own (patient, user, organisation, break-glass) leads an
+    index whose second column is ``recorded``, so a date range and the newest-first order
+    come from the same index; a date range alone uses ``recorded``. Outcome and purpose only
+    ever narrow what those select, so they have no index of their own.
+    """
 
     __tablename__ = "audit_event"
     __table_args__ = (
-        UniqueConstraint("chain_id", "seq", name="uq_audit_event_chain_seq"),
+        UniqueConstraint("chain_id", "seq", "recorded", name="uq_audit_event_chain_seq_recorded"),
+        Index("ix_audit_event_patient_recorded", "patient", "recorded"),
         Index("ix_audit_event_agent_recorded", "agent_sub", "recorded"),
+        Index("ix_audit_event_agent_org_recorded", "agent_org", "recorded"),
+        Index(
+            "ix_audit_event_break_glass_recorded",
+            "recorded",
+            postgresql_where=text("break_glass"),
+            sqlite_where=text("break_glass"),
+        ),
+        {"postgresql_partition_by": "RANGE (recorded)"},
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     chain_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
-    recorded: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    patient: Mapped[str | None] = mapped_column(String(10), index=True)
+    recorded: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    patient: Mapped[str | None] = mapped_column(String(10))
     agent_sub: Mapped[str | None] = mapped_column(String(255))
-    agent_org: Mapped[str | None] = mapped_column(String(32), index=True)
+    agent_org: Mapped[str | None] = mapped_column(String(32))
     purpose: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(2))
-    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
     resource: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
 
 audit_event = cast(Table, AuditEventRow.__table__)
+
+# A partitioned table holds no rows itself: a table made by ``create_all`` (tests of one
+# store) gets the default partition at once, so inserts work before any month exists.
+event.listen(
+    audit_event,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TABLE IF NOT EXISTS audit_event_default PARTITION OF audit_event DEFAULT"
+    ).execute_if(dialect="postgresql"),
+)
 
 
 class AuditCheckpointRow(Base):
@@ -234,6 +271,8 @@ def loads_event(stored: str | bytes) -> dict[str, Any]:
 
 def check_row(row: Any, expected_seq: int, prev: str) -> str | None:
     """Why ``row`` breaks the chain, or None. ``"missing"`` means a seq gap."""
+    if row["seq"] < expected_seq:
+        return f"seq {row['seq']} is stored twice"
     if row["seq"] != expected_seq:
         return "missing"
     if row["prev_hash"] != prev:

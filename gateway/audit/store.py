@@ -100,6 +100,7 @@ __all__ = [
     "link_hash",
     "loads_event",
     "prepare",
+    "search_query",
 ]
 
 _VERIFY_PAGE: Final = 1000
@@ -220,12 +221,7 @@ class AuditStore(GroupCommitWriter):
         self, *, count: int = 50, offset: int = 0, **filters: Unpack[AuditFilters]
     ) -> list[dict[str, Any]]:
         """Events matching every given filter, newest first; ``count``/``offset`` page them."""
-        query = (
-            _filtered(select(audit_event.c.resource), filters)
-            .order_by(audit_event.c.recorded.desc(), audit_event.c.seq.desc())
-            .limit(max(0, count))
-            .offset(max(0, offset))
-        )
+        query = search_query(count=count, offset=offset, **filters)
         async with self.engine.connect() as conn:
             stored = (await conn.execute(query)).scalars().all()
         return [loads_event(s) for s in stored]
@@ -249,6 +245,18 @@ class AuditFilters(TypedDict, total=False):
     outcome: str | None
     purpose: str | None
     break_glass: bool | None
+
+
+def search_query(
+    *, count: int = 50, offset: int = 0, **filters: Unpack[AuditFilters]
+) -> Select[Any]:
+    """The statement :meth:`AuditStore.search` runs (the tests EXPLAIN it on PostgreSQL)."""
+    return (
+        _filtered(select(audit_event.c.resource), filters)
+        .order_by(audit_event.c.recorded.desc(), audit_event.c.seq.desc())
+        .limit(max(0, count))
+        .offset(max(0, offset))
+    )
 
 
 def _filtered(query: Select[Any], filters: AuditFilters) -> Select[Any]:

@@ -7,7 +7,8 @@ commit, events of callers that gave up withdrawn or corrected, one bad event fai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import events as ev
 from gateway.audit.errors import AuditEventRejected, AuditUnavailable
+from gateway.audit.partitions import PartitionKeeper
 from gateway.audit.rows import (
     DEFAULT_CHAIN,
     Prepared,
@@ -89,6 +91,9 @@ class GroupCommitWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0  # events queued or being committed, corrections included
+        self._partitions = PartitionKeeper(engine)  # PostgreSQL: next month's, ahead of time
+        # called after each commit with (events, seconds, committed): the metrics (gateway.ops)
+        self.on_commit: Callable[[int, float, bool], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -106,6 +111,7 @@ class GroupCommitWriter:
         it was serving get :class:`AuditUnavailable`.
         """
         self._closed = True
+        await self._partitions.close()
         writer, self._writer = self._writer, None
         pending: set[asyncio.Task[None]] = set(self._background)
         if writer is not None and not writer.done():
@@ -259,9 +265,12 @@ class GroupCommitWriter:
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
         self._inflight = batch
+        started = time.perf_counter()
         try:
             await self._commit(batch)
         except BaseException as exc:
+            if self.on_commit is not None:
+                self.on_commit(len(batch), time.perf_counter() - started, False)
             cause = exc.__cause__ if isinstance(exc, AuditUnavailable) else exc
             if (
                 isinstance(exc, Exception)
@@ -288,6 +297,8 @@ class GroupCommitWriter:
             return
         finally:
             self._inflight = []
+        if self.on_commit is not None:
+            self.on_commit(len(batch), time.perf_counter() - started, True)
         for item in batch:
             if item.abandoned and item.sealed:
                 self._correct(item)  # the caller gave up while this very commit ran
@@ -296,6 +307,7 @@ class GroupCommitWriter:
 
     async def _commit(self, batch: Sequence[_Item]) -> None:
         """Link ``batch`` onto the chain head and commit it in one transaction."""
+        self._partitions.check()
         for attempt in range(_LINK_RETRIES):
             try:
                 async with self.engine.begin() as conn:

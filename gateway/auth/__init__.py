@@ -21,7 +21,13 @@ from gateway.auth._jwks import (
     keys_from_jwks,
     load_jwks_file,
 )
-from gateway.auth._principal import ClientKind, Principal, reduce_role
+from gateway.auth._principal import (
+    PROOFING_LEVELS,
+    ClientKind,
+    Principal,
+    ProofingLevel,
+    reduce_role,
+)
 from gateway.auth._purpose import PURPOSES_OF_USE, resolve_purpose
 from gateway.auth._scopes import (
     Interaction,
@@ -41,11 +47,13 @@ from gateway.auth._verifier import (
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
+    "PROOFING_LEVELS",
     "PURPOSES_OF_USE",
     "ClientKind",
     "Interaction",
     "InvalidToken",
     "Principal",
+    "ProofingLevel",
     "RemoteJwks",
     "Scope",
     "StaticJwks",

@@ -52,7 +52,7 @@ def issue_token(
     audience: str,
     sub: str,
     role: str | None,
-    org: str,
+    org: str | None,
     scopes: Sequence[str] = ("user/*.rs",),
     purpose: str | None = None,
     name: str | None = None,
@@ -79,7 +79,6 @@ def issue_token(
         "iss": issuer,
         "aud": audience,
         "sub": sub,
-        "org": org,
         "scope": " ".join(scopes),
         "client_kind": client_kind,
         "iat": issued,
@@ -87,6 +86,8 @@ def issue_token(
         "exp": issued + ttl_s,
         "jti": uuid.uuid4().hex,
     }
+    if org is not None:  # none for the person themself (client_kind patient)
+        claims["org"] = org
     if role is not None:
         claims["role"] = role
     if name is not None:

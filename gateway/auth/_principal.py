@@ -9,7 +9,9 @@ from typing import Final, Literal
 from gateway.auth._scopes import Scope
 from gateway.errors import Unauthorized
 
-ClientKind = Literal["user", "system"]
+ClientKind = Literal["user", "system", "patient"]
+ProofingLevel = Literal["P0", "P5", "P9"]
+PROOFING_LEVELS: tuple[ProofingLevel, ...] = ("P0", "P5", "P9")
 
 _R_CODE = re.compile(r"R\d{4,5}")
 _LOCAL_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
@@ -51,12 +53,16 @@ class Principal:
     """Who is asking: the verified claims of the access token, normalised.
 
     ``role`` is the national RBAC ``R`` code (CIS2's long form reduced) or a local code the
-    policy names; it is ``None`` only for system clients. ``scopes`` holds the scopes the
-    gateway understood; see :mod:`gateway.auth._scopes` for which of them count.
+    policy names; it is ``None`` for system clients and for the person themself. ``org`` is
+    the ODS code the caller acts for; ``None`` only for the person themself
+    (``client_kind`` ``patient``), whose token carries instead ``patient`` (their own NHS
+    number, the only record it reaches) and ``proofing_level`` (NHS login's
+    ``identity_proofing_level``; ``P0`` when the token does not say). ``scopes`` holds the
+    scopes the gateway understood; see :mod:`gateway.auth._scopes` for which of them count.
     """
 
     sub: str
-    org: str
+    org: str | None
     role: str | None
     scopes: frozenset[Scope]
     client_kind: ClientKind = "user"
@@ -64,6 +70,8 @@ class Principal:
     default_purpose: str | None = None
     client_id: str | None = None
     jti: str | None = None
+    patient: str | None = None
+    proofing_level: ProofingLevel | None = None
 
     def __post_init__(self) -> None:
         check_claim_lengths(

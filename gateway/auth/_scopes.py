@@ -10,11 +10,12 @@ Accepted forms (``context/ResourceType.permissions``)::
     user/*.*                v1: *      == cruds
 
 Which context counts is explicit: ``user/`` scopes grant only to ``client_kind == "user"``
-principals and ``system/`` scopes only to ``client_kind == "system"``. ``patient/`` scopes are
-parsed but grant nothing yet: the gateway has no patient-facing client kind that would bind
-them to one person (launch context), and granting them without that binding would let a
-patient app read anybody. Scopes the gateway does not understand (``openid``, ``launch``,
-``fhirUser``, malformed strings) and v2 scopes with query constraints
+principals, ``system/`` scopes only to ``client_kind == "system"`` and ``patient/`` scopes only
+to ``client_kind == "patient"`` — the person themself, whose token binds them to one NHS
+number (the record service refuses any other: ``not-own-record``). A ``patient/`` scope in a
+staff token grants nothing: it would not say whose record. Scopes the gateway does not
+understand (``openid``, ``launch``, ``fhirUser``, malformed strings) and v2 scopes with query
+constraints
 (``patient/Observation.rs?category=...``) are ignored — they never widen access.
 """
 
@@ -91,8 +92,10 @@ def parse_scopes(value: str | Iterable[str]) -> frozenset[Scope]:
 
 
 def granting_context(principal: Principal) -> ScopeContext:
-    """The scope context that counts for this principal (``user`` or ``system``)."""
-    return "system" if principal.client_kind == "system" else "user"
+    """The scope context that counts for this principal (``user``, ``system``, ``patient``)."""
+    if principal.client_kind == "system":
+        return "system"
+    return "patient" if principal.client_kind == "patient" else "user"
 
 
 def has_scope(principal: Principal, resource_type: str, interaction: Interaction) -> bool:

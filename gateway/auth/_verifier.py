@@ -10,7 +10,8 @@ Order inside :meth:`TokenVerifier.verify`, cheapest and most dangerous first:
 4. signature, ``exp`` (required), ``nbf`` / ``iat``, ``iss`` (exact), ``aud`` (contains), with
    a leeway of 60 s; ``exp``, ``nbf`` and ``iat`` must be JSON numbers (RFC 7519 NumericDate),
    never numeric strings;
-5. claims → :class:`Principal` (``sub``, ``org``, ``scope`` required; ``role`` for users).
+5. claims → :class:`Principal` (``sub``, ``org``, ``scope`` required; ``role`` for users;
+   for the person themself ``patient`` instead of ``org`` and ``role``).
 
 Every failure is :class:`InvalidToken` (an ``Unauthorized``, so 401) with a fixed message and
 a short machine ``reason``. Messages never contain the token nor any value taken from it, and
@@ -33,12 +34,15 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from adapters import nhs_number
 from gateway.auth._jwks import KeysUnavailable, PublicKey, RemoteJwks, StaticJwks
-from gateway.auth._principal import ClientKind, Principal, reduce_role
+from gateway.auth._principal import PROOFING_LEVELS, ClientKind, Principal, reduce_role
 from gateway.auth._scopes import parse_scopes
 from gateway.errors import Unauthorized
 
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
+PATIENT_PURPOSE = "PATRQT"
+"""The purpose of use of the person's own request, when their token states none."""
 LEEWAY_S = 60
 MAX_TOKEN_CHARS = 16 * 1024
 
@@ -394,15 +398,16 @@ def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """Build the :class:`Principal` from already-verified claims (see the token spec)."""
+    """Build the :class:`Principal` from already-verified claims (see the token spec).
+
+    A ``client_kind`` ``patient`` token (the person themself) must carry ``patient``, a
+    valid NHS number (and ``fhirUser``, when present, must be ``Patient/{that number}``),
+    and must carry neither ``role`` nor ``org``: it acts for nobody but the person, so a
+    claim that could make it look like staff is refused rather than ignored.
+    """
     sub = _optional_str(claims, "sub")
     if sub is None:
         raise _missing("sub")
-    org = _optional_str(claims, "org")
-    if org is None:
-        raise _missing("org")
-    if _ODS.fullmatch(org) is None:
-        raise _invalid("org")
     scope = claims.get("scope")
     if scope is None:
         raise _missing("scope")
@@ -412,9 +417,24 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     ):
         raise _invalid("scope")
     kind = claims.get("client_kind", "user")
-    if kind not in ("user", "system"):
+    if kind not in ("user", "system", "patient"):
         raise _invalid("client_kind")
     client_kind: ClientKind = kind
+    common: dict[str, Any] = {
+        "sub": sub,
+        "scopes": parse_scopes(scope),
+        "client_kind": client_kind,
+        "name": _optional_str(claims, "name"),
+        "client_id": _optional_str(claims, "client_id") or _optional_str(claims, "azp"),
+        "jti": _optional_str(claims, "jti"),
+    }
+    if client_kind == "patient":
+        return _patient_principal(claims, common)
+    org = _optional_str(claims, "org")
+    if org is None:
+        raise _missing("org")
+    if _ODS.fullmatch(org) is None:
+        raise _invalid("org")
     raw_role = _optional_str(claims, "role")
     role: str | None = None
     if raw_role is not None:
@@ -424,13 +444,34 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     elif client_kind == "user":
         raise _missing("role")
     return Principal(
-        sub=sub,
         org=org,
         role=role,
-        scopes=parse_scopes(scope),
-        client_kind=client_kind,
-        name=_optional_str(claims, "name"),
         default_purpose=_optional_str(claims, "purpose_of_use"),
-        client_id=_optional_str(claims, "client_id") or _optional_str(claims, "azp"),
-        jti=_optional_str(claims, "jti"),
+        **common,
+    )
+
+
+def _patient_principal(claims: Mapping[str, Any], common: dict[str, Any]) -> Principal:
+    for staff_only in ("org", "role"):
+        if claims.get(staff_only) is not None:
+            raise _invalid(staff_only)
+    raw = _optional_str(claims, "patient")
+    if raw is None:
+        raise _missing("patient")
+    if not nhs_number.is_valid(raw) or not nhs_number.normalise(raw).isascii():
+        raise _invalid("patient")
+    patient = nhs_number.normalise(raw)
+    fhir_user = _optional_str(claims, "fhirUser")
+    if fhir_user is not None and fhir_user.rsplit("/", 2)[-2:] != ["Patient", patient]:
+        raise _invalid("fhirUser")
+    level = claims.get("identity_proofing_level", "P0")
+    if level not in PROOFING_LEVELS:
+        raise _invalid("identity_proofing_level")
+    return Principal(
+        org=None,
+        role=None,
+        default_purpose=_optional_str(claims, "purpose_of_use") or PATIENT_PURPOSE,
+        patient=patient,
+        proofing_level=level,
+        **common,
     )

@@ -185,6 +185,19 @@ class RecordCache:
         if publish:
             await self.publish_eviction_token(token)
 
+    async def evict_source(self, source: str, nhs: str, *, publish: bool = True) -> None:
+        """Drop one source's entry for ``nhs`` here and in the shared layer, and tell other
+        replicas (which drop the person from their own layer, every source).
+
+        For a change the gateway itself made to one source's data (a joint care plan
+        written): the other sources' entries are still true, so a write does not cost the
+        next request a fetch from every source system."""
+        token = self.index_key.person_token(nhs)
+        self._note_eviction(token)
+        await self._delete(self.index_key.record_key_for_token(source, token))
+        if publish:
+            await self.publish_eviction_token(token)
+
     async def evict_token(self, person_token: str) -> None:
         """Drop every source's entry for a person named by ``IndexKey.person_token``."""
         self._note_eviction(person_token)

@@ -84,7 +84,19 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                     {
                         "type": "CarePlan",
                         "profile": ukcore.PROFILE_CAREPLAN,
-                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "documentation": "Source systems' plans are read-only (PUT/DELETE: "
+                        "405 naming the owner). Joint care plans (ids joint.*) are written "
+                        'here: PUT needs If-Match: W/"<versionId>" (428 without, 412 when '
+                        "it is no longer current); every version is kept.",
+                        "versioning": "versioned-update",
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "vread", "documentation": "joint care plans"},
+                            {"code": "history-instance", "documentation": "joint care plans"},
+                            {"code": "search-type"},
+                            {"code": "create", "documentation": "a joint care plan"},
+                            {"code": "update", "documentation": "joint care plans only"},
+                        ],
                         "searchParam": [
                             {"name": "patient", "type": "reference"},
                             {"name": "subject", "type": "reference"},
@@ -156,6 +168,12 @@ def capability_statement(base_url: str, oauth_uris: Resource | None = None) -> R
                     {
                         "name": "break-glass-queue",
                         "definition": "urn:caregateway:OperationDefinition/break-glass-queue",
+                    },
+                    {
+                        "name": "joint-care-summary",
+                        "definition": "urn:caregateway:OperationDefinition/joint-care-summary",
+                        "documentation": "MeasureReport of joint care plans (counts only; "
+                        "1-4 suppressed); roles the policy lets read_summaries, HOPERAT.",
                     },
                 ],
             }

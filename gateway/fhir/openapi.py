@@ -172,7 +172,7 @@ SCHEMAS: Final[dict[str, Any]] = {
     "Bundle": _resource(
         "Bundle",
         ("type",),
-        type={"enum": ["searchset", "collection"]},
+        type={"enum": ["searchset", "collection", "history"]},
         total={"type": "integer", "minimum": 0},
         link={"type": "array", "items": {"type": "object", "required": ["relation", "url"]}},
         entry={
@@ -186,6 +186,8 @@ SCHEMAS: Final[dict[str, Any]] = {
     "CapabilityStatement": _resource("CapabilityStatement", ("status", "fhirVersion")),
     "Patient": _resource("Patient"),
     "CarePlan": _resource("CarePlan"),
+    "JointCarePlan": _resource("CarePlan", ("status", "intent", "subject")),
+    "MeasureReport": _resource("MeasureReport", ("status", "type")),
     "Consent": _resource("Consent", ("status", "patient")),
     "ConsentDirective": _CONSENT,
     "Parameters": _resource(
@@ -228,12 +230,14 @@ _REASONS: Final = {
     401: "No usable access token (Bearer JWT).",
     403: "Refused: scope, purpose of use, role, or the person's consent and relationship.",
     404: "Nothing to show under this id.",
+    405: "Not allowed here: a source system's record is read-only (the answer names its owner).",
     409: "The change conflicts with the stored state.",
     412: "If-Match names a version that is no longer current.",
     413: "The request body is larger than the gateway accepts.",
     414: "The query is longer than the gateway accepts.",
     415: "The body is not application/fhir+json.",
     422: "A valid FHIR resource the gateway cannot use (e.g. an unknown NHS number).",
+    428: "If-Match is required: send the ETag of the version you are changing.",
     431: "A header is larger than the gateway accepts.",
     503: "A source, the database or the audit trail did not answer; no data is released.",
 }

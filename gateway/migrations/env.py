@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from gateway.schema import target_metadata
+from gateway.schema import include_name, target_metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reachable by running alembic by hand
@@ -20,6 +20,7 @@ context.configure(
     target_metadata=target_metadata(),
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
     compare_type=True,
+    include_name=include_name,  # the audit trail's partitions are made at run time
 )
 with context.begin_transaction():
     context.run_migrations()

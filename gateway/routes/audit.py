@@ -76,10 +76,11 @@ from gateway.audit_review import (
     user_role,
 )
 from gateway.decision import requester
-from gateway.deps import StateDep, gate, parse_nhs_number
+from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
 from gateway.fhir.responses import outcome as operation_outcome
+from gateway.routes import patient_log
 from gateway.routes.params import (
     JSON_FORMATS,
     MAX_TEXT,
@@ -186,8 +187,11 @@ def monitoring_config(request: Request) -> MonitoringConfig:
 # --- parameters --------------------------------------------------------------------------
 
 
-def _patient_param(value: str, name: str = "patient") -> str:
-    system, _, rest = text(value, name, max_chars=MAX_TEXT).rpartition("|")
+def _patient_param(request: Request, value: str, name: str = "patient") -> str:
+    raw = text(value, name, max_chars=MAX_TEXT)
+    if "://" in raw and "|" not in raw:
+        return parse_nhs_number(patient_reference_value(request, raw, name), name)
+    system, _, rest = raw.rpartition("|")
     if system and system != ukcore.NHS_NUMBER_SYSTEM:
         raise BadRequest(f"{name} must be an NHS number.", expression=[name])
     return parse_nhs_number(rest.removeprefix("Patient/"), name)
@@ -199,7 +203,7 @@ def _search_filters(request: Request) -> tuple[dict[str, Any], list[tuple[str, s
     echo: list[tuple[str, str]] = []
     patient = one(request, "patient")
     if patient is not None:
-        filters["patient"] = _patient_param(patient)
+        filters["patient"] = _patient_param(request, patient)
         echo.append(("patient", filters["patient"]))
     agent = one(request, "agent")
     if agent is not None:
@@ -252,6 +256,8 @@ def _page_links(
 
 @router.get("/AuditEvent")
 async def search_audit_events(ctx: AuditSearch, state: StateDep, request: Request) -> FHIRResponse:
+    if ctx.client_kind == "patient":  # "who has looked at my record": gateway.routes.patient_log
+        return await _own_access_log(ctx, state, request)
     require_ig(state, ctx)
     check_params(request, SEARCH_PARAMS)
     filters, echo = _search_filters(request)
@@ -263,6 +269,22 @@ async def search_audit_events(ctx: AuditSearch, state: StateDep, request: Reques
     _page_links(bundle, "AuditEvent", echo, count, offset, total)
     bundle.add_all(found)
     return FHIRResponse(bundle.build(total=total))
+
+
+async def _own_access_log(
+    ctx: RequestContext, state: GatewayState, request: Request
+) -> FHIRResponse:
+    if not isinstance(state.policy, Policy):
+        raise GatewayError("The consent policy is not configured.")
+    check_params(request, patient_log.PARAMS)
+    raw = one(request, "patient")
+    nhs = _patient_param(request, raw) if raw is not None else None
+    dates = repeated(request, "date")
+    bounds = date_bounds(dates) if dates else None
+    count, offset = count_param(request), offset_param(request)
+    return await patient_log.patient_access_log(
+        ctx, state, state.policy, _audit(state), nhs, bounds, count, offset
+    )
 
 
 def _wants_csv(request: Request) -> bool:

@@ -71,7 +71,7 @@ from gateway.errors import (
     UnprocessableEntity,
 )
 from gateway.fhir.responses import BundleBuilder, FHIRResponse, now_instant, outcome
-from gateway.routes.consent_body import consent_body
+from gateway.routes.consent_body import consent_body, person_performer
 from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
@@ -105,10 +105,13 @@ def _store(state: GatewayState) -> ConsentStore:
     return state.consents
 
 
-def _require_recorder(state: GatewayState, ctx: RequestContext) -> None:
+def _require_recorder(
+    state: GatewayState, ctx: RequestContext, interaction: DirectiveInteraction | None = None
+) -> None:
     """Rule 1 of :mod:`consent.directive_access` before anything else is read: a role that
-    may not touch directives is refused without its request being looked at."""
-    denial = directive_role_denial(requester(ctx), ctx.purpose, _policy(state))
+    may not touch directives is refused without its request being looked at (the person
+    themself: their purpose and identity proofing for ``interaction``)."""
+    denial = directive_role_denial(requester(ctx), ctx.purpose, _policy(state), interaction)
     if denial is not None:
         audit_trail.note_decision(denial.effect.value, denial.reason_codes, False, None)
         raise Forbidden(
@@ -160,10 +163,17 @@ def _note_stored(resource: dict[str, Any]) -> str:
 
 
 def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-    """``dateTime``, ``performer`` and ``organization`` from the caller, where absent."""
+    """``dateTime``, ``performer`` and ``organization`` from the caller, where absent.
+
+    The person themself is the performer of what they record (``Patient/{nhs}``); a body
+    naming anybody else as its performer is ``422``. They act for no organisation, so none
+    is filled in."""
     out = dict(body)
     if not out.get("dateTime"):
         out["dateTime"] = fhir_instant(datetime.now(UTC))
+    if ctx.client_kind == "patient" and ctx.patient is not None:
+        out["performer"] = person_performer(out.get("performer"), ctx.patient)
+        return out
     if not out.get("performer"):
         performer: dict[str, Any] = {"identifier": {"system": USER_SYSTEM, "value": ctx.sub}}
         if ctx.name:
@@ -230,12 +240,18 @@ def _expected_version(request: Request) -> int | None:
 
 @router.post("/Consent")
 async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) -> FHIRResponse:
-    _require_recorder(state, ctx)
+    _require_recorder(state, ctx, DirectiveInteraction.CREATE)
     check_params(request, ())
     body = await consent_body(request)
     nhs = _patient(body)
-    results = await _require_known(state, nhs)
-    await _authorise(ctx, state, DirectiveInteraction.CREATE, nhs, (), results)
+    if ctx.client_kind == "patient":
+        # Decided before the NHS number is looked up: whether anybody else is known under
+        # another number is not the person's to learn (not-own-record, never a 422).
+        await _authorise(ctx, state, DirectiveInteraction.CREATE, nhs, (), ())
+        await _require_known(state, nhs)
+    else:
+        results = await _require_known(state, nhs)
+        await _authorise(ctx, state, DirectiveInteraction.CREATE, nhs, (), results)
     stored = await _store(state).create(_with_recorder(body, ctx))
     audit_trail.note_resources((_reference(stored),))
     location = f"{state.base_url}/{_reference(stored)}"
@@ -246,7 +262,7 @@ async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) 
 async def update_consent(
     consent_id: str, ctx: ConsentUpdate, state: StateDep, request: Request
 ) -> FHIRResponse:
-    _require_recorder(state, ctx)
+    _require_recorder(state, ctx, DirectiveInteraction.UPDATE)
     check_params(request, ())
     _check_id(consent_id)
     expected = _expected_version(request)
@@ -281,7 +297,7 @@ async def _current(
     consent_id: str, ctx: RequestContext, state: GatewayState, request: Request
 ) -> dict[str, Any]:
     """The current version of the Consent a read names (role, params and id checked), or 404."""
-    _require_recorder(state, ctx)
+    _require_recorder(state, ctx, DirectiveInteraction.READ)
     check_params(request, ())
     _check_id(consent_id)
     stored = await _store(state).get(consent_id)
@@ -355,7 +371,7 @@ def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[st
 async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request) -> FHIRResponse:
     """A person's directives, less those refusing the caller's organisation: they are neither
     returned nor counted, and a ``suppressed`` outcome says that something was left out."""
-    _require_recorder(state, ctx)
+    _require_recorder(state, ctx, DirectiveInteraction.SEARCH)
     check_params(request, ("patient", "patient.identifier", "status"))
     nhs = subject_nhs_number(request, "Consent", ("patient", "patient.identifier"))
     statuses = {s for v in request.query_params.getlist("status") for s in v.split(",") if s}
@@ -385,9 +401,16 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
 
 
 def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str, Any]:
-    """The ``$access-check`` answer: effect, reasons, policy version, the rule that matched."""
+    """The ``$access-check`` answer: effect, reasons, policy version, the rule that matched.
+
+    For the person themself what is withheld from them is not announced here either: a
+    permit they are told is a plain ``permit``, with no reason and no rule naming it."""
     detail = verdict.detail
-    if isinstance(detail, Decision):
+    if not verdict.announce_withheld and verdict.effect != "deny":
+        verdict = Verdict(effect="permit", visible=verdict.visible)
+        version = detail.policy_version if isinstance(detail, Decision) else "none"
+        rule = "permitted: the person themself, their own record"
+    elif isinstance(detail, Decision):
         version, rule = detail.policy_version, detail.matched_rule
     else:  # a decider without the consent policy (scope-only access)
         version = policy.version if policy is not None else "none"

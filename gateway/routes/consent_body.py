@@ -34,6 +34,7 @@ from adapters import nhs_number
 from consent import validate_consent
 from consent.directives import patient_nhs_number
 from consent.limits import MAX_CONSENT_BYTES, limit_problems
+from consent.model import NHS_NUMBER_SYSTEM
 from gateway import audit_trail
 from gateway.errors import BadRequest, GatewayError, UnprocessableEntity
 
@@ -139,3 +140,37 @@ async def consent_body(request: Request) -> dict[str, Any]:
             "The Consent cannot be used as a directive: " + "; ".join(problems[:_MAX_PROBLEMS])
         )
     return body
+
+
+def _performer_is(performer: Any, nhs: str) -> bool:
+    """Whether a Consent.performer names the person ``nhs`` (by reference, identifier or
+    both, and nothing else)."""
+    if not isinstance(performer, dict):
+        return False
+    ident = performer.get("identifier")
+    by_id = isinstance(ident, dict) and (ident.get("system"), ident.get("value")) == (
+        NHS_NUMBER_SYSTEM,
+        nhs,
+    )
+    ref = performer.get("reference")
+    by_ref = isinstance(ref, str) and ref.rsplit("/", 2)[-2:] == ["Patient", nhs]
+    named = "identifier" in performer or "reference" in performer
+    return (
+        named
+        and (by_id or "identifier" not in performer)
+        and (by_ref or "reference" not in performer)
+    )
+
+
+def person_performer(given: Any, nhs: str) -> list[dict[str, Any]]:
+    """``Consent.performer`` of what the person themself records: them. A body naming anyone
+    else as its performer is ``422``; none (or the person) is filled in as ``Patient/{nhs}``."""
+    if given and not (isinstance(given, list) and all(_performer_is(p, nhs) for p in given)):
+        raise UnprocessableEntity(
+            "Consent.performer: what you record is recorded by you; leave performer out or "
+            "name yourself (Patient/{your NHS number}).",
+            expression=["Consent.performer"],
+        )
+    return [
+        {"reference": f"Patient/{nhs}", "identifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs}}
+    ]

@@ -49,7 +49,7 @@ def _bundle_outcomes(bundle: BundleBuilder, result: AccessResult, *, warnings: b
                 "are missing from this answer.",
             )
         )
-    if result.verdict.effect == "permit-filtered":
+    if result.verdict.effect == "permit-filtered" and result.verdict.announce_withheld:
         bundle.add_outcome(
             outcome(
                 "suppressed",
@@ -188,19 +188,22 @@ async def read_careplan(
     nhs = await adapter.nhs_number_for(person_id)
     if nhs is None:
         raise NotFound("No CarePlan with this id.")
+    audit_trail.note_patient(nhs)  # whose record was read, for the audit event
     result = await access.read(ctx, nhs)
     for plan in result.record.care_plans:
         if plan["id"] == plan_id:
-            return FHIRResponse(plan)
+            version = plan.get("meta", {}).get("versionId")  # a joint plan's, for If-Match
+            return FHIRResponse(plan, headers={"ETag": f'W/"{version}"'} if version else None)
     if any(r.source == source for r in result.failed):
         raise NotFound("No CarePlan with this id could be found; its source did not answer.")
-    if f"CarePlan/{plan_id}" in result.verdict.withheld:
+    if f"CarePlan/{plan_id}" in result.verdict.withheld and result.verdict.announce_withheld:
         # The caller has a relationship with the person (else the read was denied above) and
         # needs to know why the plan is not shown: 403 with the reason, never the content.
         raise Forbidden(
             "This CarePlan is withheld: " + ", ".join(result.verdict.reasons),
             reasons=result.verdict.reasons,
         )
+    # Not there, or withheld from the person themself: nothing may say it exists.
     raise NotFound("No CarePlan with this id.")
 
 

@@ -12,12 +12,14 @@ said a lost source was healthy. Readiness probes Redis with a PING
 each time, so it reports the cache as it is now, and a Redis that has come back is used
 again at once rather than after the cache's back-off window.
 
-Ready is ``unavailable`` with ``503`` only when the database cannot be reached: without it
-no access can be audited, so no record may be released. Each probe runs ``SELECT 1`` on the
-database engine the audit trail writes through (the consent stores share it), bounded by
-:data:`DATABASE_TIMEOUT_S` so a hung database cannot hang the probe. The body says only
-whether the database is reachable, never its URL (which may hold a password). A state built
-without an audit store (some test harnesses) has no database check.
+Ready is ``draining`` with ``503`` while the process shuts down (SIGTERM,
+:mod:`gateway.ops.shutdown`), so a load balancer stops sending it requests; liveness stays
+``200``. Otherwise ready is ``unavailable`` with ``503`` only when the database cannot be
+reached: without it no access can be audited, so no record may be released. Each probe runs
+``SELECT 1`` on the database engine the audit trail writes through (the consent stores share
+it), bounded by :data:`DATABASE_TIMEOUT_S` so a hung database cannot hang the probe. The
+body says only whether the database is reachable, never its URL (which may hold a
+password). A state built without an audit store (some test harnesses) has no database check.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.cache import MemoryBackend, RecordCache, TieredBackend
 from gateway.deps import StateDep
 from gateway.fhir.responses import FHIRResponse
+from gateway.joint.rules import JOINT_SOURCE
 from gateway.record import RecordService
 from gateway.state import GatewayState
 
@@ -51,8 +54,10 @@ async def live() -> FHIRResponse:
 @router.get("/ready")
 async def ready(state: StateDep) -> FHIRResponse:
     records = state.access.records
-    sources = {a.name: _circuit(state, a) for a in records.adapters}
-    health = {a.name: _source_health(records, a, sources[a.name]) for a in records.adapters}
+    # Source systems only: the joint care plans are the database, checked below.
+    systems = [a for a in records.adapters if a.name != JOINT_SOURCE]
+    sources = {a.name: _circuit(state, a) for a in systems}
+    health = {a.name: _source_health(records, a, sources[a.name]) for a in systems}
     degraded = not all(h["healthy"] for h in health.values())
     body: dict[str, Any] = {"status": "ok", "sources": sources, "sourceHealth": health}
     unavailable = False
@@ -70,6 +75,9 @@ async def ready(state: StateDep) -> FHIRResponse:
             p.name: {"polls": p.polls, "failures": p.failures, "evicted": p.evicted}
             for p in state.change_pollers
         }
+    if getattr(state.drain, "draining", False):  # shutting down (gateway.ops.shutdown)
+        body["status"] = "draining"
+        return FHIRResponse(body, status_code=503)
     if unavailable:
         body["status"] = "unavailable"
         return FHIRResponse(body, status_code=503)

@@ -58,7 +58,7 @@ _APP_SCOPES = {
         "fhirUser",
         "profile",
         "patient/*.rs",
-        "patient/Consent.crs",
+        "patient/Consent.crus",
         "patient/AuditEvent.rs",
     ),
 }

@@ -35,7 +35,41 @@ TABLE: dict[str, tuple[Level, set[str], dict[str, set[str]], bool, bool]] = {
     ),
     "R0001": (Level.NONE, {"HOPERAT"}, {}, True, True),
     "R5105": (Level.NONE, {"HOPERAT"}, {}, True, True),
+    "BCF-COMM": (Level.NONE, {"HOPERAT"}, {}, False, False),
 }
+# Joint care plans: role -> (may contribute, care domain of its plans, may read summaries)
+JOINT: dict[str, tuple[bool, str | None, bool]] = {
+    "R8000": (True, "health", False),
+    "R8001": (True, "health", False),
+    "R8003": (True, "health", False),
+    "LA-SW": (True, "social-care", False),
+    "R8008": (False, None, False),
+    "R0001": (False, None, True),
+    "R5105": (False, None, True),
+    "BCF-COMM": (False, None, True),
+}
+
+
+@pytest.mark.parametrize("role", sorted(JOINT))
+def test_default_joint_plan_permissions(policy: Policy, role: str) -> None:
+    contribute, domain, summaries = JOINT[role]
+    rule = policy.roles[role]
+    assert (rule.contribute, rule.care_domain, rule.read_summaries) == (
+        contribute,
+        domain,
+        summaries,
+    )
+
+
+def test_system_clients_do_not_contribute_by_default(policy: Policy) -> None:
+    assert not policy.system_clients.contribute and not policy.system_clients.read_summaries
+
+
+def test_a_contributing_role_needs_a_care_domain() -> None:
+    data = raw()
+    data["roles"]["R8008"]["contribute"] = True
+    with pytest.raises(PolicyError, match="contribute needs a care_domain"):
+        parse_policy(data)
 
 
 @pytest.fixture(scope="module")

@@ -173,9 +173,13 @@ def test_network_policy_lets_in_only_the_api_and_out_only_what_is_needed(rendere
     _, docs, _ = rendered
     policy = _one(docs, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    (ingress,) = policy["ingress"]
-    assert ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
-    assert all("namespaceSelector" in peer for peer in ingress["from"])
+    api, metrics = policy["ingress"]
+    assert api["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert metrics["ports"] == [{"protocol": "TCP", "port": 9090}]
+    for ingress in (api, metrics):
+        assert all("namespaceSelector" in peer for peer in ingress["from"])
+    monitoring = metrics["from"][0]["namespaceSelector"]["matchLabels"]
+    assert monitoring == {"kubernetes.io/metadata.name": "monitoring"}
     ports = [{(p["protocol"], p["port"]) for p in rule["ports"]} for rule in policy["egress"]]
     assert set().union(*ports) == {
         ("UDP", 53),
@@ -188,6 +192,20 @@ def test_network_policy_lets_in_only_the_api_and_out_only_what_is_needed(rendere
     assert dns[0]["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     for rule in policy["egress"]:
         assert rule.get("to"), "an egress rule open to every address"
+
+
+def test_shutdown_fits_in_the_grace_period_and_metrics_have_their_port(rendered: Any) -> None:
+    _, docs, _ = rendered
+    config = _one(docs, "ConfigMap", "caregateway-config")["data"]
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    grace = pod["terminationGracePeriodSeconds"]
+    drain, timeout = (
+        float(config["CAREGW_SHUTDOWN_DRAIN_S"]),
+        float(config["CAREGW_SHUTDOWN_TIMEOUT_S"]),
+    )
+    assert 0 < drain and drain + timeout < grace
+    ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
+    assert ports == {"http": 8080, "metrics": int(config["CAREGW_METRICS_PORT"])}
 
 
 def test_migrations_run_as_a_job_that_reaches_only_the_database(rendered: Any) -> None:

@@ -85,7 +85,8 @@ async def running_gateway(
     """A gateway on a free loopback port with its own SQLite file (removed afterwards).
 
     ``database_url``: another database instead (a PostgreSQL one, or an SQLite file the test
-    controls). ``limits``: request size limits other than the defaults.
+    controls; two gateways given the same one are replicas); it is left in place afterwards.
+    ``limits``: request size limits other than the defaults.
 
     ``cache``: the record cache to read through (none by default); the gateway closes it.
     Its change-feed pollers are built but not run unless ``change_poll_interval_s`` is given:

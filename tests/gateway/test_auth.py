@@ -528,10 +528,11 @@ def test_parse_scopes_space_separated_and_list() -> None:
 def _principal(kind: str, *scopes: str) -> Principal:
     return Principal(
         sub="s",
-        org="RAT",
+        org=None if kind == "patient" else "RAT",
         role="R8000" if kind == "user" else None,
         scopes=parse_scopes(" ".join(scopes)),
         client_kind=kind,  # type: ignore[arg-type]
+        patient="9991000003" if kind == "patient" else None,
     )
 
 
@@ -559,7 +560,7 @@ SCOPE_TABLE: list[tuple[str, tuple[str, ...], str, str, bool]] = [
     ("user", ("user/*.write",), "Consent", "read", False),
     ("user", ("user/*.*",), "Consent", "delete", True),
     ("user", ("user/*.*",), "CarePlan", "search", True),
-    # contexts: user/ only for users, system/ only for system clients, patient/ for nobody yet
+    # contexts: user/ only for users, system/ only for system clients, patient/ for the person
     ("user", ("system/*.cruds",), "CarePlan", "read", False),
     ("system", ("user/*.cruds",), "CarePlan", "read", False),
     ("system", ("system/Patient.rs",), "Patient", "search", True),
@@ -567,6 +568,11 @@ SCOPE_TABLE: list[tuple[str, tuple[str, ...], str, str, bool]] = [
     ("system", ("system/*.rs",), "CarePlan", "read", True),
     ("user", ("patient/*.rs",), "CarePlan", "read", False),
     ("system", ("patient/*.rs",), "CarePlan", "read", False),
+    ("patient", ("patient/*.rs",), "CarePlan", "read", True),
+    ("patient", ("patient/Consent.crus",), "Consent", "update", True),
+    ("patient", ("patient/Consent.crs",), "Consent", "update", False),
+    ("patient", ("user/*.cruds",), "CarePlan", "read", False),
+    ("patient", ("system/*.rs",), "CarePlan", "read", False),
     # combinations
     ("user", ("user/CarePlan.rs", "user/Consent.c"), "Consent", "create", True),
     ("user", ("openid", "fhirUser"), "Patient", "read", False),
@@ -887,3 +893,52 @@ async def test_averify_fetches_off_the_event_loop(jwks_server: JwksServer, key: 
         assert jwks_server.hits == 1
     finally:
         v.close()
+
+
+# --- the person themself (client_kind patient) -------------------------------------------
+
+
+def _patient_claims(**over: Any) -> dict[str, Any]:
+    base = claims(
+        sub="nhs-login-sub-1",
+        org=None,
+        role=None,
+        client_kind="patient",
+        patient="9991000003",
+        fhirUser="Patient/9991000003",
+        identity_proofing_level="P9",
+        scope="patient/*.rs",
+        purpose_of_use=None,
+    )
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_a_patient_token_names_the_person_and_no_organisation(
+    key: Key, verifier: TokenVerifier
+) -> None:
+    p = verifier.verify(signed(key, _patient_claims()))
+    assert (p.client_kind, p.patient, p.proofing_level) == ("patient", "9991000003", "P9")
+    assert p.org is None and p.role is None
+    assert p.default_purpose == "PATRQT"  # the person's own request unless stated
+    unproven = verifier.verify(signed(key, _patient_claims(identity_proofing_level=None)))
+    assert unproven.proofing_level == "P0"
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"patient": None},  # whose record?
+        {"patient": "9991000004"},  # fails Modulus 11
+        {"patient": ["9991000003"]},
+        {"fhirUser": "Patient/9991000070"},  # another person
+        {"org": "F81001"},  # acts for nobody but the person
+        {"role": "R8000"},
+        {"identity_proofing_level": "P7"},
+    ],
+)
+def test_unusable_patient_tokens(key: Key, verifier: TokenVerifier, over: dict[str, Any]) -> None:
+    assert reject(verifier, signed(key, _patient_claims(**over))).reason in {
+        "invalid-claim",
+        "missing-claim",
+    }

@@ -734,7 +734,7 @@ def settings_with(env: pytest.MonkeyPatch, **variables: str) -> Settings:
 
 @pytest.mark.parametrize(
     ("local_ttl_s", "redis_gets_per_repeat_read", "backend"),
-    [("0", 2, "redis"), ("30", 0, "redis+memory")],
+    [("0", 3, "redis"), ("30", 0, "redis+memory")],  # 3: both sources and the joint plans
 )
 async def test_the_local_tier_setting_decides_whether_each_read_goes_to_redis(
     env: pytest.MonkeyPatch,
@@ -766,7 +766,8 @@ async def test_the_local_tier_setting_decides_whether_each_read_goes_to_redis(
                 assert ids(assert_record(await cgw.everything(person), person)) == ids(first)
                 assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
                 assert redis_gets(own_redis_server) - gets == redis_gets_per_repeat_read
-                assert cgw.cache.stats.hits - hits == 2  # a hit for each source either way
+                # a hit for each source (and the joint plans, source "joint") either way
+                assert cgw.cache.stats.hits - hits == 3
 
 
 def change_tasks() -> set[asyncio.Task[Any]]:

@@ -316,9 +316,7 @@ async def test_sources_slow_failing_cut_off_and_back(
     assert all(len(events[a.request_id]) == 1 for a in answers if a.request_id in events)
 
 
-def _print_table(
-    answers: list[Answer], readiness: list[tuple[str, str, bool]], polls: int
-) -> None:
+def _print_table(answers: list[Answer], readiness: list[tuple[str, str, bool]], polls: int) -> None:
     order = [name for name, _ in PHASES] + ["recovery", "normal again"]
     lines = [
         "| phase | requests | 200 | with community data | 503 | other | ready ok | degraded |",

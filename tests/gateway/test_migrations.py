@@ -57,7 +57,8 @@ async def empty_db(
 
 
 def _differences(sync: Connection) -> list[object]:
-    context = MigrationContext.configure(sync, opts={"compare_type": True})
+    opts = {"compare_type": True, "include_name": schema.include_name}
+    context = MigrationContext.configure(sync, opts=opts)
     return list(compare_metadata(context, schema.target_metadata()))
 
 
@@ -88,7 +89,9 @@ async def test_a_database_made_before_migrations_is_adopted_with_its_rows(
     async with engine.begin() as conn:  # what create_schema did before migrations
         await conn.run_sync(lambda c: metadata.create_all(c, tables=older))
         await conn.execute(
-            metadata.tables["consent_directive"].insert().values(
+            metadata.tables["consent_directive"]
+            .insert()
+            .values(
                 id="c-1",
                 nhs_number="9991000003",
                 status="active",

@@ -46,6 +46,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 
+
 @pytest.fixture(scope="module")
 async def fuzz_gateway(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
@@ -119,6 +120,12 @@ async def test_parameters_bodies_and_media_types(fuzz_gateway: Gateway) -> None:
         },
         ("/fhir/AuditEvent/{event_id}/$review", "post"): {
             FHIR_JSON: {"schema": {"$ref": "#/components/schemas/ReviewParameters"}}
+        },
+        ("/fhir/CarePlan", "post"): {
+            FHIR_JSON: {"schema": {"$ref": "#/components/schemas/JointCarePlan"}}
+        },
+        ("/fhir/CarePlan/{plan_id}", "put"): {
+            FHIR_JSON: {"schema": {"$ref": "#/components/schemas/JointCarePlan"}}
         },
     }
     for path, ops in paths.items():

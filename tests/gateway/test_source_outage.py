@@ -109,8 +109,6 @@ async def test_a_denial_that_does_not_hang_on_the_missing_source_stands(
     assert assert_fhir(resp)["resourceType"] == "Patient"
     assert event["outcome"] == "0"
     # ... and a purpose the role may not use is refused whatever the sources hold.
-    resp, event = await call(
-        gw, f"/Patient/{nhs('both')}", **STAFF, purpose="HMARKT"
-    )
+    resp, event = await call(gw, f"/Patient/{nhs('both')}", **STAFF, purpose="HMARKT")
     assert resp.status_code == 403, resp.text
     assert event["outcome"] == "4"

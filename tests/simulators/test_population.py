@@ -101,7 +101,7 @@ def test_one_nhs_number_per_person_apart_from_the_duplicate(pop: Population) -> 
 def test_scenario_keys() -> None:
     assert set(SCENARIOS) == {
         "both", "social_only", "community_only", "duplicate", "malformed_nhs", "no_nhs",
-        "restricted", "safeguarding", "mental_health_r", "deceased", "dob_conflict",
+        "restricted", "safeguarding", "mental_health_r", "deceased", "dob_conflict", "nopat",
     }
     for key, scenario in SCENARIOS.items():
         assert scenario.key == key and scenario.description
