@@ -73,6 +73,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--nonblocking",
+        action="store_true",
+        help="sample without pausing the gateway (cheaper, but stacks can be torn)",
+    )
+    parser.add_argument("--native", action="store_true", help="C frames too (py-spy --native)")
     args = parser.parse_args()
     spy = shutil.which("py-spy")
     if spy is None:
@@ -112,7 +118,8 @@ def main() -> None:
                 "raw",
                 "--output",
                 str(raw_path),
-                "--nonblocking",
+                *(["--nonblocking"] if args.nonblocking else []),
+                *(["--native"] if args.native else []),
             ],
             check=True,
             capture_output=True,

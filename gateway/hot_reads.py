@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consent import Directive
 from consent.directives import parse_consent
 from gateway.consent_store import BreakGlassGrantRow, ConsentDirectiveRow
+from gateway.db import sqlite_file
 
 _DECISION_SQL: Final = (
     "SELECT 0, created, id, resource FROM consent_directive WHERE nhs_number = ?1 "
@@ -75,18 +76,6 @@ _grant: Any = select(
 DECISION_STATEMENT: Final[Any] = union_all(_directives, _grant).order_by(
     literal_column("1"), literal_column("2"), literal_column("3")
 )
-
-
-def _sqlite_file(engine: AsyncEngine) -> str | None:
-    url = engine.url
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database or ""
-    if not database or database == ":memory:" or "mode=memory" in database:
-        return None
-    if database.startswith("file:"):
-        return None  # URI forms: leave them to the engine
-    return database
 
 
 def _utc(value: Any) -> datetime | None:
@@ -143,7 +132,7 @@ class HotReads:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._path = _sqlite_file(engine)
+        self._path = sqlite_file(engine)
         self._conn: sqlite3.Connection | None = None
         self._parsed = _Parsed()
 

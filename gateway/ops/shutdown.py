@@ -112,9 +112,7 @@ def serve_gracefully(
     each stopping as above when the supervising parent passes the signal on."""
     from gateway.serving import run, server_config
 
-    config = server_config(
-        app, host, port, timeout_graceful_shutdown=max(1, math.ceil(timeout_s))
-    )
+    config = server_config(app, host, port, timeout_graceful_shutdown=max(1, math.ceil(timeout_s)))
 
     def graceful(config: uvicorn.Config) -> uvicorn.Server:
         return GracefulServer(config, drain, drain_s)
