@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -31,6 +32,8 @@ from gateway.hot_reads import HotReads
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.consent.factories import objection_body
+from tests.gateway.test_audit_events import T0
+from tests.gateway.test_audit_store import event
 from tests.gateway.test_serve_crash import (
     ISSUER,
     ROOT,
@@ -276,3 +279,48 @@ async def test_serve_stops_when_a_worker_dies(
 def _zombie(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rindex(")") + 2] == "Z"
+
+
+async def test_serve_refuses_a_metrics_port_with_more_than_one_worker(
+    tmp_path: Path, running_sources: RunningSources
+) -> None:
+    _, public_jwk = generate_signing_key()
+    env = _serve_env(tmp_path, running_sources, public_jwk, free_port())
+    env["CAREGW_METRICS_PORT"] = str(free_port())
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--workers", "2"],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert b"CAREGW_METRICS_PORT cannot be used with --workers above 1" in done.stderr
+
+
+async def test_audit_rows_of_the_stdlib_commit_are_the_engine_path_rows(tmp_path: Path) -> None:
+    """Two stores on one file and one chain, one committing through the stdlib driver in its
+    thread and one through the engine (as a store on another database would): one valid
+    chain, identical column representations (a date search finds both), durable on disk."""
+    db = tmp_path / "audit.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    await schema.upgrade(engine)
+    fast, core = AuditStore(engine), AuditStore(engine)
+    assert fast._sqlite is not None
+    core._sqlite = None  # the engine path
+    try:
+        ids: list[tuple[str, str]] = []
+        for i in range(6):
+            store, via = (fast, "stdlib") if i % 2 == 0 else (core, "engine")
+            ids.append((via, await store.append(event(user_sub=f"{via}-{i}"))))
+        many = await asyncio.gather(*(fast.append(event(user_sub=f"batch-{i}")) for i in range(20)))
+        verified = await fast.verify()
+        assert verified.ok and verified.checked == 26
+        with sqlite3.connect(db) as conn:  # what is on disk, read by a fresh connection
+            recorded = dict(conn.execute("SELECT id, recorded FROM audit_event"))
+        by_path = {via: recorded[i] for via, i in ids}
+        assert len(recorded) == 26 and all(isinstance(v, str) for v in recorded.values())
+        assert len(by_path["stdlib"]) == len(by_path["engine"])  # the same text form
+        found = await core.search(date_ge=T0 - timedelta(days=1), count=100)
+        assert {e["id"] for e in found} == {i for _, i in ids} | set(many)
+    finally:
+        await fast.close()
+        await core.close()
+        await engine.dispose()
