@@ -93,6 +93,8 @@ def visible_issues(
     saw that resource, so nobody can say the caller may know of it (it is logged instead).
     """
     issues = tuple(i for i in returned.issues if not i.labelled)
+    if len(shown) == len(returned.resources):
+        return issues  # ``shown`` is a subset of what was returned: nothing was withheld
     withheld = Counter(r.get("resourceType") for r in returned.resources) - Counter(
         r.get("resourceType") for r in shown
     )
