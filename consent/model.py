@@ -216,6 +216,10 @@ class Decision:
             if c.source in dropped:
                 continue
             removed = frozenset(k for s, k in self._withheld_keys if s == c.source)
+            if not removed:  # nothing of this source withheld: it is shown as it is
+                if c.resources:
+                    out.append(c)
+                continue
             kept = tuple(
                 _without_withheld_targets(r, removed)
                 if r.get("resourceType") == "Provenance"

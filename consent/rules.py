@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from consent.directives import Directive, DirectiveKind
 from consent.model import (
@@ -84,10 +84,16 @@ def break_glass(
     return None
 
 
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with the common case (a dict) first: the ABC check
+    costs far more, and the policy asks it for every reference of every resource."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _ods(ref: Any) -> str | None:
-    if isinstance(ref, Mapping):
+    if _is_map(ref):
         ident = ref.get("identifier")
-        if isinstance(ident, Mapping) and ident.get("system") == ODS_SYSTEM:
+        if _is_map(ident) and ident.get("system") == ODS_SYSTEM:
             value = ident.get("value")
             return value if isinstance(value, str) else None
     return None
@@ -119,7 +125,7 @@ def legitimate_relationship(org: str, contributions: Iterable[SourceContribution
                     return f"{org} authored a care plan"
             elif rtype == "CareTeam":
                 for p in _list(r.get("participant")):
-                    if isinstance(p, Mapping) and org in (
+                    if _is_map(p) and org in (
                         _ods(p.get("onBehalfOf")),
                         _ods(p.get("member")),
                     ):
@@ -164,9 +170,9 @@ def withheld_sources(
 def resource_domain(resource: Resource, default: str) -> str:
     """The ``urn:caregateway:care-domain`` tag, else the source's domain."""
     meta = resource.get("meta")
-    if isinstance(meta, Mapping):
+    if _is_map(meta):
         for tag in _list(meta.get("tag")):
-            if isinstance(tag, Mapping) and tag.get("system") == CARE_DOMAIN_SYSTEM:
+            if _is_map(tag) and tag.get("system") == CARE_DOMAIN_SYSTEM:
                 code = tag.get("code")
                 if isinstance(code, str):
                     return code
@@ -178,11 +184,11 @@ def confidentiality(resource: Resource) -> str:
     and ``U``/``L``/``M`` (less restrictive than normal) count as ``N`` too."""
     meta = resource.get("meta")
     codes = ["N"]
-    if isinstance(meta, Mapping):
+    if _is_map(meta):
         codes += [
             str(s.get("code"))
             for s in _list(meta.get("security"))
-            if isinstance(s, Mapping)
+            if _is_map(s)
             and s.get("system") == CONFIDENTIALITY_SYSTEM
             and s.get("code") in _CONFIDENTIALITY_RANK
         ]
@@ -209,33 +215,39 @@ def minimum_necessary(
         else Reason.ROLE_NOT_PERMITTED
     )
     removed: dict[str, Reason] = {}
-    for i, r in enumerate(contribution.resources):
-        key = resource_key(r, i)
+    keys = [resource_key(r, i) for i, r in enumerate(contribution.resources)]
+    for key, r in zip(keys, contribution.resources, strict=True):
         if not level.allows(str(r.get("resourceType"))):
             removed[key] = level_reason
         elif not rule.sees_label(resource_domain(r, contribution.domain), confidentiality(r)):
             removed[key] = Reason.LABEL_RESTRICTED
+    if not removed:
+        return ()  # nothing removed: nothing depends on a removed resource either
 
-    return with_dependents(contribution, removed)
+    return with_dependents(contribution, removed, keys)
 
 
 def with_dependents(
-    contribution: SourceContribution, removed: Mapping[str, Reason]
+    contribution: SourceContribution,
+    removed: Mapping[str, Reason],
+    keys: Sequence[str] | None = None,
 ) -> tuple[Withheld, ...]:
     """``removed`` (resource key → reason) and what would betray it: the goals of a removed
-    ``CarePlan``, and a ``Provenance`` all of whose targets were removed."""
+    ``CarePlan``, and a ``Provenance`` all of whose targets were removed. ``keys`` are the
+    contribution's resource keys when the caller has them already (they are not cheap)."""
     removed = dict(removed)
+    if keys is None:
+        keys = [resource_key(r, i) for i, r in enumerate(contribution.resources)]
     goals_of_removed_plans: dict[str, Reason] = {}
-    for i, r in enumerate(contribution.resources):
-        reason = removed.get(resource_key(r, i))
+    for key, r in zip(keys, contribution.resources, strict=True):
+        reason = removed.get(key)
         if reason is not None and r.get("resourceType") == "CarePlan":
             for goal in _list(r.get("goal")):
                 gkey = reference_key(goal)
                 if gkey is not None:
                     goals_of_removed_plans.setdefault(gkey, reason)
     for dependent_type in ("Goal", "Provenance"):
-        for i, r in enumerate(contribution.resources):
-            key = resource_key(r, i)
+        for key, r in zip(keys, contribution.resources, strict=True):
             if key in removed or r.get("resourceType") != dependent_type:
                 continue
             if dependent_type == "Goal" and key in goals_of_removed_plans:
@@ -244,8 +256,5 @@ def with_dependents(
                 targets = [reference_key(t) for t in _list(r.get("target"))]
                 if targets and all(t in removed for t in targets):
                     removed[key] = removed[str(targets[0])]
-    return tuple(
-        Withheld(resource_key(r, i), removed[resource_key(r, i)], contribution.source)
-        for i, r in enumerate(contribution.resources)
-        if resource_key(r, i) in removed
-    )
+    source = contribution.source
+    return tuple(Withheld(key, removed[key], source) for key in keys if key in removed)

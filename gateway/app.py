@@ -17,7 +17,7 @@ from gateway.http_conformance import Negotiation, cors_options, parse_origins
 from gateway.joint import routes as joint
 from gateway.limits import Limits
 from gateway.ops import Operations
-from gateway.routes import audit, consent, definitions, fhir, health, references
+from gateway.routes import audit, consent, definitions, fhir, health, hot, references
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
 from gateway.state import GatewayState
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
     app.include_router(apps_router)  # /apps/*: the browser apps, static files (gateway/apps)
+    app.router.routes.insert(0, hot.everything_route())  # the same read, matched first
     install_openapi(app)
 
     # One boundary renders every failure and audits it (gateway.boundary). FastAPI's own

@@ -26,15 +26,9 @@ def _fail(message: str) -> int:
 
 
 def _serve_app(app: object, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    from gateway.serving import server_config
+
+    return uvicorn.Server(server_config(app, host, port))
 
 
 # --- demo -------------------------------------------------------------------------------
@@ -161,6 +155,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.smart import from_settings as smart_from_settings
     from gateway.wiring import build_state
 
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        return _fail("--workers must be at least 1")
     try:
         settings = get_settings()
         settings.require_serve_settings()
@@ -193,6 +190,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_policy(settings.policy_file)  # fail now, naming the problem, not at start-up
         smart = smart_from_settings(settings)  # None unless CAREGW_SMART_CLIENTS_FILE is set
         ops = Operations.from_settings(settings)  # metrics, rate limits, shutdown drain
+        if workers > 1 and settings.metrics_port is not None:
+            # Each worker would count only its own requests, and only one could listen.
+            raise ConfigurationError(
+                "CAREGW_METRICS_PORT cannot be used with --workers above 1: run one process"
+                " per replica to scrape its metrics"
+            )
     except PolicyError as exc:
         return _fail(f"CAREGW_POLICY_FILE: {exc}")
     except (ConfigurationError, CacheConfigError) as exc:
@@ -222,6 +225,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         drain=ops.drain,
         drain_s=settings.shutdown_drain_s,
         timeout_s=settings.shutdown_timeout_s,
+        workers=workers,
     )
 
 
@@ -351,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caregateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run gateway + simulated sources with no configuration")
-    sub.add_parser("serve", help="run the gateway from CAREGW_* configuration")
+    serve = sub.add_parser("serve", help="run the gateway from CAREGW_* configuration")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes on one socket (default 1)"
+    )
 
     token = sub.add_parser("token", help="print a signed development token")
     token.add_argument("--sub", required=True)

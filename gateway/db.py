@@ -57,6 +57,20 @@ def _sqlite_is_file(url: str) -> bool:
     )
 
 
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The path of ``engine``'s SQLite file, for code that opens it with the stdlib driver;
+    ``None`` for any other database, an in-memory one or a ``file:`` URI."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if not database or database == ":memory:" or "mode=memory" in database:
+        return None
+    if database.startswith("file:"):
+        return None  # URI forms: leave them to the engine
+    return database
+
+
 def missing_sqlite_file(url: str) -> bool:
     """Whether ``url`` names an SQLite file that does not exist (opening it would create an
     empty database: right for ``serve``, wrong for a tool that reads an existing trail)."""

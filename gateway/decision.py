@@ -93,6 +93,8 @@ def visible_issues(
     saw that resource, so nobody can say the caller may know of it (it is logged instead).
     """
     issues = tuple(i for i in returned.issues if not i.labelled)
+    if len(shown) == len(returned.resources):
+        return issues  # ``shown`` is a subset of what was returned: nothing was withheld
     withheld = Counter(r.get("resourceType") for r in returned.resources) - Counter(
         r.get("resourceType") for r in shown
     )
@@ -145,18 +147,28 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
     )
 
 
+DecisionInputs = Callable[[str, str], Awaitable[tuple[tuple[Directive, ...], datetime | None]]]
+
+
 class PolicyDecider:
+    """``inputs(nhs_number, sub)``, when given, reads the person's directives (parsed) and
+    the latest grant in one query (:meth:`gateway.hot_reads.HotReads.decision_inputs`);
+    otherwise the two stores are asked one after the other. Either way both are read for
+    every decision."""
+
     def __init__(
         self,
         policy: Policy,
         directives: DirectiveSource,
         ledger: BreakGlassLedger,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        inputs: DecisionInputs | None = None,
     ) -> None:
         self.policy = policy
         self.directives = directives
         self.ledger = ledger
         self.clock = clock
+        self.inputs = inputs
 
     async def decision(
         self,
@@ -167,13 +179,17 @@ class PolicyDecider:
         dry_run: bool = False,
     ) -> Decision:
         now = self.clock()
-        stored = await self.directives.active_for(nhs_number)
-        prior = await self.ledger.last_grant(ctx.sub, nhs_number)
+        if self.inputs is not None:
+            directives, prior = await self.inputs(nhs_number, ctx.sub)
+        else:
+            stored = await self.directives.active_for(nhs_number)
+            prior = await self.ledger.last_grant(ctx.sub, nhs_number)
+            directives = parse_consents(stored)
         decision = decide(
             requester(ctx),
             ctx.purpose,
             contributions(results),
-            parse_consents(stored),
+            directives,
             self.policy,
             now,
             prior_break_glass=prior,

@@ -33,7 +33,7 @@ def request_id_from(header: str | None) -> str:
     return str(uuid.uuid4())
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state
 
@@ -41,7 +41,7 @@ def get_state(request: Request) -> GatewayState:
 StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
-def get_access(state: StateDep) -> RecordAccess:
+async def get_access(state: StateDep) -> RecordAccess:
     return state.access
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from gateway.errors import HeaderTooLarge, TooLarge, URITooLong
@@ -53,7 +52,10 @@ class Limits:
                 f"The request's path and query are longer than {self.max_uri_bytes} bytes.",
                 reasons=["uri-too-long"],
             )
+        declared: str | None = None
         for name, value in scope.get("headers", ()):
+            if name == b"content-length" and declared is None:
+                declared = value.decode("latin-1")
             if name == BREAK_GLASS_HEADER and len(value) > self.max_break_glass_reason_chars:
                 return HeaderTooLarge(
                     "The X-Break-Glass-Reason header is longer than "
@@ -68,7 +70,6 @@ class Limits:
                     reasons=["header-too-large"],
                     expression=[header],
                 )
-        declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.strip().isascii() and declared.strip().isdigit():
             if int(declared.strip()) > self.max_body_bytes:
                 return self.body_too_large()

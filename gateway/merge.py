@@ -21,6 +21,7 @@ to test and to explain:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -111,8 +112,11 @@ def _trust_order(item: tuple[str, Resource]) -> tuple[int, str, str]:
     return (0 if verified else 1, _invert(updated), source)
 
 
+@functools.lru_cache(maxsize=4096)
 def _invert(text: str) -> str:
-    """A string that sorts in the reverse order of ``text`` (for 'most recent first')."""
+    """A string that sorts in the reverse order of ``text`` (for 'most recent first').
+
+    Remembered: the same few ``lastUpdated`` values come back on every read of a record."""
     return "".join(chr(0x10FFFF - ord(c)) for c in text)
 
 

@@ -42,6 +42,7 @@ from gateway.cache import (
 from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
 from gateway.decision import PolicyDecider
+from gateway.hot_reads import HotReads
 from gateway.joint.source import JointPlanSource
 from gateway.joint.store import JointPlanStore
 from gateway.record import RecordService
@@ -130,6 +131,7 @@ async def build_state(
         raise
     await ensure_current(engine)  # PostgreSQL: this month's and next month's audit partitions
     consents = ConsentStore(engine)
+    hot = HotReads(engine)
     audit = AuditStore(engine)
     await audit.start()
     breakers = {c.name: CircuitBreaker() for c in sources}
@@ -150,7 +152,11 @@ async def build_state(
         base_url=base_url.rstrip("/"),
         verifier=verifier,
         access=RecordAccess(
-            records, decider or PolicyDecider(policy, consents, BreakGlassStore(engine))
+            records,
+            decider
+            or PolicyDecider(
+                policy, consents, BreakGlassStore(engine), inputs=hot.decision_inputs
+            ),
         ),
         policy=policy,
         consents=consents,
@@ -162,7 +168,7 @@ async def build_state(
     )
     if smart is not None:
         state.smart = build_smart(smart, engine, policy)
-        trust_own_issuer(verifier, state.smart)
+        trust_own_issuer(verifier, state.smart, revoked=hot.is_revoked)
 
     tasks: list[asyncio.Task[None]] = []
     if cache is not None:
@@ -183,6 +189,7 @@ async def build_state(
         await records.aclose()
         if cache is not None:
             await cache.aclose()
+        hot.close()
         await engine.dispose()
 
     return state, close

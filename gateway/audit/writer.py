@@ -31,6 +31,7 @@ from gateway.audit.rows import (
     loads_event,
     prepare,
 )
+from gateway.audit.sqlite_commit import SQLiteCommitter
 from gateway.db import database_unavailable, describe_db_error
 
 log = structlog.get_logger("gateway.audit.store")
@@ -92,6 +93,7 @@ class GroupCommitWriter:
         self._idle.set()
         self._busy = 0  # events queued or being committed, corrections included
         self._partitions = PartitionKeeper(engine)  # PostgreSQL: next month's, ahead of time
+        self._sqlite = SQLiteCommitter.for_engine(engine)  # an SQLite file: the stdlib driver
         # called after each commit with (events, seconds, committed): the metrics (gateway.ops)
         self.on_commit: Callable[[int, float, bool], None] | None = None
 
@@ -118,6 +120,7 @@ class GroupCommitWriter:
             self._queue.put_nowait(_STOP)
             pending.add(writer)
         if not pending:
+            self._close_sqlite()
             return
         _, late = await asyncio.wait(pending, timeout=timeout_s)
         if late:
@@ -130,6 +133,11 @@ class GroupCommitWriter:
             self._refuse_queued()
             for task in late:
                 task.cancel()
+        self._close_sqlite()
+
+    def _close_sqlite(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()  # after a commit still running in its thread, if any
 
     # --- writing -------------------------------------------------------------------------
 
@@ -310,8 +318,11 @@ class GroupCommitWriter:
         self._partitions.check()
         for attempt in range(_LINK_RETRIES):
             try:
-                async with self.engine.begin() as conn:
-                    await self._insert_linked(conn, batch)
+                if self._sqlite is not None:
+                    await self._sqlite.commit(self.chain_id, lambda: self._seal(batch))
+                else:
+                    async with self.engine.begin() as conn:
+                        await self._insert_linked(conn, batch)
             except IntegrityError as exc:
                 # Another writer (SQLite: another process) took the same seq on this chain:
                 # re-read the head and retry. PostgreSQL writers are serialised by a lock.

@@ -22,8 +22,11 @@ that would otherwise reach logged tracebacks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -67,6 +70,60 @@ _MESSAGES = {
     "invalid": "The access token is not valid.",
     "revoked": "The access token has been revoked.",
 }
+
+
+Revoked = Callable[[str], Awaitable[bool]]
+CACHE_MAX_AGE_S = 300.0
+"""How long a verified token is remembered at most, even before its ``exp`` (as long as a
+JWKS document is kept: a key withdrawn by the identity provider stops working by then)."""
+CACHE_MAX_ENTRIES = 4096
+
+
+class VerifiedTokens:
+    """Principals of verified tokens, keyed by the token's SHA-256 (the token itself is not
+    kept), each until ``min(exp, remembered + CACHE_MAX_AGE_S)``; at most
+    :data:`CACHE_MAX_ENTRIES`, the oldest dropped first."""
+
+    def __init__(
+        self,
+        max_entries: int = CACHE_MAX_ENTRIES,
+        max_age_s: float = CACHE_MAX_AGE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, Principal, Revoked | None]] = OrderedDict()
+
+    @staticmethod
+    def key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, key: bytes) -> tuple[Principal, Revoked | None] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        until, principal, revoked = entry
+        if self.clock() >= until:
+            self._entries.pop(key, None)
+            return None
+        return principal, revoked
+
+    def put(
+        self, key: bytes, principal: Principal, exp: float, revoked: Revoked | None
+    ) -> tuple[Principal, Revoked | None]:
+        until = min(exp, self.clock() + self.max_age_s)
+        self._entries[key] = (until, principal, revoked)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return principal, revoked
+
+    def drop(self, key: bytes) -> None:
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class InvalidToken(Unauthorized):
@@ -139,7 +196,8 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
-        self._also: dict[str, tuple[TokenVerifier, Callable[[str], Awaitable[bool]] | None]] = {}
+        self._also: dict[str, tuple[TokenVerifier, Revoked | None]] = {}
+        self._verified = VerifiedTokens()
         self.keys: StaticJwks | RemoteJwks
         if jwks is not None:
             self.keys = StaticJwks(jwks)
@@ -155,9 +213,7 @@ class TokenVerifier:
                 **extra,
             )
 
-    def trust_also(
-        self, other: TokenVerifier, revoked: Callable[[str], Awaitable[bool]] | None = None
-    ) -> None:
+    def trust_also(self, other: TokenVerifier, revoked: Revoked | None = None) -> None:
         """Also accept tokens whose ``iss`` is ``other.issuer``, checked by ``other``.
 
         The gateway's own SMART authorization server is such an issuer. ``revoked(jti)``
@@ -167,9 +223,7 @@ class TokenVerifier:
         """
         self._also[other.issuer] = (other, revoked)
 
-    def _other_for(
-        self, token: str
-    ) -> tuple[TokenVerifier, Callable[[str], Awaitable[bool]] | None] | None:
+    def _other_for(self, token: str) -> tuple[TokenVerifier, Revoked | None] | None:
         if not self._also or not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
             return None
         try:
@@ -183,24 +237,49 @@ class TokenVerifier:
         other = self._other_for(token)
         if other is not None:
             return other[0].verify(token)
+        return principal_from_claims(self._claims(token))
+
+    def _claims(self, token: str) -> dict[str, Any]:
         alg, kid = self._inspect_header(token)
         key = self._key_for(alg, kid)
-        claims = self._decode(token, key, alg)
-        return principal_from_claims(claims)
+        return self._decode(token, key, alg)
 
     async def averify(self, token: str) -> Principal:
-        """:meth:`verify` for the event loop: a due JWKS fetch runs in a worker thread."""
+        """:meth:`verify` for the event loop: a due JWKS fetch runs in a worker thread.
+
+        A verified token is remembered (:class:`VerifiedTokens`: by its SHA-256, bounded,
+        until its ``exp`` and for at most :data:`CACHE_MAX_AGE_S`), so a client sending the
+        same token again costs one hash, not a signature check. The revocation check of a
+        trusted issuer (:meth:`trust_also`) is never remembered: it runs on every request, so
+        a revocation recorded by any replica applies to the next request everywhere, and a
+        revoked token is dropped from the cache.
+        """
+        key = VerifiedTokens.key(token)
+        hit = self._verified.get(key)
+        if hit is None:
+            principal, exp, revoked = await self._averify_claims(token)
+            hit = self._verified.put(key, principal, exp, revoked)
+        principal, revoked = hit
+        if revoked is not None and (principal.jti is None or await revoked(principal.jti)):
+            self._verified.drop(key)
+            raise InvalidToken("revoked")
+        return principal
+
+    def forget(self, token: str) -> None:
+        """Drop ``token`` from the cache of verified tokens (its revocation, here)."""
+        self._verified.drop(VerifiedTokens.key(token))
+
+    async def _averify_claims(self, token: str) -> tuple[Principal, float, Revoked | None]:
         other = self._other_for(token)
         if other is not None:
             verifier, revoked = other
-            principal = await verifier.averify(token)
-            if revoked is not None and (principal.jti is None or await revoked(principal.jti)):
-                raise InvalidToken("revoked")
-            return principal
+            principal, exp, _ = await verifier._averify_claims(token)
+            return principal, exp, revoked
         alg, kid = self._inspect_header(token)
         if self.keys.needs_fetch(kid):
             await asyncio.to_thread(self._key_for, alg, kid)
-        return self.verify(token)
+        claims = self._claims(token)
+        return principal_from_claims(claims), float(claims["exp"]), None
 
     def close(self) -> None:
         if isinstance(self.keys, RemoteJwks):

@@ -104,21 +104,20 @@ def serve_gracefully(
     drain: Drain,
     drain_s: float,
     timeout_s: float,
+    workers: int = 1,
 ) -> int:
     """Run ``app`` until a signal has been handled as above; the exit status (``0``, or
-    ``3`` when the application did not start, as uvicorn's own runner says)."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, math.ceil(timeout_s)),
-    )
-    server = GracefulServer(config, drain, drain_s)
-    asyncio.run(server.serve())
-    if not server.started:
-        return 3
-    log.info("shutdown_complete")
-    return 0
+    ``3`` when the application did not start, as uvicorn's own runner says). On uvloop and
+    httptools (:mod:`gateway.serving`); ``workers > 1``: that many processes on one socket,
+    each stopping as above when the supervising parent passes the signal on."""
+    from gateway.serving import run, server_config
+
+    config = server_config(app, host, port, timeout_graceful_shutdown=max(1, math.ceil(timeout_s)))
+
+    def graceful(config: uvicorn.Config) -> uvicorn.Server:
+        return GracefulServer(config, drain, drain_s)
+
+    status = run(config, workers=workers, make_server=graceful)
+    if status == 0:
+        log.info("shutdown_complete")
+    return status

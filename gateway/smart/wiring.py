@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consent import Policy
@@ -16,11 +18,18 @@ def build_smart(config: SmartConfig, engine: AsyncEngine, policy: Policy) -> Sma
     return SmartServer(config, SmartStore(engine), policy)
 
 
-def trust_own_issuer(verifier: TokenVerifier, server: SmartServer) -> None:
-    """Make the FHIR API accept our tokens (beside ``CAREGW_AUTH_ISSUER``'s), unless revoked."""
+def trust_own_issuer(
+    verifier: TokenVerifier,
+    server: SmartServer,
+    revoked: Callable[[str], Awaitable[bool]] | None = None,
+) -> None:
+    """Make the FHIR API accept our tokens (beside ``CAREGW_AUTH_ISSUER``'s), unless revoked.
+
+    ``revoked(jti)`` is asked for every such token, on every request (default: the store's
+    own lookup; the gateway passes its cheaper hot-path read of the same table)."""
     own = TokenVerifier(
         issuer=server.config.issuer,
         audience=server.config.fhir_base,
         jwks=server.config.keys.jwks(),
     )
-    verifier.trust_also(own, server.store.is_revoked)
+    verifier.trust_also(own, revoked or server.store.is_revoked)

@@ -1,0 +1,151 @@
+"""How ``caregateway serve`` runs the app: uvloop and httptools, one process or N workers.
+
+``asyncio.run(server.serve())`` would run the stdlib event loop even with
+``uvicorn[standard]`` installed; :func:`server_config` names uvloop and httptools outright
+(when installed) and :func:`run` starts the server through ``Server.run``, which uses the
+configured loop.
+
+``workers > 1``: the parent binds the listening socket once and forks that many workers,
+before any event loop, thread or connection exists in it. Each worker is a whole gateway: its
+own event loop, database and Redis pools, audit writer and in-process cache tier (kept right
+by that worker's own eviction listener, as for replicas). The audit trail stays one valid
+chain per chain id: every worker appends to the same chain, and its writer takes the
+database's write lock (SQLite) or the chain's advisory lock (PostgreSQL) before it reads the
+head, so two workers never fork it (see :mod:`gateway.audit.store`); ``caregateway audit
+verify`` checks it as for replicas. The kernel spreads connections over the workers.
+
+The parent only supervises: ``SIGTERM``/``SIGINT`` is passed to every worker (each drains as
+one process would), and if one worker dies the others are stopped and ``serve`` exits with an
+error, so that the process manager (systemd, Kubernetes) restarts the whole — a gateway with
+a dead worker would refuse a share of connections at random.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, Final
+
+import uvicorn
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """The uvicorn settings of every gateway server (``serve``, ``demo``, benchmarks);
+    ``options`` are further :class:`uvicorn.Config` settings (the shutdown timeout)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        loop="uvloop" if _have("uvloop") else "asyncio",
+        http="httptools" if _have("httptools") else "h11",
+        **options,
+    )
+
+
+def run(
+    config: uvicorn.Config,
+    *,
+    workers: int = 1,
+    make_server: Callable[[uvicorn.Config], uvicorn.Server] = uvicorn.Server,
+) -> int:
+    """Serve until stopped; the exit status for ``serve`` (``3`` when the application did
+    not start, as uvicorn's own runner says). ``make_server`` builds each process's server
+    (the graceful one of :mod:`gateway.ops.shutdown`); it runs on ``config``'s event loop."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if workers == 1:
+        return _run_one(make_server(config))
+    sock = config.bind_socket()
+    pids: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                code = _run_one(make_server(config), [sock])
+            except BaseException:  # noqa: BLE001 - a worker must end here, never return
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        pids.append(pid)
+    sock.close()
+    return _supervise(pids)
+
+
+GC_THRESHOLDS: Final = (5000, 10, 10)
+"""The collector's thresholds while serving (CPython's default first one is 700)."""
+
+
+def settle_heap() -> None:
+    """Keep what start-up built out of every later garbage collection, and collect less often.
+
+    A warm read allocates a few thousand short-lived containers (the record's JSON, the
+    Bundle); with the default thresholds the collector ran several times per request and
+    walked the whole heap of imported modules and models in each full collection: a sixth of
+    a warm read's GIL-held samples. Frozen, the start-up heap is never walked again; with a
+    first threshold of 5,000 most of a request's objects are freed by reference counting
+    before a collection sees them. Nothing is kept longer: cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _run_one(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> int:
+    settle_heap()
+    server.run(sockets=sockets)
+    return 0 if server.started else 3
+
+
+def _supervise(pids: list[int]) -> int:
+    """Wait for the workers; pass on stop signals; stop all when one dies."""
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        _signal_all(pids, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    alive = set(pids)
+    while alive:
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries os.wait itself
+            continue
+        alive.discard(pid)
+        code = os.waitstatus_to_exitcode(raw)
+        if not stopping:
+            # A worker died on its own: take the rest down, so the whole is restarted.
+            stopping = True
+            status = 1
+            _signal_all(list(alive), signal.SIGTERM)
+        elif code not in (0, -signal.SIGTERM):
+            status = 1
+    return status
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
