@@ -68,7 +68,8 @@ function knownOrganisations(bundle, log) {
     if (ods && !names[ods]) names[ods] = ref.display || ods;
   };
   for (const r of bundle ? resources(bundle) : []) {
-    [r.author, ...(r.generalPractitioner || []), ...(r.managingOrganization || [])].forEach((x) => x && note(x));
+    // managingOrganization: one Reference on a Patient, a list on a CareTeam
+    [r.author, ...(r.generalPractitioner || []), ...[].concat(r.managingOrganization || [])].forEach((x) => x && note(x));
     (r.participant || []).forEach((p) => p.onBehalfOf && note(p.onBehalfOf));
     if (r.resourceType === "Provenance") {
       for (const a of r.agent || []) {

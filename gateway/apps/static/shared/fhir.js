@@ -49,7 +49,8 @@ export function organisations(bundle) {
     if (ods && ref.display && !byOds[ods]) byOds[ods] = ref.display;
   };
   for (const r of resources(bundle)) {
-    [r.author, ...(r.generalPractitioner || []), ...(r.managingOrganization || [])].forEach((x) => x && note(x));
+    // managingOrganization: one Reference on a Patient, a list on a CareTeam
+    [r.author, ...(r.generalPractitioner || []), ...[].concat(r.managingOrganization || [])].forEach((x) => x && note(x));
     (r.participant || []).forEach((p) => p.onBehalfOf && note(p.onBehalfOf));
     (r.agent || []).forEach((a) => a.who && note(a.who));
   }
