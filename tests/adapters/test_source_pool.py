@@ -24,7 +24,7 @@ import pytest
 
 from adapters.base import Outcome, SourceConfig
 from adapters.community.adapter import CommunityAdapter
-from adapters.http_source import BoundedClient, _busy_connections
+from adapters.pool import BoundedClient, _busy_connections
 from gateway.record import RecordService
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
