@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import httpx
 
@@ -88,24 +88,40 @@ class SourceClient:
         return f"HTTP {response.status_code}"
 
 
-class HTTPSourceAdapter:
+ClientT = TypeVar("ClientT", bound=SourceClient)
+
+
+class HTTPSourceAdapter(Generic[ClientT]):
     """Base for adapters that speak HTTP to one source (one pooled ``httpx.AsyncClient``).
 
-    A subclass gives :attr:`person_id` (the shape of the source's own person ids),
-    :meth:`_collect` (the rounds of one fetch) and :meth:`_read_person` /
-    :meth:`_nhs_number_of` (one person by id). A client passed in is the caller's to close;
+    A subclass gives :meth:`_connect` (its :class:`SourceClient`), :attr:`person_id` (the
+    shape of the source's own person ids), :meth:`_collect` (the rounds of one fetch) and
+    :meth:`_read_person` / :meth:`_nhs_number_of` (one person by id). Without a breaker
+    passed in, the adapter has its own. A client passed in is the caller's to close;
     one made here is closed by :meth:`aclose`.
     """
 
     #: The shape of an id :meth:`nhs_number_for` may send to the source.
     person_id: ClassVar[re.Pattern[str]]
 
-    def __init__(self, config: SourceConfig, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        config: SourceConfig,
+        client: httpx.AsyncClient | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._config = config
         self._owns_http = client is None
         self._http = client or BoundedClient(
             max_in_flight=config.max_connections, timeout=httpx.Timeout(config.timeout_s)
         )
+        self._client: ClientT = self._connect(self._http, config, breaker or CircuitBreaker())
+
+    def _connect(
+        self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
+    ) -> ClientT:
+        """The source's :class:`SourceClient` over the shared ``http`` client."""
+        raise NotImplementedError
 
     @property
     def name(self) -> str:

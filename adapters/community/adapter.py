@@ -51,7 +51,7 @@ from adapters.resilience import CircuitBreaker, SourceFault
 _SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-class CommunityAdapter(HTTPSourceAdapter):
+class CommunityAdapter(HTTPSourceAdapter[CommunityClient]):
     """One community FHIR STU3 source. Make one per source and share it (it holds the client).
 
     ``fetch`` and ``nhs_number_for`` are the HTTP base's template
@@ -61,16 +61,10 @@ class CommunityAdapter(HTTPSourceAdapter):
 
     person_id = _SOURCE_ID
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        client: httpx.AsyncClient | None = None,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(config, client)
-        self._client = CommunityClient(
-            self._http, config.base_url, breaker or CircuitBreaker(), config.bearer_token
-        )
+    def _connect(
+        self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
+    ) -> CommunityClient:
+        return CommunityClient(http, config.base_url, breaker, config.bearer_token)
 
     async def _read_person(self, person_id: str) -> Resource:
         return await self._client.read("Patient", person_id)

@@ -41,7 +41,7 @@ from adapters.socialcare.client import SocialCareClient
 _PERSON_ID = re.compile(r"[A-Za-z0-9\-]{1,40}")
 
 
-class SocialCareAdapter(HTTPSourceAdapter):
+class SocialCareAdapter(HTTPSourceAdapter[SocialCareClient]):
     """One council social care source. Make one per source and share it (it holds the client).
 
     ``fetch`` and ``nhs_number_for`` are the HTTP base's template
@@ -51,16 +51,10 @@ class SocialCareAdapter(HTTPSourceAdapter):
 
     person_id = _PERSON_ID
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        client: httpx.AsyncClient | None = None,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(config, client)
-        self._client = SocialCareClient(
-            self._http, config.base_url, breaker or CircuitBreaker(), config.api_key
-        )
+    def _connect(
+        self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
+    ) -> SocialCareClient:
+        return SocialCareClient(http, config.base_url, breaker, config.api_key)
 
     async def _read_person(self, person_id: str) -> Resource:
         return await self._client.person(person_id)

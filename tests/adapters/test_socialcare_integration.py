@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters import ukcore
-from adapters.base import Outcome, SourceConfig
+from adapters.base import Outcome, SourceConfig, SourceKind
 from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
-from simulators.population import SCENARIOS
-from simulators.runner import RunningSources, source_configs
+from simulators.runner import RunningSources
+from tests.adapters import _sources
+from tests.adapters._sources import nhs, reset, source_config
 
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
+KIND: SourceKind = "social-care-api"
 
 
 def config(running: RunningSources, **changes: Any) -> SourceConfig:
-    (found,) = [c for c in source_configs(running) if c.kind == "social-care-api"]
-    return dataclasses.replace(found, **changes)
+    return source_config(running, KIND, **changes)
 
 
 async def control(running: RunningSources, **settings: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.post(f"{running.social_care_url}/_control", json=settings)
-        response.raise_for_status()
+    await _sources.control(running, KIND, **settings)
 
 
 @pytest.fixture
@@ -42,8 +34,7 @@ async def adapter(running_sources: RunningSources) -> AsyncIterator[SocialCareAd
         yield made
     finally:
         await made.aclose()
-        async with httpx.AsyncClient() as client:
-            await client.post(f"{running_sources.social_care_url}/_control/reset")
+        await reset(running_sources, KIND)
 
 
 def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
@@ -174,8 +165,7 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
         assert result.outcome is Outcome.TIMED_OUT
     finally:
         await made.aclose()
-        async with httpx.AsyncClient() as client:
-            await client.post(f"{running_sources.social_care_url}/_control/reset")
+        await reset(running_sources, KIND)
 
 
 async def test_wrong_api_key_is_refused(running_sources: RunningSources) -> None:
