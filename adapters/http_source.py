@@ -3,12 +3,13 @@
 An HTTP adapter is a :class:`HTTPSourceAdapter` with a :class:`SourceClient`. The base owns
 the steps every source takes the same way, so no adapter repeats them:
 
-* :meth:`HTTPSourceAdapter.fetch` runs the adapter's :meth:`~HTTPSourceAdapter._collect`
-  under the source's overall deadline (``timeout_s``) and turns the deadline and any
-  :class:`~adapters.resilience.SourceFault` into a failed :class:`SourceResult`: failures
-  are values, never exceptions;
+* :meth:`HTTPSourceAdapter.fetch` runs the rounds of one fetch
+  (:meth:`~HTTPSourceAdapter._collect`: the people, what is held about each, each person
+  normalised and validated) under the source's overall deadline (``timeout_s``) and turns
+  the deadline and any :class:`~adapters.resilience.SourceFault` into a failed
+  :class:`SourceResult`: failures are values, never exceptions;
 * :meth:`HTTPSourceAdapter.nhs_number_for` checks the id's shape, reads the person (the
-  adapter's :meth:`~HTTPSourceAdapter._read_person`) under the deadline, and answers
+  adapter's :meth:`~HTTPSourceAdapter._read_nhs_number`) under the deadline, and answers
   ``None`` for an unknown person;
 * :class:`SourceClient` makes every GET one call of
   :func:`adapters.resilience.get_with_one_retry` (breaker, status mapping, one polite
@@ -27,7 +28,9 @@ from typing import ClassVar, Generic, TypeVar
 
 import httpx
 
+from adapters import nhs_number
 from adapters.base import DataIssue, Domain, Outcome, Resource, SourceConfig, SourceResult
+from adapters.context import MappingContext, keep_valid
 from adapters.pool import BoundedClient
 from adapters.resilience import (
     CircuitBreaker,
@@ -89,20 +92,26 @@ class SourceClient:
 
 
 ClientT = TypeVar("ClientT", bound=SourceClient)
+ContextT = TypeVar("ContextT", bound=MappingContext)
+#: What a source holds about one person besides the person record: two lists of its own
+#: records (the social care source's plans and involvements, the community's plans and teams).
+Care = tuple[list[Resource], list[Resource]]
 
 
-class HTTPSourceAdapter(Generic[ClientT]):
+class HTTPSourceAdapter(Generic[ClientT, ContextT]):
     """Base for adapters that speak HTTP to one source (one pooled ``httpx.AsyncClient``).
 
-    A subclass gives :meth:`_connect` (its :class:`SourceClient`), :attr:`person_id` (the
-    shape of the source's own person ids), :meth:`_collect` (the rounds of one fetch) and
-    :meth:`_read_person` / :meth:`_nhs_number_of` (one person by id). Without a breaker
-    passed in, the adapter has its own. A client passed in is the caller's to close;
-    one made here is closed by :meth:`aclose`.
+    A subclass gives :meth:`_connect` (its :class:`SourceClient`), :attr:`person_id` and
+    :attr:`record_noun`, the rounds' steps (:meth:`_context`, :meth:`_people`,
+    :meth:`_care_of`, :meth:`_normalise`) and :meth:`_read_nhs_number` (one person by id).
+    Without a breaker passed in, the adapter has its own. A client passed in is the
+    caller's to close; one made here is closed by :meth:`aclose`.
     """
 
     #: The shape of an id :meth:`nhs_number_for` may send to the source.
     person_id: ClassVar[re.Pattern[str]]
+    #: What the source calls a person record ("person", "patient"), for findings.
+    record_noun: ClassVar[str]
 
     def __init__(
         self,
@@ -170,26 +179,78 @@ class HTTPSourceAdapter(Generic[ClientT]):
         if not self.person_id.fullmatch(person_id):
             return None
         try:
-            found = await self._asked(lambda: self._read_person(person_id))
+            return await self._asked(lambda: self._read_nhs_number(person_id))
         except SourceFault as fault:
             if fault.outcome is Outcome.NOT_FOUND:
                 return None
             raise
-        return self._nhs_number_of(found)
 
     async def _collect(
-        self, nhs_number: str, fetched_at: datetime
+        self, nhs: str, fetched_at: datetime
     ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
         """The source's normalised resources for the person and the findings on the way;
-        raises :class:`~adapters.resilience.SourceFault` for what fails the whole source."""
+        raises :class:`~adapters.resilience.SourceFault` for what fails the whole source.
+
+        The rounds: the person records that hold the NHS number (:meth:`_people`; more than
+        one is reported, never hidden), then what the source holds about each
+        (:meth:`_care_of`), then each person normalised (:meth:`_normalise`). Patients come
+        first, Provenances last; a person whose Patient is left out adds nothing.
+        """
+        ctx = self._context()
+        if not nhs_number.is_valid(nhs):
+            return (), ()
+        nhs = nhs_number.normalise(nhs)
+        people = await self._people(nhs, ctx)
+        if not people:
+            return (), tuple(ctx.issues)
+        if len(people) > 1:
+            ctx.issue(
+                "duplicate-person",
+                f"{len(people)} {self.record_noun} records share one NHS number",
+                about="Patient",
+            )
+        found = await self._care_of(people, ctx)
+        heads: list[Resource] = []
+        body: list[Resource] = []
+        provenance: list[Resource] = []
+        for person, care in zip(people, found, strict=True):
+            made = self._normalise(person, care, nhs, ctx, fetched_at)
+            if made is None:
+                continue
+            patient, rest, prov = made
+            if keep_valid(prov, ctx):
+                provenance.append(prov)
+            heads.append(patient)
+            body.extend(rest)
+        if not heads:
+            raise SourceFault(Outcome.BAD_DATA, "no person record could be normalised")
+        return (*heads, *body, *provenance), tuple(ctx.issues)
+
+    # --- what each source does its own way ------------------------------------------------
+
+    def _context(self) -> ContextT:
+        """A fresh mapping context for one fetch."""
         raise NotImplementedError
 
-    async def _read_person(self, person_id: str) -> Resource:
-        """The source's own record of one person (a ``NOT_FOUND`` fault when unknown)."""
+    async def _people(self, nhs: str, ctx: ContextT) -> list[Resource]:
+        """The source's person records that really hold ``nhs``, each once."""
         raise NotImplementedError
 
-    def _nhs_number_of(self, person: Resource) -> str | None:
-        """The valid, normalised NHS number a person record read by id holds, if any."""
+    async def _care_of(self, people: list[Resource], ctx: ContextT) -> list[Care]:
+        """What the source holds about each person (in ``people``'s order), fetched
+        concurrently; whatever the mapping needs besides goes on ``ctx``."""
+        raise NotImplementedError
+
+    def _normalise(
+        self, person: Resource, care: Care, nhs: str, ctx: ContextT, fetched_at: datetime
+    ) -> tuple[Resource, list[Resource], Resource] | None:
+        """One person's validated Patient, the rest that passed UK Core validation and the
+        Provenance over them (validated here), or ``None`` when the Patient failed."""
+        raise NotImplementedError
+
+    async def _read_nhs_number(self, person_id: str) -> str | None:
+        """Read the source's person ``person_id`` (a ``NOT_FOUND`` fault when unknown) and
+        give the valid, normalised NHS number the record holds, if any."""
         raise NotImplementedError
 
     async def _within_deadline(self, call: Callable[[], Awaitable[T]]) -> T:

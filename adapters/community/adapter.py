@@ -31,7 +31,7 @@ from datetime import datetime
 
 import httpx
 
-from adapters import nhs_number, ukcore
+from adapters import ukcore
 from adapters.base import DataIssue, Outcome, Resource, SourceConfig
 from adapters.community._common import external_references, parse_stu3
 from adapters.community.client import CommunityClient
@@ -45,13 +45,13 @@ from adapters.community.mapping import (
     patient_nhs_number,
 )
 from adapters.context import keep_valid
-from adapters.http_source import HTTPSourceAdapter
+from adapters.http_source import Care, HTTPSourceAdapter
 from adapters.resilience import CircuitBreaker, SourceFault
 
 _SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-class CommunityAdapter(HTTPSourceAdapter[CommunityClient]):
+class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
     """One community FHIR STU3 source. Make one per source and share it (it holds the client).
 
     ``fetch`` and ``nhs_number_for`` are the HTTP base's template
@@ -60,19 +60,18 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient]):
     """
 
     person_id = _SOURCE_ID
+    record_noun = "patient"
 
     def _connect(
         self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
     ) -> CommunityClient:
         return CommunityClient(http, config.base_url, breaker, config.bearer_token)
 
-    async def _read_person(self, person_id: str) -> Resource:
-        return await self._client.read("Patient", person_id)
-
-    def _nhs_number_of(self, person: Resource) -> str | None:
+    async def _read_nhs_number(self, person_id: str) -> str | None:
+        raw = await self._client.read("Patient", person_id)
         try:
-            return patient_nhs_number(parse_stu3(person, "Patient"))
-        except ConversionError:
+            return patient_nhs_number(parse_stu3(raw, "Patient"))
+        except ConversionError:  # not a Patient we could read: no number to trust
             return None
 
     # --- the three rounds ---------------------------------------------------------------
@@ -81,56 +80,14 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient]):
         self, nhs: str, fetched_at: datetime
     ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
         try:
-            return await self._rounds(nhs, fetched_at)
+            return await super()._collect(nhs, fetched_at)
         except ConversionError as exc:  # the source broke STU3 itself: its answer is bad data
             raise SourceFault(Outcome.BAD_DATA, str(exc)) from None
 
-    async def _rounds(
-        self, nhs: str, fetched_at: datetime
-    ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
-        ctx = Context(self.name, self.organisation, self.domain)
-        if not nhs_number.is_valid(nhs):
-            return (), ()
-        nhs = nhs_number.normalise(nhs)
-        patients = await self._patients(nhs, ctx)
-        if not patients:
-            return (), tuple(ctx.issues)
-        if len(patients) > 1:
-            ctx.issue(
-                "duplicate-person",
-                f"{len(patients)} patient records share one NHS number",
-                about="Patient",
-            )
+    def _context(self) -> Context:
+        return Context(self.name, self.organisation, self.domain)
 
-        resolved: dict[str, Resource] = {}
-        found = await asyncio.gather(*(self._care(p["id"], resolved) for p in patients))
-        refs: set[str] = set()
-        for raw in [*patients, *(r for plans, teams in found for r in (*plans, *teams))]:
-            refs |= external_references(raw)
-        await self._resolve(refs - resolved.keys(), resolved)
-        ctx.resolved = resolved
-
-        heads: list[Resource] = []
-        body: list[Resource] = []
-        provenance: list[Resource] = []
-        for raw_patient, (plans, teams) in zip(patients, found, strict=True):
-            pid = raw_patient["id"]
-            patient = map_patient(raw_patient, ctx)
-            made = [map_care_plan(p, pid, nhs, ctx) for p in plans]
-            made += [map_care_team(t, pid, nhs, ctx) for t in teams]
-            if not keep_valid(patient, ctx):
-                continue  # the person's plans and teams would point at no Patient
-            kept = [resource for resource in made if keep_valid(resource, ctx)]
-            prov = make_provenance(pid, [patient, *kept], fetched_at, ctx)
-            if keep_valid(prov, ctx):
-                provenance.append(prov)
-            heads.append(patient)
-            body.extend(kept)
-        if not heads:
-            raise SourceFault(Outcome.BAD_DATA, "no person record could be normalised")
-        return (*heads, *body, *provenance), tuple(ctx.issues)
-
-    async def _patients(self, nhs: str, ctx: Context) -> list[Resource]:
+    async def _people(self, nhs: str, ctx: Context) -> list[Resource]:
         query = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
         patients: list[Resource] = []
         for resource, mode in await self._client.search("Patient", query):
@@ -147,6 +104,29 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient]):
             if not any(raw.get("id") == p.get("id") for p in patients):
                 patients.append(raw)
         return patients
+
+    async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
+        resolved: dict[str, Resource] = {}
+        found = await asyncio.gather(*(self._care(p["id"], resolved) for p in people))
+        refs: set[str] = set()
+        for raw in [*people, *(r for plans, teams in found for r in (*plans, *teams))]:
+            refs |= external_references(raw)
+        await self._resolve(refs - resolved.keys(), resolved)
+        ctx.resolved = resolved
+        return list(found)
+
+    def _normalise(
+        self, person: Resource, care: Care, nhs: str, ctx: Context, fetched_at: datetime
+    ) -> tuple[Resource, list[Resource], Resource] | None:
+        plans, teams = care
+        pid = person["id"]
+        patient = map_patient(person, ctx)
+        made = [map_care_plan(p, pid, nhs, ctx) for p in plans]
+        made += [map_care_team(t, pid, nhs, ctx) for t in teams]
+        if not keep_valid(patient, ctx):
+            return None  # the person's plans and teams would point at no Patient
+        kept = [resource for resource in made if keep_valid(resource, ctx)]
+        return patient, kept, make_provenance(pid, [patient, *kept], fetched_at, ctx)
 
     async def _care(
         self, patient_id: str, resolved: dict[str, Resource]

@@ -31,9 +31,9 @@ from datetime import date, datetime
 import httpx
 
 from adapters import nhs_number
-from adapters.base import ChangedPerson, DataIssue, Outcome, Resource, SourceConfig
+from adapters.base import ChangedPerson, Outcome, Resource, SourceConfig
 from adapters.context import keep_valid
-from adapters.http_source import HTTPSourceAdapter
+from adapters.http_source import Care, HTTPSourceAdapter
 from adapters.resilience import CircuitBreaker, SourceFault
 from adapters.socialcare import mapping
 from adapters.socialcare.client import SocialCareClient
@@ -41,7 +41,7 @@ from adapters.socialcare.client import SocialCareClient
 _PERSON_ID = re.compile(r"[A-Za-z0-9\-]{1,40}")
 
 
-class SocialCareAdapter(HTTPSourceAdapter[SocialCareClient]):
+class SocialCareAdapter(HTTPSourceAdapter[SocialCareClient, mapping.Context]):
     """One council social care source. Make one per source and share it (it holds the client).
 
     ``fetch`` and ``nhs_number_for`` are the HTTP base's template
@@ -50,17 +50,15 @@ class SocialCareAdapter(HTTPSourceAdapter[SocialCareClient]):
     """
 
     person_id = _PERSON_ID
+    record_noun = "person"
 
     def _connect(
         self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
     ) -> SocialCareClient:
         return SocialCareClient(http, config.base_url, breaker, config.api_key)
 
-    async def _read_person(self, person_id: str) -> Resource:
-        return await self._client.person(person_id)
-
-    def _nhs_number_of(self, person: Resource) -> str | None:
-        return mapping.person_nhs_number(person)
+    async def _read_nhs_number(self, person_id: str) -> str | None:
+        return mapping.person_nhs_number(await self._client.person(person_id))
 
     async def changes(self, since: datetime) -> list[ChangedPerson]:
         """People whose record changed after ``since`` (entries without a valid NHS number
@@ -85,48 +83,36 @@ class SocialCareAdapter(HTTPSourceAdapter[SocialCareClient]):
 
     # --- the two rounds and the mapping ---------------------------------------------------
 
-    async def _collect(
-        self, nhs: str, fetched_at: datetime
-    ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
-        ctx = mapping.Context(self.name, self.organisation, self.domain)
-        nhs = nhs_number.normalise(nhs)
-        if not (nhs.isascii() and nhs_number.is_valid(nhs)):
-            return (), ()
-        people = self._matching(await self._client.people(nhs), nhs, ctx)
-        if not people:
-            return (), tuple(ctx.issues)
-        if len(people) > 1:
-            ctx.issue(
-                "duplicate-person",
-                f"{len(people)} person records share one NHS number",
-                about="Patient",
-            )
+    def _context(self) -> mapping.Context:
+        return mapping.Context(self.name, self.organisation, self.domain)
+
+    async def _people(self, nhs: str, ctx: mapping.Context) -> list[Resource]:
+        return self._matching(await self._client.people(nhs), nhs, ctx)
+
+    async def _care_of(self, people: list[Resource], ctx: mapping.Context) -> list[Care]:
         found = await asyncio.gather(*(self._care(str(p["personId"])) for p in people))
         ctx.organisation_name = mapping.organisation_name(
             (i for _, involvements in found for i in involvements), self.organisation
         )
+        return list(found)
 
-        heads: list[Resource] = []
-        body: list[Resource] = []
-        provenance: list[Resource] = []
-        today = fetched_at.date()
-        for person, (plans, involvements) in zip(people, found, strict=True):
-            made = self._person(person, plans, involvements, nhs, ctx, today)
-            if made is None:
-                continue
-            patient, rest = made
-            prov = mapping.make_provenance(
-                str(person["personId"]), [patient, *rest], fetched_at, ctx
-            )
-            if person.get("restricted") is True:
-                mapping.add_label(prov)
-            if keep_valid(prov, ctx):
-                provenance.append(prov)
-            heads.append(patient)
-            body.extend(rest)
-        if not heads:
-            raise SourceFault(Outcome.BAD_DATA, "no person record could be normalised")
-        return (*heads, *body, *provenance), tuple(ctx.issues)
+    def _normalise(
+        self,
+        person: Resource,
+        care: Care,
+        nhs: str,
+        ctx: mapping.Context,
+        fetched_at: datetime,
+    ) -> tuple[Resource, list[Resource], Resource] | None:
+        plans, involvements = care
+        made = self._person(person, plans, involvements, nhs, ctx, fetched_at.date())
+        if made is None:
+            return None
+        patient, rest = made
+        prov = mapping.make_provenance(str(person["personId"]), [patient, *rest], fetched_at, ctx)
+        if person.get("restricted") is True:
+            mapping.add_label(prov)
+        return patient, rest, prov
 
     @staticmethod
     def _matching(people: list[Resource], nhs: str, ctx: mapping.Context) -> list[Resource]:
