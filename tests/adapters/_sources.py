@@ -4,13 +4,16 @@ simulators' configs and their ``/_control`` endpoint (faults, latency, reset).""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import httpx
 
-from adapters.base import SourceConfig, SourceKind
+from adapters.base import SourceAdapter, SourceConfig, SourceKind
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
+
+A = TypeVar("A", bound=SourceAdapter)
 
 
 def nhs(key: str) -> str:
@@ -41,3 +44,17 @@ async def reset(running: RunningSources, kind: SourceKind) -> None:
     """Clear the simulator's faults, latency and request counts (``POST /_control/reset``)."""
     async with httpx.AsyncClient() as client:
         await client.post(f"{_url(running, kind)}/_control/reset")
+
+
+async def closing(adapter: A, running: RunningSources, kind: SourceKind) -> AsyncIterator[A]:
+    """Yield ``adapter``; afterwards close it and reset its simulator (for fixtures)."""
+    try:
+        yield adapter
+    finally:
+        await adapter.aclose()
+        await reset(running, kind)
+
+
+def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
+    """The resources of one ``resourceType``, in order."""
+    return [r for r in resources if r["resourceType"] == kind]

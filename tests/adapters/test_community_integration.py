@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,39 +10,27 @@ import httpx
 import pytest
 
 from adapters import nhs_number, ukcore
-from adapters.base import Outcome, SourceConfig, SourceKind
+from adapters.base import Outcome, SourceKind
 from adapters.community.adapter import CommunityAdapter
 from adapters.community.client import CommunityClient
 from adapters.resilience import CircuitBreaker
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import nhs, reset, source_config
+from tests.adapters._sources import closing, nhs, of_type, source_config
 from tests.adapters.test_community_convert import r4_valid
 
 KIND: SourceKind = "community-fhir-stu3"
 
 
-def config(running: RunningSources, **changes: Any) -> SourceConfig:
-    return source_config(running, KIND, **changes)
-
-
-async def control(running: RunningSources, **settings: Any) -> None:
-    await _sources.control(running, KIND, **settings)
+config = functools.partial(source_config, kind=KIND)
+control = functools.partial(_sources.control, kind=KIND)
 
 
 @pytest.fixture
 async def adapter(running_sources: RunningSources) -> AsyncIterator[CommunityAdapter]:
-    made = CommunityAdapter(config(running_sources))
-    try:
+    async for made in closing(CommunityAdapter(config(running_sources)), running_sources, KIND):
         yield made
-    finally:
-        await made.aclose()
-        await reset(running_sources, KIND)
-
-
-def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
-    return [r for r in resources if r["resourceType"] == kind]
 
 
 def nhs_identifier(patient: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -9,36 +10,24 @@ from typing import Any
 import pytest
 
 from adapters import ukcore
-from adapters.base import Outcome, SourceConfig, SourceKind
+from adapters.base import Outcome, SourceKind
 from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import nhs, reset, source_config
+from tests.adapters._sources import closing, nhs, of_type, reset, source_config
 
 KIND: SourceKind = "social-care-api"
 
 
-def config(running: RunningSources, **changes: Any) -> SourceConfig:
-    return source_config(running, KIND, **changes)
-
-
-async def control(running: RunningSources, **settings: Any) -> None:
-    await _sources.control(running, KIND, **settings)
+config = functools.partial(source_config, kind=KIND)
+control = functools.partial(_sources.control, kind=KIND)
 
 
 @pytest.fixture
 async def adapter(running_sources: RunningSources) -> AsyncIterator[SocialCareAdapter]:
-    made = SocialCareAdapter(config(running_sources))
-    try:
+    async for made in closing(SocialCareAdapter(config(running_sources)), running_sources, KIND):
         yield made
-    finally:
-        await made.aclose()
-        await reset(running_sources, KIND)
-
-
-def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
-    return [r for r in resources if r["resourceType"] == kind]
 
 
 def verification(patient: dict[str, Any]) -> str:
