@@ -29,6 +29,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 Resource = dict[str, Any]
 Domain = Literal["social-care", "health"]
+#: The kinds of source system the sources file may name. Each is registered, with the care
+#: domain its records belong to and the adapter that speaks it, in :mod:`adapters.kinds`.
+SourceKind = Literal["social-care-api", "community-fhir-stu3"]
 
 
 class Outcome(enum.StrEnum):
@@ -44,7 +47,7 @@ class SourceConfig:
     """One entry of the sources file (``CAREGW_SOURCES_FILE``)."""
 
     name: str
-    kind: Literal["social-care-api", "community-fhir-stu3"]
+    kind: SourceKind
     base_url: str
     organisation: str  # ODS code of the data controller
     timeout_s: float = 2.0
@@ -55,9 +58,13 @@ class SourceConfig:
 
     @property
     def care_domain(self) -> Domain:
+        """The domain the sources file gives, else the one registered for the kind."""
         if self.domain is not None:
             return self.domain
-        return "social-care" if self.kind == "social-care-api" else "health"
+        # Imported here: the registry imports every adapter, and every adapter imports this.
+        from adapters.kinds import KINDS
+
+        return KINDS[self.kind].domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +157,24 @@ class ChangedPerson:
 
     nhs_number: str
     changed_at: datetime
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A source that can say who changed since a time (the social care API's ``/changes``).
+
+    The gateway polls every adapter that has one and evicts those people from its cache
+    (``gateway/cache/invalidation.py``); a source without a feed relies on the cache TTL.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def changes(self, since: datetime) -> list[ChangedPerson]:
+        """People whose record changed after ``since`` (timezone-aware), each with a valid
+        NHS number. Raises :class:`~adapters.resilience.SourceFault` when the source cannot
+        answer."""
+        ...
 
 
 @runtime_checkable

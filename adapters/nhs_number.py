@@ -11,14 +11,22 @@ test data, so :func:`synthetic` only makes those.
 True
 >>> format_nhs("9990000018")
 '999 000 0018'
+
+The identifier system an NHS number is given in, and the NHS number verification status
+codes with their displays, live here too: they are facts about NHS numbers that every
+system (a simulated source as much as an adapter) uses; :mod:`adapters.ukcore` re-exports
+them beside the rest of the UK Core vocabulary.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from typing import Final
 
 __all__ = [
+    "NHS_NUMBER_SYSTEM",
+    "NHS_VERIFICATION_DISPLAY",
     "InvalidNHSNumber",
     "check_digit",
     "format_nhs",
@@ -27,6 +35,20 @@ __all__ = [
     "parse",
     "synthetic",
 ]
+
+NHS_NUMBER_SYSTEM: Final = "https://fhir.nhs.uk/Id/nhs-number"
+#: NHS number verification status (UK Core ``NHSNumberVerificationStatusEngland``, the same
+#: codes and displays as CareConnect's STU3 code systems).
+NHS_VERIFICATION_DISPLAY: Final[dict[str, str]] = {
+    "01": "Number present and verified",
+    "02": "Number present but not traced",
+    "03": "Trace required",
+    "04": "Trace attempted - No match or multiple match found",
+    "05": "Trace needs to be resolved - (NHS number or patient detail conflict)",
+    "06": "Trace in progress",
+    "07": "Number not present and trace not required",
+    "08": "Trace postponed (baby under six weeks old)",
+}
 
 _SEPARATORS = re.compile(r"[\s\-]+")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")  # ASCII only: \d also matches other scripts' digits

@@ -10,6 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+# NHS number facts the simulators share; part of the UK Core vocabulary too.
+from adapters.nhs_number import NHS_NUMBER_SYSTEM as NHS_NUMBER_SYSTEM
+from adapters.nhs_number import NHS_VERIFICATION_DISPLAY as NHS_VERIFICATION_DISPLAY
+
 # --- profiles -------------------------------------------------------------------------
 _SD: Final = "https://fhir.hl7.org.uk/StructureDefinition/"
 PROFILE_PATIENT: Final = _SD + "UKCore-Patient"
@@ -21,7 +25,6 @@ PROFILE_PROVENANCE: Final = _SD + "UKCore-Provenance"
 # UK Core has no Goal profile in the package we follow; Goals carry the base profile only.
 
 # --- identifiers ----------------------------------------------------------------------
-NHS_NUMBER_SYSTEM: Final = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_ORGANISATION_SYSTEM: Final = "https://fhir.nhs.uk/Id/ods-organization-code"
 CQC_LOCATION_SYSTEM: Final = "https://fhir.nhs.uk/Id/cqc-location-id"
 
@@ -30,16 +33,6 @@ EXT_NHS_VERIFICATION: Final = _SD + "Extension-UKCore-NHSNumberVerificationStatu
 NHS_VERIFICATION_SYSTEM: Final = (
     "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland"
 )
-NHS_VERIFICATION_DISPLAY: Final[dict[str, str]] = {
-    "01": "Number present and verified",
-    "02": "Number present but not traced",
-    "03": "Trace required",
-    "04": "Trace attempted - No match or multiple match found",
-    "05": "Trace needs to be resolved - (NHS number or patient detail conflict)",
-    "06": "Trace in progress",
-    "07": "Number not present and trace not required",
-    "08": "Trace postponed (baby under six weeks old)",
-}
 VERIFIED: Final = "01"
 
 # Every extension URL and code system real STU3 systems use for the same status.

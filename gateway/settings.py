@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.base import SourceConfig
+from adapters.kinds import KINDS
 
 MIN_POLL_INTERVAL_S = 1.0
 
@@ -139,9 +140,6 @@ class Settings(BaseSettings):
             )
 
 
-_KINDS = {"social-care-api", "community-fhir-stu3"}
-
-
 def load_sources(path: Path) -> list[SourceConfig]:
     """Read the sources file (YAML or JSON list); errors name the file and the entry."""
     try:
@@ -163,8 +161,8 @@ def load_sources(path: Path) -> list[SourceConfig]:
         missing = [k for k in ("name", "kind", "base_url", "organisation") if not entry.get(k)]
         if missing:
             raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
-        if entry["kind"] not in _KINDS:
-            raise ConfigurationError(f"{where}: kind must be one of {sorted(_KINDS)}")
+        if entry["kind"] not in KINDS:
+            raise ConfigurationError(f"{where}: kind must be one of {sorted(KINDS)}")
         if entry.get("domain") not in (None, "social-care", "health"):
             raise ConfigurationError(f"{where}: domain must be social-care or health")
         name = str(entry["name"])

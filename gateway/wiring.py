@@ -23,10 +23,9 @@ from pathlib import Path
 
 import structlog
 
-from adapters.base import SourceAdapter, SourceConfig
-from adapters.community.adapter import CommunityAdapter
+from adapters.base import ChangeFeed, SourceAdapter, SourceConfig
+from adapters.kinds import make_adapter as make_adapter  # the one registry of source kinds
 from adapters.resilience import CircuitBreaker
-from adapters.socialcare.adapter import SocialCareAdapter
 from consent import load_policy
 from gateway import schema
 from gateway.access import Decider, RecordAccess
@@ -58,28 +57,18 @@ DEFAULT_CHANGE_POLL_INTERVAL_S = 10.0
 """Seconds between change-feed polls (``CAREGW_CHANGE_POLL_INTERVAL_S``'s default)."""
 
 
-def make_adapter(config: SourceConfig, breaker: CircuitBreaker | None = None) -> SourceAdapter:
-    adapter: SourceAdapter
-    if config.kind == "social-care-api":
-        adapter = SocialCareAdapter(config, breaker=breaker)
-    else:
-        adapter = CommunityAdapter(config, breaker=breaker)
-    return adapter
-
-
 def change_pollers(
     adapters: Sequence[SourceAdapter],
     cache: RecordCache,
     interval_s: float = DEFAULT_CHANGE_POLL_INTERVAL_S,
 ) -> tuple[ChangePoller, ...]:
-    """A poller for every adapter with a change feed (``changes(since)``)."""
+    """A poller for every adapter with a change feed (:class:`adapters.base.ChangeFeed`)."""
     pollers: list[ChangePoller] = []
     for adapter in adapters:
-        feed = getattr(adapter, "changes", None)
-        if callable(feed):
+        if isinstance(adapter, ChangeFeed):
             pollers.append(
                 ChangePoller(
-                    feed,
+                    adapter.changes,
                     cache,
                     interval_s,
                     lookback=timedelta(seconds=cache.ttl_s),

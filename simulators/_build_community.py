@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
-from adapters.ukcore import ETHNIC_CATEGORY_DISPLAY, NHS_VERIFICATION_DISPLAY
+from adapters.nhs_number import NHS_VERIFICATION_DISPLAY
 from simulators import _vocab as v
 from simulators._build import TODAY, Builder, days_before, stamp, weighted
 from simulators.model import (
@@ -43,7 +43,7 @@ def _ethnicity_coding(rng: random.Random, letter: str | None) -> Coding | None:
     if subs and rng.random() < 0.3:
         code = rng.choice(subs)
         return Coding(system, code, v.LOCAL_ETHNIC_SUBCODES[code])
-    return Coding(system, letter, ETHNIC_CATEGORY_DISPLAY.get(letter))
+    return Coding(system, letter, v.ETHNIC_CATEGORY_DISPLAY.get(letter))
 
 
 def community_patient(

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.ukcore import (
-    CONFIDENTIALITY_DISPLAY,
-    NHS_NUMBER_SYSTEM,
-    ODS_ORGANISATION_SYSTEM,
-    STU3_ACT_CODE_SYSTEM,
-    STU3_CONFIDENTIALITY_SYSTEM,
-)
+from adapters.nhs_number import NHS_NUMBER_SYSTEM
 from simulators import _vocab as v
 from simulators._http import iso_date, rfc3339
 from simulators.model import (
@@ -109,7 +103,7 @@ def organization(o: CommunityOrganization) -> dict[str, Any]:
         "resourceType": "Organization",
         "id": o.org_id,
         "meta": {"profile": [CARECONNECT_ORGANIZATION]},
-        "identifier": [{"system": ODS_ORGANISATION_SYSTEM, "value": o.ods_code}],
+        "identifier": [{"system": v.ODS_ORGANISATION_SYSTEM, "value": o.ods_code}],
         "active": True,
         "name": o.name,
     }
@@ -142,11 +136,12 @@ def care_plan(cp: CommunityCarePlan, pop: Population) -> dict[str, Any]:
     org = pop.organizations[cp.author_org_id]
     meta: dict[str, Any] = {"versionId": "1", "lastUpdated": rfc3339(cp.last_updated)}
     if cp.security:
-        meta["security"] = [{"system": STU3_CONFIDENTIALITY_SYSTEM, "code": cp.security,
-                             "display": CONFIDENTIALITY_DISPLAY.get(cp.security, cp.security)}]
+        display = v.STU3_CONFIDENTIALITY_DISPLAY.get(cp.security, cp.security)
+        meta["security"] = [{"system": v.STU3_CONFIDENTIALITY_SYSTEM, "code": cp.security,
+                             "display": display}]
     if cp.handling:  # as GP Connect marks "no disclosure to patient" (STU3 system)
         meta.setdefault("security", []).extend(
-            {"system": STU3_ACT_CODE_SYSTEM, "code": code} for code in cp.handling
+            {"system": v.STU3_ACT_CODE_SYSTEM, "code": code} for code in cp.handling
         )
     out: dict[str, Any] = {"resourceType": "CarePlan", "id": cp.plan_id, "meta": meta}
     if cp.contained:

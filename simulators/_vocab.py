@@ -66,10 +66,24 @@ FAMILY_NAMES: Final = (
 )
 
 # Ethnic categories with rough weights for an older local population.
-ETHNICITY_WEIGHTS: Final = (
-    ("A", 78), ("B", 2), ("C", 4), ("H", 2), ("J", 1), ("K", 1), ("M", 2), ("N", 3),
-    ("R", 1), ("S", 1), ("Z", 3), ("99", 2),
+# Ethnic category (NHS Data Dictionary letters): the display each system sends with it, and
+# how often the population holds it.
+ETHNIC_CATEGORIES: Final = (
+    ("A", "White - British", 78),
+    ("B", "White - Irish", 2),
+    ("C", "White - Any other White background", 4),
+    ("H", "Asian or Asian British - Indian", 2),
+    ("J", "Asian or Asian British - Pakistani", 1),
+    ("K", "Asian or Asian British - Bangladeshi", 1),
+    ("M", "Black or Black British - Caribbean", 2),
+    ("N", "Black or Black British - African", 3),
+    ("R", "Other Ethnic Groups - Chinese", 1),
+    ("S", "Other Ethnic Groups - Any other ethnic group", 1),
+    ("Z", "Not stated", 3),
+    ("99", "Not known", 2),
 )
+ETHNICITY_WEIGHTS: Final = tuple((code, weight) for code, _, weight in ETHNIC_CATEGORIES)
+ETHNIC_CATEGORY_DISPLAY: Final = {code: display for code, display, _ in ETHNIC_CATEGORIES}
 # Local two-character ethnic sub-codes some community systems send (first letter = category).
 LOCAL_ETHNIC_SUBCODES: Final[dict[str, str]] = {
     "CA": "White - English",
@@ -217,6 +231,12 @@ CARE_TEAM_NAMES: Final = (
 )
 
 # --- STU3 code systems -----------------------------------------------------------------
+# The simulated systems' own copies: a vendor system does not share the gateway's tables, and
+# a simulator that did could not catch a wrong entry in them.
+ODS_ORGANISATION_SYSTEM: Final = "https://fhir.nhs.uk/Id/ods-organization-code"
+STU3_CONFIDENTIALITY_SYSTEM: Final = "http://hl7.org/fhir/v3/Confidentiality"
+STU3_CONFIDENTIALITY_DISPLAY: Final = {"R": "restricted", "V": "very restricted"}
+STU3_ACT_CODE_SYSTEM: Final = "http://hl7.org/fhir/v3/ActCode"
 STU3_VERIFICATION_EXTENSION: Final = (
     "https://fhir.hl7.org.uk/STU3/StructureDefinition/"
     "Extension-CareConnect-NHSNumberVerificationStatus-1"

@@ -35,7 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from adapters.ukcore import NHS_NUMBER_SYSTEM
+from adapters.nhs_number import NHS_NUMBER_SYSTEM
 from simulators import _stu3
 from simulators._http import FHIRJSON, rfc3339
 from simulators.control import ControlState, FaultMiddleware, control_router

@@ -1,4 +1,4 @@
-"""STU3 CarePlan and CareTeam → UK Core R4 (pure; see :mod:`adapters.community.convert`)."""
+"""STU3 CarePlan and CareTeam → UK Core R4 (pure; see :mod:`adapters.community.mapping`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ PLAN_TYPE_HEALTH = "health"
 # --- CarePlan --------------------------------------------------------------------------
 
 
-def convert_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
+def map_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
     """A STU3 CarePlan as a UK Core CarePlan with id ``{source}.{patient id}.{plan id}``."""
     if isinstance(raw, dict) and not raw.get("intent"):
         # STU3 makes intent 1..1, yet some systems leave it out: "plan unless the source
@@ -204,7 +204,7 @@ def _note(note: Any) -> Resource | None:
 # --- CareTeam --------------------------------------------------------------------------
 
 
-def convert_care_team(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
+def map_care_team(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
     """A STU3 CareTeam as a UK Core CareTeam with id ``{source}.{patient id}.{team id}``."""
     raw = parse_stu3(raw, "CareTeam")
     out: Resource = {

@@ -20,7 +20,8 @@ from fhir.resources.STU3.practitioner import Practitioner as STU3Practitioner
 from pydantic import ValidationError
 
 from adapters import ukcore
-from adapters.base import DataIssue, Domain, Resource
+from adapters.base import Resource
+from adapters.context import MappingContext
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _MODELS: dict[str, Any] = {
@@ -38,24 +39,14 @@ class ConversionError(Exception):
 
 
 @dataclass(slots=True)
-class Context:
-    """What a conversion needs besides the STU3 resource itself.
+class Context(MappingContext):
+    """What a conversion needs besides the STU3 resource itself (:class:`MappingContext`).
 
     ``resolved`` maps ``"Organization/{id}"`` / ``"Practitioner/{id}"`` to the STU3 resources
-    the client fetched (or the source included); ``issues`` collects data-quality findings.
+    the client fetched (or the source included).
     """
 
-    source: str
-    organisation: str
-    domain: Domain
     resolved: Mapping[str, Resource] = field(default_factory=dict)
-    issues: list[DataIssue] = field(default_factory=list)
-
-    def issue(self, code: str, text: str, *, about: str | None) -> None:
-        """Record a finding once; ``about`` is the resource type it concerns (``DataIssue``)."""
-        found = DataIssue(code, text, about)
-        if found not in self.issues:
-            self.issues.append(found)
 
 
 def parse_stu3(raw: Any, expected: str) -> Resource:

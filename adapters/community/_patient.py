@@ -1,4 +1,4 @@
-"""STU3 CareConnect-Patient-1 → UK Core Patient (pure; see :mod:`adapters.community.convert`)."""
+"""STU3 CareConnect-Patient-1 → UK Core Patient (pure; see :mod:`adapters.community.mapping`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def patient_nhs_number(raw: Resource) -> str | None:
     return None
 
 
-def convert_patient(raw: Any, ctx: Context) -> Resource:
+def map_patient(raw: Any, ctx: Context) -> Resource:
     """A CareConnect-Patient-1 as a UK Core Patient with id ``{source}.{patient id}``."""
     raw = parse_stu3(raw, "Patient")
     pid = local_id(raw)

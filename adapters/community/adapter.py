@@ -6,10 +6,16 @@
 2. per patient, ``CarePlan?subject=`` and ``CareTeam?subject=`` together (``asyncio.gather``);
 3. every referenced ``Organization`` / ``Practitioner`` not contained or included, once each.
 
-Then the pure conversion (:mod:`adapters.community.convert`) builds the UK Core resources,
-each validated where it is born. The whole fetch runs under ``asyncio.timeout(timeout_s)``;
-source faults, bad content and the deadline become a failed :class:`SourceResult`, never an
-exception.
+Then the pure mapping (:mod:`adapters.community.mapping`) builds the UK Core resources.
+
+**A resource that fails UK Core validation is left out, not fatal** (the one rule for every
+adapter, :mod:`adapters.context`): a CarePlan or CareTeam that fails is dropped; a Patient
+that fails takes everything made for that patient with it. If no patient is left the answer
+is ``BAD_DATA``. A resource the STU3 model itself rejects is the source breaking its own
+interface, and fails the whole source (``BAD_DATA``).
+
+The whole fetch runs under the source's deadline (the HTTP base's template): source faults,
+bad content and the deadline become a failed :class:`SourceResult`, never an exception.
 
 >>> adapter = CommunityAdapter(SourceConfig("community", "community-fhir-stu3",
 ...     "http://127.0.0.1:8082/fhir", "RWX", bearer_token="..."))  # doctest: +SKIP
@@ -21,79 +27,51 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 
-from adapters import nhs_number, ukcore
-from adapters.base import DataIssue, Outcome, Resource, SourceConfig, SourceResult
+from adapters import ukcore
+from adapters.base import DataIssue, Outcome, Resource, SourceConfig
 from adapters.community._common import external_references, parse_stu3
 from adapters.community.client import CommunityClient
-from adapters.community.convert import (
+from adapters.community.mapping import (
     Context,
     ConversionError,
-    convert_care_plan,
-    convert_care_team,
-    convert_patient,
     make_provenance,
+    map_care_plan,
+    map_care_team,
+    map_patient,
     patient_nhs_number,
 )
-from adapters.http_source import HTTPSourceAdapter
-from adapters.resilience import CircuitBreaker, SourceFault, deadline_scope
-from adapters.validation import UKCoreValidationError, validate_resource
+from adapters.context import keep_valid
+from adapters.http_source import Care, HTTPSourceAdapter
+from adapters.resilience import CircuitBreaker, SourceFault
 
 _SOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-class CommunityAdapter(HTTPSourceAdapter):
-    """One community FHIR STU3 source. Make one per source and share it (it holds the client)."""
+class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
+    """One community FHIR STU3 source. Make one per source and share it (it holds the client).
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        client: httpx.AsyncClient | None = None,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(config, client)
-        self._client = CommunityClient(
-            self._http, config.base_url, breaker or CircuitBreaker(), config.bearer_token
-        )
+    ``fetch`` and ``nhs_number_for`` are the HTTP base's template
+    (:class:`~adapters.http_source.HTTPSourceAdapter`); the source has no change feed, so
+    its cached records last their TTL.
+    """
 
-    async def fetch(self, nhs_number: str) -> SourceResult:
-        fetched_at = datetime.now(UTC)
-        try:
-            async with deadline_scope(self._config.timeout_s):
-                resources, issues = await self._collect(nhs_number, fetched_at)
-        except TimeoutError:
-            detail = f"no answer within {self._config.timeout_s:g}s"
-            return self._failed(Outcome.TIMED_OUT, detail, fetched_at)
-        except SourceFault as fault:
-            return self._failed(fault.outcome, fault.detail, fetched_at)
-        except ConversionError as exc:
-            return self._failed(Outcome.BAD_DATA, str(exc), fetched_at)
-        outcome = Outcome.FOUND if resources else Outcome.NOT_FOUND
-        return self._result(outcome, fetched_at, resources=resources, issues=issues)
+    person_id = _SOURCE_ID
+    record_noun = "patient"
 
-    async def nhs_number_for(self, person_id: str) -> str | None:
-        """The valid NHS number of source Patient ``person_id``, or ``None``.
+    def _connect(
+        self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
+    ) -> CommunityClient:
+        return CommunityClient(http, config.base_url, breaker, config.bearer_token)
 
-        Raises :class:`~adapters.resilience.SourceFault` when the source cannot answer (a
-        missing patient is ``None``, not a fault).
-        """
-        if not _SOURCE_ID.fullmatch(person_id):
-            return None
-        try:
-            async with deadline_scope(self._config.timeout_s):
-                raw = await self._client.read("Patient", person_id)
-        except TimeoutError:
-            raise SourceFault(Outcome.TIMED_OUT, "no answer in time") from None
-        except SourceFault as fault:
-            if fault.outcome is Outcome.NOT_FOUND:
-                return None
-            raise
+    async def _read_nhs_number(self, person_id: str) -> str | None:
+        raw = await self._client.read("Patient", person_id)
         try:
             return patient_nhs_number(parse_stu3(raw, "Patient"))
-        except ConversionError:
+        except ConversionError:  # not a Patient we could read: no number to trust
             return None
 
     # --- the three rounds ---------------------------------------------------------------
@@ -101,45 +79,15 @@ class CommunityAdapter(HTTPSourceAdapter):
     async def _collect(
         self, nhs: str, fetched_at: datetime
     ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
-        ctx = Context(self.name, self.organisation, self.domain)
-        if not nhs_number.is_valid(nhs):
-            return (), ()
-        nhs = nhs_number.normalise(nhs)
-        patients = await self._patients(nhs, ctx)
-        if not patients:
-            return (), tuple(ctx.issues)
-        if len(patients) > 1:
-            ctx.issue(
-                "duplicate-person",
-                f"{len(patients)} patient records share one NHS number",
-                about="Patient",
-            )
+        try:
+            return await super()._collect(nhs, fetched_at)
+        except ConversionError as exc:  # the source broke STU3 itself: its answer is bad data
+            raise SourceFault(Outcome.BAD_DATA, str(exc)) from None
 
-        resolved: dict[str, Resource] = {}
-        found = await asyncio.gather(*(self._care(p["id"], resolved) for p in patients))
-        refs: set[str] = set()
-        for raw in [*patients, *(r for plans, teams in found for r in (*plans, *teams))]:
-            refs |= external_references(raw)
-        await self._resolve(refs - resolved.keys(), resolved)
-        ctx.resolved = resolved
+    def _context(self) -> Context:
+        return Context(self.name, self.organisation, self.domain)
 
-        heads: list[Resource] = []
-        body: list[Resource] = []
-        provenance: list[Resource] = []
-        for raw_patient, (plans, teams) in zip(patients, found, strict=True):
-            pid = raw_patient["id"]
-            patient = convert_patient(raw_patient, ctx)
-            made = [convert_care_plan(p, pid, nhs, ctx) for p in plans]
-            made += [convert_care_team(t, pid, nhs, ctx) for t in teams]
-            heads.append(patient)
-            body.extend(made)
-            provenance.append(make_provenance(pid, [patient, *made], fetched_at, ctx))
-        resources = (*heads, *body, *provenance)
-        for resource in resources:
-            _validate(resource)
-        return resources, tuple(ctx.issues)
-
-    async def _patients(self, nhs: str, ctx: Context) -> list[Resource]:
+    async def _people(self, nhs: str, ctx: Context) -> list[Resource]:
         query = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
         patients: list[Resource] = []
         for resource, mode in await self._client.search("Patient", query):
@@ -156,6 +104,29 @@ class CommunityAdapter(HTTPSourceAdapter):
             if not any(raw.get("id") == p.get("id") for p in patients):
                 patients.append(raw)
         return patients
+
+    async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
+        resolved: dict[str, Resource] = {}
+        found = await asyncio.gather(*(self._care(p["id"], resolved) for p in people))
+        refs: set[str] = set()
+        for raw in [*people, *(r for plans, teams in found for r in (*plans, *teams))]:
+            refs |= external_references(raw)
+        await self._resolve(refs - resolved.keys(), resolved)
+        ctx.resolved = resolved
+        return list(found)
+
+    def _normalise(
+        self, person: Resource, care: Care, nhs: str, ctx: Context, fetched_at: datetime
+    ) -> tuple[Resource, list[Resource], Resource] | None:
+        plans, teams = care
+        pid = person["id"]
+        patient = map_patient(person, ctx)
+        made = [map_care_plan(p, pid, nhs, ctx) for p in plans]
+        made += [map_care_team(t, pid, nhs, ctx) for t in teams]
+        if not keep_valid(patient, ctx):
+            return None  # the person's plans and teams would point at no Patient
+        kept = [resource for resource in made if keep_valid(resource, ctx)]
+        return patient, kept, make_provenance(pid, [patient, *kept], fetched_at, ctx)
 
     async def _care(
         self, patient_id: str, resolved: dict[str, Resource]
@@ -193,14 +164,3 @@ class CommunityAdapter(HTTPSourceAdapter):
             resolved[ref] = parse_stu3(raw, kind)
 
         await asyncio.gather(*(one(ref) for ref in sorted(refs)))
-
-    # --- results ------------------------------------------------------------------------
-
-
-def _validate(resource: Resource) -> None:
-    """UK Core validation where the resource is born; failures are the source's bad data."""
-    try:
-        validate_resource(resource)
-    except UKCoreValidationError as exc:
-        # Its messages name elements and rules, never values (adapters/validation.py).
-        raise ConversionError(f"normalised resource failed UK Core validation: {exc}") from None

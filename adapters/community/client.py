@@ -1,8 +1,9 @@
 """HTTP access to the community source's STU3 API.
 
-Every request goes through :func:`adapters.resilience.guarded`, so httpx errors and HTTP
-failures become :class:`~adapters.resilience.SourceFault` values counted by the circuit
-breaker. Statuses are mapped here, once:
+Every request carries the bearer token and goes through :func:`adapters.resilience.guarded`
+(:class:`adapters.http_source.SourceClient`), so httpx errors and HTTP failures become
+:class:`~adapters.resilience.SourceFault` values counted by the circuit breaker. Statuses
+are mapped so:
 
 ======================  =====================================================
 ``200``                 the JSON body (must be a JSON object)
@@ -25,15 +26,18 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from adapters.base import Outcome, Resource
-from adapters.resilience import CircuitBreaker, SourceFault, answer_or_fault, get_with_one_retry
+from adapters.http_source import SourceClient
+from adapters.resilience import CircuitBreaker, SourceFault
 
 FHIR_JSON = "application/fhir+json"
 MAX_PAGES = 200
 TRANSIENT = frozenset({429, 503})
 
 
-class CommunityClient:
+class CommunityClient(SourceClient):
     """Searches and reads against one community source over a shared ``httpx.AsyncClient``."""
+
+    retry_on = TRANSIENT
 
     def __init__(
         self,
@@ -42,13 +46,11 @@ class CommunityClient:
         breaker: CircuitBreaker,
         bearer_token: str | None = None,
     ) -> None:
-        self._http = http
-        self._base = base_url.rstrip("/") + "/"
-        self._origin = _origin(self._base)
-        self._breaker = breaker
-        self._headers = {"Accept": FHIR_JSON}
+        headers = {"Accept": FHIR_JSON}
         if bearer_token:
-            self._headers["Authorization"] = f"Bearer {bearer_token}"
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        super().__init__(http, base_url, breaker, headers)
+        self._origin = _origin(self._base)
 
     async def read(self, resource_type: str, resource_id: str) -> Resource:
         """``GET /{type}/{id}``; a 404 raises a ``NOT_FOUND`` fault."""
@@ -85,32 +87,19 @@ class CommunityClient:
                 return url
         return None
 
-    async def get(self, url: str, params: Mapping[str, str] | None = None) -> Resource:
-        """One GET under the breaker, with at most one ``Retry-After`` retry."""
-        return await get_with_one_retry(
-            self._http,
-            urljoin(self._base, url),
-            params=params,
-            headers=self._headers,
-            breaker=self._breaker,
-            retry_on=TRANSIENT,
-            parse=_body,
-        )
+    def _url(self, path: str) -> str:
+        """``path`` relative to the base URL, or a ``next`` link already made absolute."""
+        return urljoin(self._base, path)
+
+    def _detail(self, response: httpx.Response) -> str:
+        codes = _outcome_codes(response)
+        suffix = f" ({', '.join(codes)})" if codes else ""
+        return f"HTTP {response.status_code}{suffix}"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname or "", parts.port
-
-
-def _body(response: httpx.Response) -> Resource:
-    return answer_or_fault(response, _detail)
-
-
-def _detail(response: httpx.Response) -> str:
-    codes = _outcome_codes(response)
-    suffix = f" ({', '.join(codes)})" if codes else ""
-    return f"HTTP {response.status_code}{suffix}"
 
 
 def _outcome_codes(response: httpx.Response) -> list[str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
 from adapters import ukcore
-from adapters.base import DataIssue, Domain, Resource
+from adapters.base import Resource
+from adapters.context import MappingContext
 
 _FHIR_DATE: Final = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 _FHIR_INSTANT: Final = re.compile(
@@ -16,22 +17,12 @@ _FHIR_INSTANT: Final = re.compile(
 )
 
 
-@dataclass
-class Context:
-    """What every mapping needs to know about the source, and where issues are collected."""
+@dataclass(slots=True)
+class Context(MappingContext):
+    """What every mapping needs to know about the source (:class:`MappingContext`), and the
+    source organisation's display name once an involvement has given it."""
 
-    source: str
-    organisation: str
-    domain: Domain
     organisation_name: str | None = None
-    issues: list[DataIssue] = field(default_factory=list)
-
-    def issue(self, code: str, text: str, *, about: str | None, labelled: bool = False) -> None:
-        """Record a finding once; ``about`` is the resource type it concerns, ``labelled`` that
-        it is a confidentiality-labelled resource left out here (:class:`DataIssue`)."""
-        found = DataIssue(code, text, about, labelled)
-        if found not in self.issues:
-            self.issues.append(found)
 
 
 # --- shared pieces --------------------------------------------------------------------------

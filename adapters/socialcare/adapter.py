@@ -8,14 +8,13 @@
 Then the pure mapping (:mod:`adapters.socialcare.mapping`) builds UK Core resources, each
 validated where it is born with :func:`adapters.validation.validate_resource`.
 
-**Invalid resources are dropped, not fatal** (a ``DataIssue`` ``invalid-resource`` says which
-kind): one odd support plan should not hide a person's other plans and care team from a
-clinician. A Goal that fails is dropped and unlinked from its plan; a plan that fails takes
-its Goals with it; a Patient that fails takes everything made for that person with it. If no
-person is left the answer is ``BAD_DATA``.
+**A resource that fails UK Core validation is left out, not fatal** (the one rule for every
+adapter, :mod:`adapters.context`): a Goal that fails is dropped and unlinked from its plan;
+a plan that fails takes its Goals with it; a Patient that fails takes everything made for
+that person with it. If no person is left the answer is ``BAD_DATA``.
 
-The whole fetch runs under ``asyncio.timeout(timeout_s)``: source faults, the deadline and
-bad content become a failed :class:`SourceResult`, never an exception.
+The whole fetch runs under the source's deadline (the HTTP base's template): source faults,
+the deadline and bad content become a failed :class:`SourceResult`, never an exception.
 
 >>> adapter = SocialCareAdapter(SourceConfig("lascare", "social-care-api",
 ...     "http://127.0.0.1:8081/api/v1", "LA883", api_key="..."))  # doctest: +SKIP
@@ -26,76 +25,40 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from datetime import date, datetime
 
 import httpx
 
-from adapters import nhs_number, ukcore
-from adapters.base import (
-    ChangedPerson,
-    DataIssue,
-    Outcome,
-    Resource,
-    SourceConfig,
-    SourceResult,
-)
-from adapters.http_source import HTTPSourceAdapter
-from adapters.resilience import CircuitBreaker, SourceFault, deadline_scope
+from adapters import nhs_number
+from adapters.base import ChangedPerson, Outcome, Resource, SourceConfig
+from adapters.context import keep_valid
+from adapters.http_source import Care, HTTPSourceAdapter
+from adapters.resilience import CircuitBreaker, SourceFault
 from adapters.socialcare import mapping
 from adapters.socialcare.client import SocialCareClient
-from adapters.validation import UKCoreValidationError, validate_resource
 
 _PERSON_ID = re.compile(r"[A-Za-z0-9\-]{1,40}")
-T = TypeVar("T")
 
 
-class SocialCareAdapter(HTTPSourceAdapter):
-    """One council social care source. Make one per source and share it (it holds the client)."""
+class SocialCareAdapter(HTTPSourceAdapter[SocialCareClient, mapping.Context]):
+    """One council social care source. Make one per source and share it (it holds the client).
 
-    def __init__(
-        self,
-        config: SourceConfig,
-        client: httpx.AsyncClient | None = None,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(config, client)
-        self._client = SocialCareClient(
-            self._http, config.base_url, breaker or CircuitBreaker(), config.api_key
-        )
+    ``fetch`` and ``nhs_number_for`` are the HTTP base's template
+    (:class:`~adapters.http_source.HTTPSourceAdapter`); it has a change feed
+    (:class:`~adapters.base.ChangeFeed`).
+    """
 
-    async def fetch(self, nhs_number: str) -> SourceResult:
-        fetched_at = datetime.now(UTC)
-        try:
-            resources, issues = await self._within_deadline(
-                lambda: self._collect(nhs_number, fetched_at)
-            )
-        except TimeoutError:
-            detail = f"no answer within {self._config.timeout_s:g}s"
-            return self._failed(Outcome.TIMED_OUT, detail, fetched_at)
-        except SourceFault as fault:
-            return self._failed(fault.outcome, fault.detail, fetched_at)
-        outcome = Outcome.FOUND if resources else Outcome.NOT_FOUND
-        return self._result(outcome, fetched_at, resources=resources, issues=issues)
+    person_id = _PERSON_ID
+    record_noun = "person"
 
-    async def nhs_number_for(self, person_id: str) -> str | None:
-        """The valid, normalised NHS number of council person ``person_id``, or ``None``.
+    def _connect(
+        self, http: httpx.AsyncClient, config: SourceConfig, breaker: CircuitBreaker
+    ) -> SocialCareClient:
+        return SocialCareClient(http, config.base_url, breaker, config.api_key)
 
-        Raises :class:`~adapters.resilience.SourceFault` when the source cannot answer (an
-        unknown person is ``None``, not a fault).
-        """
-        if not _PERSON_ID.fullmatch(person_id):
-            return None
-        try:
-            person = await self._within_deadline(lambda: self._client.person(person_id))
-        except TimeoutError:
-            raise SourceFault(Outcome.TIMED_OUT, "no answer in time") from None
-        except SourceFault as fault:
-            if fault.outcome is Outcome.NOT_FOUND:
-                return None
-            raise
-        return mapping.person_nhs_number(person)
+    async def _read_nhs_number(self, person_id: str) -> str | None:
+        return mapping.person_nhs_number(await self._client.person(person_id))
 
     async def changes(self, since: datetime) -> list[ChangedPerson]:
         """People whose record changed after ``since`` (entries without a valid NHS number
@@ -103,10 +66,7 @@ class SocialCareAdapter(HTTPSourceAdapter):
 
         Raises :class:`~adapters.resilience.SourceFault` when the source cannot answer.
         """
-        try:
-            items = await self._within_deadline(lambda: self._client.changes(since))
-        except TimeoutError:
-            raise SourceFault(Outcome.TIMED_OUT, "no answer in time") from None
+        items = await self._asked(lambda: self._client.changes(since))
         changed: list[ChangedPerson] = []
         for item in items:
             raw, when = item.get("nhsNumber"), item.get("changedAt")
@@ -121,55 +81,38 @@ class SocialCareAdapter(HTTPSourceAdapter):
                 changed.append(ChangedPerson(digits, at))
         return changed
 
-    async def _within_deadline(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call`` under the source's overall deadline (shared with the client's retry)."""
-        async with deadline_scope(self._config.timeout_s):
-            return await call()
-
     # --- the two rounds and the mapping ---------------------------------------------------
 
-    async def _collect(
-        self, nhs: str, fetched_at: datetime
-    ) -> tuple[tuple[Resource, ...], tuple[DataIssue, ...]]:
-        ctx = mapping.Context(self.name, self.organisation, self.domain)
-        nhs = nhs_number.normalise(nhs)
-        if not (nhs.isascii() and nhs_number.is_valid(nhs)):
-            return (), ()
-        people = self._matching(await self._client.people(nhs), nhs, ctx)
-        if not people:
-            return (), tuple(ctx.issues)
-        if len(people) > 1:
-            ctx.issue(
-                "duplicate-person",
-                f"{len(people)} person records share one NHS number",
-                about="Patient",
-            )
+    def _context(self) -> mapping.Context:
+        return mapping.Context(self.name, self.organisation, self.domain)
+
+    async def _people(self, nhs: str, ctx: mapping.Context) -> list[Resource]:
+        return self._matching(await self._client.people(nhs), nhs, ctx)
+
+    async def _care_of(self, people: list[Resource], ctx: mapping.Context) -> list[Care]:
         found = await asyncio.gather(*(self._care(str(p["personId"])) for p in people))
         ctx.organisation_name = mapping.organisation_name(
             (i for _, involvements in found for i in involvements), self.organisation
         )
+        return list(found)
 
-        heads: list[Resource] = []
-        body: list[Resource] = []
-        provenance: list[Resource] = []
-        today = fetched_at.date()
-        for person, (plans, involvements) in zip(people, found, strict=True):
-            made = self._person(person, plans, involvements, nhs, ctx, today)
-            if made is None:
-                continue
-            patient, rest = made
-            prov = mapping.make_provenance(
-                str(person["personId"]), [patient, *rest], fetched_at, ctx
-            )
-            if person.get("restricted") is True:
-                mapping.add_label(prov)
-            if _valid(prov, ctx):
-                provenance.append(prov)
-            heads.append(patient)
-            body.extend(rest)
-        if not heads:
-            raise SourceFault(Outcome.BAD_DATA, "no person record could be normalised")
-        return (*heads, *body, *provenance), tuple(ctx.issues)
+    def _normalise(
+        self,
+        person: Resource,
+        care: Care,
+        nhs: str,
+        ctx: mapping.Context,
+        fetched_at: datetime,
+    ) -> tuple[Resource, list[Resource], Resource] | None:
+        plans, involvements = care
+        made = self._person(person, plans, involvements, nhs, ctx, fetched_at.date())
+        if made is None:
+            return None
+        patient, rest = made
+        prov = mapping.make_provenance(str(person["personId"]), [patient, *rest], fetched_at, ctx)
+        if person.get("restricted") is True:
+            mapping.add_label(prov)
+        return patient, rest, prov
 
     @staticmethod
     def _matching(people: list[Resource], nhs: str, ctx: mapping.Context) -> list[Resource]:
@@ -212,7 +155,7 @@ class SocialCareAdapter(HTTPSourceAdapter):
         patient = mapping.map_person(person, ctx)
         label = mapping.add_label if restricted else _no_label
         label(patient)
-        if not _valid(patient, ctx):
+        if not keep_valid(patient, ctx):
             return None
         rest: list[Resource] = []
         for plan in plans:
@@ -228,21 +171,19 @@ class SocialCareAdapter(HTTPSourceAdapter):
             kept_goals = []
             for goal in goals:
                 label(goal)
-                if _valid(goal, ctx):
+                if keep_valid(goal, ctx):
                     kept_goals.append(goal)
             _unlink_goals(care_plan, {g["id"] for g in kept_goals})
             label(care_plan)
-            if _valid(care_plan, ctx):
+            if keep_valid(care_plan, ctx):
                 rest.append(care_plan)
                 rest.extend(kept_goals)
         team = mapping.map_involvements(involvements, pid, nhs, ctx, today)
         if team is not None:
             label(team)
-            if _valid(team, ctx):
+            if keep_valid(team, ctx):
                 rest.append(team)
         return patient, rest
-
-    # --- results ------------------------------------------------------------------------
 
 
 async def _or_empty(call: Awaitable[list[Resource]]) -> list[Resource]:
@@ -255,18 +196,6 @@ async def _or_empty(call: Awaitable[list[Resource]]) -> list[Resource]:
         raise
 
 
-def _labelled(resource: Mapping[str, Any]) -> bool:
-    """Whether ``resource`` carries a restricting confidentiality label (R or V)."""
-    meta = resource.get("meta")
-    labels = meta.get("security") if isinstance(meta, Mapping) else None
-    return any(
-        isinstance(label, Mapping)
-        and label.get("system") == ukcore.CONFIDENTIALITY_SYSTEM
-        and label.get("code") in ("R", "V")
-        for label in labels or ()
-    )
-
-
 def _no_label(resource: Resource) -> None:
     return None
 
@@ -277,19 +206,3 @@ def _unlink_goals(care_plan: Resource, kept: set[str]) -> None:
         care_plan["goal"] = goals
     else:
         care_plan.pop("goal", None)
-
-
-def _valid(resource: Mapping[str, Any], ctx: mapping.Context) -> bool:
-    """Validate where born; a failure is reported by resource type only and dropped."""
-    try:
-        validate_resource(resource)
-    except UKCoreValidationError:
-        kind = resource.get("resourceType")
-        ctx.issue(
-            "invalid-resource",
-            f"a {kind} failed UK Core validation and was left out",
-            about=kind if isinstance(kind, str) else None,
-            labelled=_labelled(resource),
-        )
-        return False
-    return True

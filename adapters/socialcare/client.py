@@ -1,8 +1,9 @@
 """HTTP access to the council's social care API (``specs/social-care-api.md``).
 
-Every request carries ``X-Api-Key`` and goes through :func:`adapters.resilience.guarded`,
-so httpx errors and HTTP failures become :class:`~adapters.resilience.SourceFault` values
-counted by the circuit breaker. Statuses are mapped here, once:
+Every request carries ``X-Api-Key`` and goes through :func:`adapters.resilience.guarded`
+(:class:`adapters.http_source.SourceClient`), so httpx errors and HTTP failures become
+:class:`~adapters.resilience.SourceFault` values counted by the circuit breaker. Statuses
+are mapped so:
 
 =================  ==========================================================
 ``200``            the JSON body (must be a JSON object)
@@ -28,14 +29,17 @@ from urllib.parse import quote
 import httpx
 
 from adapters.base import Outcome, Resource
-from adapters.resilience import CircuitBreaker, SourceFault, answer_or_fault, get_with_one_retry
+from adapters.http_source import SourceClient
+from adapters.resilience import CircuitBreaker, SourceFault
 
 MAX_PAGES = 100
 RETRY_ON = frozenset({429})  # a 503 is not retried: the caller's answer is partial
 
 
-class SocialCareClient:
+class SocialCareClient(SourceClient):
     """Calls one social care source over a shared ``httpx.AsyncClient``."""
+
+    retry_on = RETRY_ON
 
     def __init__(
         self,
@@ -44,12 +48,10 @@ class SocialCareClient:
         breaker: CircuitBreaker,
         api_key: str | None = None,
     ) -> None:
-        self._http = http
-        self._base = base_url.rstrip("/")
-        self._breaker = breaker
-        self._headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if api_key:
-            self._headers["X-Api-Key"] = api_key
+            headers["X-Api-Key"] = api_key
+        super().__init__(http, base_url, breaker, headers)
 
     async def people(self, nhs_number: str) -> list[Resource]:
         """``GET /people?nhsNumber=`` (every page): 0, 1 or more (duplicate) people."""
@@ -87,17 +89,10 @@ class SocialCareClient:
             query = {**dict(params or {}), "cursor": str(cursor)}
         raise SourceFault(Outcome.BAD_DATA, f"{_name(path)} list has too many pages")
 
-    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Resource:
-        """One GET under the breaker, with at most one ``Retry-After`` retry on 429."""
-        return await get_with_one_retry(
-            self._http,
-            f"{self._base}/{path}",
-            params=params,
-            headers=self._headers,
-            breaker=self._breaker,
-            retry_on=RETRY_ON,
-            parse=_body,
-        )
+    def _detail(self, response: httpx.Response) -> str:
+        if response.status_code == 429:
+            return "rate limited by source (HTTP 429)"
+        return f"HTTP {response.status_code}{_error_code(response)}"
 
 
 def _segment(value: str) -> str:
@@ -107,16 +102,6 @@ def _segment(value: str) -> str:
 def _name(path: str) -> str:
     """The last word of a list path (never a person id), for failure details."""
     return path.rsplit("/", 1)[-1]
-
-
-def _body(response: httpx.Response) -> Resource:
-    return answer_or_fault(response, _detail)
-
-
-def _detail(response: httpx.Response) -> str:
-    if response.status_code == 429:
-        return "rate limited by source (HTTP 429)"
-    return f"HTTP {response.status_code}{_error_code(response)}"
 
 
 def _error_code(response: httpx.Response) -> str:

@@ -277,10 +277,12 @@ async def test_only_references_the_conversion_uses_are_fetched(source: FakeSourc
     assert not any("far" in path for path in source.calls)
 
 
-async def test_every_resource_is_validated_and_a_failure_is_bad_data(
+async def test_every_resource_is_validated_and_a_failure_is_left_out(
     source: FakeSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.community import adapter as module
+    """The one rule (``adapters/context.py``): the CareTeam that fails UK Core validation is
+    left out and reported by type; the Patient and both plans are still answered."""
+    from adapters import context
 
     seen: list[str] = []
 
@@ -289,14 +291,69 @@ async def test_every_resource_is_validated_and_a_failure_is_bad_data(
         if resource["resourceType"] == "CareTeam":
             raise UKCoreValidationError("CareTeam: status: not in the required value set")
 
-    monkeypatch.setattr(module, "validate_resource", validate)
+    monkeypatch.setattr(context, "validate_resource", validate)
     result = await adapter_for(source).fetch(NHS)
-    assert result.outcome is Outcome.BAD_DATA
-    assert result.detail == (
-        "normalised resource failed UK Core validation: "
-        "CareTeam: status: not in the required value set"
+    assert result.outcome is Outcome.FOUND
+    assert [r["id"] for r in result.resources] == [
+        "community.C1",
+        "community.C1.cp-1",
+        "community.C1.cp-2",
+        "community.C1.provenance",
+    ]
+    assert result.issues == (
+        DataIssue(
+            "invalid-resource", "a CareTeam failed UK Core validation and was left out", "CareTeam"
+        ),
     )
-    assert seen == ["Patient", "CarePlan", "CarePlan", "CareTeam"]
+    provenance = result.resources[-1]
+    assert [t["reference"] for t in provenance["target"]] == [
+        "Patient/community.C1",
+        "CarePlan/community.C1.cp-1",
+        "CarePlan/community.C1.cp-2",
+    ]
+    assert seen == ["Patient", "CarePlan", "CarePlan", "CareTeam", "Provenance"]
+
+
+async def test_a_patient_that_fails_validation_takes_its_record_with_it(
+    source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters import context
+
+    def validate(resource: dict[str, Any]) -> None:
+        if resource["resourceType"] == "Patient":
+            raise UKCoreValidationError("Patient: gender: not in the required value set")
+
+    monkeypatch.setattr(context, "validate_resource", validate)
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.BAD_DATA and result.resources == ()
+    assert result.detail == "no person record could be normalised"
+
+
+async def test_a_labelled_resource_failing_validation_is_reported_as_labelled(
+    source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters import context
+
+    source.plans["C1"][1]["meta"] = {
+        "security": [{"system": ukcore.STU3_CONFIDENTIALITY_SYSTEM, "code": "R"}]
+    }
+
+    def validate(resource: dict[str, Any]) -> None:
+        if resource["id"] == "community.C1.cp-2":
+            raise UKCoreValidationError("CarePlan: status: not in the required value set")
+
+    monkeypatch.setattr(context, "validate_resource", validate)
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.FOUND
+    assert "community.C1.cp-2" not in {r["id"] for r in result.resources}
+    assert result.issues == (
+        DataIssue(
+            "invalid-resource",
+            "a CarePlan failed UK Core validation and was left out",
+            "CarePlan",
+            labelled=True,
+        ),
+    )
 
 
 # --- which resource type each finding is about ----------------------------------------------

@@ -14,13 +14,13 @@ from fhir.resources.R4B.provenance import Provenance as R4Provenance
 
 from adapters import ukcore
 from adapters.base import DataIssue
-from adapters.community.convert import (
+from adapters.community.mapping import (
     Context,
     ConversionError,
-    convert_care_plan,
-    convert_care_team,
-    convert_patient,
     make_provenance,
+    map_care_plan,
+    map_care_team,
+    map_patient,
     patient_nhs_number,
 )
 from adapters.validation import validate_resource
@@ -195,7 +195,7 @@ def assert_meta(resource: dict[str, Any], profile: str) -> None:
 def test_verification_status_from_every_stu3_url_and_system(
     ext_url: str, system: str, code: str
 ) -> None:
-    out = convert_patient(patient(ext_url=ext_url, system=system, code=code), ctx())
+    out = map_patient(patient(ext_url=ext_url, system=system, code=code), ctx())
     nhs_ids = [i for i in out["identifier"] if i["system"] == ukcore.NHS_NUMBER_SYSTEM]
     assert len(nhs_ids) == 1 and nhs_ids[0]["value"] == NHS
     ext = nhs_ids[0]["extension"]
@@ -228,21 +228,21 @@ def test_unrecognised_verification_status_is_dropped_not_guessed(
     ext_url: str, system: str, code: str, issue: str | None
 ) -> None:
     context = ctx()
-    out = convert_patient(patient(ext_url=ext_url, system=system, code=code), context)
+    out = map_patient(patient(ext_url=ext_url, system=system, code=code), context)
     assert "extension" not in out["identifier"][0]
     assert [i.code for i in context.issues] == ([issue] if issue else [])
 
 
 @pytest.mark.parametrize("stored", ["999 100 0003", "999-100-0003", " 9991000003 "])
 def test_nhs_number_stored_with_separators_is_normalised(stored: str) -> None:
-    out = convert_patient(patient(nhs=stored), ctx())
+    out = map_patient(patient(nhs=stored), ctx())
     assert out["identifier"][0]["value"] == NHS
     assert patient_nhs_number(patient(nhs=stored)) == NHS
 
 
 def test_invalid_nhs_number_is_left_out_and_reported_without_the_number() -> None:
     context = ctx()
-    out = convert_patient(patient(nhs="9991000004"), context)
+    out = map_patient(patient(nhs="9991000004"), context)
     assert all(i["system"] != ukcore.NHS_NUMBER_SYSTEM for i in out["identifier"])
     assert [i.code for i in context.issues] == ["invalid-nhs-number"]
     assert "9991000004" not in str(context.issues)
@@ -250,7 +250,7 @@ def test_invalid_nhs_number_is_left_out_and_reported_without_the_number() -> Non
 
 
 def test_local_identifiers_kept_as_sent_plus_the_source_person_id() -> None:
-    out = convert_patient(patient(), ctx())
+    out = map_patient(patient(), ctx())
     assert out["id"] == "community.C1"
     assert out["identifier"][1:] == [
         {"system": ukcore.person_id_system("community"), "value": "C1"},
@@ -261,7 +261,7 @@ def test_local_identifiers_kept_as_sent_plus_the_source_person_id() -> None:
 def test_demographics_and_meta() -> None:
     raw = patient()
     raw["deceasedDateTime"] = "2026-09-14"
-    out = convert_patient(raw, ctx())
+    out = map_patient(raw, ctx())
     assert_meta(out, ukcore.PROFILE_PATIENT)
     assert out["meta"]["lastUpdated"] == "2026-09-14T11:51:00Z"
     for key in ("name", "gender", "birthDate", "address", "telecom", "deceasedDateTime"):
@@ -284,7 +284,7 @@ def test_ethnic_category_both_systems_and_local_sub_codes(
     system: str, code: str, expected: str, keeps_original: bool
 ) -> None:
     context = ctx()
-    out = convert_patient(patient(ethnic=(system, code)), context)
+    out = map_patient(patient(ethnic=(system, code)), context)
     (ext,) = out["extension"]
     assert ext["url"] == ukcore.EXT_ETHNIC_CATEGORY
     codings = ext["valueCodeableConcept"]["coding"]
@@ -301,7 +301,7 @@ def test_ethnic_category_both_systems_and_local_sub_codes(
 @pytest.mark.parametrize("code", ["Q", "Q1", "ABC"])
 def test_unknown_ethnic_category_is_text_only_and_reported(code: str) -> None:
     context = ctx()
-    out = convert_patient(patient(ethnic=(ETHNIC_SYSTEMS[1], code)), context)
+    out = map_patient(patient(ethnic=(ETHNIC_SYSTEMS[1], code)), context)
     assert out["extension"][0]["valueCodeableConcept"] == {"text": code}
     assert context.issues == [
         DataIssue(
@@ -315,7 +315,7 @@ def test_general_practitioner_is_the_practice_ods_code(how: str) -> None:
     raw = patient(gp="Organization/org-gp" if how == "referenced" else "#gp")
     if how == "contained":
         raw["contained"] = [organization("gp", "F81001", "Tilbury Health Centre")]
-    out = convert_patient(
+    out = map_patient(
         raw, ctx() if how == "referenced" else Context("community", ODS, "health")
     )
     assert out["generalPractitioner"] == [
@@ -332,7 +332,7 @@ def test_unresolvable_general_practitioner_keeps_display_only_and_is_reported() 
     raw = patient(gp="Organization/missing")
     raw["generalPractitioner"][0]["display"] = "Some Surgery"
     context = ctx()
-    out = convert_patient(raw, context)
+    out = map_patient(raw, context)
     assert out["generalPractitioner"] == [{"display": "Some Surgery"}]
     assert [i.code for i in context.issues] == ["unresolved-reference"]
 
@@ -341,7 +341,7 @@ def test_unknown_elements_are_dropped() -> None:
     raw = patient()
     raw["maritalStatus"] = {"text": "Widowed"}
     raw["name"][0]["extension"] = [{"url": "https://example.org/x", "valueString": "y"}]
-    out = convert_patient(raw, ctx())
+    out = map_patient(raw, ctx())
     assert "maritalStatus" not in out and "extension" not in out["name"][0]
 
 
@@ -350,7 +350,7 @@ def test_invalid_stu3_is_a_conversion_error_without_identifiers() -> None:
     raw["birthDate"] = f"born {NHS}"
     raw["gender"] = ["Joan"]
     with pytest.raises(ConversionError) as err:
-        convert_patient(raw, ctx())
+        map_patient(raw, ctx())
     message = str(err.value)
     assert "Patient" in message and "birthDate" in message
     assert NHS not in message and "Joan" not in message
@@ -359,14 +359,14 @@ def test_invalid_stu3_is_a_conversion_error_without_identifiers() -> None:
 @pytest.mark.parametrize("raw", [None, [], {"resourceType": "Practitioner", "id": "x"}])
 def test_wrong_resource_type_is_a_conversion_error(raw: Any) -> None:
     with pytest.raises(ConversionError):
-        convert_patient(raw, ctx())
+        map_patient(raw, ctx())
 
 
 def test_id_too_long_for_fhir_is_a_conversion_error() -> None:
     raw = patient()
     raw["id"] = "x" * 60
     with pytest.raises(ConversionError, match="FHIR id"):
-        convert_patient(raw, ctx())
+        map_patient(raw, ctx())
 
 
 # --- CarePlan --------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def test_id_too_long_for_fhir_is_a_conversion_error() -> None:
     ],
 )
 def test_every_stu3_care_plan_status(stu3: str, r4: str) -> None:
-    out = convert_care_plan(care_plan(status=stu3), "C1", NHS, ctx())
+    out = map_care_plan(care_plan(status=stu3), "C1", NHS, ctx())
     assert out["status"] == r4
     r4_valid(out)
 
@@ -405,12 +405,12 @@ def test_intent_is_plan_unless_the_source_says_otherwise(intent: str | None, exp
     raw.pop("intent")
     if intent is not None:
         raw["intent"] = intent
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     assert out["intent"] == expected
 
 
 def test_care_plan_core_shape() -> None:
-    out = convert_care_plan(care_plan(), "C1", NHS, ctx())
+    out = map_care_plan(care_plan(), "C1", NHS, ctx())
     assert out["id"] == "community.C1.cp-1"
     assert_meta(out, ukcore.PROFILE_CAREPLAN)
     assert out["subject"] == {"reference": f"Patient/{NHS}"}
@@ -453,7 +453,7 @@ def test_author_is_the_source_organisation_and_practitioners_contribute(
     authors: list[dict[str, str]],
 ) -> None:
     raw = care_plan(author=authors, contained=[organization("org"), practitioner("pr")])
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     assert out["author"]["identifier"] == ukcore.ods_identifier(ODS)
     assert out["author"]["type"] == "Organization"
     (contributor,) = out["contributor"]
@@ -468,7 +468,7 @@ def test_other_authoring_organisations_become_contributors() -> None:
     raw = care_plan(
         author=[{"reference": "#org"}, {"reference": "#la"}], contained=[organization("org"), other]
     )
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     assert out["author"] == {
         "type": "Organization",
         "identifier": ukcore.ods_identifier(ODS),
@@ -502,7 +502,7 @@ def test_context_becomes_encounter_only_when_it_is_an_encounter(
     raw = care_plan()
     if context is not None:
         raw["context"] = context
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     assert out.get("encounter") == expected
     assert "context" not in out
     r4_valid(out)
@@ -517,7 +517,7 @@ def test_definitions_become_instantiates_canonical_or_uri() -> None:
         ]
     )
     raw["activity"][0]["detail"]["definition"] = {"reference": "ActivityDefinition/ad-1"}
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     assert out["instantiatesCanonical"] == ["https://example.org/fhir/PlanDefinition/falls"]
     # relative to the source server: kept as a URN naming the source, never as a location
     assert out["instantiatesUri"] == ["urn:caregateway:source:community:PlanDefinition/pd-1"]
@@ -545,7 +545,7 @@ def test_security_labels_become_r4_confidentiality(
 ) -> None:
     raw = care_plan(meta={"security": [{"system": s, "code": c} for s, c in labels]})
     context = ctx()
-    out = convert_care_plan(raw, "C1", NHS, context)
+    out = map_care_plan(raw, "C1", NHS, context)
     got = out["meta"].get("security", [])
     assert got == [ukcore.security_label(c) for c in expected]
     assert all(label["system"] == ukcore.CONFIDENTIALITY_SYSTEM for label in got)
@@ -562,7 +562,7 @@ def test_every_stu3_activity_status(status: str) -> None:
     raw["activity"][0]["detail"].update(
         status=status, statusReason="family request", prohibited=False
     )
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     detail = out["activity"][0]["detail"]
     assert detail["status"] == status
     assert detail["statusReason"] == {"text": "family request"}
@@ -583,7 +583,7 @@ def test_activity_category_and_reference_only_activities_are_dropped() -> None:
             },
         ]
     )
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     (activity,) = out["activity"]
     assert "category" not in activity["detail"] and "kind" not in activity["detail"]
     assert activity["detail"]["performer"][0]["identifier"]["system"] == SDS
@@ -592,20 +592,20 @@ def test_activity_category_and_reference_only_activities_are_dropped() -> None:
 
 def test_care_plan_ids_and_invalid_content() -> None:
     with pytest.raises(ConversionError):
-        convert_care_plan(care_plan(status="paused"), "C1", NHS, ctx())
+        map_care_plan(care_plan(status="paused"), "C1", NHS, ctx())
     with pytest.raises(ConversionError):
-        convert_care_plan(care_plan(intent="wish"), "C1", NHS, ctx())
+        map_care_plan(care_plan(intent="wish"), "C1", NHS, ctx())
     raw = care_plan()
     del raw["subject"]
     with pytest.raises(ConversionError, match="CarePlan failed validation at subject"):
-        convert_care_plan(raw, "C1", NHS, ctx())
+        map_care_plan(raw, "C1", NHS, ctx())
 
 
 # --- CareTeam --------------------------------------------------------------------------
 
 
 def test_care_team_participants_with_contained_and_referenced_members() -> None:
-    out = convert_care_team(care_team(), "C1", NHS, ctx())
+    out = map_care_team(care_team(), "C1", NHS, ctx())
     assert out["id"] == "community.C1.ct-1"
     assert_meta(out, ukcore.PROFILE_CARETEAM)
     assert out["status"] == "active" and out["name"] == "Community MDT"
@@ -636,7 +636,7 @@ def test_care_team_participants_with_contained_and_referenced_members() -> None:
     "status", ["proposed", "active", "suspended", "inactive", "entered-in-error"]
 )
 def test_every_care_team_status(status: str) -> None:
-    out = convert_care_team(care_team(status=status), "C1", NHS, ctx())
+    out = map_care_team(care_team(status=status), "C1", NHS, ctx())
     assert out["status"] == status
     r4_valid(out)
 
@@ -647,9 +647,9 @@ def test_every_care_team_status(status: str) -> None:
 def test_one_provenance_names_the_source_organisation_by_ods() -> None:
     context = ctx()
     made = [
-        convert_patient(patient(), context),
-        convert_care_plan(care_plan(), "C1", NHS, context),
-        convert_care_team(care_team(), "C1", NHS, context),
+        map_patient(patient(), context),
+        map_care_plan(care_plan(), "C1", NHS, context),
+        map_care_team(care_team(), "C1", NHS, context),
     ]
     when = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
     out = make_provenance("C1", made, when, context)
@@ -677,7 +677,7 @@ def test_general_practitioner_by_identifier_only() -> None:
             "display": "X",
         }
     ]
-    out = convert_patient(raw, ctx())
+    out = map_patient(raw, ctx())
     assert out["generalPractitioner"] == [
         {"identifier": ukcore.ods_identifier("F81001"), "display": "X"}
     ]
@@ -689,7 +689,7 @@ def test_timing_is_kept_as_sent() -> None:
         "repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN"]}
     }
     raw["activity"][0]["detail"].pop("scheduledString")
-    out = convert_care_plan(raw, "C1", NHS, ctx())
+    out = map_care_plan(raw, "C1", NHS, ctx())
     timing = out["activity"][0]["detail"]["scheduledTiming"]
     assert timing == {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN"]}}
     r4_valid(out)

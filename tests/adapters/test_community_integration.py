@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,44 +10,27 @@ import httpx
 import pytest
 
 from adapters import nhs_number, ukcore
-from adapters.base import Outcome, SourceConfig
+from adapters.base import Outcome, SourceKind
 from adapters.community.adapter import CommunityAdapter
 from adapters.community.client import CommunityClient
 from adapters.resilience import CircuitBreaker
 from simulators.population import SCENARIOS
-from simulators.runner import RunningSources, source_configs
+from simulators.runner import RunningSources
+from tests.adapters import _sources
+from tests.adapters._sources import closing, nhs, of_type, source_config
 from tests.adapters.test_community_convert import r4_valid
 
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
+KIND: SourceKind = "community-fhir-stu3"
 
 
-def config(running: RunningSources, **changes: Any) -> SourceConfig:
-    (found,) = [c for c in source_configs(running) if c.kind == "community-fhir-stu3"]
-    return dataclasses.replace(found, **changes)
-
-
-async def control(running: RunningSources, **settings: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        (await client.post(f"{running.community_url}/_control", json=settings)).raise_for_status()
+config = functools.partial(source_config, kind=KIND)
+control = functools.partial(_sources.control, kind=KIND)
 
 
 @pytest.fixture
 async def adapter(running_sources: RunningSources) -> AsyncIterator[CommunityAdapter]:
-    made = CommunityAdapter(config(running_sources))
-    try:
+    async for made in closing(CommunityAdapter(config(running_sources)), running_sources, KIND):
         yield made
-    finally:
-        await made.aclose()
-        async with httpx.AsyncClient() as client:
-            await client.post(f"{running_sources.community_url}/_control/reset")
-
-
-def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
-    return [r for r in resources if r["resourceType"] == kind]
 
 
 def nhs_identifier(patient: dict[str, Any]) -> dict[str, Any]:

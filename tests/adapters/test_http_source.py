@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from adapters.base import SourceConfig
-from adapters.http_source import BoundedClient, HTTPSourceAdapter
+from adapters.http_source import BoundedClient
 from adapters.resilience import deadline_scope
+from adapters.socialcare import SocialCareAdapter
 
 
 class Gate:
@@ -78,7 +79,7 @@ def test_the_bound_comes_from_the_source_config() -> None:
         organisation="LA883",
         max_connections=7,
     )
-    adapter = HTTPSourceAdapter(config)
+    adapter = SocialCareAdapter(config)
     assert isinstance(adapter._http, BoundedClient) and adapter._http.max_in_flight == 7
     asyncio.run(adapter.aclose())
 

@@ -241,25 +241,25 @@ async def test_retry_after_must_fit_the_deadline(council: FakeCouncil) -> None:
     assert council.hits["/people/P1"] == 1
 
 
-async def test_timeouts_are_timed_out() -> None:
+def raising(error: type[httpx.TransportError], text: str) -> SocialCareClient:
+    """A client whose every request fails in httpx with ``error``."""
+
     async def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
+        raise error(text, request=request)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = SocialCareClient(http, BASE, CircuitBreaker(), KEY)
+    return SocialCareClient(http, BASE, CircuitBreaker(), KEY)
+
+
+async def test_timeouts_are_timed_out() -> None:
     with pytest.raises(SourceFault) as info:
-        await client.person("P1")
+        await raising(httpx.ReadTimeout, "slow").person("P1")
     assert info.value.outcome is Outcome.TIMED_OUT
 
 
 async def test_connection_errors_are_unavailable() -> None:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = SocialCareClient(http, BASE, CircuitBreaker(), KEY)
     with pytest.raises(SourceFault) as info:
-        await client.person("P1")
+        await raising(httpx.ConnectError, "refused").person("P1")
     assert info.value.outcome is Outcome.UNAVAILABLE
 
 

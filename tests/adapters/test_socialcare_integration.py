@@ -2,52 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters import ukcore
-from adapters.base import Outcome, SourceConfig
+from adapters.base import Outcome, SourceKind
 from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
-from simulators.population import SCENARIOS
-from simulators.runner import RunningSources, source_configs
+from simulators.runner import RunningSources
+from tests.adapters import _sources
+from tests.adapters._sources import closing, nhs, of_type, reset, source_config
+
+KIND: SourceKind = "social-care-api"
 
 
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
-
-
-def config(running: RunningSources, **changes: Any) -> SourceConfig:
-    (found,) = [c for c in source_configs(running) if c.kind == "social-care-api"]
-    return dataclasses.replace(found, **changes)
-
-
-async def control(running: RunningSources, **settings: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.post(f"{running.social_care_url}/_control", json=settings)
-        response.raise_for_status()
+config = functools.partial(source_config, kind=KIND)
+control = functools.partial(_sources.control, kind=KIND)
 
 
 @pytest.fixture
 async def adapter(running_sources: RunningSources) -> AsyncIterator[SocialCareAdapter]:
-    made = SocialCareAdapter(config(running_sources))
-    try:
+    async for made in closing(SocialCareAdapter(config(running_sources)), running_sources, KIND):
         yield made
-    finally:
-        await made.aclose()
-        async with httpx.AsyncClient() as client:
-            await client.post(f"{running_sources.social_care_url}/_control/reset")
-
-
-def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
-    return [r for r in resources if r["resourceType"] == kind]
 
 
 def verification(patient: dict[str, Any]) -> str:
@@ -174,8 +154,7 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
         assert result.outcome is Outcome.TIMED_OUT
     finally:
         await made.aclose()
-        async with httpx.AsyncClient() as client:
-            await client.post(f"{running_sources.social_care_url}/_control/reset")
+        await reset(running_sources, KIND)
 
 
 async def test_wrong_api_key_is_refused(running_sources: RunningSources) -> None:

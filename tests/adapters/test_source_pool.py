@@ -14,7 +14,6 @@ is scattered by the fetch pattern itself, so they poll with deadlines and never 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,10 +23,11 @@ import pytest
 
 from adapters.base import Outcome, SourceConfig
 from adapters.community.adapter import CommunityAdapter
-from adapters.http_source import BoundedClient, _busy_connections
+from adapters.pool import BoundedClient, _busy_connections
 from gateway.record import RecordService
-from simulators.population import SCENARIOS
-from simulators.runner import RunningSources, source_configs
+from simulators.runner import RunningSources
+from tests.adapters import _sources
+from tests.adapters._sources import nhs, reset, source_config
 
 TIMEOUT_S = 0.3
 CONNECTIONS = 2
@@ -35,29 +35,26 @@ LOAD_S = 3.0  # bounded load phase; on the unfixed client every slot leaked well
 WORKERS = 24
 
 
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
-
-
 def community(running: RunningSources, **changes: Any) -> SourceConfig:
-    (found,) = [c for c in source_configs(running) if c.kind == "community-fhir-stu3"]
-    return dataclasses.replace(found, **changes)
+    return source_config(running, "community-fhir-stu3", **changes)
 
 
 async def control(running: RunningSources, **settings: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        (await client.post(f"{running.community_url}/_control", json=settings)).raise_for_status()
+    await _sources.control(running, "community-fhir-stu3", **settings)
+
+
+def patient_search(running: RunningSources) -> tuple[str, dict[str, str]]:
+    """The community source's search for the ``both`` person, and the headers it needs."""
+    config = community(running)
+    url = f"{config.base_url}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs('both')}"
+    return url, {"Authorization": f"Bearer {config.bearer_token}"}
 
 
 @pytest.fixture
 async def sources(running_sources: RunningSources) -> AsyncIterator[RunningSources]:
-    async with httpx.AsyncClient() as client:
-        await client.post(f"{running_sources.community_url}/_control/reset")
+    await reset(running_sources, "community-fhir-stu3")
     yield running_sources
-    async with httpx.AsyncClient() as client:
-        await client.post(f"{running_sources.community_url}/_control/reset")
+    await reset(running_sources, "community-fhir-stu3")
 
 
 async def scattered_cancellations(
@@ -140,9 +137,7 @@ async def leak_connections(inner: httpx.AsyncClient, url: str, want: int) -> int
 
 @pytest.mark.slow
 async def test_a_pool_that_lost_its_connections_is_replaced(sources: RunningSources) -> None:
-    config = community(sources)
-    url = f"{config.base_url}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs('both')}"
-    headers = {"Authorization": f"Bearer {config.bearer_token}"}
+    url, headers = patient_search(sources)
     await control(sources, latency_ms=20)
     async with BoundedClient(max_in_flight=CONNECTIONS, timeout=httpx.Timeout(0.5)) as client:
         old = client._pool
@@ -169,9 +164,7 @@ async def test_a_pool_that_lost_its_connections_is_replaced(sources: RunningSour
 async def test_consecutive_timeouts_with_no_progress_replace_the_pool(
     sources: RunningSources,
 ) -> None:
-    config = community(sources)
-    url = f"{config.base_url}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs('both')}"
-    headers = {"Authorization": f"Bearer {config.bearer_token}"}
+    url, headers = patient_search(sources)
     async with BoundedClient(
         max_in_flight=2, stall_after=3, stall_window_s=0.2, timeout=httpx.Timeout(0.2)
     ) as client:
@@ -193,9 +186,7 @@ async def test_consecutive_timeouts_with_no_progress_replace_the_pool(
 
 
 async def test_answers_in_between_mean_progress_not_a_stall(sources: RunningSources) -> None:
-    config = community(sources)
-    url = f"{config.base_url}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs('both')}"
-    headers = {"Authorization": f"Bearer {config.bearer_token}"}
+    url, headers = patient_search(sources)
     async with BoundedClient(
         max_in_flight=2, stall_after=2, stall_window_s=0.0, timeout=httpx.Timeout(0.2)
     ) as client:

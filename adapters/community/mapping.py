@@ -1,4 +1,4 @@
-"""Pure STU3 (CareConnect) → UK Core R4 conversion for the community source.
+"""Pure mapping of the community source's STU3 (CareConnect) resources to UK Core R4.
 
 Each function takes one STU3 resource as the source sent it (a dict), checks it against the
 ``fhir.resources.STU3`` model, and returns a plain R4 dict in the gateway's UK Core shape
@@ -7,10 +7,11 @@ Anything without a mapping is dropped, never guessed; codes we cannot map are ke
 and reported as :class:`~adapters.base.DataIssue` values on the :class:`Context`.
 
 This module is the public face: Patient rules live in ``_patient``, CarePlan and CareTeam in
-``_care``, shared parsing/meta/reference helpers in ``_common``; the Provenance is made here.
+``_care``, the context and shared parsing/meta/reference helpers in ``_common``; the
+Provenance is made here.
 
 >>> ctx = Context(source="community", organisation="RWX", domain="health")
->>> patient = convert_patient(stu3_patient, ctx)  # doctest: +SKIP
+>>> patient = map_patient(stu3_patient, ctx)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ from adapters.base import Resource
 from adapters.community._care import (
     CAREPLAN_STATUS_STU3_TO_R4,
     PLAN_TYPE_HEALTH,
-    convert_care_plan,
-    convert_care_team,
+    map_care_plan,
+    map_care_team,
 )
 from adapters.community._common import Context, ConversionError, make_id, meta
-from adapters.community._patient import convert_patient, patient_nhs_number
+from adapters.community._patient import map_patient, patient_nhs_number
 
 __all__ = [
     "CAREPLAN_STATUS_STU3_TO_R4",
     "PLAN_TYPE_HEALTH",
     "ConversionError",
     "Context",
-    "convert_care_plan",
-    "convert_care_team",
-    "convert_patient",
+    "map_care_plan",
+    "map_care_team",
+    "map_patient",
     "make_provenance",
     "patient_nhs_number",
 ]

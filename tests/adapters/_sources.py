@@ -1,0 +1,60 @@
+"""What the adapter tests against the real simulators share: scenario NHS numbers, the
+simulators' configs and their ``/_control`` endpoint (faults, latency, reset)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import httpx
+
+from adapters.base import SourceAdapter, SourceConfig, SourceKind
+from simulators.population import SCENARIOS
+from simulators.runner import RunningSources, source_configs
+
+A = TypeVar("A", bound=SourceAdapter)
+
+
+def nhs(key: str) -> str:
+    """The NHS number of scenario person ``key`` (README table)."""
+    number = SCENARIOS[key].nhs_number
+    assert number is not None
+    return number
+
+
+def source_config(running: RunningSources, kind: SourceKind, **changes: Any) -> SourceConfig:
+    """The running simulator of ``kind`` as a source config, with ``changes`` applied."""
+    (found,) = [c for c in source_configs(running) if c.kind == kind]
+    return dataclasses.replace(found, **changes)
+
+
+def _url(running: RunningSources, kind: SourceKind) -> str:
+    return running.social_care_url if kind == "social-care-api" else running.community_url
+
+
+async def control(running: RunningSources, kind: SourceKind, **settings: Any) -> None:
+    """Set the simulator's faults or latency (``POST /_control``)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{_url(running, kind)}/_control", json=settings)
+        response.raise_for_status()
+
+
+async def reset(running: RunningSources, kind: SourceKind) -> None:
+    """Clear the simulator's faults, latency and request counts (``POST /_control/reset``)."""
+    async with httpx.AsyncClient() as client:
+        await client.post(f"{_url(running, kind)}/_control/reset")
+
+
+async def closing(adapter: A, running: RunningSources, kind: SourceKind) -> AsyncIterator[A]:
+    """Yield ``adapter``; afterwards close it and reset its simulator (for fixtures)."""
+    try:
+        yield adapter
+    finally:
+        await adapter.aclose()
+        await reset(running, kind)
+
+
+def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
+    """The resources of one ``resourceType``, in order."""
+    return [r for r in resources if r["resourceType"] == kind]
