@@ -18,6 +18,8 @@ from __future__ import annotations
 import random
 import re
 
+from vocabulary import NHS_NUMBER_RE as _TEN_DIGITS  # ASCII only
+
 __all__ = [
     "InvalidNHSNumber",
     "check_digit",
@@ -29,7 +31,6 @@ __all__ = [
 ]
 
 _SEPARATORS = re.compile(r"[\s\-]+")
-_TEN_DIGITS = re.compile(r"[0-9]{10}")  # ASCII only: \d also matches other scripts' digits
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from adapters.base import Outcome, SourceResult
 from gateway import audit_trail
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.merge import MergedRecord, merge
 from gateway.record import RecordService
-
-Effect = Literal["permit", "permit-filtered", "deny"]
+from vocabulary import Effect
 
 NO_RELATIONSHIP = "no-legitimate-relationship"
 NOT_OWN_RECORD = "not-own-record"
@@ -101,7 +100,8 @@ async def permit_all(
     dry_run: bool = False,
 ) -> Verdict:
     """Scope-only access: everything a source returned is visible."""
-    return Verdict(effect="permit", visible=tuple(r for r in results if r.outcome is Outcome.FOUND))
+    visible = tuple(r for r in results if r.outcome is Outcome.FOUND)
+    return Verdict(effect=Effect.PERMIT, visible=visible)
 
 
 @dataclass(slots=True)

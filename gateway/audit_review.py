@@ -56,12 +56,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.audit import events as ev
 from gateway.audit.store import audit_event
 from gateway.db import Base, UTCDateTime
+from vocabulary import IG_PURPOSE
+from vocabulary import PATIENT_PURPOSE as OWN_REQUEST_PURPOSE  # the person themself
 
 ReviewOutcome = Literal["appropriate", "inappropriate"]
 REVIEW_OUTCOMES: Final[frozenset[str]] = frozenset({"appropriate", "inappropriate"})
 LONDON: Final = ZoneInfo("Europe/London")
-IG_PURPOSE: Final = "HOPERAT"
-OWN_REQUEST_PURPOSE: Final = "PATRQT"  # the person themself
+
 NO_RELATIONSHIP: Final = "no-legitimate-relationship"
 SOURCE_UNAVAILABLE: Final = "source-unavailable"
 RULE_SYSTEM: Final = "urn:caregateway:privacy-rule"

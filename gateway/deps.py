@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -21,8 +21,8 @@ from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
 from gateway.routes.params import one
 from gateway.state import GatewayState
+from vocabulary import Interaction
 
-Interaction = Literal["read", "search", "create", "update", "delete"]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 

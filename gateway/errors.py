@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-REASON_SYSTEM = "urn:caregateway:decision-reason"
+from vocabulary import REASON_SYSTEM as REASON_SYSTEM  # re-exported
 
 
 class GatewayError(Exception):
