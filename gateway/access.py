@@ -143,9 +143,16 @@ class RecordAccess:
 
     @staticmethod
     def _check_found(results: Sequence[SourceResult]) -> None:
+        if not RecordAccess._known(results):
+            raise NotFound("No source system holds a record for this NHS number.")
+
+    @staticmethod
+    def _known(results: Sequence[SourceResult]) -> bool:
+        """True when a source holds the person; False when every source answered that none
+        does; 503 when none holds them and some could not be asked (a 404 could be wrong)."""
         failed = [r for r in results if not r.ok]
         if any(r.outcome is Outcome.FOUND for r in results):
-            return
+            return True
         if failed:
             names = ", ".join(r.source for r in failed)
             raise ServiceUnavailable(
@@ -154,12 +161,23 @@ class RecordAccess:
                 else f"No answering source knows this NHS number, and these sources "
                 f"could not be asked: {names}. Try again shortly."
             )
-        raise NotFound("No source system holds a record for this NHS number.")
+        return False
 
     async def read(self, ctx: RequestContext, nhs_number: str) -> AccessResult:
+        """What this caller may see of the person's record: 404 when no source knows them,
+        503 when that cannot be told, 403 when the decision denies it."""
+        found = await self.find(ctx, nhs_number)
+        if found is None:
+            raise NotFound("No source system holds a record for this NHS number.")
+        return found
+
+    async def find(self, ctx: RequestContext, nhs_number: str) -> AccessResult | None:
+        """As :meth:`read`, but ``None`` where it would be a 404: a search for a person no
+        source knows is an empty Bundle, not an error."""
         own_record_only(ctx, nhs_number)
         results = await self.records.fetch(nhs_number)
-        self._check_found(results)
+        if not self._known(results):
+            return None
         failed = [r for r in results if not r.ok]
         verdict = await self.decider(ctx, nhs_number, results)
         self._refuse_outage(verdict, results)

@@ -110,9 +110,8 @@ async def search_patient(
     nhs = parse_nhs_number(value, "identifier")
     bundle = BundleBuilder(state.base_url)
     bundle.link("self", "Patient", {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"})
-    try:
-        result = await access.read(ctx, nhs)
-    except NotFound:
+    result = await access.find(ctx, nhs)
+    if result is None:
         return FHIRResponse(bundle.build(total=0))
     if result.record.patient is not None:
         bundle.add(result.record.patient)
