@@ -64,7 +64,8 @@ from gateway.cache import (  # noqa: E402
 )
 from gateway.embedded import free_port, running_server  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
-from gateway.wiring import build_state  # noqa: E402
+from gateway.state import Closer, GatewayState  # noqa: E402
+from gateway.wiring import Overrides, build_state, defaults  # noqa: E402
 from simulators.population import SCENARIO_NHS_NUMBERS, Population  # noqa: E402
 from simulators.runner import source_configs, start_sources  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -250,7 +251,7 @@ async def run(args: argparse.Namespace, workdir: Path, redis: RedisServer, runni
     base = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=ISSUER, audience=base, jwks={"keys": [jwk]})
 
-    async def factory():  # type: ignore[no-untyped-def]
+    async def factory() -> tuple[GatewayState, Closer]:
         cache = build_record_cache(
             redis_url=redis.url,
             cache_keys=keys,
@@ -258,13 +259,14 @@ async def run(args: argparse.Namespace, workdir: Path, redis: RedisServer, runni
             ttl_s=3600,
             sources=[s.name for s in sources],
         )
-        return await build_state(
+        overrides = Overrides(
             base_url=base,
             sources=sources,
             verifier=verifier,
             database_url=f"sqlite+aiosqlite:///{workdir}/bench.db",
             cache=cache,
         )
+        return await build_state(defaults(), overrides)
 
     def headers(gp: str) -> dict[str, str]:
         token = issue_token(

@@ -33,7 +33,9 @@ def request_id_from(header: str | None) -> str:
     return str(uuid.uuid4())
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
+    """The app's state (async, like every dependency here: FastAPI runs a plain ``def``
+    dependency in a worker thread, a hop per request for one attribute read)."""
     state: GatewayState = request.app.state.gateway
     return state
 
@@ -41,7 +43,7 @@ def get_state(request: Request) -> GatewayState:
 StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
-def get_access(state: StateDep) -> RecordAccess:
+async def get_access(state: StateDep) -> RecordAccess:
     return state.access
 
 
