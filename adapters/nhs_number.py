@@ -24,6 +24,9 @@ import random
 import re
 from typing import Final
 
+from vocabulary import NHS_NUMBER_RE as _TEN_DIGITS  # ASCII only
+from vocabulary import NHS_NUMBER_SYSTEM
+
 __all__ = [
     "NHS_NUMBER_SYSTEM",
     "NHS_VERIFICATION_DISPLAY",
@@ -36,7 +39,6 @@ __all__ = [
     "synthetic",
 ]
 
-NHS_NUMBER_SYSTEM: Final = "https://fhir.nhs.uk/Id/nhs-number"
 #: NHS number verification status (UK Core ``NHSNumberVerificationStatusEngland``, the same
 #: codes and displays as CareConnect's STU3 code systems).
 NHS_VERIFICATION_DISPLAY: Final[dict[str, str]] = {
@@ -51,7 +53,6 @@ NHS_VERIFICATION_DISPLAY: Final[dict[str, str]] = {
 }
 
 _SEPARATORS = re.compile(r"[\s\-]+")
-_TEN_DIGITS = re.compile(r"[0-9]{10}")  # ASCII only: \d also matches other scripts' digits
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 

@@ -10,9 +10,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-# NHS number facts the simulators share; part of the UK Core vocabulary too.
-from adapters.nhs_number import NHS_NUMBER_SYSTEM as NHS_NUMBER_SYSTEM
+# The systems every package shares are defined once, in ``vocabulary``; re-exported here.
 from adapters.nhs_number import NHS_VERIFICATION_DISPLAY as NHS_VERIFICATION_DISPLAY
+from vocabulary import ACT_CODE_SYSTEM as ACT_CODE_SYSTEM
+from vocabulary import CARE_DOMAIN_SYSTEM as CARE_DOMAIN_SYSTEM
+from vocabulary import CONFIDENTIALITY_SYSTEM as CONFIDENTIALITY_SYSTEM
+from vocabulary import NHS_NUMBER_SYSTEM as NHS_NUMBER_SYSTEM
+from vocabulary import ODS_SYSTEM
 
 # --- profiles -------------------------------------------------------------------------
 _SD: Final = "https://fhir.hl7.org.uk/StructureDefinition/"
@@ -25,7 +29,7 @@ PROFILE_PROVENANCE: Final = _SD + "UKCore-Provenance"
 # UK Core has no Goal profile in the package we follow; Goals carry the base profile only.
 
 # --- identifiers ----------------------------------------------------------------------
-ODS_ORGANISATION_SYSTEM: Final = "https://fhir.nhs.uk/Id/ods-organization-code"
+ODS_ORGANISATION_SYSTEM: Final = ODS_SYSTEM
 CQC_LOCATION_SYSTEM: Final = "https://fhir.nhs.uk/Id/cqc-location-id"
 
 # --- NHS number verification status ---------------------------------------------------
@@ -128,9 +132,9 @@ GOAL_LIFECYCLE_STATUS: Final = frozenset(
 )
 
 # --- security labels ------------------------------------------------------------------
-CONFIDENTIALITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
 STU3_CONFIDENTIALITY_SYSTEM: Final = "http://hl7.org/fhir/v3/Confidentiality"
-ACT_CODE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
 STU3_ACT_CODE_SYSTEM: Final = "http://hl7.org/fhir/v3/ActCode"
 HANDLING_CAVEATS: Final[dict[str, str]] = {
     # v3-ActCode handling caveats a source may put in meta.security and we carry through.
@@ -149,7 +153,7 @@ CONFIDENTIALITY_DISPLAY: Final[dict[str, str]] = {
 }
 
 # --- the gateway's own vocabulary -----------------------------------------------------
-CARE_DOMAIN_SYSTEM: Final = "urn:caregateway:care-domain"
+
 CARE_PLAN_TYPE_SYSTEM: Final = "urn:caregateway:care-plan-type"
 CARE_TEAM_ROLE_SYSTEM: Final = "urn:caregateway:care-team-role"
 LEAD_PROFESSIONAL: Final = "lead-professional"

@@ -17,7 +17,8 @@ from gateway.app import create_app
 from gateway.auth import TokenVerifier, generate_signing_key, issue_token
 from gateway.cache.factory import build_record_cache
 from gateway.embedded import free_port
-from gateway.wiring import build_state
+from gateway.state import Closer, GatewayState
+from gateway.wiring import Overrides, build_state, defaults
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ def bench_gateway(sources: Sequence[SourceConfig], issuer: str, name: str) -> Be
     base = f"http://127.0.0.1:{port}/fhir"
     verifier = TokenVerifier(issuer=issuer, audience=base, jwks={"keys": [jwk]})
 
-    async def factory():  # type: ignore[no-untyped-def]
+    async def factory() -> tuple[GatewayState, Closer]:
         cache = build_record_cache(
             redis_url=None, cache_keys=None, index_key=None, ttl_s=3600, demo=True
         )
-        return await build_state(
+        overrides = Overrides(
             base_url=base,
             sources=list(sources),
             verifier=verifier,
@@ -48,6 +49,7 @@ def bench_gateway(sources: Sequence[SourceConfig], issuer: str, name: str) -> Be
             decider=permit_all,
             cache=cache,
         )
+        return await build_state(defaults(), overrides)
 
     token = issue_token(
         pem, issuer=issuer, audience=base, sub="bench", role="R8000", org="F81001", purpose="TREAT"

@@ -50,7 +50,8 @@ from gateway.auth import TokenVerifier, generate_signing_key, issue_token  # noq
 from gateway.cache.factory import build_record_cache  # noqa: E402
 from gateway.embedded import free_port, running_server  # noqa: E402
 from gateway.joint.store import JointPlanVersionRow  # noqa: E402
-from gateway.wiring import build_state  # noqa: E402
+from gateway.state import Closer, GatewayState  # noqa: E402
+from gateway.wiring import Overrides, build_state, defaults  # noqa: E402
 from simulators.population import COUNCIL_ODS  # noqa: E402
 from simulators.runner import RunningSources, source_configs, start_sources  # noqa: E402
 
@@ -128,14 +129,14 @@ async def main_async(clients: int, seconds: float, rounds: int) -> None:
     verifier = TokenVerifier(issuer=ISSUER, audience=base, jwks={"keys": [jwk]})
     states: list[Any] = []
 
-    async def factory():  # type: ignore[no-untyped-def]
+    async def factory() -> tuple[GatewayState, Closer]:
         cache = build_record_cache(
             redis_url=None, cache_keys=None, index_key=None, ttl_s=3600, demo=True
         )
-        built = await build_state(
+        built = await build_state(defaults(), Overrides(
             base_url=base, sources=source_configs(running), verifier=verifier,
             database_url=f"sqlite+aiosqlite:///{workdir}/gateway.db", cache=cache,
-        )  # fmt: skip
+        ))  # fmt: skip
         states.append(built[0])
         return built
 

@@ -38,11 +38,11 @@ from consent.instants import parse_instant
 from consent.limits import limit_problems
 from consent.model import NHS_NUMBER_SYSTEM, ODS_SYSTEM
 from consent.policy import PURPOSES_OF_USE
+from vocabulary import ACT_CODE_SYSTEM as ACT_CODE_SYSTEM
+from vocabulary import PURPOSE_SYSTEM as PURPOSE_SYSTEM
 
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
-ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-PURPOSE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 ACCEPTED_CATEGORIES: frozenset[tuple[str, str]] = frozenset(
     {("http://loinc.org", "59284-0"), (ACT_CODE_SYSTEM, "INFA")}
 )

@@ -21,21 +21,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# The shared words, re-exported: consent's callers import them from here.
+from vocabulary import CARE_DOMAIN_SYSTEM as CARE_DOMAIN_SYSTEM
+from vocabulary import CONFIDENTIALITY_SYSTEM as CONFIDENTIALITY_SYSTEM
+from vocabulary import NHS_NUMBER_SYSTEM as NHS_NUMBER_SYSTEM
+from vocabulary import ODS_SYSTEM as ODS_SYSTEM
+from vocabulary import REASON_SYSTEM as REASON_SYSTEM
+from vocabulary import ClientKind as ClientKind
+from vocabulary import Effect as Effect
+
 Resource = Mapping[str, Any]
 """A FHIR R4 resource as a plain JSON dict."""
 
-CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-CARE_DOMAIN_SYSTEM = "urn:caregateway:care-domain"
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-REASON_SYSTEM = "urn:caregateway:decision-reason"
-"""System for :class:`Reason` codes in ``OperationOutcome.issue.details.coding``."""
-
-
-class Effect(enum.StrEnum):
-    PERMIT = "permit"
-    PERMIT_FILTERED = "permit-filtered"
-    DENY = "deny"
 
 
 class Reason(enum.StrEnum):
@@ -66,12 +63,6 @@ class Level(enum.StrEnum):
     DEMOGRAPHICS = "demographics"
     CARE = "care"
     FULL = "full"
-
-
-class ClientKind(enum.StrEnum):
-    USER = "user"
-    SYSTEM = "system"
-    PATIENT = "patient"  # the person themself, reading their own record
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,26 +22,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consent.model import ClientKind, Level, Requester
+from vocabulary import BREAK_GLASS_PURPOSE as BREAK_GLASS_PURPOSE  # re-exported
+from vocabulary import IG_PURPOSE as IG_PURPOSE
+from vocabulary import PATIENT_PURPOSE as PATIENT_PURPOSE
+from vocabulary import PURPOSES_OF_USE as PURPOSES_OF_USE
 
 Domain = Literal["health", "social-care"]
 DOMAINS: tuple[str, ...] = ("health", "social-care")
 
 Label = Literal["U", "L", "M", "N", "R", "V"]
 """HL7 v3 Confidentiality codes."""
-
-PURPOSES_OF_USE: frozenset[str] = frozenset(
-    {
-        # HL7 v3 PurposeOfUse (v3-ActReason), the codes a request may carry.
-        "TREAT", "ETREAT", "CAREMGT", "CLINTRCH", "COC", "HPAYMT", "HOPERAT", "HMARKT",
-        "HRESCH", "HSYSADMIN", "PATRQT", "FAMRQT", "PWATRNY", "SUPNWK", "PUBHLTH", "HDIRECT",
-        "HLEGAL", "HQUALIMP", "HACCRED", "HCOMPL", "HOUTCOMS", "HPRGRP", "HTEST", "POPHLTH",
-        "PATADMIN", "PATSFTY", "PERFMSR", "RECORDMGT", "TRAIN", "BTG", "ERTREAT", "DSRCH",
-    }
-)  # fmt: skip
-
-BREAK_GLASS_PURPOSE = "ETREAT"
-IG_PURPOSE = "HOPERAT"
-"""Healthcare operations: the purpose of information governance work (audit, directives)."""
 
 
 class _Frozen(BaseModel):
@@ -114,7 +104,6 @@ class BreakGlass(_Frozen):
 
 ProofingLevel = Literal["P0", "P5", "P9"]
 PROOFING_RANK: dict[str, int] = {"P0": 0, "P5": 1, "P9": 2}
-PATIENT_PURPOSE = "PATRQT"
 
 
 class Coding(_Frozen):

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from adapters.base import Outcome, SourceResult
 from gateway.audit import note as audit_trail
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.merge import MergedRecord, merge
 from gateway.record import RecordService
-
-Effect = Literal["permit", "permit-filtered", "deny"]
+from vocabulary import Effect
 
 NO_RELATIONSHIP = "no-legitimate-relationship"
 NOT_OWN_RECORD = "not-own-record"
@@ -101,7 +100,8 @@ async def permit_all(
     dry_run: bool = False,
 ) -> Verdict:
     """Scope-only access: everything a source returned is visible."""
-    return Verdict(effect="permit", visible=tuple(r for r in results if r.outcome is Outcome.FOUND))
+    visible = tuple(r for r in results if r.outcome is Outcome.FOUND)
+    return Verdict(effect=Effect.PERMIT, visible=visible)
 
 
 @dataclass(slots=True)
@@ -143,9 +143,16 @@ class RecordAccess:
 
     @staticmethod
     def _check_found(results: Sequence[SourceResult]) -> None:
+        if not RecordAccess._known(results):
+            raise NotFound("No source system holds a record for this NHS number.")
+
+    @staticmethod
+    def _known(results: Sequence[SourceResult]) -> bool:
+        """True when a source holds the person; False when every source answered that none
+        does; 503 when none holds them and some could not be asked (a 404 could be wrong)."""
         failed = [r for r in results if not r.ok]
         if any(r.outcome is Outcome.FOUND for r in results):
-            return
+            return True
         if failed:
             names = ", ".join(r.source for r in failed)
             raise ServiceUnavailable(
@@ -154,12 +161,23 @@ class RecordAccess:
                 else f"No answering source knows this NHS number, and these sources "
                 f"could not be asked: {names}. Try again shortly."
             )
-        raise NotFound("No source system holds a record for this NHS number.")
+        return False
 
     async def read(self, ctx: RequestContext, nhs_number: str) -> AccessResult:
+        """What this caller may see of the person's record: 404 when no source knows them,
+        503 when that cannot be told, 403 when the decision denies it."""
+        found = await self.find(ctx, nhs_number)
+        if found is None:
+            raise NotFound("No source system holds a record for this NHS number.")
+        return found
+
+    async def find(self, ctx: RequestContext, nhs_number: str) -> AccessResult | None:
+        """As :meth:`read`, but ``None`` where it would be a 404: a search for a person no
+        source knows is an empty Bundle, not an error."""
         own_record_only(ctx, nhs_number)
         results = await self.records.fetch(nhs_number)
-        self._check_found(results)
+        if not self._known(results):
+            return None
         failed = [r for r in results if not r.ok]
         verdict = await self.decider(ctx, nhs_number, results)
         self._refuse_outage(verdict, results)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -20,9 +20,7 @@ from gateway.ops import Operations
 from gateway.routes import audit, consent, definitions, fhir, health, hot, references
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
-from gateway.state import GatewayState
-
-StateFactory = Callable[[], Awaitable[tuple[GatewayState, Callable[[], Awaitable[None]]]]]
+from gateway.state import StateFactory
 
 
 def create_app(

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.logging import configure_logging
 from gateway.settings import ConfigurationError, Settings, get_settings, load_sources
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DEMO_ISSUER = "urn:caregateway:demo-issuer"
 
@@ -25,7 +28,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _serve_app(app: object, host: str, port: int) -> uvicorn.Server:
+def _serve_app(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     from gateway.serving import server_config
 
     return uvicorn.Server(server_config(app, host, port))
@@ -40,7 +43,8 @@ async def _demo(settings: Settings) -> None:
     from gateway.cache.factory import build_record_cache
     from gateway.http_conformance import parse_origins
     from gateway.smart.demo import demo_smart
-    from gateway.wiring import build_state
+    from gateway.state import Closer, GatewayState
+    from gateway.wiring import Overrides, build_state
     from simulators.population import SCENARIOS
     from simulators.runner import source_configs, start_sources
 
@@ -70,7 +74,7 @@ async def _demo(settings: Settings) -> None:
     sources = source_configs(running)
     smart, smart_lines = demo_smart(base_url, running.population, settings, database_url)
 
-    async def factory():  # type: ignore[no-untyped-def]
+    async def factory() -> tuple[GatewayState, Closer]:
         cache = build_record_cache(
             redis_url=settings.redis_url,
             cache_keys=settings.cache_keys,
@@ -80,16 +84,16 @@ async def _demo(settings: Settings) -> None:
             demo=True,
             local_ttl_s=settings.cache_local_ttl_s,
         )
-        return await build_state(
+        overrides = Overrides(
             base_url=base_url,
             sources=sources,
             verifier=verifier,
             database_url=database_url,
-            policy_file=settings.policy_file,
             cache=cache,
-            change_poll_interval_s=settings.change_poll_interval_s,
+            auto_upgrade=True,  # the demo's own database
             smart=smart,
         )
+        return await build_state(settings, overrides)
 
     # The demo's apps run on its own origin (and its loopback alias); CAREGW_CORS_ORIGINS adds.
     origin = base_url.removesuffix("/fhir")
@@ -148,12 +152,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from consent import PolicyError, load_policy
     from gateway.app import create_app
-    from gateway.auth import TokenVerifier
     from gateway.cache import CacheConfigError
     from gateway.cache.factory import build_record_cache
     from gateway.ops import Operations, serve_gracefully
     from gateway.smart import from_settings as smart_from_settings
-    from gateway.wiring import build_state
+    from gateway.state import Closer, GatewayState
+    from gateway.wiring import (
+        Overrides,
+        build_state,
+        monitoring_from_settings,
+        verifier_from_settings,
+    )
 
     workers = getattr(args, "workers", 1)
     if workers < 1:
@@ -163,22 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.require_serve_settings()
         assert settings.sources_file is not None and settings.auth_issuer is not None
         sources = load_sources(settings.sources_file)
-        jwks = None
-        if settings.auth_jwks_file:
-            try:
-                jwks = json.loads(settings.auth_jwks_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ConfigurationError(f"CAREGW_AUTH_JWKS_FILE: cannot read JWKS: {exc}") from exc
-        try:
-            verifier = TokenVerifier(
-                issuer=settings.auth_issuer,
-                audience=settings.audience,
-                jwks=jwks,
-                jwks_url=settings.auth_jwks_url,
-            )
-        except ValueError as exc:
-            variable = "CAREGW_AUTH_JWKS_FILE" if jwks is not None else "CAREGW_AUTH_JWKS_URL"
-            raise ConfigurationError(f"{variable}: {exc}") from exc
+        verifier = verifier_from_settings(settings)
         cache = build_record_cache(
             redis_url=settings.redis_url,
             cache_keys=settings.cache_keys,
@@ -196,6 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "CAREGW_METRICS_PORT cannot be used with --workers above 1: run one process"
                 " per replica to scrape its metrics"
             )
+        monitoring = monitoring_from_settings(settings)  # privacy-alert rules
     except PolicyError as exc:
         return _fail(f"CAREGW_POLICY_FILE: {exc}")
     except (ConfigurationError, CacheConfigError) as exc:
@@ -205,18 +200,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem is not None:
         return _fail(problem)
 
-    async def factory():  # type: ignore[no-untyped-def]
-        return await build_state(
-            base_url=settings.fhir_base_url,
-            sources=sources,
-            verifier=verifier,
-            database_url=settings.database_url,
-            policy_file=settings.policy_file,
-            cache=cache,
-            change_poll_interval_s=settings.change_poll_interval_s,
-            auto_upgrade=settings.auto_upgrade_schema,
-            smart=smart,
-        )
+    overrides = Overrides(
+        sources=sources, verifier=verifier, cache=cache, smart=smart, monitoring=monitoring
+    )
+
+    async def factory() -> tuple[GatewayState, Closer]:
+        return await build_state(settings, overrides)
 
     return serve_gracefully(
         create_app(factory, ops=ops),

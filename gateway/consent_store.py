@@ -46,7 +46,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from consent.directives import patient_nhs_number
 from gateway.db import Base, UTCDateTime, make_session_factory
-from gateway.errors import Conflict, GatewayError, NotFound, UnprocessableEntity
+from gateway.errors import Conflict, NotFound, UnprocessableEntity
+from gateway.errors import VersionConflict as VersionConflict  # re-exported
 
 UKCORE_CONSENT_PROFILE: Final = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Consent"
 _UPDATE_ATTEMPTS: Final = 5
@@ -143,23 +144,6 @@ def _stamped(resource: Mapping[str, Any], rid: str, version: int, at: datetime) 
     meta.update(versionId=str(version), lastUpdated=fhir_instant(at), profile=profiles)
     out["meta"] = meta
     return out
-
-
-class VersionConflict(GatewayError):
-    """``412``: the caller's ``If-Match`` version is no longer the Consent's current version."""
-
-    status = 412
-    code = "conflict"
-
-    def __init__(self, expected: int, current: int) -> None:
-        super().__init__(
-            f'The Consent is at version {current} (ETag W/"{current}"), not version '
-            f"{expected} as If-Match said: it was changed meanwhile. Read it again, apply the "
-            f'change to that version and send If-Match: W/"{current}".',
-            headers={"ETag": f'W/"{current}"'},
-        )
-        self.expected = expected
-        self.current = current
 
 
 def _load(row_resource: str) -> dict[str, Any]:

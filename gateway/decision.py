@@ -131,7 +131,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
         if r.source in shown
     )
     return Verdict(
-        effect=decision.effect.value,
+        effect=decision.effect,
         visible=visible,
         reasons=tuple(str(r) for r in decision.reasons),
         break_glass=decision.break_glass,

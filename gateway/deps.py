@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -21,8 +21,8 @@ from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
 from gateway.routes.params import one
 from gateway.state import GatewayState
+from vocabulary import Interaction
 
-Interaction = Literal["read", "search", "create", "update", "delete"]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 
@@ -34,6 +34,8 @@ def request_id_from(header: str | None) -> str:
 
 
 async def get_state(request: Request) -> GatewayState:
+    """The app's state (async, like every dependency here: FastAPI runs a plain ``def``
+    dependency in a worker thread, a hop per request for one attribute read)."""
     state: GatewayState = request.app.state.gateway
     return state
 

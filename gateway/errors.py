@@ -2,30 +2,48 @@
 
     GatewayError                      500 exception
     ├── BadRequest                    400 invalid / value   (bad parameter, bad NHS number)
-    │   └── UnprocessableEntity       422 business-rule
+    │   └── UnprocessableEntity       422 business-rule     (a well-formed body that breaks a rule)
+    │       └── TooCostly             422 too-costly        (a body too deep or with too many items)
     ├── Unauthorized                  401 login             (+ WWW-Authenticate: Bearer)
+    │   ├── InvalidToken              401                   (gateway.auth: no usable token)
+    │   └── ClaimTooLong              401                   (gateway.auth: a claim over its column)
     ├── Forbidden                     403 forbidden         (reason codes in details.coding)
     ├── NotFound                      404 not-found
+    ├── MethodNotAllowed              405 not-supported     (a source's plan is not ours)
     ├── NotAcceptable                 406 not-supported     (a format we do not serve)
     ├── Conflict                      409 conflict
-    ├── TooLarge                      413 too-long          (request body over the limit)
+    ├── VersionConflict               412 conflict          (If-Match is not the current version;
+    │   └── PlanVersionConflict                              + ETag of the current one)
+    ├── TooLarge                      413 too-long          (request body over the boundary's limit)
     │   ├── URITooLong                414 too-long          (path and query over the limit)
     │   └── HeaderTooLarge            431 too-long          (one header value over the limit)
-    └── ServiceUnavailable            503 transient         (no source answered, database or
-                                                             audit store down)
+    ├── ResourceTooLarge              413 too-long          (a Consent or CarePlan over its limit)
+    ├── UnsupportedMediaType          415 not-supported     (a body that is not FHIR JSON)
+    ├── PreconditionRequired          428 required          (an update without If-Match)
+    ├── TooManyRequests               429 throttled         (+ Retry-After; gateway.ops rate limits)
+    └── ServiceUnavailable            503 transient         (no source answered, database down)
+        └── AuditUnavailable          503                   (the event could not be made durable:
+            └── AuditEventRejected                           release no data)
 
 Routes never catch these: the error boundary (:mod:`gateway.boundary`) renders them, and
-everything else that escapes a route. Messages are shown to callers, so they never contain
-identifiers, names or tokens.
+translates once what is not ours (FastAPI's ``RequestValidationError``, Starlette's
+``HTTPException``, a source fault, a database that cannot be reached; anything else is a
+logged 500). Errors that never reach a caller stay where they are raised (``ConfigurationError``
+at start-up, ``CacheError`` inside the cache, ``ArchiveError`` in the audit CLI). Messages are
+shown to callers, so they never contain identifiers, names or tokens.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-REASON_SYSTEM = "urn:caregateway:decision-reason"
+from vocabulary import REASON_SYSTEM as REASON_SYSTEM  # re-exported
+
+if TYPE_CHECKING:
+    from gateway.ops.ratelimit import RateLimit
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*")  # with indexers: item[0]
 
 
@@ -98,9 +116,18 @@ class Forbidden(GatewayError):
     code = "forbidden"
 
 
+class TooCostly(UnprocessableEntity):
+    code = "too-costly"
+
+
 class NotFound(GatewayError):
     status = 404
     code = "not-found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "not-supported"
 
 
 class NotAcceptable(GatewayError):
@@ -111,6 +138,30 @@ class NotAcceptable(GatewayError):
 class Conflict(GatewayError):
     status = 409
     code = "conflict"
+
+
+class VersionConflict(GatewayError):
+    """``412``: the caller's ``If-Match`` version is no longer the resource's current version."""
+
+    status = 412
+    code = "conflict"
+    resource_type = "Consent"
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f'The {self.resource_type} is at version {current} (ETag W/"{current}"), not '
+            f"version {expected} as If-Match said: it was changed meanwhile. Read it again, "
+            f'apply the change to that version and send If-Match: W/"{current}".',
+            headers={"ETag": f'W/"{current}"'},
+        )
+        self.expected = expected
+        self.current = current
+
+
+class PlanVersionConflict(VersionConflict):
+    """``412`` for a joint CarePlan (``gateway.joint.store``)."""
+
+    resource_type = "CarePlan"
 
 
 class TooLarge(GatewayError):
@@ -128,6 +179,64 @@ class HeaderTooLarge(TooLarge):
     status = 431
 
 
+class ResourceTooLarge(GatewayError):
+    """413: a Consent or CarePlan body over its own type's limit, found while reading it.
+
+    Not a :class:`TooLarge`: that one is the boundary's own body limit, which it answers by
+    draining the rest of the body first."""
+
+    status = 413
+    code = "too-long"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "not-supported"
+
+
+class PreconditionRequired(GatewayError):
+    status = 428
+    code = "required"
+
+
+class TooManyRequests(GatewayError):
+    """429: the caller has used its allowance; ``Retry-After`` says when to come back."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, retry_after_s: int, limit: RateLimit) -> None:
+        super().__init__(
+            f"Too many requests: the limit is {limit} per user or system client. "
+            f"Try again in {retry_after_s} s.",
+            reasons=["rate-limited"],
+            headers={"Retry-After": str(retry_after_s)},
+        )
+        self.retry_after_s = retry_after_s
+
+
 class ServiceUnavailable(GatewayError):
     status = 503
     code = "transient"
+
+
+class AuditUnavailable(ServiceUnavailable):
+    """The audit store could not commit the event; the request must fail with 503."""
+
+    def __init__(
+        self, message: str = "The audit trail is unavailable; nothing was released."
+    ) -> None:
+        super().__init__(message)
+
+
+class AuditEventRejected(AuditUnavailable):
+    """An event that its row could not hold (a value longer than its column, or too big).
+
+    Refused alone, in its caller's task, before it joins a group commit; ``field`` names
+    what did not fit (never its value)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            "The access could not be recorded in the audit trail, so no data is released."
+        )
+        self.field = field

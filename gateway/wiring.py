@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
@@ -29,7 +32,7 @@ from adapters.resilience import CircuitBreaker
 from consent import load_policy
 from gateway import schema
 from gateway.access import Decider, RecordAccess
-from gateway.audit import AuditStore, ensure_current
+from gateway.audit import AuditStore, MonitoringConfig, ReviewStore, ensure_current
 from gateway.auth import TokenVerifier
 from gateway.cache import (
     ChangePoller,
@@ -45,10 +48,12 @@ from gateway.hot_reads import HotReads
 from gateway.joint.source import JointPlanSource
 from gateway.joint.store import JointPlanStore
 from gateway.record import RecordService
+from gateway.settings import ConfigurationError, Settings, load_sources
 from gateway.smart import SmartConfig, build_smart, trust_own_issuer
-from gateway.state import GatewayState
+from gateway.state import Closer, GatewayState
 
 log = structlog.get_logger(__name__)
+
 
 JOINT_TIMEOUT_S = 2.0
 """Seconds the record service waits for the joint plan store (a local database read)."""
@@ -86,32 +91,104 @@ def eviction_listener(cache: RecordCache) -> EvictionListener | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What a caller gives :func:`build_state` instead of reading it from the settings.
+
+    ``serve`` passes what it has already built to check the configuration before it starts
+    (the verifier, sources, cache, SMART server); ``demo``, benchmarks and tests also pass
+    their own base URL and database. ``None`` means "from the settings", except for
+    ``cache``, ``decider`` and ``smart``, where it means none (the read path alone reads
+    through no cache, under the consent policy, without a SMART server) and
+    ``change_poll_interval_s``, where ``None`` builds the pollers without running them.
+    """
+
+    base_url: str | None = None
+    sources: Sequence[SourceConfig] | None = None
+    verifier: TokenVerifier | None = None
+    database_url: str | None = None
+    policy_file: Path | None = None
+    cache: RecordCache | None = None
+    decider: Decider | None = None
+    change_poll_interval_s: float | None | Literal["settings"] = "settings"
+    auto_upgrade: bool | None = None
+    smart: SmartConfig | None = None
+    monitoring: MonitoringConfig | None = None
+
+
+def defaults() -> Settings:
+    """The settings' defaults, with the environment and ``.env`` left unread: for benchmarks
+    and tests, which give what they need in :class:`Overrides` and nothing else."""
+    return Settings.model_construct()
+
+
+def verifier_from_settings(settings: Settings) -> TokenVerifier:
+    """The token verifier ``CAREGW_AUTH_*`` describe; ``ConfigurationError`` naming the
+    variable when they do not make one."""
+    if not settings.auth_issuer:
+        raise ConfigurationError("CAREGW_AUTH_ISSUER is required")
+    jwks = None
+    if settings.auth_jwks_file:
+        try:
+            jwks = json.loads(settings.auth_jwks_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"CAREGW_AUTH_JWKS_FILE: cannot read JWKS: {exc}") from exc
+    try:
+        return TokenVerifier(
+            issuer=settings.auth_issuer,
+            audience=settings.audience,
+            jwks=jwks,
+            jwks_url=settings.auth_jwks_url,
+        )
+    except ValueError as exc:
+        variable = "CAREGW_AUTH_JWKS_FILE" if jwks is not None else "CAREGW_AUTH_JWKS_URL"
+        raise ConfigurationError(f"{variable}: {exc}") from exc
+
+
+def monitoring_from_settings(settings: Settings) -> MonitoringConfig:
+    """The privacy-alert rules of ``CAREGW_OUT_OF_HOURS`` and ``CAREGW_VOLUME_ALERT_PER_HOUR``."""
+    try:
+        return MonitoringConfig.from_settings(settings.out_of_hours, settings.volume_alert_per_hour)
+    except ValueError as exc:
+        raise ConfigurationError(f"Monitoring settings are not usable: {exc}") from exc
+
+
 async def build_state(
-    *,
-    base_url: str,
-    sources: Sequence[SourceConfig],
-    verifier: TokenVerifier,
-    database_url: str,
-    policy_file: Path | None = None,
-    cache: RecordCache | None = None,
-    decider: Decider | None = None,
-    change_poll_interval_s: float | None = DEFAULT_CHANGE_POLL_INTERVAL_S,
-    auto_upgrade: bool = True,
-    smart: SmartConfig | None = None,
-) -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
+    settings: Settings, overrides: Overrides | None = None
+) -> tuple[GatewayState, Closer]:
     """Everything a gateway process shares between requests, and the function that closes it.
 
+    The one composition root: ``serve``, ``demo``, the benchmarks and every test harness
+    build their gateway here, from the settings and what :class:`Overrides` replaces.
     The database schema is brought up to date here (migrations, :mod:`gateway.schema`), so a
-    fresh database needs no extra step; with ``auto_upgrade=False`` it is only checked, and a
+    fresh database needs no extra step; with ``auto_upgrade`` false it is only checked, and a
     schema that is not at head raises :class:`gateway.schema.SchemaOutOfDate`.
     ``decider`` replaces the consent policy (tests of the read path alone use ``permit_all``).
     ``change_poll_interval_s``: seconds between change-feed polls; ``0`` polls nothing,
     ``None`` builds the pollers without running them (see the module docstring).
     ``smart``: run the SMART authorization server (:mod:`gateway.smart`) on this state.
     """
+    o = overrides or Overrides()
+    change_poll_interval_s = (
+        settings.change_poll_interval_s
+        if o.change_poll_interval_s == "settings"
+        else o.change_poll_interval_s
+    )
+    base_url = o.base_url or settings.fhir_base_url
+    database_url = o.database_url or settings.database_url
+    auto_upgrade = settings.auto_upgrade_schema if o.auto_upgrade is None else o.auto_upgrade
+    cache, decider, smart = o.cache, o.decider, o.smart
     if change_poll_interval_s is not None and not change_poll_interval_s >= 0:
         raise ValueError("change_poll_interval_s must be 0 (off) or a positive number")
-    policy = load_policy(policy_file)
+    monitoring = o.monitoring or monitoring_from_settings(settings)
+    if o.sources is not None:
+        sources: Sequence[SourceConfig] = o.sources
+    elif settings.sources_file is not None:
+        sources = load_sources(settings.sources_file)
+    else:
+        raise ConfigurationError("CAREGW_SOURCES_FILE is required")
+    verifier = o.verifier or verifier_from_settings(settings)
+    policy = load_policy(o.policy_file or settings.policy_file)
     engine = make_engine(database_url)
     try:
         await schema.prepare(engine, auto_upgrade=auto_upgrade)
@@ -150,6 +227,8 @@ async def build_state(
         policy=policy,
         consents=consents,
         audit=audit,
+        reviews=ReviewStore(engine),
+        monitoring=monitoring,
         cache=cache,
         change_pollers=pollers,
         breakers=breakers,

@@ -17,6 +17,7 @@ from simulators.model import (
     Frequency,
     Population,
 )
+from vocabulary import SDS_USER_SYSTEM
 
 CARECONNECT_PATIENT = "https://fhir.hl7.org.uk/STU3/StructureDefinition/CareConnect-Patient-1"
 CARECONNECT_ORGANIZATION = (
@@ -25,7 +26,6 @@ CARECONNECT_ORGANIZATION = (
 CARECONNECT_PRACTITIONER = (
     "https://fhir.hl7.org.uk/STU3/StructureDefinition/CareConnect-Practitioner-1"
 )
-SDS_USER_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
 CARE_PLAN_ID_SYSTEM = "https://fhir.thurrock-community.example.nhs.uk/Id/care-plan"
 CARE_TEAM_ID_SYSTEM = "https://fhir.thurrock-community.example.nhs.uk/Id/care-team"
 _PERIOD_UNITS = {"day": "d", "week": "wk", "month": "mo"}

@@ -27,7 +27,6 @@ Fault control is described in :mod:`simulators.control`. This simulator adds
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from starlette.responses import Response
 from simulators._http import JSONBytes, decode_cursor, encode_cursor, iso_date, rfc3339
 from simulators.control import CONTROL_PREFIX, ControlState, FaultMiddleware, control_router
 from simulators.model import CouncilPerson, Frequency, Involvement, Population, SupportPlan
+from vocabulary import NHS_NUMBER_RE as _TEN_DIGITS
 
 __all__ = ["DEFAULT_API_KEY", "PLAN_PAGE_SIZE", "create_app"]
 
@@ -50,7 +50,6 @@ PEOPLE_PAGE_SIZE = 10
 PLAN_PAGE_SIZE = 2
 INVOLVEMENT_PAGE_SIZE = 2
 CHANGES_PAGE_SIZE = 100
-_TEN_DIGITS = re.compile(r"\d{10}")
 Cursor = Annotated[str | None, Query()]
 
 

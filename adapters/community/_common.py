@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from adapters import ukcore
 from adapters.base import Resource
 from adapters.context import MappingContext
+from vocabulary import SDS_USER_SYSTEM
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _MODELS: dict[str, Any] = {
@@ -31,7 +32,6 @@ _MODELS: dict[str, Any] = {
     "Organization": STU3Organization,
     "Practitioner": STU3Practitioner,
 }
-SDS_USER_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
 
 
 class ConversionError(Exception):

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 from typing import Final
 
+# Shared with the policy and the gate: defined once, in ``vocabulary``.
+from vocabulary import ACT_REASON_SYSTEM as ACT_REASON_SYSTEM
+from vocabulary import BREAK_GLASS_CODE as BREAK_GLASS_CODE
+from vocabulary import REASON_SYSTEM as REASON_SYSTEM
+from vocabulary import USER_SYSTEM as USER_SYSTEM
+
 # --- code systems -----------------------------------------------------------------------
 AUDIT_EVENT_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL_INTERACTION_SYSTEM: Final = "http://hl7.org/fhir/restful-interaction"
-ACT_REASON_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 SECURITY_ROLE_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 DICOM_SYSTEM: Final = "http://dicom.nema.org/resources/ontology/DCM"
 ENTITY_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
@@ -26,9 +31,7 @@ SOURCE_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/security-sour
 BALP_ENTITY_TYPE_SYSTEM: Final = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 RBAC_ROLE_SYSTEM: Final = "https://fhir.nhs.uk/CodeSystem/NHSDigital-SDS-JobRoleCode"
 LOCAL_ROLE_SYSTEM: Final = "urn:caregateway:role"
-REASON_SYSTEM: Final = "urn:caregateway:decision-reason"
 AGENT_TYPE_SYSTEM: Final = "urn:caregateway:audit-agent-type"
-USER_SYSTEM: Final = "urn:caregateway:user"
 CLIENT_SYSTEM: Final = "urn:caregateway:client-id"
 
 # --- extensions (our own, URNs until the project has a canonical domain) -----------------
@@ -36,5 +39,4 @@ EXT_BREAK_GLASS_REASON: Final = "urn:caregateway:extension:break-glass-reason"
 EXT_DECISION_EFFECT: Final = "urn:caregateway:extension:decision-effect"
 EXT_DECISION_REASON: Final = "urn:caregateway:extension:decision-reason"
 
-BREAK_GLASS_CODE: Final = "BTG"
 GATEWAY_NAME: Final = "caregateway"

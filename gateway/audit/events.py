@@ -63,8 +63,8 @@ from gateway.audit.widths import (
     TEXT_MAX,
     clip,
 )
+from vocabulary import AuditSubtype as Interaction
 
-Interaction = Literal["read", "vread", "search-type", "operation", "create", "update", "delete"]
 Action = Literal["C", "R", "U", "D", "E"]
 Outcome = Literal["0", "4", "8", "12"]
 

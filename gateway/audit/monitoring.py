@@ -49,10 +49,11 @@ from gateway.audit.fields import (
     recorded,
     user_display,
 )
+from vocabulary import IG_PURPOSE
+from vocabulary import PATIENT_PURPOSE as OWN_REQUEST_PURPOSE  # the person themself
 
 LONDON: Final = ZoneInfo("Europe/London")
-IG_PURPOSE: Final = "HOPERAT"
-OWN_REQUEST_PURPOSE: Final = "PATRQT"  # the person themself
+
 NO_RELATIONSHIP: Final = "no-legitimate-relationship"
 SOURCE_UNAVAILABLE: Final = "source-unavailable"
 RULE_SYSTEM: Final = "urn:caregateway:privacy-rule"

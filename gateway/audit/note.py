@@ -26,8 +26,8 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
 
 from gateway.audit.events import AuditRecord, build_audit_event
+from vocabulary import AuditSubtype as Interaction
 
-Interaction = Literal["read", "search-type", "operation", "create", "update"]
 _SUBTYPES: dict[str, Interaction] = {
     "read": "read",
     "search": "search-type",

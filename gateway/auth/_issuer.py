@@ -57,7 +57,7 @@ def issue_token(
     purpose: str | None = None,
     name: str | None = None,
     ttl_s: int = 43200,
-    client_kind: ClientKind = "user",
+    client_kind: ClientKind = ClientKind.USER,
     now: datetime | float | None = None,
     extra_claims: Mapping[str, Any] | None = None,
 ) -> str:

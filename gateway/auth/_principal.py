@@ -8,8 +8,8 @@ from typing import Final, Literal
 
 from gateway.auth._scopes import Scope
 from gateway.errors import Unauthorized
+from vocabulary import ClientKind as ClientKind  # re-exported
 
-ClientKind = Literal["user", "system", "patient"]
 ProofingLevel = Literal["P0", "P5", "P9"]
 PROOFING_LEVELS: tuple[ProofingLevel, ...] = ("P0", "P5", "P9")
 
@@ -65,7 +65,7 @@ class Principal:
     org: str | None
     role: str | None
     scopes: frozenset[Scope]
-    client_kind: ClientKind = "user"
+    client_kind: ClientKind = ClientKind.USER
     name: str | None = None
     default_purpose: str | None = None
     client_id: str | None = None

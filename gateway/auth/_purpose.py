@@ -1,9 +1,10 @@
 """Purpose of use: which HL7 v3 ``PurposeOfUse`` codes the gateway knows, and the resolution.
 
-The vocabulary below is the set of codes a request may name at all. Whether a *role* may use
-a purpose is policy (the consent package decides, with reason ``purpose-not-permitted``); a
-code outside this vocabulary is refused here with the same reason, since no policy can permit
-it. Break-glass is not a purpose code of its own: it is ``ETREAT`` with an
+The vocabulary (:data:`vocabulary.PURPOSES_OF_USE`, one list shared with the policy file and
+the consent directives) is the set of codes a request may name at all. Whether a *role* may
+use a purpose is policy (the consent package decides, with reason ``purpose-not-permitted``);
+a code outside this vocabulary is refused here with the same reason, since no policy can
+permit it. Break-glass is not a purpose code of its own: it is ``ETREAT`` with an
 ``X-Break-Glass-Reason`` header, so ``BTG`` is deliberately not listed.
 """
 
@@ -12,32 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.errors import Forbidden
+from vocabulary import PURPOSES_OF_USE as PURPOSES_OF_USE  # re-exported
 
 if TYPE_CHECKING:
     from gateway.auth._principal import Principal
 
-#: HL7 v3 ``PurposeOfUse`` (terminology.hl7.org/ValueSet/v3-PurposeOfUse) codes accepted.
-PURPOSES_OF_USE: dict[str, str] = {
-    "TREAT": "treatment",
-    "ETREAT": "emergency treatment",
-    "CAREMGT": "care management",
-    "COC": "coordination of care",
-    "POPHLTH": "population health",
-    "HOPERAT": "healthcare operations",
-    "HQUALIMP": "health quality improvement",
-    "HSYSADMIN": "health system administration",
-    "HPAYMT": "healthcare payment",
-    "HRESCH": "healthcare research",
-    "CLINTRCH": "clinical trial research",
-    "PUBHLTH": "public health",
-    "HLEGAL": "legal",
-    "HCOMPL": "compliance",
-    "PATRQT": "patient requested",
-    "FAMRQT": "family requested",
-    "PWATRNY": "power of attorney",
-    "SUPNWK": "support network",
-    "TRAIN": "training",
-}
 
 
 def resolve_purpose(principal: Principal, header_value: str | None) -> str:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from gateway.errors import Forbidden
+from vocabulary import Interaction as Interaction  # re-exported
 
 if TYPE_CHECKING:
     from gateway.auth._principal import Principal
 
-Interaction = Literal["read", "search", "create", "update", "delete"]
 ScopeContext = Literal["patient", "user", "system"]
 
 #: FHIR ``restful-interaction`` → the SMART v2 permission letter that allows it.

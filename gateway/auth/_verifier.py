@@ -39,10 +39,9 @@ from gateway.auth._jwks import KeysUnavailable, PublicKey, RemoteJwks, StaticJwk
 from gateway.auth._principal import PROOFING_LEVELS, ClientKind, Principal, reduce_role
 from gateway.auth._scopes import parse_scopes
 from gateway.errors import Unauthorized
+from vocabulary import PATIENT_PURPOSE
 
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
-PATIENT_PURPOSE = "PATRQT"
-"""The purpose of use of the person's own request, when their token states none."""
 LEEWAY_S = 60
 MAX_TOKEN_CHARS = 16 * 1024
 
@@ -419,7 +418,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     kind = claims.get("client_kind", "user")
     if kind not in ("user", "system", "patient"):
         raise _invalid("client_kind")
-    client_kind: ClientKind = kind
+    client_kind = ClientKind(kind)
     common: dict[str, Any] = {
         "sub": sub,
         "scopes": parse_scopes(scope),

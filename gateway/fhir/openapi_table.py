@@ -14,8 +14,9 @@ from typing import Any, Final
 from adapters import ukcore
 from gateway.auth import PURPOSES_OF_USE
 from gateway.routes.params import MAX_COUNT, MAX_DIGITS, MAX_OFFSET, MAX_TEXT, TEXT_CHARS
+from vocabulary import NHS_NUMBER_PATTERN
 
-NHS_PATTERN: Final = "^[0-9]{10}$"
+NHS_PATTERN: Final = f"^{NHS_NUMBER_PATTERN}$"
 ID_PATTERN: Final = "^[A-Za-z0-9\\-.]{1,64}$"
 # FHIR date / dateTime as the parser reads it (gateway.routes.params.date_range).
 DATE_PATTERN: Final = (

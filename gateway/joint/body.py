@@ -23,7 +23,12 @@ from typing import Any, Final
 import orjson
 from fastapi import Request
 
-from gateway.errors import BadRequest, GatewayError, UnprocessableEntity
+from gateway.errors import (
+    BadRequest,
+    ResourceTooLarge,
+    TooCostly,
+)
+from gateway.errors import UnsupportedMediaType as UnsupportedMediaType  # re-exported
 
 MAX_PLAN_BYTES: Final = 256 * 1024
 MAX_DEPTH: Final = 32
@@ -32,18 +37,8 @@ JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"
 _MAX_LENGTH_DIGITS: Final = 12
 
 
-class UnsupportedMediaType(GatewayError):
-    status = 415
-    code = "not-supported"
-
-
-class PlanTooLarge(GatewayError):
-    status = 413
-    code = "too-long"
-
-
-class PlanTooCostly(UnprocessableEntity):
-    code = "too-costly"
+PlanTooLarge = ResourceTooLarge
+PlanTooCostly = TooCostly
 
 
 def _too_large() -> PlanTooLarge:

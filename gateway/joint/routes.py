@@ -57,7 +57,9 @@ from gateway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
+    MethodNotAllowed,
     NotFound,
+    PreconditionRequired,
     ServiceUnavailable,
     UnprocessableEntity,
 )
@@ -87,16 +89,6 @@ PlanDelete = Annotated[RequestContext, Depends(gate("CarePlan", "delete"))]
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
-
-
-class MethodNotAllowed(GatewayError):
-    status = 405
-    code = "not-supported"
-
-
-class PreconditionRequired(GatewayError):
-    status = 428
-    code = "required"
 
 
 # --- state ---------------------------------------------------------------------------------

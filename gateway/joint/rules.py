@@ -42,6 +42,7 @@ from typing import Any, Final
 from adapters import nhs_number, ukcore
 from adapters.validation import coded_problems, resource_problems
 from gateway.errors import BadRequest, UnprocessableEntity
+from vocabulary import USER_SYSTEM
 
 JOINT_SOURCE: Final = "joint"
 JOINT_STATUSES: Final = ("draft", "active", "on-hold", "completed", "revoked", "entered-in-error")
@@ -54,7 +55,6 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     "revoked": frozenset({"revoked", "entered-in-error"}),
     "entered-in-error": frozenset(),
 }
-USER_SYSTEM: Final = "urn:caregateway:user"
 _MAX_PROBLEMS: Final = 20
 _LOC_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
 

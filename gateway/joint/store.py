@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime, make_session_factory
-from gateway.errors import GatewayError
+from gateway.errors import PlanVersionConflict as PlanVersionConflict  # re-exported
 from gateway.joint.rules import lead_count
 
 Clock = Callable[[], datetime]
@@ -99,23 +99,6 @@ class JointPlanVersionRow(Base):
     org: Mapped[str] = mapped_column(String(64))
     resource: Mapped[str] = mapped_column(Text)
     recorded: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class PlanVersionConflict(GatewayError):
-    """``412``: ``If-Match`` named a version that is no longer the plan's current one."""
-
-    status = 412
-    code = "conflict"
-
-    def __init__(self, expected: int, current: int) -> None:
-        super().__init__(
-            f'The CarePlan is at version {current} (ETag W/"{current}"), not version '
-            f"{expected} as If-Match said: it was changed meanwhile. Read it again, apply "
-            f'the change to that version and send If-Match: W/"{current}".',
-            headers={"ETag": f'W/"{current}"'},
-        )
-        self.expected = expected
-        self.current = current
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.errors import GatewayError
+from gateway.errors import TooManyRequests as TooManyRequests  # re-exported
 
 log = structlog.get_logger(__name__)
 
@@ -97,22 +97,6 @@ def parse_rate_limit(text: str) -> RateLimit:
     if count < 1:
         raise ValueError("the limit must be at least 1")
     return RateLimit(count, _PERIODS[unit])
-
-
-class TooManyRequests(GatewayError):
-    """429: the caller has used its allowance; ``Retry-After`` says when to come back."""
-
-    status = 429
-    code = "throttled"
-
-    def __init__(self, retry_after_s: int, limit: RateLimit) -> None:
-        super().__init__(
-            f"Too many requests: the limit is {limit} per user or system client. "
-            f"Try again in {retry_after_s} s.",
-            reasons=["rate-limited"],
-            headers={"Retry-After": str(retry_after_s)},
-        )
-        self.retry_after_s = retry_after_s
 
 
 def caller_of(principal: Any) -> tuple[str, str]:

@@ -91,7 +91,6 @@ from gateway.routes.params import (
     text,
     token,
 )
-from gateway.settings import ConfigurationError, get_settings
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")
@@ -129,13 +128,11 @@ def _audit(state: GatewayState) -> AuditStore:
 
 
 def _reviews(request: Request, state: GatewayState) -> ReviewStore:
-    """One :class:`ReviewStore` per app, on the audit trail's database."""
+    """The state's :class:`ReviewStore`, on the audit trail's database."""
     engine = _audit(state).engine
-    store: ReviewStore | None = getattr(request.app.state, "audit_reviews", None)
-    if store is None or store.engine is not engine:
-        store = ReviewStore(engine)
-        request.app.state.audit_reviews = store
-    return store
+    if state.reviews is None or state.reviews.engine is not engine:
+        state.reviews = ReviewStore(engine)  # a gateway built from parts, without one
+    return state.reviews
 
 
 def require_ig(state: GatewayState, ctx: RequestContext) -> None:
@@ -153,16 +150,27 @@ def require_ig(state: GatewayState, ctx: RequestContext) -> None:
         )
 
 
-def monitoring_config(request: Request) -> MonitoringConfig:
-    """``app.state.monitoring`` when set (tests, embedding), else the CAREGW_* settings."""
-    configured = getattr(request.app.state, "monitoring", None)
-    if isinstance(configured, MonitoringConfig):
-        return configured
-    try:
-        settings = get_settings()
-        return MonitoringConfig.from_settings(settings.out_of_hours, settings.volume_alert_per_hour)
-    except (ConfigurationError, ValueError) as exc:
-        raise GatewayError(f"Monitoring settings are not usable: {exc}") from exc
+async def _ig_searcher(ctx: AuditSearch, state: StateDep) -> RequestContext:
+    require_ig(state, ctx)
+    return ctx
+
+
+async def _ig_reviewer(ctx: AuditCreate, state: StateDep) -> RequestContext:
+    require_ig(state, ctx)
+    return ctx
+
+
+IGCaller = Annotated[RequestContext, Depends(_ig_searcher)]
+"""An IG caller reading the audit trail: the gate, then :func:`require_ig` (403 otherwise)."""
+IGReviewer = Annotated[RequestContext, Depends(_ig_reviewer)]
+"""An IG caller recording a review (``AuditEvent`` create scope), checked as :data:`IGCaller`."""
+
+
+def monitoring_config(state: GatewayState) -> MonitoringConfig:
+    """The state's privacy-alert rules (``CAREGW_OUT_OF_HOURS`` ..., read by ``build_state``)."""
+    if state.monitoring is None:
+        raise GatewayError("Monitoring settings are not configured.")
+    return state.monitoring
 
 
 # --- parameters --------------------------------------------------------------------------
@@ -269,8 +277,7 @@ def _wants_csv(request: Request) -> bool:
 
 
 @router.get("/Patient/{nhs}/$access-report")
-async def access_report(nhs: str, ctx: AuditSearch, state: StateDep, request: Request) -> Response:
-    require_ig(state, ctx)
+async def access_report(nhs: str, ctx: IGCaller, state: StateDep, request: Request) -> Response:
     check_params(request, (), formats=JSON_FORMATS | CSV_TYPES)
     number = parse_nhs_number(nhs)
     store = _audit(state)
@@ -310,9 +317,8 @@ async def _review_body(request: Request) -> Any:
 
 @router.post("/AuditEvent/{event_id}/$review")
 async def review_event(
-    event_id: str, ctx: AuditCreate, state: StateDep, request: Request
+    event_id: str, ctx: IGReviewer, state: StateDep, request: Request
 ) -> FHIRResponse:
-    require_ig(state, ctx)
     check_params(request, ())
     if not _ID.fullmatch(event_id):
         raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
@@ -330,8 +336,7 @@ async def review_event(
 
 
 @router.get("/$break-glass-queue")
-async def break_glass_queue(ctx: AuditSearch, state: StateDep, request: Request) -> FHIRResponse:
-    require_ig(state, ctx)
+async def break_glass_queue(ctx: IGCaller, state: StateDep, request: Request) -> FHIRResponse:
     check_params(request, ("_count", "_offset"))
     count, offset = count_param(request), offset_param(request)
     reviews = _reviews(request, state)
@@ -350,13 +355,12 @@ async def _facts_of(state: GatewayState, nhs: str) -> Sequence[Mapping[str, Any]
 
 
 @router.get("/$privacy-alerts")
-async def privacy_alerts(ctx: AuditSearch, state: StateDep, request: Request) -> FHIRResponse:
-    require_ig(state, ctx)
+async def privacy_alerts(ctx: IGCaller, state: StateDep, request: Request) -> FHIRResponse:
     check_params(request, ("since",))
     now = datetime.now(UTC)
     since_raw = one(request, "since")
     since = instant_param(since_raw, "since") if since_raw else now - timedelta(hours=24)
-    config = monitoring_config(request)
+    config = monitoring_config(state)
     events = await _audit(state).search(date_ge=since, count=ALERT_WINDOW_MAX)
     facts = await gather_facts(events, lambda nhs: _facts_of(state, nhs))
     alerts = run_rules(events, config, facts)

@@ -42,7 +42,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
@@ -51,6 +51,7 @@ from consent import (
     Decision,
     Directive,
     DirectiveInteraction,
+    Effect,
     Policy,
     directive_role_denial,
     parse_consent,
@@ -78,6 +79,7 @@ from gateway.routes.consent_body import consent_body, person_performer
 from gateway.routes.params import check_params
 from gateway.routes.searching import operation_request, search_request
 from gateway.state import GatewayState
+from vocabulary import USER_SYSTEM
 
 router = APIRouter(prefix="/fhir")
 
@@ -87,7 +89,6 @@ ConsentRead = Annotated[RequestContext, Depends(gate("Consent", "read"))]
 ConsentSearch = Annotated[RequestContext, Depends(gate("Consent", "search"))]
 PatientRead = Annotated[RequestContext, Depends(gate("Patient", "read"))]
 
-USER_SYSTEM: Final = "urn:caregateway:user"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # One version this server issues, weak (FHIR's form) or strong; 9 digits fit the column.
 _IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
@@ -438,7 +439,7 @@ def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str
     permit they are told is a plain ``permit``, with no reason and no rule naming it."""
     detail = verdict.detail
     if not verdict.announce_withheld and verdict.effect != "deny":
-        verdict = Verdict(effect="permit", visible=verdict.visible)
+        verdict = Verdict(effect=Effect.PERMIT, visible=verdict.visible)
         version = detail.policy_version if isinstance(detail, Decision) else "none"
         rule = "permitted: the person themself, their own record"
     elif isinstance(detail, Decision):

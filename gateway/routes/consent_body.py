@@ -36,25 +36,21 @@ from consent.directives import patient_nhs_number
 from consent.limits import MAX_CONSENT_BYTES, limit_problems
 from consent.model import NHS_NUMBER_SYSTEM
 from gateway.audit import note as audit_trail
-from gateway.errors import BadRequest, GatewayError, UnprocessableEntity
+from gateway.errors import (
+    BadRequest,
+    ResourceTooLarge,
+    TooCostly,
+    UnprocessableEntity,
+)
+from gateway.errors import UnsupportedMediaType as UnsupportedMediaType  # re-exported
 
 JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
 _MAX_PROBLEMS: Final = 20
 _MAX_LENGTH_DIGITS: Final = 12  # a Content-Length longer than this is far over the limit
 
 
-class UnsupportedMediaType(GatewayError):
-    status = 415
-    code = "not-supported"
-
-
-class ConsentTooLarge(GatewayError):
-    status = 413
-    code = "too-long"
-
-
-class ConsentTooCostly(UnprocessableEntity):
-    code = "too-costly"
+ConsentTooLarge = ResourceTooLarge
+ConsentTooCostly = TooCostly
 
 
 def _too_large() -> ConsentTooLarge:

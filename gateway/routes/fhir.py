@@ -80,9 +80,8 @@ async def search_patient(
         )
     nhs = parse_nhs_number(value, "identifier")
     filters = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
-    try:
-        result = await access.read(ctx, nhs)
-    except NotFound:
+    result = await access.find(ctx, nhs)
+    if result is None:
         return FHIRResponse(searchset(state.base_url, "Patient", [], shape, filters=filters))
     matches = [] if result.record.patient is None else [result.record.patient]
     bundle = searchset(

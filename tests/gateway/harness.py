@@ -19,8 +19,8 @@ from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
 from gateway.limits import Limits
 from gateway.smart import SmartConfig
-from gateway.state import GatewayState
-from gateway.wiring import build_state
+from gateway.state import Closer, GatewayState
+from gateway.wiring import Overrides, build_state, defaults
 
 ISSUER = "urn:caregateway:test-issuer"
 
@@ -103,17 +103,20 @@ async def running_gateway(
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
     database_url = database_url or f"sqlite+aiosqlite:///{workdir}/gateway.db"
 
-    async def factory():  # type: ignore[no-untyped-def]
-        return await build_state(
-            base_url=base_url,
-            sources=sources,
-            verifier=verifier,
-            database_url=database_url,
-            decider=decider,
-            cache=cache,
-            change_poll_interval_s=change_poll_interval_s,
-            smart=None if smart is None else smart(base_url),
-        )
+    overrides = Overrides(
+        base_url=base_url,
+        sources=sources,
+        verifier=verifier,
+        database_url=database_url,
+        decider=decider,
+        cache=cache,
+        change_poll_interval_s=change_poll_interval_s,
+        auto_upgrade=True,
+        smart=None if smart is None else smart(base_url),
+    )
+
+    async def factory() -> tuple[GatewayState, Closer]:
+        return await build_state(defaults(), overrides)
 
     app = create_app(factory, limits=limits, cors_origins=cors_origins)
     async with (

@@ -25,6 +25,7 @@ from gateway.cache import generate_index_key, generate_key_entry
 from gateway.embedded import free_port
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
+from vocabulary import ClientKind
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "urn:caregateway:ops-test-issuer"
@@ -182,7 +183,7 @@ class ReplicaSet:
             org=org,
             scopes=scopes,
             purpose=purpose,
-            client_kind=client_kind,  # type: ignore[arg-type]
+            client_kind=ClientKind(client_kind),
             extra_claims={"client_id": client_id} if client_id else None,
         )
         return {"Authorization": f"Bearer {token}"}

@@ -41,7 +41,7 @@ from gateway.embedded import free_port, running_server
 from gateway.routes import audit
 from gateway.routes.params import date_bounds
 from gateway.state import GatewayState
-from gateway.wiring import build_state
+from gateway.wiring import Overrides, build_state, defaults
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 
@@ -126,9 +126,10 @@ async def running_audit_gateway(
     database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
 
     async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
-        state, close = await build_state(
+        overrides = Overrides(
             base_url=base_url, sources=sources, verifier=verifier, database_url=database_url
         )
+        state, close = await build_state(defaults(), overrides)
         if state.audit is None:
             engine = make_engine(database_url)
             store = AuditStore(engine)
@@ -451,7 +452,7 @@ async def test_review_needs_a_write_scope(gw: AuditGateway) -> None:
 
 async def test_privacy_alerts_fire_on_a_crafted_sequence(gw: AuditGateway) -> None:
     surname = (await gw.get(f"/Patient/{BOTH}", gw.headers())).json()["name"][0]["family"]
-    gw.app.state.monitoring = MonitoringConfig(
+    configured, gw.state.monitoring = gw.state.monitoring, MonitoringConfig(
         out_of_hours=OutOfHours(time(0, 0), time(23, 59, 59, 999999)), volume_per_hour=2
     )
     try:
@@ -470,7 +471,7 @@ async def test_privacy_alerts_fire_on_a_crafted_sequence(gw: AuditGateway) -> No
         resp = await gw.get("/$privacy-alerts", gw.ig())
         assert resp.status_code == 200, resp.text
     finally:
-        del gw.app.state.monitoring
+        gw.state.monitoring = configured
     bundle = resp.json()
     issues = [e["resource"] for e in bundle["entry"]]
     for issue in issues:

@@ -45,7 +45,7 @@ from gateway.cache import (
 from gateway.cli import main as cli_main
 from gateway.embedded import free_port
 from gateway.settings import ConfigurationError, Settings, get_settings
-from gateway.wiring import DEFAULT_CHANGE_POLL_INTERVAL_S, build_state
+from gateway.wiring import DEFAULT_CHANGE_POLL_INTERVAL_S, Overrides, build_state, defaults
 from simulators.population import SCENARIO_NHS_NUMBERS, SCENARIOS, Population
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
@@ -717,11 +717,14 @@ async def test_build_state_refuses_a_negative_poll_interval(
     _, jwk = signing_key
     with pytest.raises(ValueError, match="change_poll_interval_s"):
         await build_state(
-            base_url="http://127.0.0.1:1/fhir",
-            sources=source_configs(running_sources),
-            verifier=TokenVerifier(issuer="urn:x", audience="urn:y", jwks={"keys": [jwk]}),
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'never.db'}",
-            change_poll_interval_s=-1,
+            defaults(),
+            Overrides(
+                base_url="http://127.0.0.1:1/fhir",
+                sources=source_configs(running_sources),
+                verifier=TokenVerifier(issuer="urn:x", audience="urn:y", jwks={"keys": [jwk]}),
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'never.db'}",
+                change_poll_interval_s=-1,
+            ),
         )
     assert not (tmp_path / "never.db").exists()  # refused before anything was opened
 

@@ -37,7 +37,7 @@ from gateway.auth import TokenVerifier
 from gateway.cache import RecordCache, build_record_cache
 from gateway.embedded import free_port, running_server
 from gateway.state import GatewayState
-from gateway.wiring import build_state
+from gateway.wiring import Overrides, build_state, defaults
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, PRACTICES, SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import consent_body
@@ -934,13 +934,14 @@ async def cached_gateway(
     )
 
     async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
-        return await build_state(
+        overrides = Overrides(
             base_url=base_url,
             sources=configs,
             verifier=verifier,
             database_url=f"sqlite+aiosqlite:///{workdir}/gateway.db",
             cache=cache,
         )
+        return await build_state(defaults(), overrides)
 
     async with (
         running_server(create_app(factory), "127.0.0.1", port),
