@@ -101,7 +101,7 @@ async def running_gateway(
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
     database_url = database_url or f"sqlite+aiosqlite:///{workdir}/gateway.db"
 
-    async def factory():  # type: ignore[no-untyped-def]
+    async def factory():  # the state and its closer, as create_app expects
         return await build_state(
             base_url=base_url,
             sources=sources,

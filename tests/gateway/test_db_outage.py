@@ -9,7 +9,7 @@ gateway (its pooled connections closed) and moved back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ IG_SCOPES = ("user/AuditEvent.rs",)
 
 
 @pytest.fixture
-def own_postgres() -> AsyncIterator[PostgresServer]:
+def own_postgres() -> Iterator[PostgresServer]:
     server = PostgresServer()
     server.start()
     try:
-        yield server  # type: ignore[misc]
+        yield server
     finally:
         server.remove()
 

@@ -133,7 +133,7 @@ async def test_a_draft_needs_no_lead_but_becoming_active_does(joint: JointClient
 
 async def test_media_type_and_size(joint: JointClient) -> None:
     before = await counts(joint)
-    resp = await joint.post(plan_body(), **{"Content-Type": "text/plain"})
+    resp = await joint.post(plan_body(), GP, **{"Content-Type": "text/plain"})
     await refused(joint, resp, 415, "not-supported", before)
     big = plan_body()
     big["note"] = [{"text": "x" * 1000} for _ in range(MAX_PLAN_BYTES // 1000 + 1)]

@@ -170,9 +170,9 @@ async def test_8_mb_break_glass_reason_never_becomes_an_audit_row(
 def test_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAREGW_MAX_BODY_BYTES", "65536")
     monkeypatch.setenv("CAREGW_MAX_BREAK_GLASS_REASON_CHARS", "500")
-    limits = Limits.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    limits = Limits.from_settings(Settings(_env_file=None))
     assert limits == Limits(max_body_bytes=65536, max_break_glass_reason_chars=500)
-    assert Limits.from_settings(Settings(_env_file=None)) != Limits()  # type: ignore[call-arg]
+    assert Limits.from_settings(Settings(_env_file=None)) != Limits()
     monkeypatch.delenv("CAREGW_MAX_BODY_BYTES")
     monkeypatch.delenv("CAREGW_MAX_BREAK_GLASS_REASON_CHARS")
-    assert Limits.from_settings(Settings(_env_file=None)) == Limits()  # type: ignore[call-arg]
+    assert Limits.from_settings(Settings(_env_file=None)) == Limits()

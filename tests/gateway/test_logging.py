@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import structlog
 
+from gateway.embedded import free_port
 from gateway.logging import REDACTED, configure_logging
 from simulators.population import SCENARIOS
-from tests.gateway.harness import Gateway, free_port
+from tests.gateway.harness import Gateway
 
 
 def _reader(stream: Any, sink: queue.Queue[str | None]) -> None:

@@ -27,7 +27,7 @@ async def _refused(gateway: Gateway, headers: dict[str, str], status: int, code:
     token = headers.get("Authorization", "").removeprefix("Bearer ")
     if token:
         assert token not in resp.text
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 async def test_missing_and_malformed_bearer(gateway: Gateway) -> None:

@@ -130,7 +130,7 @@ def assertion(
         "iat": now,
         "jti": jti or uuid.uuid4().hex,
     }
-    private = (
+    private: Any = (
         sign_key if sign_key is not None else serialization.load_pem_private_key(key.pem, None)
     )
     return jwt.encode(claims, private, algorithm=alg or key.alg, headers={"kid": kid or key.kid})
