@@ -97,9 +97,14 @@ def directive(draw: st.DrawFn) -> Directive:
     )
 
 
+reasons = st.none() | st.sampled_from(["", "  ", "collapsed at home"])
+reasons_of_carers = st.none() | st.just("collapsed at home")
+
+
 @st.composite
 def requester(draw: st.DrawFn, carer: bool = False) -> Requester:
-    """``carer``: a user in a role that may give direct care."""
+    """``carer``: a user in a role that may give direct care (and, asking for emergency
+    care, often with a reason: break-glass)."""
     return Requester(
         sub="u",
         role=draw(st.sampled_from(CARE_ROLES if carer else ROLES)),
@@ -109,7 +114,7 @@ def requester(draw: st.DrawFn, carer: bool = False) -> Requester:
             if carer
             else draw(st.sampled_from([ClientKind.USER, ClientKind.USER, ClientKind.SYSTEM]))
         ),
-        break_glass_reason=draw(st.none() | st.sampled_from(["", "  ", "collapsed at home"])),
+        break_glass_reason=draw(reasons_of_carers if carer else reasons),
     )
 
 

@@ -21,19 +21,11 @@ from gateway.settings import Settings
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.boundary_support import events_for, gateway_on
-from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
+from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
 
 NUMBER = SCENARIOS["both"].nhs_number or ""
 MiB = 1024 * 1024
 IG_SCOPES = ("user/AuditEvent.rs", "user/AuditEvent.c")
-
-
-@pytest.fixture(scope="module")
-async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
-        yield gateway
 
 
 async def _send(
