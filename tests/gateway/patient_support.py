@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,20 +54,8 @@ def as_person(gw: Gateway, number: str, level: str = "P9", **kw: Any) -> dict[st
     return {"Authorization": f"Bearer {patient_token(gw, number, level, **kw)}"}
 
 
-def staff(
-    gw: Gateway,
-    role: str,
-    org: str,
-    *,
-    purpose: str = "TREAT",
-    name: str | None = None,
-    sub: str | None = None,
-    reason: str | None = None,
-    scopes: tuple[str, ...] = ("user/*.cruds",),
-) -> dict[str, str]:
-    return staff_headers(
-        gw, role, org, purpose=purpose, reason=reason, sub=sub, scopes=scopes, name=name
-    )
+# A member of staff who may also record Consents: ``staff(gw, role, org, purpose=...)``.
+staff = functools.partial(staff_headers, scopes=("user/*.cruds",))
 
 
 async def post_json(

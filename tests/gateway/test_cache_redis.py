@@ -29,7 +29,15 @@ from gateway.cache import (
     TieredBackend,
 )
 from gateway.cache.crypto import kid_of
-from tests.gateway.cache_factories import NHS_A, NHS_B, PEOPLE, found, secrets_of
+from tests.gateway.cache_factories import (
+    NHS_A,
+    NHS_B,
+    PEOPLE,
+    HeldFetch,
+    fetch_concurrently,
+    found,
+    secrets_of,
+)
 from tests.redis_server import (  # noqa: F401  (fixtures)
     RedisServer,
     fresh_redis,
@@ -187,20 +195,9 @@ async def test_nothing_identifying_in_redis(cache: RecordCache, raw: redis.Redis
 
 
 async def test_single_flight_against_redis(cache: RecordCache) -> None:
-    release = asyncio.Event()
-    calls = 0
-
-    async def fetch() -> SourceResult:
-        nonlocal calls
-        calls += 1
-        await release.wait()
-        return found("community", NHS_A)
-
-    tasks = [asyncio.create_task(cache.get_or_fetch("community", NHS_A, fetch)) for _ in range(20)]
-    await asyncio.sleep(0)  # every task joins the flight in its first step
-    release.set()
-    results = await asyncio.gather(*tasks)
-    assert calls == 1
+    fetch = HeldFetch("community", NHS_A)
+    results = await fetch_concurrently(cache, fetch)
+    assert fetch.calls == 1
     assert results == [found("community", NHS_A)] * 20
     assert await cache.get("community", NHS_A) == found("community", NHS_A)
 

@@ -97,17 +97,7 @@ async def fresh(
 # --- request helpers ---------------------------------------------------------------------
 
 
-def who(
-    gw: Gateway,
-    role: str,
-    org: str,
-    *,
-    purpose: str = "TREAT",
-    reason: str | None = None,
-    sub: str | None = None,
-    scopes: tuple[str, ...] = ("user/*.rs",),
-) -> dict[str, str]:
-    return staff_headers(gw, role, org, purpose=purpose, reason=reason, sub=sub, scopes=scopes)
+who = staff_headers  # a reader's headers: ``who(gw, role, org, purpose=..., reason=...)``
 
 
 async def everything(gw: Gateway, number: str, headers: dict[str, str]) -> httpx.Response:
