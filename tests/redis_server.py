@@ -222,15 +222,20 @@ def _started(directory: str, tls: TlsFiles | None = None) -> RedisServer:
     raise RuntimeError(f"could not start redis-server: {last}")
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server shared by one test module."""
-    with tempfile.TemporaryDirectory(prefix="cgw-redis-") as directory:
-        server = _started(directory)
+def _serving(prefix: str = "cgw-redis-", tls: bool = False) -> Iterator[RedisServer]:
+    """A started redis-server in a temporary folder, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        server = _started(directory, make_tls_files(Path(directory)) if tls else None)
         try:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server shared by one test module."""
+    yield from _serving()
 
 
 @pytest.fixture
@@ -244,20 +249,10 @@ def fresh_redis(redis_server: RedisServer) -> RedisServer:
 @pytest.fixture
 def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server of this test's own (for tests that stop and restart it)."""
-    with tempfile.TemporaryDirectory(prefix="cgw-redis-") as directory:
-        server = _started(directory)
-        try:
-            yield server
-        finally:
-            server.stop()
+    yield from _serving()
 
 
 @pytest.fixture
 def tls_redis_server() -> Iterator[RedisServer]:
     """A redis-server of this test's own speaking TLS only (``server.tls.ca_cert`` trusts it)."""
-    with tempfile.TemporaryDirectory(prefix="cgw-redis-tls-") as directory:
-        server = _started(directory, make_tls_files(Path(directory)))
-        try:
-            yield server
-        finally:
-            server.stop()
+    yield from _serving("cgw-redis-tls-", tls=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from adapters.base import DataIssue, Outcome, SourceResult
+from gateway.cache import RecordCache
 
 NHS_A = "9990000018"
 NHS_B = "9990000026"
@@ -76,3 +78,31 @@ def secrets_of(nhs: str) -> list[bytes]:
         s.encode()
         for s in (nhs, who["given"], who["family"], who["birth"], CARE_PLAN_START, "Mill Lane")
     ]
+
+
+class HeldFetch:
+    """A source fetch that counts its calls and answers only once ``release`` is set, so
+    concurrent callers can be shown to share one call."""
+
+    def __init__(self, source: str, nhs: str) -> None:
+        self.source, self.nhs = source, nhs
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self) -> SourceResult:
+        self.calls += 1
+        await self.release.wait()
+        return found(self.source, self.nhs)
+
+
+async def fetch_concurrently(
+    cache: RecordCache, fetch: HeldFetch, callers: int = 20
+) -> list[SourceResult]:
+    """``callers`` concurrent ``get_or_fetch`` calls, released once every one has joined."""
+    tasks = [
+        asyncio.create_task(cache.get_or_fetch(fetch.source, fetch.nhs, fetch))
+        for _ in range(callers)
+    ]
+    await asyncio.sleep(0)  # every task joins the flight in its first step
+    fetch.release.set()
+    return list(await asyncio.gather(*tasks))

@@ -24,3 +24,13 @@ async def gateway(
 ) -> AsyncIterator[Gateway]:
     async with running_gateway(source_configs(running_sources), *signing_key) as gw:
         yield gw
+
+
+@pytest.fixture(scope="module")
+async def gw(
+    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    """A gateway of the test module's own (own SQLite file: its audit trail, its Consents).
+    A module that needs something else defines its own ``gw``."""
+    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+        yield gateway

@@ -14,15 +14,17 @@ import httpx
 from adapters.base import SourceConfig
 from gateway.access import Decider
 from gateway.app import create_app
-from gateway.auth import TokenVerifier, issue_token
+from gateway.audit import AuditStore
+from gateway.auth import TokenVerifier
 from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
+from gateway.joint.store import JointPlanStore
 from gateway.limits import Limits
-from gateway.smart import SmartConfig
+from gateway.smart import SmartConfig, SmartServer
 from gateway.state import Closer, GatewayState
 from gateway.wiring import Overrides, build_state, defaults
-
-ISSUER = "urn:caregateway:test-issuer"
+from tests.support.fhir import FHIR_JSON, assert_fhir, assert_outcome
+from tests.support.tokens import ISSUER, user_token
 
 
 @dataclass
@@ -37,6 +39,23 @@ class Gateway:
         state: GatewayState = self.app.state.gateway
         return state
 
+    # What every test gateway has (build_state wires them; the state's fields are optional
+    # only because a gateway may run without them).
+    @property
+    def audit(self) -> AuditStore:
+        assert self.state.audit is not None, "the test gateway has an audit store"
+        return self.state.audit
+
+    @property
+    def joint(self) -> JointPlanStore:
+        assert self.state.joint is not None, "the test gateway has a joint plan store"
+        return self.state.joint
+
+    @property
+    def smart(self) -> SmartServer:
+        assert self.state.smart is not None, "this test gateway runs the SMART server"
+        return self.state.smart
+
     def token(
         self,
         *,
@@ -47,15 +66,14 @@ class Gateway:
         sub: str = "test-user-0001",
         **kw: Any,
     ) -> str:
-        return issue_token(
+        return user_token(
             self.private_pem,
-            issuer=ISSUER,
-            audience=self.base_url,
-            sub=sub,
+            self.base_url,
             role=role,
             org=org,
-            scopes=tuple(scopes),
+            scopes=scopes,
             purpose=purpose,
+            sub=sub,
             **kw,
         )
 
@@ -129,23 +147,6 @@ async def running_gateway(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-# --- assertions on FHIR answers ---------------------------------------------------------
+# --- assertions on FHIR answers (kept importable from here) -----------------------------
 
-FHIR_JSON = "application/fhir+json"
-
-
-def assert_fhir(resp: httpx.Response, status: int = 200) -> dict[str, Any]:
-    """The JSON body of a FHIR answer with ``status``, served as FHIR JSON and never cached."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(FHIR_JSON)
-    assert resp.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def assert_outcome(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """An OperationOutcome answer with ``status`` whose first issue has ``code``."""
-    body = assert_fhir(resp, status)
-    assert body["resourceType"] == "OperationOutcome"
-    assert body["issue"][0]["code"] == code
-    return body
+__all__ = ["FHIR_JSON", "ISSUER", "Gateway", "assert_fhir", "assert_outcome", "running_gateway"]

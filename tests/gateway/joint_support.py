@@ -143,7 +143,7 @@ async def audit_of(gw: Gateway, resp: httpx.Response) -> dict[str, Any]:
     request_id = resp.request.headers["X-Request-ID"]
     found = [
         event
-        for event in await gw.state.audit.search(count=2000)
+        for event in await gw.audit.search(count=2000)
         for entity in event.get("entity", ())
         if entity.get("type", {}).get("code") == "XrequestId"
         and entity.get("what", {}).get("identifier", {}).get("value") == request_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,27 +12,21 @@ import httpx
 
 from gateway.auth import generate_signing_key
 from gateway.smart.tokens import Grantee, access_token_claims
-from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.harness import Gateway, running_gateway
 from tests.smart.support import smart_config
+from tests.support.fhir import FHIR_JSON as FHIR_JSON
+from tests.support.fhir import entries as entries
+from tests.support.people import UNKNOWN as UNKNOWN
+from tests.support.people import nhs as nhs
+from tests.support.tokens import staff_headers
 
-FHIR_JSON = "application/fhir+json"
 REASON_SYSTEM = "urn:caregateway:decision-reason"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ME_SCOPES = "openid fhirUser patient/*.rs patient/Consent.crus patient/AuditEvent.rs"
-
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
-
-
-UNKNOWN = "9991000585"  # a valid 999-range number no source holds
 
 
 @asynccontextmanager
@@ -46,7 +41,7 @@ async def patient_gateway(running: RunningSources) -> AsyncIterator[Gateway]:
 def patient_token(gw: Gateway, number: str, level: str = "P9", scope: str = ME_SCOPES) -> str:
     """An access token exactly as the SMART server issues it to the person (client ``me``):
     its own claims function, signed with its own key."""
-    server = gw.state.smart
+    server = gw.smart
     grantee = Grantee(
         kind="patient", sub=number, patient=number, proofing_level=level, purpose="PATRQT"
     )
@@ -59,29 +54,8 @@ def as_person(gw: Gateway, number: str, level: str = "P9", **kw: Any) -> dict[st
     return {"Authorization": f"Bearer {patient_token(gw, number, level, **kw)}"}
 
 
-def staff(
-    gw: Gateway,
-    role: str,
-    org: str,
-    *,
-    purpose: str = "TREAT",
-    name: str | None = None,
-    sub: str | None = None,
-    reason: str | None = None,
-    scopes: tuple[str, ...] = ("user/*.cruds",),
-) -> dict[str, str]:
-    headers = gw.headers(
-        role=role,
-        org=org,
-        purpose=purpose,
-        scopes=scopes,
-        sub=sub or f"user-{role}-{org}".lower(),
-        name=name,
-    )
-    headers["X-Purpose-Of-Use"] = purpose
-    if reason is not None:
-        headers["X-Break-Glass-Reason"] = reason
-    return headers
+# A member of staff who may also record Consents: ``staff(gw, role, org, purpose=...)``.
+staff = functools.partial(staff_headers, scopes=("user/*.cruds",))
 
 
 async def post_json(
@@ -95,16 +69,8 @@ async def post_json(
     )
 
 
-def entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry", ())]
-
-
 def outcome_entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        e["resource"]
-        for e in bundle.get("entry", ())
-        if e.get("search", {}).get("mode") == "outcome"
-    ]
+    return entries(bundle, "outcome")
 
 
 def reason_codes(oo: dict[str, Any]) -> list[str]:

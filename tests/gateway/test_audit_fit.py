@@ -69,15 +69,15 @@ async def test_long_sub_is_refused_alone_and_innocent_requests_are_audited(gw: G
 
     assert [s for s, _, _ in fine] == [200] * INNOCENT, [b for s, _, b in fine if s != 200][:2]
     for _, innocent_rid, _ in fine:
-        [event] = await events_for(gw.state.audit, innocent_rid)
+        [event] = await events_for(gw.audit, innocent_rid)
         assert event["outcome"] == "0"
     assert status == 401
     assert body["issue"][0]["code"] == "login"
     assert "'sub' claim is longer than 255 characters" in body["issue"][0]["diagnostics"]
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "4" and event["outcomeDesc"].startswith("HTTP 401")
     assert long_sub not in str(event) and "u" * 255 not in str(event)
-    assert (await gw.state.audit.verify()).ok
+    assert (await gw.audit.verify()).ok
 
 
 async def test_event_that_would_not_fit_is_refused_before_the_batch(postgres_url: str) -> None:

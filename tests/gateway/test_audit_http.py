@@ -33,7 +33,7 @@ def _nhs(key: str) -> str:
 
 async def _events_for(gw: Gateway, request_id: str) -> list[dict[str, Any]]:
     """Events whose request-id entity (``type.code`` XrequestId) is ``request_id``."""
-    events = await gw.state.audit.search(count=500)
+    events = await gw.audit.search(count=500)
     return [
         e
         for e in events
@@ -119,13 +119,13 @@ async def test_break_glass_is_marked(gw: Gateway) -> None:
 
 
 async def test_metadata_is_not_audited(gw: Gateway) -> None:
-    before = len(await gw.state.audit.search(count=1000))
+    before = len(await gw.audit.search(count=1000))
     await gw.client.get(f"{gw.base_url}/metadata")
-    assert len(await gw.state.audit.search(count=1000)) == before
+    assert len(await gw.audit.search(count=1000)) == before
 
 
 async def test_trail_verifies(gw: Gateway) -> None:
-    result = await gw.state.audit.verify()
+    result = await gw.audit.verify()
     assert result.ok
 
 

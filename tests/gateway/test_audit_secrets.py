@@ -61,11 +61,11 @@ async def test_token_in_the_query_string_never_reaches_the_trail(gw: Gateway) ->
         },
     )
     assert_fhir(resp, 200)
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert _stored_query(event) == (
         f"patient={NUMBER}&access_token=redacted&Client_Secret=redacted&code=redacted"
     )
-    async with gw.state.audit.engine.connect() as conn:
+    async with gw.audit.engine.connect() as conn:
         row = (
             await conn.execute(
                 select(audit_event.c.resource).where(audit_event.c.id == event["id"])

@@ -56,14 +56,14 @@ class _HeldWriteLock:
         self._pg: AsyncConnection | None = None
 
     async def __aenter__(self) -> _HeldWriteLock:
-        url = self.gw.state.audit.engine.url
+        url = self.gw.audit.engine.url
         if url.get_backend_name() == "sqlite":
             self._sqlite = sqlite3.connect(str(url.database), isolation_level=None)
             self._sqlite.execute("BEGIN IMMEDIATE")
         else:
             engine = make_engine(url.render_as_string(hide_password=False))
             self._pg = await engine.connect()
-            key = chain_lock_key(self.gw.state.audit.chain_id)
+            key = chain_lock_key(self.gw.audit.chain_id)
             await self._pg.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         return self
 
@@ -83,7 +83,7 @@ class _HeldWriteLock:
 
 
 async def test_event_of_a_request_whose_audit_commit_timed_out_says_503(gw: Gateway) -> None:
-    store = gw.state.audit
+    store = gw.audit
     store.timeout_s = WAIT_S
     rid = f"t-{uuid.uuid4()}"
     async with _HeldWriteLock(gw) as lock:
@@ -125,7 +125,7 @@ async def test_caller_giving_up_during_the_commit_itself_gets_a_correcting_event
     async with running_gateway(
         source_configs(running_sources), *signing_key, database_url=url
     ) as gw:
-        store = gw.state.audit
+        store = gw.audit
         await gw.get("/metadata")  # the schema exists once the gateway has started
         holder = make_engine(url)
         async with holder.begin() as conn:

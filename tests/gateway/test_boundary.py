@@ -66,7 +66,7 @@ async def test_unexpected_exception_is_an_audited_500_on_a_connection_that_stays
     assert SECRET not in resp.text
     assert resp.headers["x-request-id"] == rid
 
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "8"
     assert event["outcomeDesc"].startswith("HTTP 500")
     assert "HTTP 200" not in json.dumps(event)
@@ -96,7 +96,7 @@ async def test_database_error_in_a_route_is_a_503_outcome_without_its_parameters
     body = assert_outcome(resp, 503, "transient")
     assert "database" in body["issue"][0]["diagnostics"]
     assert resp.headers["x-request-id"] == rid
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "8" and event["outcomeDesc"].startswith("HTTP 503")
     record = next(
         json.loads(line)
@@ -112,14 +112,14 @@ async def test_unknown_path_and_wrong_method_are_audited_outcomes(gw: Gateway) -
     resp, rid = await _request(gw, "GET", "/NoSuchType/1")
     assert_outcome(resp, 404, "not-found")
     assert resp.headers["x-request-id"] == rid
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "4" and event["outcomeDesc"].startswith("HTTP 404")
 
     resp, rid = await _request(gw, "DELETE", f"/Patient/{number}")
     assert_outcome(resp, 405, "not-supported")
     assert resp.headers["allow"] == "GET, HEAD"  # HEAD is answered wherever GET is
     assert resp.headers["x-request-id"] == rid
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "4" and event["outcomeDesc"].startswith("HTTP 405")
 
 
@@ -128,15 +128,15 @@ async def test_parameter_fastapi_refuses_is_a_400_outcome(gw: Gateway) -> None:
     body = assert_outcome(resp, 400, "invalid")
     assert "query.n" in body["issue"][0]["diagnostics"]
     assert resp.headers["x-request-id"] == rid
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "4"
 
 
 async def test_health_answers_carry_a_request_id_and_are_not_audited(gw: Gateway) -> None:
     base = gw.base_url.removesuffix("/fhir")
-    before = await gw.state.audit.count()
+    before = await gw.audit.count()
     resp = await gw.client.get(f"{base}/health/live", headers={"X-Request-ID": "live-1"})
     assert resp.status_code == 200 and resp.headers["x-request-id"] == "live-1"
     missing = await gw.client.get(f"{base}/nowhere")
     assert_outcome(missing, 404, "not-found")
-    assert await gw.state.audit.count() == before
+    assert await gw.audit.count() == before

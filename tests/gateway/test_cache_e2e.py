@@ -777,6 +777,29 @@ def change_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t.get_name().startswith("changes:")}
 
 
+@asynccontextmanager
+async def polling_gateway(
+    env: pytest.MonkeyPatch,
+    running_sources: RunningSources,
+    signing_key: tuple[bytes, dict[str, Any]],
+    redis_url: str,
+    interval: str,
+) -> AsyncIterator[tuple[Gateway, IndexKey, set[asyncio.Task[Any]]]]:
+    """A cached gateway whose change polling is ``CAREGW_CHANGE_POLL_INTERVAL_S=interval``
+    (read through the settings, as ``serve`` reads it); with the change-feed tasks that
+    were running before it started."""
+    settings = settings_with(env, CAREGW_CHANGE_POLL_INTERVAL_S=interval)
+    cache, index = make_cache(redis_url)
+    running_before = change_tasks()
+    async with running_gateway(
+        source_configs(running_sources),
+        *signing_key,
+        cache=cache,
+        change_poll_interval_s=settings.change_poll_interval_s,
+    ) as gw:
+        yield gw, index, running_before
+
+
 async def test_with_polling_off_no_poller_runs_and_a_changed_record_stays_cached(
     env: pytest.MonkeyPatch,
     running_sources: RunningSources,
@@ -784,29 +807,24 @@ async def test_with_polling_off_no_poller_runs_and_a_changed_record_stays_cached
     redis_server: RedisServer,  # noqa: F811
     people: People,
 ) -> None:
-    async with asyncio.timeout(60):
-        settings = settings_with(env, CAREGW_CHANGE_POLL_INTERVAL_S="0")
-        cache, index = make_cache(redis_server.url)
-        running_before = change_tasks()
-        async with running_gateway(
-            source_configs(running_sources),
-            *signing_key,
-            cache=cache,
-            change_poll_interval_s=settings.change_poll_interval_s,
-        ) as gw:
-            cgw = CachedGateway(gw, running_sources, index, redis_server)
-            assert gw.state.change_pollers == ()
-            assert change_tasks() - running_before == set()
-            assert "changeFeeds" not in await cgw.ready()
+    async with (
+        asyncio.timeout(60),
+        polling_gateway(env, running_sources, signing_key, redis_server.url, "0") as started,
+    ):
+        gw, index, running_before = started
+        cgw = CachedGateway(gw, running_sources, index, redis_server)
+        assert gw.state.change_pollers == ()
+        assert change_tasks() - running_before == set()
+        assert "changeFeeds" not in await cgw.ready()
 
-            person = people.take()
-            first = assert_record(await cgw.everything(person), person)
-            touch = f"{running_sources.social_care_url}/_control/touch/{person.person_id}"
-            (await gw.client.post(touch)).raise_for_status()
-            before = await cgw.counts()
-            cached = assert_record(await cgw.everything(person), person)
-            assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
-            assert patient_last_updated(cached) == patient_last_updated(first)
+        person = people.take()
+        first = assert_record(await cgw.everything(person), person)
+        touch = f"{running_sources.social_care_url}/_control/touch/{person.person_id}"
+        (await gw.client.post(touch)).raise_for_status()
+        before = await cgw.counts()
+        cached = assert_record(await cgw.everything(person), person)
+        assert calls(before, await cgw.counts()) == {SOCIAL: 0, COMMUNITY: 0}
+        assert patient_last_updated(cached) == patient_last_updated(first)
 
 
 async def test_with_polling_on_the_poller_runs_at_the_set_interval(
@@ -816,18 +834,12 @@ async def test_with_polling_on_the_poller_runs_at_the_set_interval(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
     async with asyncio.timeout(60):
-        settings = settings_with(env, CAREGW_CHANGE_POLL_INTERVAL_S="1")
-        cache, _ = make_cache(redis_server.url)
-        running_before = change_tasks()
-        async with running_gateway(
-            source_configs(running_sources),
-            *signing_key,
-            cache=cache,
-            change_poll_interval_s=settings.change_poll_interval_s,
-        ) as gw:
+        gateway = polling_gateway(env, running_sources, signing_key, redis_server.url, "1")
+        async with gateway as (gw, _, running_before):
             (poller,) = gw.state.change_pollers
             assert poller.interval_s == 1.0
-            assert [t.get_name() for t in change_tasks() - running_before] == [f"changes:{SOCIAL}"]
+            started = [t.get_name() for t in change_tasks() - running_before]
+            assert started == [f"changes:{SOCIAL}"]
 
             async def polled_thrice() -> bool:
                 return poller.polls >= 3  # at the default 10 s, 20 s or more

@@ -25,7 +25,7 @@ from gateway.cache import (
     generate_index_key,
     generate_key_entry,
 )
-from tests.gateway.cache_factories import NHS_A, NHS_B, failed, found
+from tests.gateway.cache_factories import NHS_A, NHS_B, HeldFetch, failed, fetch_concurrently, found
 
 
 class Clock:
@@ -189,25 +189,13 @@ async def test_single_flight_shares_errors_and_survives_a_cancelled_caller() -> 
 
 async def test_get_or_fetch_fetches_once_for_concurrent_callers() -> None:
     cache = make_cache()
-    release = asyncio.Event()
-    calls = 0
-
-    async def fetch() -> SourceResult:
-        nonlocal calls
-        calls += 1
-        await release.wait()
-        return found("social-care", NHS_A)
-
-    tasks = [
-        asyncio.create_task(cache.get_or_fetch("social-care", NHS_A, fetch)) for _ in range(20)
-    ]
-    await asyncio.sleep(0)
-    release.set()
-    results = await asyncio.gather(*tasks)
-    assert calls == 1
+    fetch = HeldFetch("social-care", NHS_A)
+    results = await fetch_concurrently(cache, fetch)
+    assert fetch.calls == 1
+    assert len(results) == 20
     assert all(r == found("social-care", NHS_A) for r in results)
     assert await cache.get_or_fetch("social-care", NHS_A, fetch) == results[0]
-    assert calls == 1
+    assert fetch.calls == 1
 
 
 async def test_poller_evicts_changed_people_and_advances_since() -> None:

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import re
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ import redis.asyncio as redis_asyncio
 from adapters.base import ChangedPerson, SourceResult
 from gateway.cache import (
     EVICTION_CHANNEL,
+    CacheUnavailable,
     ChangePoller,
     EvictionListener,
     IndexKey,
@@ -29,7 +29,15 @@ from gateway.cache import (
     TieredBackend,
 )
 from gateway.cache.crypto import kid_of
-from tests.gateway.cache_factories import NHS_A, NHS_B, PEOPLE, found, secrets_of
+from tests.gateway.cache_factories import (
+    NHS_A,
+    NHS_B,
+    PEOPLE,
+    HeldFetch,
+    fetch_concurrently,
+    found,
+    secrets_of,
+)
 from tests.redis_server import (  # noqa: F401  (fixtures)
     RedisServer,
     fresh_redis,
@@ -45,9 +53,24 @@ INDEX = IndexKey(b"i" * 32)
 ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
 
 
+class CountingBackend(RedisBackend):
+    """A Redis backend that records, per failed call, what ended it (the foreign error)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.failed_by: list[str] = []
+
+    async def _call(self, what: str, make: Any) -> Any:
+        try:
+            return await super()._call(what, make)
+        except CacheUnavailable as exc:
+            self.failed_by.append(type(exc.__cause__).__name__)
+            raise
+
+
 def make_cache(url: str, ring: str = KEY_A, **backend_options: Any) -> RecordCache:
     return RecordCache(
-        RedisBackend(url, **backend_options),
+        CountingBackend(url, **backend_options),
         KeyRing.parse(ring),
         INDEX,
         ttl_s=300,
@@ -172,20 +195,9 @@ async def test_nothing_identifying_in_redis(cache: RecordCache, raw: redis.Redis
 
 
 async def test_single_flight_against_redis(cache: RecordCache) -> None:
-    release = asyncio.Event()
-    calls = 0
-
-    async def fetch() -> SourceResult:
-        nonlocal calls
-        calls += 1
-        await release.wait()
-        return found("community", NHS_A)
-
-    tasks = [asyncio.create_task(cache.get_or_fetch("community", NHS_A, fetch)) for _ in range(20)]
-    await asyncio.sleep(0)  # every task joins the flight in its first step
-    release.set()
-    results = await asyncio.gather(*tasks)
-    assert calls == 1
+    fetch = HeldFetch("community", NHS_A)
+    results = await fetch_concurrently(cache, fetch)
+    assert fetch.calls == 1
     assert results == [found("community", NHS_A)] * 20
     assert await cache.get("community", NHS_A) == found("community", NHS_A)
 
@@ -256,12 +268,15 @@ async def test_redis_down_is_a_miss_then_restart_restores_caching(
         assert await cache.get("social-care", NHS_A) is not None
 
         own_redis_server.stop()
-        started = time.monotonic()
+        backend = cache.backend
+        assert isinstance(backend, CountingBackend)
         assert await cache.get("social-care", NHS_A) is None
         await cache.put(found("social-care", NHS_B), NHS_B)
         await cache.evict(NHS_A)
         assert await cache.ping() is False
-        assert time.monotonic() - started < 2
+        # Each call failed at once on the refused connection, none by waiting out a timeout.
+        assert len(backend.failed_by) >= 4
+        assert set(backend.failed_by) == {"ConnectionError"}, backend.failed_by
         stats = cache.stats
         assert stats.degraded and stats.unavailable >= 3
 
@@ -313,11 +328,13 @@ async def test_slow_redis_times_out_quickly() -> None:
         silent.listen(16)
         port = silent.getsockname()[1]
         cache = make_cache(f"redis://127.0.0.1:{port}/0", op_timeout_s=0.2, retry_interval_s=0)
+        backend = cache.backend
+        assert isinstance(backend, CountingBackend)
         try:
-            started = time.monotonic()
             assert await cache.get("social-care", NHS_A) is None
             await cache.put(found("social-care", NHS_A), NHS_A)
-            assert time.monotonic() - started < 1.5
+            # Both calls were ended by the 0.2 s operation timeout, not by an answer.
+            assert backend.failed_by == ["TimeoutError", "TimeoutError"]
             assert cache.stats.degraded and cache.stats.unavailable == 2
         finally:
             await cache.aclose()

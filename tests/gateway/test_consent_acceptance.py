@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,16 +32,13 @@ import pytest
 import pytest_asyncio
 
 from consent import load_policy
-from gateway.app import create_app
-from gateway.auth import TokenVerifier
 from gateway.cache import RecordCache, build_record_cache
-from gateway.embedded import free_port, running_server
-from gateway.state import GatewayState
-from gateway.wiring import Overrides, build_state, defaults
-from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, PRACTICES, SCENARIOS
+from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, PRACTICES
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import consent_body
-from tests.gateway.harness import ISSUER, Gateway, running_gateway
+from tests.gateway.harness import Gateway, running_gateway
+from tests.support.people import nhs
+from tests.support.tokens import staff_headers
 
 FHIR_JSON = "application/fhir+json"
 REASON_SYSTEM = "urn:caregateway:decision-reason"
@@ -54,12 +51,6 @@ COMMUNITY_PERSON_ID = "urn:caregateway:source:community:person-id"
 SOCIAL_CARE_SOURCE = "urn:caregateway:source:socialcare"
 COMMUNITY_SOURCE = "urn:caregateway:source:community"
 RECORDER_SCOPES = ("user/*.cruds",)
-
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
 
 
 NHS_BOTH = nhs("both")
@@ -106,27 +97,7 @@ async def fresh(
 # --- request helpers ---------------------------------------------------------------------
 
 
-def who(
-    gw: Gateway,
-    role: str,
-    org: str,
-    *,
-    purpose: str = "TREAT",
-    reason: str | None = None,
-    sub: str | None = None,
-    scopes: tuple[str, ...] = ("user/*.rs",),
-) -> dict[str, str]:
-    headers = gw.headers(
-        role=role,
-        org=org,
-        purpose=purpose,
-        scopes=scopes,
-        sub=sub or f"user-{role}-{org}".lower(),
-    )
-    headers["X-Purpose-Of-Use"] = purpose
-    if reason is not None:
-        headers["X-Break-Glass-Reason"] = reason
-    return headers
+who = staff_headers  # a reader's headers: ``who(gw, role, org, purpose=..., reason=...)``
 
 
 async def everything(gw: Gateway, number: str, headers: dict[str, str]) -> httpx.Response:
@@ -922,9 +893,6 @@ async def cached_gateway(
 ) -> AsyncIterator[tuple[Gateway, RecordCache]]:
     """Like ``running_gateway``, with the in-process encrypted record cache switched on."""
     configs = source_configs(running)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/fhir"
-    verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
     cache = build_record_cache(
         redis_url=None,
         cache_keys=None,
@@ -932,22 +900,11 @@ async def cached_gateway(
         demo=True,
         sources=[c.name for c in configs],
     )
-
-    async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
-        overrides = Overrides(
-            base_url=base_url,
-            sources=configs,
-            verifier=verifier,
-            database_url=f"sqlite+aiosqlite:///{workdir}/gateway.db",
-            cache=cache,
-        )
-        return await build_state(defaults(), overrides)
-
-    async with (
-        running_server(create_app(factory), "127.0.0.1", port),
-        httpx.AsyncClient(timeout=30) as client,
-    ):
-        yield Gateway(base_url=base_url, private_pem=private_pem, client=client), cache
+    database_url = f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    async with running_gateway(
+        configs, private_pem, public_jwk, cache=cache, database_url=database_url
+    ) as gw:
+        yield gw, cache
 
 
 async def test_consent_changes_apply_through_the_record_cache(

@@ -28,7 +28,7 @@ from consent import load_policy
 from gateway.access import RecordAccess, Verdict
 from gateway.app import create_app
 from gateway.audit import AuditStore
-from gateway.auth import TokenVerifier, generate_signing_key, issue_token
+from gateway.auth import TokenVerifier, generate_signing_key
 from gateway.consent_store import (
     UKCORE_CONSENT_PROFILE,
     BreakGlassGrantRow,
@@ -45,22 +45,17 @@ from gateway.routes import consent as consent_routes
 from gateway.routes.consent import access_check_parameters
 from gateway.state import GatewayState
 from gateway.wiring import make_adapter
-from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
 from tests.gateway.harness import FHIR_JSON, assert_fhir, assert_outcome
+from tests.support.people import nhs
+from tests.support.tokens import ISSUER, bearer, user_token
+from vocabulary import Effect
 
-ISSUER = "urn:caregateway:test-issuer"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 GP_ORG = "F81001"  # registered GP practice of the "both" scenario person
 _AUDIT_WINDOW = 5000  # newest events searched for a request id (a module writes far fewer)
-
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
 
 
 NHS_BOTH = nhs("both")
@@ -87,19 +82,18 @@ class ConsentGateway:
         name: str | None = "Dr Test Recorder",
         **kw: Any,
     ) -> dict[str, str]:
-        token = issue_token(
+        token = user_token(
             self.private_pem,
-            issuer=ISSUER,
-            audience=self.base_url,
-            sub=sub,
+            self.base_url,
             role=role,
             org=org,
-            scopes=tuple(scopes),
+            scopes=scopes,
             purpose=purpose,
+            sub=sub,
             name=name,
             **kw,
         )
-        return {"Authorization": f"Bearer {token}"}
+        return bearer(token)
 
     async def post(self, body: Any, **kw: Any) -> httpx.Response:
         content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
@@ -664,7 +658,7 @@ async def test_create_when_no_source_answers_is_503(
 
 
 def test_access_check_without_the_consent_policy_says_so() -> None:
-    body = access_check_parameters(Verdict(effect="permit", visible=()), None)
+    body = access_check_parameters(Verdict(effect=Effect.PERMIT, visible=()), None)
     assert body == {
         "resourceType": "Parameters",
         "parameter": [

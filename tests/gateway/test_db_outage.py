@@ -9,7 +9,7 @@ gateway (its pooled connections closed) and moved back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ IG_SCOPES = ("user/AuditEvent.rs",)
 
 
 @pytest.fixture
-def own_postgres() -> AsyncIterator[PostgresServer]:
+def own_postgres() -> Iterator[PostgresServer]:
     server = PostgresServer()
     server.start()
     try:
-        yield server  # type: ignore[misc]
+        yield server
     finally:
         server.remove()
 
@@ -75,9 +75,9 @@ async def _outage_round(
     assert_fhir(again, 200)
     assert client_port(again) == port
     # The trail carries on where it was: both answered 200s are in it, the chain whole.
-    assert len(await events_for(gw.state.audit, ok_id)) == 1
-    assert len(await events_for(gw.state.audit, again_id)) == 1
-    assert (await gw.state.audit.verify()).ok
+    assert len(await events_for(gw.audit, ok_id)) == 1
+    assert len(await events_for(gw.audit, again_id)) == 1
+    assert (await gw.audit.verify()).ok
 
 
 async def test_postgres_stopped_under_the_gateway_is_503_on_a_kept_connection(
@@ -107,7 +107,7 @@ async def test_sqlite_gone_under_the_gateway_is_503_on_a_kept_connection(
         *signing_key,
         database_url=f"sqlite+aiosqlite:///{folder / 'gateway.db'}",
     ) as gw:
-        engine = gw.state.audit.engine
+        engine = gw.audit.engine
 
         async def move_away() -> None:
             folder.rename(away)

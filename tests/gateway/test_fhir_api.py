@@ -6,14 +6,8 @@ from typing import Any
 
 from adapters import ukcore
 from adapters.validation import validate_resource
-from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
-
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
+from tests.support.people import nhs
 
 
 def entries(bundle: dict[str, Any], mode: str | None = None) -> list[dict[str, Any]]:

@@ -256,7 +256,7 @@ def _node_ready() -> None:
             _missing(f"npm {package} (npm ci --prefix tests/fhirclients)")
 
 
-async def run_node(script: str, payload: dict[str, Any]) -> Any:
+async def run_node(script: str, payload: dict[str, Any] | list[dict[str, Any]]) -> Any:
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(CLIENTS_DIR / script),

@@ -137,7 +137,7 @@ async def test_a_verified_token_is_verified_again_once_its_exp_has_passed(
     checked: list[str] = []
     real = verifier._averify_claims
 
-    async def counting(t: str):  # type: ignore[no-untyped-def]
+    async def counting(t: str):
         checked.append(t)
         return await real(t)
 

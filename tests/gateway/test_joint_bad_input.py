@@ -41,7 +41,7 @@ async def joint(
 
 
 async def counts(joint: JointClient) -> tuple[int, int]:
-    async with joint.gw.state.joint._sessions() as session:
+    async with joint.gw.joint._sessions() as session:
         plans = await session.scalar(select(func.count()).select_from(JointPlanRow))
         versions = await session.scalar(select(func.count()).select_from(JointPlanVersionRow))
     return int(plans or 0), int(versions or 0)
@@ -133,7 +133,7 @@ async def test_a_draft_needs_no_lead_but_becoming_active_does(joint: JointClient
 
 async def test_media_type_and_size(joint: JointClient) -> None:
     before = await counts(joint)
-    resp = await joint.post(plan_body(), **{"Content-Type": "text/plain"})
+    resp = await joint.post(plan_body(), GP, **{"Content-Type": "text/plain"})
     await refused(joint, resp, 415, "not-supported", before)
     big = plan_body()
     big["note"] = [{"text": "x" * 1000} for _ in range(MAX_PLAN_BYTES // 1000 + 1)]

@@ -106,7 +106,7 @@ async def test_two_replicas_one_version_exactly_one_update_wins(
         assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == [
             "4", "3", "2", "1"
         ]  # fmt: skip
-        sessions = a.state.joint._sessions  # the rows themselves: no version written twice
+        sessions = a.joint._sessions  # the rows themselves: no version written twice
         async with sessions() as session:
             kept = await session.scalar(select(func.count()).where(JointPlanVersionRow.id == pid))
         assert kept == 4

@@ -21,6 +21,7 @@ from gateway.joint.rules import (
 )
 from gateway.joint.store import new_plan_id, plan_key
 from tests.gateway.joint_support import NHS, plan_body
+from vocabulary import Effect
 
 AT = datetime(2026, 12, 1, 9, 30, 0, 123000, tzinfo=UTC)
 
@@ -102,5 +103,5 @@ def test_joint_plans_are_split_by_author_and_joined_back() -> None:
     assert set(parts) == {"joint:F81001", "joint:LA883"}
     assert parts["joint:LA883"].organisation == "LA883"
     assert [r["id"] for r in parts["joint:LA883"].resources] == ["joint.def.plan", "joint.def.v1"]
-    (joined,) = join(Verdict("permit", tuple(parts.values()))).visible
+    (joined,) = join(Verdict(Effect.PERMIT, tuple(parts.values()))).visible
     assert joined.source == "joint" and len(joined.resources) == 3

@@ -21,19 +21,11 @@ from gateway.settings import Settings
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.boundary_support import events_for, gateway_on
-from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
+from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
 
 NUMBER = SCENARIOS["both"].nhs_number or ""
 MiB = 1024 * 1024
 IG_SCOPES = ("user/AuditEvent.rs", "user/AuditEvent.c")
-
-
-@pytest.fixture(scope="module")
-async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
-        yield gateway
 
 
 async def _send(
@@ -55,7 +47,7 @@ async def _refused_and_audited(
     body = assert_outcome(resp, status, "too-long")
     assert body["issue"][0]["details"]["coding"][0]["code"] == reason
     assert resp.headers["x-request-id"] == rid
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "4" and event["outcomeDesc"].startswith(f"HTTP {status}")
     return body
 
@@ -77,7 +69,7 @@ async def test_break_glass_reason_over_1000_characters_is_431(gw: Gateway) -> No
     assert len(at_limit) == 1000
     resp, rid = await _send(gw, "GET", f"/Patient/{NUMBER}", _break_glass(gw, at_limit))
     assert_fhir(resp, 200)
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert at_limit in event["outcomeDesc"]
 
 
@@ -143,7 +135,7 @@ async def test_endless_chunked_body_is_not_read_to_its_end(gw: Gateway) -> None:
     # The gateway stopped reading after the limit (and a bounded drain) and closed: the
     # client could not push its body through, and the refusal is on record.
     assert sent < cap // 4, sent
-    [event] = await events_for(gw.state.audit, rid)
+    [event] = await events_for(gw.audit, rid)
     assert event["outcome"] == "4" and event["outcomeDesc"].startswith("HTTP 413")
 
 
@@ -160,7 +152,7 @@ async def test_8_mb_break_glass_reason_never_becomes_an_audit_row(
         reason = "Patient unconscious; " + "x" * (8 * 1000 * 1000)
         resp, rid = await _send(gw, "GET", f"/Patient/{NUMBER}", _break_glass(gw, reason))
         await _refused_and_audited(gw, resp, rid, 431, "header-too-large")
-        async with gw.state.audit.engine.connect() as conn:
+        async with gw.audit.engine.connect() as conn:
             longest = (
                 await conn.execute(select(func.max(func.length(audit_event.c.resource))))
             ).scalar_one()
@@ -170,9 +162,9 @@ async def test_8_mb_break_glass_reason_never_becomes_an_audit_row(
 def test_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAREGW_MAX_BODY_BYTES", "65536")
     monkeypatch.setenv("CAREGW_MAX_BREAK_GLASS_REASON_CHARS", "500")
-    limits = Limits.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    limits = Limits.from_settings(Settings(_env_file=None))
     assert limits == Limits(max_body_bytes=65536, max_break_glass_reason_chars=500)
-    assert Limits.from_settings(Settings(_env_file=None)) != Limits()  # type: ignore[call-arg]
+    assert Limits.from_settings(Settings(_env_file=None)) != Limits()
     monkeypatch.delenv("CAREGW_MAX_BODY_BYTES")
     monkeypatch.delenv("CAREGW_MAX_BREAK_GLASS_REASON_CHARS")
-    assert Limits.from_settings(Settings(_env_file=None)) == Limits()  # type: ignore[call-arg]
+    assert Limits.from_settings(Settings(_env_file=None)) == Limits()

@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import structlog
 
+from gateway.embedded import free_port
 from gateway.logging import REDACTED, configure_logging
 from simulators.population import SCENARIOS
-from tests.gateway.harness import Gateway, free_port
+from tests.gateway.harness import Gateway
 
 
 def _reader(stream: Any, sink: queue.Queue[str | None]) -> None:
@@ -95,7 +96,7 @@ async def test_gateway_log_line_matches_its_audit_event(gateway: Gateway) -> Non
     assert request_lines[0]["route"] == "/fhir/Patient/{nhs}"
     events = [
         e
-        for e in await gateway.state.audit.search(count=200)
+        for e in await gateway.audit.search(count=200)
         for ent in e.get("entity", ())
         if ent.get("what", {}).get("identifier", {}).get("value") == request_id
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,7 @@ from consent.model import NHS_NUMBER_SYSTEM
 from gateway.fhir.openapi import FHIR_JSON
 from gateway.fhir.openapi_table import OPERATIONS
 from simulators.population import SCENARIOS
-from simulators.runner import source_configs
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import Gateway
 
 EXAMPLES = 40  # cases per operation (about 30 s for all of them here)
 FEWER = {"privacyAlerts": 8}  # each one reads the trail and asks the sources  # the slow ones
@@ -48,11 +47,9 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-async def fuzz_gateway(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gw:
-        yield gw
+def fuzz_gateway(gw: Gateway) -> Gateway:
+    """The module's own gateway (``tests/gateway/conftest.py``), named for what it is for."""
+    return gw
 
 
 def _origin(gw: Gateway) -> str:

@@ -146,7 +146,7 @@ async def test_refusals_of_another_record_are_audited(gw: Gateway) -> None:
     resp = await gw.get(f"/Patient/{OTHER}/$everything", headers=as_person(gw, ME))
     refused(resp, "not-own-record")
     request_id = resp.headers["x-request-id"]
-    events = await gw.state.audit.search(patient=OTHER, count=200)
+    events = await gw.audit.search(patient=OTHER, count=200)
     event = next(
         e
         for e in events
@@ -255,7 +255,7 @@ async def test_staff_still_see_the_nopat_plan_and_the_audit_trail_records_the_wi
 
     resp = await gw.get(f"/CarePlan?patient={NOPAT}", headers=as_person(gw, NOPAT))
     request_id = resp.headers["x-request-id"]
-    events = await gw.state.audit.search(patient=NOPAT, count=200)
+    events = await gw.audit.search(patient=NOPAT, count=200)
     event = next(e for e in events if request_id in json.dumps(e["entity"]))
     assert event["outcome"] == "0"
     assert "permit-filtered" in event["outcomeDesc"]

@@ -169,7 +169,7 @@ async def test_the_access_log_shows_the_clinicians_access_and_no_ig_note(gw: Gat
     assert emergency.status_code == 200
     await gw.get(f"/Patient/{OTHER}", headers=_gp(gw))  # someone else's record
     await gw.get(f"/Patient/{ME}", headers=as_person(gw, ME))  # the person's own read
-    trail = await gw.state.audit.search(patient=ME, count=50)
+    trail = await gw.audit.search(patient=ME, count=50)
     glass = next(e for e in trail if e.get("meta", {}).get("security"))
     await _review(gw, glass["id"], "NOTE-IG-7731 spoke to ward manager")
 
@@ -226,7 +226,7 @@ async def test_the_access_log_needs_p9_and_names_the_patient(gw: Gateway) -> Non
 
 
 def test_staff_names_are_shown_only_when_the_policy_says_so() -> None:
-    event = {
+    event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": "e1",
         "type": {
@@ -247,7 +247,10 @@ def test_staff_names_are_shown_only_when_the_policy_says_so() -> None:
             {"what": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": ME}}}
         ],
     }
-    names = {"role_names": {}, "org_names": {GP: "Tilbury Health Centre"}}
+    names: dict[str, dict[str, str]] = {
+        "role_names": {},
+        "org_names": {GP: "Tilbury Health Centre"},
+    }
     shown = person_view(event, staff_names=True, **names)
     hidden = person_view(event, staff_names=False, **names)
     assert shown is not None and hidden is not None

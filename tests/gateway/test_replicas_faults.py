@@ -133,9 +133,9 @@ def _targets(replicas: ReplicaSet) -> list[tuple[str, dict[str, str]]]:
         auth = replicas.token(sub=f"replica-gp-{key}", org=gp)
         found.append((f"/Patient/{number}", auth))
         found.append((f"/Patient/{number}/$everything", auth))
-    number = SCENARIOS["community_only"].nhs_number
-    assert number is not None
-    found.append((f"/Patient/{number}", replicas.token(sub="replica-nurse", org=COMMUNITY_ODS)))
+    community = SCENARIOS["community_only"].nhs_number
+    assert community is not None
+    found.append((f"/Patient/{community}", replicas.token(sub="replica-nurse", org=COMMUNITY_ODS)))
     return found
 
 

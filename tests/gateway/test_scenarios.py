@@ -35,6 +35,7 @@ from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.harness import Gateway, assert_fhir, running_gateway
 from tests.gateway.test_consent_acceptance import RECORDER_SCOPES, naming, post_consent
+from tests.support.people import nhs
 
 SOCIAL = "socialcare"
 COMMUNITY = "community"
@@ -61,12 +62,6 @@ UNMATCHABLE = ("malformed_nhs", "no_nhs")
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
 
 
 def entries(bundle: dict[str, Any], mode: str | None = None) -> list[dict[str, Any]]:

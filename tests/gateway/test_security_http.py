@@ -27,7 +27,7 @@ async def _refused(gateway: Gateway, headers: dict[str, str], status: int, code:
     token = headers.get("Authorization", "").removeprefix("Bearer ")
     if token:
         assert token not in resp.text
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 async def test_missing_and_malformed_bearer(gateway: Gateway) -> None:
@@ -115,7 +115,7 @@ async def test_numeric_string_exp_is_refused_and_audited(gateway: Gateway) -> No
     assert body["issue"][0]["details"]["coding"][0]["code"] == "invalid-claim"
     events = [
         e
-        for e in await gateway.state.audit.search(count=200)
+        for e in await gateway.audit.search(count=200)
         if any(
             ent.get("what", {}).get("identifier", {}).get("value") == request_id
             for ent in e.get("entity", ())

@@ -199,8 +199,8 @@ async def test_killed_server_released_no_unaudited_200(
 
     engine = make_engine(f"sqlite+aiosqlite:///{db}")
     try:
-        result = await AuditStore(engine).verify()
+        verified = await AuditStore(engine).verify()
     finally:
         await engine.dispose()
-    assert result.ok, result
-    assert result.checked == events
+    assert verified.ok, verified
+    assert verified.checked == events

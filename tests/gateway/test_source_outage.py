@@ -17,18 +17,13 @@ import httpx
 import pytest
 
 from gateway.audit.monitoring import rule_no_legitimate_relationship
-from simulators.population import COMMUNITY_ODS, SCENARIOS
+from simulators.population import COMMUNITY_ODS
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.harness import Gateway, assert_fhir, running_gateway
 from tests.gateway.test_audit_http import _events_for
+from tests.support.people import nhs
 
 STAFF = {"org": COMMUNITY_ODS, "role": "R8000", "sub": "community-nurse-0001"}
-
-
-def nhs(key: str) -> str:
-    number = SCENARIOS[key].nhs_number
-    assert number is not None
-    return number
 
 
 async def control(running: RunningSources, **settings: Any) -> None:

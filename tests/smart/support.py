@@ -130,7 +130,7 @@ def assertion(
         "iat": now,
         "jti": jti or uuid.uuid4().hex,
     }
-    private = (
+    private: Any = (
         sign_key if sign_key is not None else serialization.load_pem_private_key(key.pem, None)
     )
     return jwt.encode(claims, private, algorithm=alg or key.alg, headers={"kid": kid or key.kid})
@@ -229,7 +229,7 @@ async def redeem(gw: Gateway, code: str, verifier: str, client_id: str = "app") 
 
 async def security_events(gw: Gateway, **filters: Any) -> list[dict[str, Any]]:
     """The audit trail's security events (DICOM 110114 / 110113), newest first."""
-    events = await gw.state.audit.search(count=200, **filters)
+    events = await gw.audit.search(count=200, **filters)
     return [
         e
         for e in events

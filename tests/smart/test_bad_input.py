@@ -51,7 +51,7 @@ class Ledger:
 async def ledger(gw: Gateway) -> Ledger:
     events = await security_events(gw)
     issued = sum(1 for e in events if e["subtype"][0]["code"] == "110122")
-    store = gw.state.smart.store
+    store = gw.smart.store
     return Ledger(issued, await store.count_unused("code"), await store.count_unused("launch"))
 
 
@@ -82,7 +82,7 @@ def redirected_error(resp: httpx.Response, error: str, words: str, state: str) -
 
 @contextmanager
 def clock_ahead(gw: Gateway, seconds: float) -> Iterator[None]:
-    store = gw.state.smart.store
+    store = gw.smart.store
     real = store.clock
     store.clock = lambda: real() + timedelta(seconds=seconds)
     try:
@@ -115,49 +115,54 @@ async def test_unregistered_redirect_uri_is_never_redirected(smart_gateway: Gate
     await assert_refused(gw, before, "invalid_request")
 
 
-async def test_missing_pkce_is_refused(smart_gateway: Gateway) -> None:
-    gw = smart_gateway
+async def redirected_refusal(
+    gw: Gateway, error: str, text: str, *, plain: bool = False, **overrides: str | None
+) -> None:
+    """An authorization request on a fresh launch, with ``overrides``, is sent back to the
+    app with ``error`` (its description naming ``text``) and audited as refused.
+    ``plain``: the PKCE verifier itself stands as the challenge."""
     launch = await create_launch(gw, patient=BOTH)
-    params = authorize_params(
-        gw, "", launch=launch, code_challenge=None, code_challenge_method=None
-    )
+    verifier, challenge = pkce()
+    params = authorize_params(gw, verifier if plain else challenge, launch=launch, **overrides)
     before = await ledger(gw)
     resp = await authorize(gw, params)
-    redirected_error(resp, "invalid_request", "code_challenge is required", params["state"])
-    await assert_refused(gw, before, "invalid_request")
+    redirected_error(resp, error, text, params["state"])
+    await assert_refused(gw, before, error)
+
+
+async def test_missing_pkce_is_refused(smart_gateway: Gateway) -> None:
+    await redirected_refusal(
+        smart_gateway,
+        "invalid_request",
+        "code_challenge is required",
+        code_challenge=None,
+        code_challenge_method=None,
+    )
 
 
 async def test_plain_pkce_is_refused(smart_gateway: Gateway) -> None:
-    gw = smart_gateway
-    launch = await create_launch(gw, patient=BOTH)
-    verifier, _ = pkce()
-    params = authorize_params(gw, verifier, launch=launch, code_challenge_method="plain")
-    before = await ledger(gw)
-    resp = await authorize(gw, params)
-    redirected_error(resp, "invalid_request", "plain is not accepted", params["state"])
-    await assert_refused(gw, before, "invalid_request")
+    await redirected_refusal(
+        smart_gateway,
+        "invalid_request",
+        "plain is not accepted",
+        plain=True,
+        code_challenge_method="plain",
+    )
 
 
 async def test_aud_other_than_our_fhir_base_is_refused(smart_gateway: Gateway) -> None:
-    gw = smart_gateway
-    launch = await create_launch(gw, patient=BOTH)
-    _, challenge = pkce()
-    params = authorize_params(gw, challenge, launch=launch, aud="https://other.example/fhir")
-    before = await ledger(gw)
-    resp = await authorize(gw, params)
-    redirected_error(resp, "invalid_request", "aud must be this server", params["state"])
-    await assert_refused(gw, before, "invalid_request")
+    await redirected_refusal(
+        smart_gateway,
+        "invalid_request",
+        "aud must be this server",
+        aud="https://other.example/fhir",
+    )
 
 
 async def test_scope_beyond_registration_is_refused(smart_gateway: Gateway) -> None:
-    gw = smart_gateway
-    launch = await create_launch(gw, patient=BOTH)
-    _, challenge = pkce()
-    params = authorize_params(gw, challenge, launch=launch, scope="launch user/Consent.cruds")
-    before = await ledger(gw)
-    resp = await authorize(gw, params)
-    redirected_error(resp, "invalid_scope", "user/Consent.cruds", params["state"])
-    await assert_refused(gw, before, "invalid_scope")
+    await redirected_refusal(
+        smart_gateway, "invalid_scope", "user/Consent.cruds", scope="launch user/Consent.cruds"
+    )
 
 
 async def test_reused_launch_is_refused(smart_gateway: Gateway) -> None:
@@ -284,7 +289,7 @@ async def test_bad_client_assertion_is_refused(
             "exp": now + 60,
             "jti": f"none-{now}",
         }
-        made = jwt.encode(claims, None, algorithm="none")
+        made = jwt.encode(claims, "", algorithm="none")  # "" is no key, as None
     elif case == "hmac":
         made = assertion(gw, alg="HS256", sign_key=EHR_KEY.kid.encode() * 2)
     else:

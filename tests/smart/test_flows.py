@@ -242,7 +242,7 @@ async def test_codes_tokens_and_assertions_are_never_stored_or_logged(
         system.json()["access_token"],
     ]
     dumped = []
-    async with gw.state.smart.store.engine.connect() as conn:
+    async with gw.smart.store.engine.connect() as conn:
         for table in (
             "smart_launch",
             "smart_code",

@@ -16,7 +16,7 @@ from consent.directives import validate_consent
 from consent.policy import PolicyError, load_policy, parse_policy
 from gateway import auth, errors
 from gateway.access import Verdict
-from gateway.audit import events
+from gateway.audit import codes
 from gateway.fhir.openapi_table import NHS_PATTERN
 from tests.consent.factories import TRUST, purpose, withhold_consent
 
@@ -42,7 +42,7 @@ def test_each_word_has_one_definition() -> None:
     assert auth.ClientKind is vocabulary.ClientKind
     assert model.NHS_NUMBER_SYSTEM == ukcore.NHS_NUMBER_SYSTEM == vocabulary.NHS_NUMBER_SYSTEM
     assert ukcore.ODS_ORGANISATION_SYSTEM == model.ODS_SYSTEM == vocabulary.ODS_SYSTEM
-    assert errors.REASON_SYSTEM == events.REASON_SYSTEM == model.REASON_SYSTEM
+    assert errors.REASON_SYSTEM == codes.REASON_SYSTEM == model.REASON_SYSTEM
     assert NHS_PATTERN == f"^{vocabulary.NHS_NUMBER_PATTERN}$"
     assert Verdict.__annotations__["effect"] == "Effect"
 
@@ -57,6 +57,7 @@ def test_the_gate_and_the_policy_accept_the_same_purposes() -> None:
     # The packaged policy only names purposes a request may carry ...
     packaged = load_policy()
     named = {p for rule in packaged.roles.values() for p in rule.purposes}
+    assert packaged.patient is not None
     named |= set(packaged.system_clients.purposes) | set(packaged.patient.purposes)
     assert named <= set(vocabulary.PURPOSES_OF_USE)
     # ... and a policy granting one the gate refuses (here marketing) is refused at start-up,
