@@ -13,7 +13,8 @@ CPU. ``HEAD`` is not answered here (the FastAPI route does not answer it either)
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from gateway.deps import gate, get_state
 from gateway.fhir.responses import FHIRResponse
@@ -31,7 +32,18 @@ async def patient_everything(request: Request) -> FHIRResponse:
     )
 
 
+class _HotRoute(Route):
+    """A Starlette route that names itself in the scope as FastAPI's do (``scope["route"]``),
+    so the access log and the request metrics label it with its template, not "unmatched"."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child = {**child, "route": self}
+        return match, child
+
+
 def everything_route() -> Route:
-    route = Route(PATH, patient_everything, methods=["GET"], name="patient_everything_hot")
+    route = _HotRoute(PATH, patient_everything, methods=["GET"], name="patient_everything_hot")
     route.methods = {"GET"}  # Starlette adds HEAD to every GET route; the API has none
     return route
