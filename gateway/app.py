@@ -17,7 +17,7 @@ from gateway.http_conformance import Negotiation, cors_options, parse_origins
 from gateway.joint import routes as joint
 from gateway.limits import Limits
 from gateway.ops import Operations
-from gateway.routes import audit, consent, definitions, fhir, health, hot, references
+from gateway.routes import access_check, audit, consent, definitions, fhir, health, hot, references
 from gateway.settings import get_settings
 from gateway.smart import router as smart_router
 from gateway.state import StateFactory
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(references.router)  # Goal, CareTeam, Provenance
     app.include_router(definitions.router)  # our StructureDefinitions and CodeSystems
     app.include_router(consent.router)
+    app.include_router(access_check.router)  # Patient/{nhs}/$access-check
     for router in joint.routers:
         app.include_router(router)
     app.include_router(audit.router)

@@ -9,7 +9,8 @@
 ``GET /fhir/Consent/{id}/_history/{v}``    any kept version (every version is kept)
 ``GET /fhir/Consent/{id}/_history``        every version, a ``history`` Bundle, newest first
 ``GET /fhir/Patient/{nhs}/$access-check``  what the policy would decide for the caller →
-                                           ``Parameters`` (no patient data)
+                                           ``Parameters`` (no patient data):
+                                           :mod:`gateway.routes.access_check`
 =========================================  ===============================================
 
 Who may: :mod:`consent.directive_access`, called through
@@ -41,7 +42,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -51,18 +51,16 @@ from consent import (
     Decision,
     Directive,
     DirectiveInteraction,
-    Effect,
     Policy,
     directive_role_denial,
     parse_consent,
 )
 from consent.directives import patient_nhs_number
-from consent.model import ODS_SYSTEM
-from gateway.access import RequestContext, Verdict
+from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
-from gateway.consent_store import ConsentStore, fhir_instant
+from gateway.consent_store import ConsentStore
 from gateway.decision import authorise_directives, requester
-from gateway.deps import StateDep, gate, parse_nhs_number, subject_nhs_number
+from gateway.deps import StateDep, gate, subject_nhs_number
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -73,13 +71,16 @@ from gateway.errors import (
 )
 from gateway.fhir.responses import FHIRResponse, now_instant, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
-from gateway.narrative import narrate
 from gateway.routes import consent_write
-from gateway.routes.consent_body import consent_body, person_performer
+from gateway.routes.access_check import PatientRead as PatientRead  # re-exported
+from gateway.routes.access_check import access_check as access_check  # re-exported
+from gateway.routes.access_check import (
+    access_check_parameters as access_check_parameters,  # re-exported
+)
+from gateway.routes.consent_body import consent_body, with_recorder
 from gateway.routes.params import check_params
-from gateway.routes.searching import operation_request, search_request
+from gateway.routes.searching import search_request
 from gateway.state import GatewayState
-from vocabulary import USER_SYSTEM
 
 router = APIRouter(prefix="/fhir")
 
@@ -87,11 +88,8 @@ ConsentCreate = Annotated[RequestContext, Depends(gate("Consent", "create"))]
 ConsentUpdate = Annotated[RequestContext, Depends(gate("Consent", "update"))]
 ConsentRead = Annotated[RequestContext, Depends(gate("Consent", "read"))]
 ConsentSearch = Annotated[RequestContext, Depends(gate("Consent", "search"))]
-PatientRead = Annotated[RequestContext, Depends(gate("Patient", "read"))]
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-# One version this server issues, weak (FHIR's form) or strong; 9 digits fit the column.
-_IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
 
 
@@ -167,28 +165,6 @@ def _note_stored(resource: dict[str, Any]) -> str:
 # --- the request body --------------------------------------------------------------------
 
 
-def _with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-    """``dateTime``, ``performer`` and ``organization`` from the caller, where absent.
-
-    The person themself is the performer of what they record (``Patient/{nhs}``); a body
-    naming anybody else as its performer is ``422``. They act for no organisation, so none
-    is filled in."""
-    out = dict(body)
-    if not out.get("dateTime"):
-        out["dateTime"] = fhir_instant(datetime.now(UTC))
-    if ctx.client_kind == "patient" and ctx.patient is not None:
-        out["performer"] = person_performer(out.get("performer"), ctx.patient)
-        return narrate(out)
-    if not out.get("performer"):
-        performer: dict[str, Any] = {"identifier": {"system": USER_SYSTEM, "value": ctx.sub}}
-        if ctx.name:
-            performer["display"] = ctx.name
-        out["performer"] = [performer]
-    if not out.get("organization"):
-        out["organization"] = [{"identifier": {"system": ODS_SYSTEM, "value": ctx.org}}]
-    return narrate(out)
-
-
 def _patient(body: dict[str, Any]) -> str:
     nhs = patient_nhs_number(body)
     if nhs is None:  # validate_consent has already refused this
@@ -224,22 +200,6 @@ def _check_id(consent_id: str) -> None:
         raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
 
 
-def _expected_version(request: Request) -> int | None:
-    """The version ``If-Match`` names; ``None`` without one (or ``*``); ``400`` if malformed."""
-    values = request.headers.getlist("if-match")
-    if not values:
-        return None
-    if len(values) == 1 and values[0].strip() == "*":
-        return None
-    found = _IF_MATCH.fullmatch(values[0].strip()) if len(values) == 1 else None
-    if found is None:
-        raise BadRequest(
-            'If-Match must name one version of the Consent as its ETag, e.g. W/"3" '
-            "(the ETag a read or the last change of it answered with)."
-        )
-    return int(found.group(1))
-
-
 # --- routes ------------------------------------------------------------------------------
 
 
@@ -267,7 +227,7 @@ async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) 
             audit_trail.note_resources((_reference(kept),))
             location = f"{state.base_url}/{_reference(kept)}"
             return consent_write.written(request, kept, 200, {"Location": location})
-    stored = await _store(state).create(_with_recorder(body, ctx))
+    stored = await _store(state).create(with_recorder(body, ctx))
     audit_trail.note_resources((_reference(stored),))
     location = f"{state.base_url}/{_reference(stored)}"
     return consent_write.written(request, stored, 201, {"Location": location})
@@ -291,7 +251,7 @@ async def update_consent(
     _require_recorder(state, ctx, DirectiveInteraction.UPDATE)
     check_params(request, ())
     _check_id(consent_id)
-    expected = _expected_version(request)
+    expected = consent_write.expected_version(request)
     body = await consent_body(request)
     if "id" in body and body["id"] != consent_id:
         raise BadRequest(
@@ -307,7 +267,7 @@ async def update_consent(
         raise UnprocessableEntity(
             "Consent.patient cannot change: record a new Consent for another person."
         )
-    stored = await store.update(consent_id, _with_recorder(body, ctx), expected_version=expected)
+    stored = await store.update(consent_id, with_recorder(body, ctx), expected_version=expected)
     audit_trail.note_resources((_reference(stored),))
     return consent_write.written(request, stored, 200, {})
 
@@ -430,39 +390,3 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
         state.base_url, "Consent", shown, shape, filters=params, pool=shown, outcomes=outcomes
     )
     return FHIRResponse(bundle)
-
-
-def access_check_parameters(verdict: Verdict, policy: Policy | None) -> dict[str, Any]:
-    """The ``$access-check`` answer: effect, reasons, policy version, the rule that matched.
-
-    For the person themself what is withheld from them is not announced here either: a
-    permit they are told is a plain ``permit``, with no reason and no rule naming it."""
-    detail = verdict.detail
-    if not verdict.announce_withheld and verdict.effect != "deny":
-        verdict = Verdict(effect=Effect.PERMIT, visible=verdict.visible)
-        version = detail.policy_version if isinstance(detail, Decision) else "none"
-        rule = "permitted: the person themself, their own record"
-    elif isinstance(detail, Decision):
-        version, rule = detail.policy_version, detail.matched_rule
-    else:  # a decider without the consent policy (scope-only access)
-        version = policy.version if policy is not None else "none"
-        rule = "scope-only access: no consent policy was applied"
-    parameters: list[dict[str, Any]] = [{"name": "effect", "valueCode": verdict.effect}]
-    parameters += [{"name": "reason", "valueCode": r} for r in verdict.reasons]
-    parameters += [
-        {"name": "policy-version", "valueString": version},
-        {"name": "matched-rule", "valueString": rule},
-    ]
-    return {"resourceType": "Parameters", "parameter": parameters}
-
-
-@router.get("/Patient/{nhs}/$access-check")
-@router.post("/Patient/{nhs}/$access-check")
-async def access_check(
-    nhs: str, ctx: PatientRead, state: StateDep, request: Request
-) -> FHIRResponse:
-    request = await operation_request(request)
-    check_params(request, ())
-    verdict = await state.access.decide_only(ctx, parse_nhs_number(nhs))
-    policy = state.policy if isinstance(state.policy, Policy) else None
-    return FHIRResponse(access_check_parameters(verdict, policy))

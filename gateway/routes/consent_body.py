@@ -19,10 +19,14 @@ or the directive rules walk the resource, so that neither ever recurses into a 5
 
 The person's NHS number is noted for the audit event as soon as the body names a valid one,
 so that a refused change is in that person's ``$access-report`` too.
+
+What is stored is the checked body completed from the caller (:func:`with_recorder`: when,
+by whom, for which organisation), so the routes never edit a body themselves.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -34,8 +38,10 @@ from adapters import nhs_number
 from consent import validate_consent
 from consent.directives import patient_nhs_number
 from consent.limits import MAX_CONSENT_BYTES, limit_problems
-from consent.model import NHS_NUMBER_SYSTEM
+from consent.model import NHS_NUMBER_SYSTEM, ODS_SYSTEM
+from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
+from gateway.consent_store import fhir_instant
 from gateway.errors import (
     BadRequest,
     ResourceTooLarge,
@@ -43,6 +49,8 @@ from gateway.errors import (
     UnprocessableEntity,
 )
 from gateway.errors import UnsupportedMediaType as UnsupportedMediaType  # re-exported
+from gateway.narrative import narrate
+from vocabulary import USER_SYSTEM
 
 JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
 _MAX_PROBLEMS: Final = 20
@@ -170,3 +178,25 @@ def person_performer(given: Any, nhs: str) -> list[dict[str, Any]]:
     return [
         {"reference": f"Patient/{nhs}", "identifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs}}
     ]
+
+
+def with_recorder(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    """``dateTime``, ``performer`` and ``organization`` from the caller, where absent.
+
+    The person themself is the performer of what they record (``Patient/{nhs}``); a body
+    naming anybody else as its performer is ``422``. They act for no organisation, so none
+    is filled in."""
+    out = dict(body)
+    if not out.get("dateTime"):
+        out["dateTime"] = fhir_instant(datetime.now(UTC))
+    if ctx.client_kind == "patient" and ctx.patient is not None:
+        out["performer"] = person_performer(out.get("performer"), ctx.patient)
+        return narrate(out)
+    if not out.get("performer"):
+        performer: dict[str, Any] = {"identifier": {"system": USER_SYSTEM, "value": ctx.sub}}
+        if ctx.name:
+            performer["display"] = ctx.name
+        out["performer"] = [performer]
+    if not out.get("organization"):
+        out["organization"] = [{"identifier": {"system": ODS_SYSTEM, "value": ctx.org}}]
+    return narrate(out)

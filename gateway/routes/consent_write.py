@@ -12,10 +12,14 @@
   matched: one that refuses the caller's organisation is not shown to it, not even as a
   reason to refuse the create. The check and the create are two steps: two concurrent
   conditional creates of the same directive may both create it.
+* ``If-Match: W/"n"`` (or ``"n"``) on ``PUT /fhir/Consent/{id}`` — the version the change
+  is made to (:func:`expected_version`); none, or ``*``, means the current one. Anything but
+  one version this server issues is a ``400``. The store compares it as it writes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -26,6 +30,8 @@ from gateway.errors import BadRequest, GatewayError
 from gateway.fhir.responses import FHIRResponse, outcome
 
 CONDITIONS: Final = frozenset({"patient", "patient.identifier", "status", "identifier", "_id"})
+# One version this server issues, weak (FHIR's form) or strong; 9 digits fit the column.
+_IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
 
 
 class PreconditionFailed(GatewayError):
@@ -120,3 +126,19 @@ def one_or_none(found: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
             "it must match at most one."
         )
     return found[0] if found else None
+
+
+def expected_version(request: Request) -> int | None:
+    """The version ``If-Match`` names; ``None`` without one (or ``*``); ``400`` if malformed."""
+    values = request.headers.getlist("if-match")
+    if not values:
+        return None
+    if len(values) == 1 and values[0].strip() == "*":
+        return None
+    found = _IF_MATCH.fullmatch(values[0].strip()) if len(values) == 1 else None
+    if found is None:
+        raise BadRequest(
+            'If-Match must name one version of the Consent as its ETag, e.g. W/"3" '
+            "(the ETag a read or the last change of it answered with)."
+        )
+    return int(found.group(1))
