@@ -8,8 +8,9 @@ wires it into requests in the order of ``specs/behaviour.md``::
     require_scope(principal, "CarePlan", "search")                      # 403 scope-insufficient
     purpose = resolve_purpose(principal, request.headers.get("x-purpose-of-use"))  # 403
 
-Modules: ``_verifier`` (bearer header, JWT checks, claims → Principal), ``_jwks`` (keys from
-a JWKS document or URL), ``_principal``, ``_scopes`` (SMART v1/v2), ``_purpose`` (HL7 v3
+Modules: ``_verifier`` (bearer header, JWT checks, the cache of verified tokens), ``_claims``
+(claims → Principal), ``_errors`` (``InvalidToken`` and its fixed messages), ``_jwks`` (keys
+from a JWKS document or URL), ``_principal``, ``_scopes`` (SMART v1/v2), ``_purpose`` (HL7 v3
 PurposeOfUse), ``_issuer`` (dev/demo keys and tokens).
 """
 

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from gateway.auth._principal import Principal
 
 
-
 def resolve_purpose(principal: Principal, header_value: str | None) -> str:
     """The purpose for this request: the ``X-Purpose-Of-Use`` header, else the token default.
 

@@ -11,12 +11,12 @@ Order inside :meth:`TokenVerifier.verify`, cheapest and most dangerous first:
    a leeway of 60 s; ``exp``, ``nbf`` and ``iat`` must be JSON numbers (RFC 7519 NumericDate),
    never numeric strings;
 5. claims → :class:`Principal` (``sub``, ``org``, ``scope`` required; ``role`` for users;
-   for the person themself ``patient`` instead of ``org`` and ``role``).
+   for the person themself ``patient`` instead of ``org`` and ``role``): :mod:`._claims`.
 
-Every failure is :class:`InvalidToken` (an ``Unauthorized``, so 401) with a fixed message and
-a short machine ``reason``. Messages never contain the token nor any value taken from it, and
-PyJWT's exceptions are not chained (``from None``): their text can carry decoded fragments
-that would otherwise reach logged tracebacks.
+Every failure is :class:`InvalidToken` (:mod:`._errors`; an ``Unauthorized``, so 401) with a
+fixed message and a short machine ``reason``. Messages never contain the token nor any value
+taken from it, and PyJWT's exceptions are not chained (``from None``): their text can carry
+decoded fragments that would otherwise reach logged tracebacks.
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from adapters import nhs_number
+from gateway.auth._claims import invalid_claim
+from gateway.auth._claims import principal_from_claims as principal_from_claims  # re-exported
+from gateway.auth._errors import InvalidToken as InvalidToken  # re-exported
 from gateway.auth._jwks import KeysUnavailable, PublicKey, RemoteJwks, StaticJwks
-from gateway.auth._principal import PROOFING_LEVELS, ClientKind, Principal, reduce_role
-from gateway.auth._scopes import parse_scopes
-from gateway.errors import Unauthorized
-from vocabulary import PATIENT_PURPOSE
+from gateway.auth._principal import Principal
 
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "ES256", "ES384")
 LEEWAY_S = 60
@@ -49,26 +48,6 @@ _NUMERIC_DATES = ("exp", "iat", "nbf")
 _CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1"}
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_ODS = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,15}")
-
-_MESSAGES = {
-    "missing-token": "An access token is required: send 'Authorization: Bearer <token>'.",
-    "malformed": "The access token is malformed.",
-    "alg-not-allowed": "The access token's signing algorithm is not accepted "
-    "(RS256, RS384, ES256 or ES384 only).",
-    "unknown-kid": "The access token was signed with a key the gateway does not know.",
-    "keys-unavailable": "The gateway cannot obtain the identity provider's keys to verify "
-    "the access token.",
-    "bad-signature": "The access token's signature is not valid.",
-    "expired": "The access token has expired.",
-    "not-yet-valid": "The access token is not yet valid (nbf or iat in the future).",
-    "wrong-audience": "The access token was not issued for this gateway (aud).",
-    "wrong-issuer": "The access token was not issued by the trusted issuer (iss).",
-    "missing-claim": "The access token lacks a required claim.",
-    "invalid-claim": "The access token has a claim with an unusable value.",
-    "invalid": "The access token is not valid.",
-    "revoked": "The access token has been revoked.",
-}
 
 
 Revoked = Callable[[str], Awaitable[bool]]
@@ -123,14 +102,6 @@ class VerifiedTokens:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-class InvalidToken(Unauthorized):
-    """401: no usable access token. ``reason`` is a short machine code (``expired`` ...)."""
-
-    def __init__(self, reason: str, message: str | None = None, **kw: Any) -> None:
-        super().__init__(message or _MESSAGES[reason], reasons=[reason], **kw)
-        self.reason = reason
 
 
 def parse_bearer(authorization_header: str | None) -> str:
@@ -339,7 +310,7 @@ class TokenVerifier:
         # string such as "9999999999" would pass as a date; refuse it.
         for name in _NUMERIC_DATES:
             if name in claims and not _is_numeric_date(claims[name]):
-                raise _invalid(name)
+                raise invalid_claim(name)
         # Belt and braces over the library: exact issuer, audience contained.
         if claims.get("iss") != self.issuer:
             raise InvalidToken("wrong-issuer")
@@ -377,100 +348,3 @@ def _reason_for(exc: jwt.InvalidTokenError) -> str:
         if isinstance(exc, kind):
             return reason
     return "invalid"
-
-
-def _missing(claim: str) -> InvalidToken:
-    return InvalidToken("missing-claim", f"The access token has no usable '{claim}' claim.")
-
-
-def _invalid(claim: str) -> InvalidToken:
-    return InvalidToken("invalid-claim", f"The access token's '{claim}' claim is not usable.")
-
-
-def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _invalid(name)
-    return value.strip() or None
-
-
-def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """Build the :class:`Principal` from already-verified claims (see the token spec).
-
-    A ``client_kind`` ``patient`` token (the person themself) must carry ``patient``, a
-    valid NHS number (and ``fhirUser``, when present, must be ``Patient/{that number}``),
-    and must carry neither ``role`` nor ``org``: it acts for nobody but the person, so a
-    claim that could make it look like staff is refused rather than ignored.
-    """
-    sub = _optional_str(claims, "sub")
-    if sub is None:
-        raise _missing("sub")
-    scope = claims.get("scope")
-    if scope is None:
-        raise _missing("scope")
-    if not (
-        isinstance(scope, str)
-        or (isinstance(scope, list) and all(isinstance(s, str) for s in scope))
-    ):
-        raise _invalid("scope")
-    kind = claims.get("client_kind", "user")
-    if kind not in ("user", "system", "patient"):
-        raise _invalid("client_kind")
-    client_kind = ClientKind(kind)
-    common: dict[str, Any] = {
-        "sub": sub,
-        "scopes": parse_scopes(scope),
-        "client_kind": client_kind,
-        "name": _optional_str(claims, "name"),
-        "client_id": _optional_str(claims, "client_id") or _optional_str(claims, "azp"),
-        "jti": _optional_str(claims, "jti"),
-    }
-    if client_kind == "patient":
-        return _patient_principal(claims, common)
-    org = _optional_str(claims, "org")
-    if org is None:
-        raise _missing("org")
-    if _ODS.fullmatch(org) is None:
-        raise _invalid("org")
-    raw_role = _optional_str(claims, "role")
-    role: str | None = None
-    if raw_role is not None:
-        role = reduce_role(raw_role)
-        if role is None:
-            raise _invalid("role")
-    elif client_kind == "user":
-        raise _missing("role")
-    return Principal(
-        org=org,
-        role=role,
-        default_purpose=_optional_str(claims, "purpose_of_use"),
-        **common,
-    )
-
-
-def _patient_principal(claims: Mapping[str, Any], common: dict[str, Any]) -> Principal:
-    for staff_only in ("org", "role"):
-        if claims.get(staff_only) is not None:
-            raise _invalid(staff_only)
-    raw = _optional_str(claims, "patient")
-    if raw is None:
-        raise _missing("patient")
-    if not nhs_number.is_valid(raw) or not nhs_number.normalise(raw).isascii():
-        raise _invalid("patient")
-    patient = nhs_number.normalise(raw)
-    fhir_user = _optional_str(claims, "fhirUser")
-    if fhir_user is not None and fhir_user.rsplit("/", 2)[-2:] != ["Patient", patient]:
-        raise _invalid("fhirUser")
-    level = claims.get("identity_proofing_level", "P0")
-    if level not in PROOFING_LEVELS:
-        raise _invalid("identity_proofing_level")
-    return Principal(
-        org=None,
-        role=None,
-        default_purpose=_optional_str(claims, "purpose_of_use") or PATIENT_PURPOSE,
-        patient=patient,
-        proofing_level=level,
-        **common,
-    )
