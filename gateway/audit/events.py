@@ -24,7 +24,6 @@ round-trip it through a model.
 from __future__ import annotations
 
 import base64
-import copy
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -63,6 +62,9 @@ from gateway.audit.widths import (
     TEXT_MAX,
     clip,
 )
+from gateway.audit.withdrawn import WITHDRAWN_DESC as WITHDRAWN_DESC  # re-exported
+from gateway.audit.withdrawn import WITHDRAWN_STATUS as WITHDRAWN_STATUS  # re-exported
+from gateway.audit.withdrawn import withdrawn as withdrawn  # re-exported
 from vocabulary import AuditSubtype as Interaction
 
 Action = Literal["C", "R", "U", "D", "E"]
@@ -359,55 +361,3 @@ def build_audit_event(rec: AuditRecord, gateway_base_url: str) -> dict[str, Any]
     if entities:
         event["entity"] = entities
     return event
-
-
-# --- events whose caller gave up (used by the store) -------------------------------------
-
-WITHDRAWN_STATUS: Final = 503
-WITHDRAWN_DESC: Final = (
-    f"HTTP {WITHDRAWN_STATUS}; the audit trail did not record this request in time, "
-    "so nothing was released"
-)
-
-
-def withdrawn(event: dict[str, Any], *, corrects: str | None = None) -> dict[str, Any]:
-    """The event as it really ended: the caller stopped waiting for its commit and answered
-    ``503`` (``AuditUnavailable``), so no data went out, whatever the answer would have been.
-
-    Outcome ``8``, the ``503`` in ``outcomeDesc`` (plus the break-glass reason, if any), no
-    decision effect and no touched resources; who asked, about whom, why and the request id
-    stay. With ``corrects`` (the id of an event committed as it was built, before the caller
-    gave up) it is a new event of its own that names that one (``AuditEvent/{corrects}``).
-    """
-    out = copy.deepcopy(event)
-    out["outcome"] = "8"
-    desc = WITHDRAWN_DESC
-    user: dict[str, Any] = next((a for a in out.get("agent", ()) if a.get("requestor")), {})
-    for ext in user.get("extension", ()):
-        if ext.get("url") == EXT_BREAK_GLASS_REASON:
-            desc += f"; break-glass: {ext.get('valueString')}"
-    out["outcomeDesc"] = desc
-    extensions = [e for e in out.get("extension", ()) if e.get("url") != EXT_DECISION_EFFECT]
-    if extensions:
-        out["extension"] = extensions
-    else:
-        out.pop("extension", None)
-    entities = [
-        e for e in out.get("entity", ()) if e.get("role", {}).get("code") != "4"
-    ]  # role 4: a resource the answer touched; the answer never went
-    if corrects is not None:
-        out["id"] = str(uuid.uuid4())
-        out["recorded"] = format_instant(datetime.now(UTC))
-        entities.append(
-            {
-                "what": {"reference": f"AuditEvent/{corrects}"},
-                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
-                "role": _coding(OBJECT_ROLE_SYSTEM, "13", "Security Resource"),
-                "description": "corrects",
-            }
-        )
-    if entities:
-        out["entity"] = entities
-    else:
-        out.pop("entity", None)
-    return out
