@@ -9,12 +9,14 @@ builds                  variable, filled in by the gate, the decider and the rou
                         (``from gateway.audit import note as audit_trail``), then
                         :func:`~.note.build_event`; :mod:`.security` the same for ``/auth``
 BALP event building     :mod:`.events` (:class:`AuditRecord`, :func:`build_audit_event`),
-                        :mod:`.codes` (code systems, extension URLs)
+                        :mod:`.codes` (code systems, extension URLs), :mod:`.withdrawn`
+                        (an event whose caller gave up)
 reading an event        :mod:`.fields`: patient, user, purpose, break-glass, decision effect
                         and reason codes (as data: the reason extensions)
 the store and its       :mod:`.store` (:class:`AuditStore`: append, verify, search),
 chain                   :mod:`.rows` (tables, stored bytes, links), :mod:`.writer` (group
-                        commit), :mod:`.partitions` (PostgreSQL months)
+                        commit), :mod:`.commit_failures` (retry, split or fail),
+                        :mod:`.partitions` (PostgreSQL months)
 IG reviews              :mod:`.reviews` (``audit_review``, the break-glass queue)
 monitoring rules        :mod:`.monitoring` (the six privacy rules → ``DetectedIssue``)
 reports                 :mod:`.report` (the access report as CSV)

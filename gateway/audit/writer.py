@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import events as ev
+from gateway.audit.commit_failures import seq_taken, unreachable
 from gateway.audit.errors import AuditEventRejected, AuditUnavailable
 from gateway.audit.partitions import PartitionKeeper
 from gateway.audit.rows import (
@@ -32,7 +32,7 @@ from gateway.audit.rows import (
     prepare,
 )
 from gateway.audit.sqlite_commit import SQLiteCommitter
-from gateway.db import database_unavailable, describe_db_error
+from gateway.db import describe_db_error
 
 log = structlog.get_logger("gateway.audit.store")
 
@@ -284,7 +284,7 @@ class GroupCommitWriter:
                 isinstance(exc, Exception)
                 and len(batch) > 1
                 and cause is not None
-                and not _unreachable(cause)
+                and not unreachable(cause)
             ):
                 # Something in this batch was refused by the database (not the database
                 # being gone): commit the events one by one, so only the culprit fails.
@@ -326,7 +326,7 @@ class GroupCommitWriter:
             except IntegrityError as exc:
                 # Another writer (SQLite: another process) took the same seq on this chain:
                 # re-read the head and retry. PostgreSQL writers are serialised by a lock.
-                if attempt == _LINK_RETRIES - 1 or not _seq_taken(exc):
+                if attempt == _LINK_RETRIES - 1 or not seq_taken(exc):
                     raise AuditUnavailable() from exc
                 await asyncio.sleep(0.005 * (attempt + 1))
                 continue
@@ -390,26 +390,6 @@ class GroupCommitWriter:
             )
             prev = digest
         await conn.execute(insert(audit_event), rows)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The database itself is gone (connection, timeout), as opposed to refusing a row."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        )
-    return database_unavailable(exc)
-
-
-def _seq_taken(exc: IntegrityError) -> bool:
-    """Whether an insert failed on ``(chain_id, seq)``, i.e. another writer got there first
-    (any other integrity failure is about the rows themselves; retrying cannot help)."""
-    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
-    return (
-        "uq_audit_event_chain_seq" in text
-        or "audit_event.chain_id" in text
-        or ("unique" in text and "seq" in text)
-    )
 
 
 def _observe(future: asyncio.Future[Any]) -> None:
