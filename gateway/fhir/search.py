@@ -43,7 +43,7 @@ from starlette.requests import Request
 from adapters.base import Resource
 from gateway.errors import BadRequest
 from gateway.fhir.responses import BundleBuilder
-from gateway.merge import MERGE_WARNING_SYSTEM
+from gateway.records.merge import MERGE_WARNING_SYSTEM
 from gateway.routes.params import MAX_COUNT, count_param, date_range, offset_param, one, repeated
 
 SUBSETTED: Final = {

@@ -49,9 +49,7 @@ from consent import (
     plan_write_role_denial,
 )
 from consent.plan_write import plan_domain
-from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
-from gateway.decision import contributions, requester
 from gateway.deps import StateDep, gate
 from gateway.errors import (
     BadRequest,
@@ -76,6 +74,8 @@ from gateway.joint.rules import (
 )
 from gateway.joint.store import JointPlanStore, PlanVersionConflict, new_plan_id, plan_key
 from gateway.narrative import narrate
+from gateway.policy.decision import contributions, requester
+from gateway.records.access import RequestContext
 from gateway.routes.params import check_params
 from gateway.state import GatewayState
 

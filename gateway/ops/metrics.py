@@ -12,7 +12,7 @@ What is measured, and where it comes from:
   as ``503``);
 * access decisions by effect (``permit``, ``permit-filtered``, ``deny``, ``indeterminate``),
   read from the request's audit note after it has been answered;
-* per source: fetch latency and outcome (a hook in :class:`gateway.record.RecordService`;
+* per source: fetch latency and outcome (a hook in :class:`gateway.records.service.RecordService`;
   cache hits are not fetches), failures, circuit state, health and pool renewals (read at
   scrape time from the state readiness also reports);
 * the record cache's hits, misses, errors and writes (its own counters, read at scrape);

@@ -58,7 +58,6 @@ from starlette.responses import Response
 from adapters import ukcore
 from adapters.base import Outcome
 from consent import Policy
-from gateway.access import RequestContext
 from gateway.audit import (
     AuditStore,
     MonitoringConfig,
@@ -71,11 +70,12 @@ from gateway.audit import (
     run_rules,
 )
 from gateway.audit import note as audit_trail
-from gateway.decision import requester
 from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
 from gateway.fhir.responses import outcome as operation_outcome
+from gateway.policy.decision import requester
+from gateway.records.access import RequestContext
 from gateway.routes import patient_log
 from gateway.routes.params import (
     JSON_FORMATS,

@@ -13,7 +13,7 @@
 =========================================  ===============================================
 
 Who may: :mod:`consent.directive_access`, called through
-:func:`gateway.decision.authorise_directives` — a role the policy lets record directives
+:func:`gateway.policy.decision.authorise_directives` — a role the policy lets record directives
 (checked before the body is read), a legitimate relationship with the person (or IG work
 under ``HOPERAT``), and never the organisation a directive refuses. The person is the one
 the body names (a create) or the stored directive names (everything else). Refusals are
@@ -58,10 +58,7 @@ from consent import (
 )
 from consent.directives import patient_nhs_number
 from consent.model import ODS_SYSTEM
-from gateway.access import RequestContext, Verdict
 from gateway.audit import note as audit_trail
-from gateway.consent_store import ConsentStore, fhir_instant
-from gateway.decision import authorise_directives, requester
 from gateway.deps import StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import (
     BadRequest,
@@ -74,6 +71,9 @@ from gateway.errors import (
 from gateway.fhir.responses import FHIRResponse, now_instant, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.narrative import narrate
+from gateway.policy.decision import authorise_directives, requester
+from gateway.policy.store import ConsentStore, fhir_instant
+from gateway.records.access import RequestContext, Verdict
 from gateway.routes import consent_write
 from gateway.routes.consent_body import consent_body, person_performer
 from gateway.routes.params import check_params

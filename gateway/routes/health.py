@@ -4,8 +4,8 @@ Ready is ``degraded`` (still ``200``: the gateway answers from the sources) when
 circuit is open, when a source has not answered lately, or when the record cache cannot be
 reached. ``sources`` lists each source's circuit state (``specs/gateway-interface.md``);
 ``sourceHealth`` says, per source, whether it is healthy and why: how its recent fetches
-ended (:class:`gateway.record.SourceHealth`: failures in a row, last outcome, last answer and
-last failure) and how often its connection pool was replaced for making no progress
+ended (:class:`gateway.records.service.SourceHealth`: failures in a row, last outcome, last
+answer and last failure) and how often its connection pool was replaced for making no progress
 (:class:`adapters.http_source.BoundedClient`). A circuit can stay closed while every fetch
 times out — a deadline is a cancellation the breaker never counts — so the circuit alone
 said a lost source was healthy. Readiness probes Redis with a PING
@@ -36,7 +36,7 @@ from gateway.cache import MemoryBackend, RecordCache, TieredBackend
 from gateway.deps import StateDep
 from gateway.fhir.responses import FHIRResponse
 from gateway.joint.rules import JOINT_SOURCE
-from gateway.record import RecordService
+from gateway.records.service import RecordService
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)

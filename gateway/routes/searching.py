@@ -21,10 +21,10 @@ import orjson
 from starlette.requests import Request
 
 from adapters.base import Resource
-from gateway.access import AccessResult, RecordAccess, RequestContext
 from gateway.audit import note as audit_trail
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import merge_warning_outcome, outcome
+from gateway.records.access import AccessResult, RecordAccess, RequestContext
 
 FORM: Final = "application/x-www-form-urlencoded"
 JSON_TYPES: Final = frozenset({"application/fhir+json", "application/json"})

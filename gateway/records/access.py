@@ -29,8 +29,8 @@ from typing import Any, Protocol
 from adapters.base import Outcome, SourceResult
 from gateway.audit import note as audit_trail
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
-from gateway.merge import MergedRecord, merge
-from gateway.record import RecordService
+from gateway.records.merge import MergedRecord, merge
+from gateway.records.service import RecordService
 from vocabulary import Effect
 
 NO_RELATIONSHIP = "no-legitimate-relationship"
