@@ -350,7 +350,7 @@ async def break_glass_queue(ctx: IGCaller, state: StateDep, request: Request) ->
 
 async def _facts_of(state: GatewayState, nhs: str) -> Sequence[Mapping[str, Any]]:
     """What the sources found about one person (for the surname and deceased rules)."""
-    results = await state.access.records.fetch(nhs)
+    results = await state.access.source_results(nhs)
     return [res for r in results if r.outcome is Outcome.FOUND for res in r.resources]
 
 

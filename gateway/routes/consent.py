@@ -13,7 +13,7 @@
 =========================================  ===============================================
 
 Who may: :mod:`consent.directive_access`, called through
-:func:`gateway.policy.decision.authorise_directives` — a role the policy lets record directives
+:func:`gateway.decision.authorise_directives` — a role the policy lets record directives
 (checked before the body is read), a legitimate relationship with the person (or IG work
 under ``HOPERAT``), and never the organisation a directive refuses. The person is the one
 the body names (a create) or the stored directive names (everything else). Refusals are
@@ -149,7 +149,7 @@ async def _authorise(
         interaction,
         nhs,
         {_reference(t): _directives(t) for t in targets},
-        state.access.records.fetch,
+        state.access.source_results,
         results,
     )
 
@@ -199,7 +199,7 @@ def _patient(body: dict[str, Any]) -> str:
 async def _require_known(state: GatewayState, nhs: str) -> Sequence[SourceResult]:
     """The sources' answers: ``422`` unless a source holds the person; ``503`` when that
     cannot be told."""
-    results = await state.access.records.fetch(nhs)
+    results = await state.access.source_results(nhs)
     if any(r.outcome is Outcome.FOUND for r in results):
         return results
     failed = [r.source for r in results if not r.ok]

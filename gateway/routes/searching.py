@@ -164,7 +164,7 @@ async def read_one(
 ) -> Resource:
     """The one ``kind`` resource with this id the caller may see; ``404``/``403`` otherwise."""
     source, person_id = split_id(resource_id)
-    adapter = access.records.adapter(source)
+    adapter = access.adapter(source)
     if adapter is None:
         raise NotFound(f"No {kind} with this id.")
     nhs = await adapter.nhs_number_for(person_id)
