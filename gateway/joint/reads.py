@@ -25,13 +25,13 @@ from consent import Effect, Policy, decide_summary_access
 from gateway.audit import note as audit_trail
 from gateway.deps import StateDep, gate
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse, now_instant
 from gateway.joint.store import JointPlanStore, StoredPlan, plan_key
 from gateway.joint.summary import measure_report
 from gateway.narrative import narrate
 from gateway.policy.decision import requester
 from gateway.records.access import RequestContext
-from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")

@@ -61,6 +61,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse
 from gateway.joint import reads
 from gateway.joint.body import careplan_body
@@ -76,7 +77,6 @@ from gateway.joint.store import JointPlanStore, PlanVersionConflict, new_plan_id
 from gateway.narrative import narrate
 from gateway.policy.decision import contributions, requester
 from gateway.records.access import RequestContext
-from gateway.routes.params import check_params
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")

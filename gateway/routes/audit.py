@@ -72,12 +72,7 @@ from gateway.audit import (
 from gateway.audit import note as audit_trail
 from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
-from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
-from gateway.fhir.responses import outcome as operation_outcome
-from gateway.policy.decision import requester
-from gateway.records.access import RequestContext
-from gateway.routes import patient_log
-from gateway.routes.params import (
+from gateway.fhir.params import (
     JSON_FORMATS,
     MAX_TEXT,
     check_params,
@@ -91,6 +86,11 @@ from gateway.routes.params import (
     text,
     token,
 )
+from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
+from gateway.fhir.responses import outcome as operation_outcome
+from gateway.policy.decision import requester
+from gateway.records.access import RequestContext
+from gateway.routes import patient_log
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")

@@ -68,6 +68,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse, now_instant, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.narrative import narrate
@@ -76,7 +77,6 @@ from gateway.policy.store import ConsentStore, fhir_instant
 from gateway.records.access import RequestContext, Verdict
 from gateway.routes import consent_write
 from gateway.routes.consent_body import consent_body, person_performer
-from gateway.routes.params import check_params
 from gateway.routes.searching import operation_request, search_request
 from gateway.state import GatewayState
 from vocabulary import USER_SYSTEM

@@ -17,10 +17,10 @@ from gateway.audit import note as audit_trail
 from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import BadRequest, NotFound
 from gateway.fhir.capability import capability_statement
+from gateway.fhir.params import check_params, one, text, token_list
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.records.access import RequestContext
-from gateway.routes.params import check_params, one, text, token_list
 from gateway.routes.searching import operation_request, read_one, record_outcomes, search_request
 
 router = APIRouter(prefix="/fhir")

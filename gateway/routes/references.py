@@ -25,10 +25,10 @@ from fastapi import APIRouter, Depends, Request
 from adapters.base import Resource
 from gateway.deps import AccessDep, StateDep, gate, subject_nhs_number
 from gateway.errors import BadRequest
+from gateway.fhir.params import check_params, token_list
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.records.access import RequestContext
-from gateway.routes.params import check_params, token_list
 from gateway.routes.searching import read_one, record_outcomes, search_request
 
 router = APIRouter(prefix="/fhir")
