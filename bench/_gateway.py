@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import SourceConfig
-from gateway.access import permit_all
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, generate_signing_key, issue_token
 from gateway.cache.factory import build_record_cache
 from gateway.embedded import free_port
+from gateway.records.access import permit_all
 from gateway.state import Closer, GatewayState
 from gateway.wiring import Overrides, build_state, defaults
 

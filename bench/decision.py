@@ -4,9 +4,9 @@ The warm person's two source results (fetched once from the simulators), a migra
 file holding two of the person's Consents (an objection withdrawn, then an inactive one: both
 are read and parsed, neither denies). Per call, µs, ``--rounds`` rounds of N calls each:
 
-* ``floor``          — the decision query alone (:class:`gateway.hot_reads.HotReads`);
+* ``floor``          — the decision query alone (:class:`gateway.policy.hot_reads.HotReads`);
 * ``decide``         — :func:`consent.decide` on directives parsed in advance (no I/O);
-* ``gateway``        — :class:`gateway.decision.PolicyDecider` as ``serve`` wires it: one
+* ``gateway``        — :class:`gateway.policy.decision.PolicyDecider` as ``serve`` wires it: one
   query, parse, decide, the visible part of each source (:func:`to_verdict`);
 * ``two ORM reads``  — the same decider reading through the two stores' ``AsyncSession``s
   (what every request did before the one-query read).
@@ -25,11 +25,11 @@ from bench.report import spread
 from bench.size import people
 from consent import decide, load_policy, parse_consents
 from gateway import schema
-from gateway.access import RequestContext
-from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
-from gateway.decision import PolicyDecider, contributions, requester
-from gateway.hot_reads import HotReads
+from gateway.policy.decision import PolicyDecider, contributions, requester
+from gateway.policy.hot_reads import HotReads
+from gateway.policy.store import BreakGlassStore, ConsentStore
+from gateway.records.access import RequestContext
 from gateway.wiring import make_adapter
 from simulators.runner import source_configs, start_sources
 from tests.consent.factories import objection_body

@@ -28,7 +28,7 @@ BUCKETS: dict[str, tuple[str, ...]] = {
     "consent decision (policy)": ("consent/decide.py", "consent/rules.py", "to_verdict"),
     "decision reads (database)": ("hot_reads.py",),
     "cache read (Redis + decrypt + parse)": ("record_cache.py",),
-    "merge": ("gateway/merge.py",),
+    "merge": ("gateway/records/merge.py",),
     "bundle + JSON (responses.py)": ("responses.py",),
     "audit event build": ("build_event", "build_audit_event", "events.py"),
     "audit commit (writer)": ("writer.py",),

@@ -15,11 +15,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from adapters import nhs_number, ukcore
-from gateway.access import RecordAccess, RequestContext
 from gateway.audit import note as audit_trail
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
-from gateway.routes.params import one
+from gateway.fhir.params import one
+from gateway.records.access import RecordAccess, RequestContext
 from gateway.state import GatewayState
 from vocabulary import Interaction
 

@@ -6,7 +6,7 @@ It is written the way NHS screens show a person (the NHS Digital patient banner 
 family name in capitals, then given names and title — ``THURLOW, Joan Mary (Mrs)`` — the
 NHS number in 3-3-4 groups (``999 100 0003``) and dates as ``02-Apr-1936``.
 
-Where it is made: after the decision and the merge (:func:`gateway.merge.merge` calls
+Where it is made: after the decision and the merge (:func:`gateway.records.merge.merge` calls
 :func:`narrate`), not in the adapters. A merged Patient's narrative must describe the merged
 Patient — the adapters each see only their own source's — and only what the decision left
 visible: a narrative made before the decision could name what a withheld source holds.

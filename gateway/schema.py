@@ -58,8 +58,8 @@ class SchemaState:
 def target_metadata() -> MetaData:
     """Every table the gateway declares (importing the modules registers them on ``Base``)."""
     import gateway.audit  # noqa: F401  (audit_event, audit_checkpoint, audit_review)
-    import gateway.consent_store  # noqa: F401
     import gateway.joint.store  # noqa: F401
+    import gateway.policy.store  # noqa: F401
     import gateway.smart.store  # noqa: F401
 
     return Base.metadata

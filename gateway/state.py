@@ -13,17 +13,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway.access import RecordAccess
 from gateway.auth import TokenVerifier
 from gateway.cache import ChangePoller, RecordCache
+from gateway.records.access import RecordAccess
 
 if TYPE_CHECKING:  # these import the gateway's routes or stores, which import this module
     from adapters.resilience import CircuitBreaker
     from consent import Policy
     from gateway.audit import AuditStore, MonitoringConfig, ReviewStore
-    from gateway.consent_store import ConsentStore
     from gateway.joint.store import JointPlanStore
     from gateway.ops import Drain, RateLimiter
+    from gateway.policy.store import ConsentStore
     from gateway.smart import SmartServer
 
 

@@ -31,7 +31,6 @@ from adapters.kinds import make_adapter as make_adapter  # the one registry of s
 from adapters.resilience import CircuitBreaker
 from consent import load_policy
 from gateway import schema
-from gateway.access import Decider, RecordAccess
 from gateway.audit import AuditStore, MonitoringConfig, ReviewStore, ensure_current
 from gateway.auth import TokenVerifier
 from gateway.cache import (
@@ -41,13 +40,14 @@ from gateway.cache import (
     RedisBackend,
     TieredBackend,
 )
-from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
-from gateway.decision import PolicyDecider
-from gateway.hot_reads import HotReads
 from gateway.joint.source import JointPlanSource
 from gateway.joint.store import JointPlanStore
-from gateway.record import RecordService
+from gateway.policy.decision import PolicyDecider
+from gateway.policy.hot_reads import HotReads
+from gateway.policy.store import BreakGlassStore, ConsentStore
+from gateway.records.access import Decider, RecordAccess
+from gateway.records.service import RecordService
 from gateway.settings import ConfigurationError, Settings, load_sources
 from gateway.smart import SmartConfig, build_smart, trust_own_issuer
 from gateway.state import Closer, GatewayState

@@ -104,6 +104,24 @@ def test_simulators_never_import_gateway_or_consent_and_only_two_adapters_module
     assert {n for n in used if not any(is_within(n, a) for a in allowed)} == set()
 
 
+#: Modules below the HTTP routes: the dependencies a route declares, the FHIR helpers, the
+#: record and the policy. They serve the routes and so must never import them.
+BELOW_ROUTES = ("gateway/deps.py", "gateway/fhir", "gateway/records", "gateway/policy")
+
+
+def test_dependencies_fhir_records_and_policy_never_import_the_routes() -> None:
+    paths = [p for below in BELOW_ROUTES for p in ([ROOT / below] if below.endswith(".py")
+             else modules(below))]  # fmt: skip
+    assert len(paths) > len(BELOW_ROUTES), "the checker must see the packages' modules"
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}:{line} imports {name}"
+        for path in paths
+        for line, name in imported(path)
+        if is_within(name, "gateway.routes")
+    ]
+    assert found == []
+
+
 # --- the checker itself must be able to fail ------------------------------------------------
 
 

@@ -4,7 +4,7 @@ How it fits the request path:
 
 * the error boundary (:mod:`gateway.boundary`) opens an :class:`AuditNote` for every
   ``/fhir`` request (except ``metadata``) and puts it in a context variable;
-* the gate, the NHS number parser and :class:`~gateway.access.RecordAccess` fill it in as
+* the gate, the NHS number parser and :class:`~gateway.records.access.RecordAccess` fill it in as
   they learn things (who, why, which person, what the decision was);
 * when the route has produced its answer (or any failure has been mapped to one), the
   boundary turns the note into a BALP-shaped AuditEvent with the status about to be sent and

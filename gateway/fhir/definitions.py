@@ -18,7 +18,7 @@ from typing import Any, Final
 from adapters import ukcore
 from consent.model import REASON_SYSTEM, Reason
 from gateway.fhir.responses import EXT_ISSUE_SOURCE
-from gateway.merge import DEMOGRAPHICS_CONFLICT, MERGE_WARNING_SYSTEM
+from gateway.records.merge import DEMOGRAPHICS_CONFLICT, MERGE_WARNING_SYSTEM
 
 PUBLISHER: Final = "caregateway"
 DATE: Final = "2026-12-01"

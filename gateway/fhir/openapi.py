@@ -2,7 +2,7 @@
 
 FastAPI would derive a document from the handlers' signatures, but the handlers take the
 raw :class:`~starlette.requests.Request` (parameters are read by the one strict parser in
-:mod:`gateway.routes.params`), so it would show no parameters, no bodies, ``application/json``
+:mod:`gateway.fhir.params`), so it would show no parameters, no bodies, ``application/json``
 and no security. :data:`~gateway.fhir.openapi_table.OPERATIONS` says instead, for every
 route, what it really takes and answers:
 

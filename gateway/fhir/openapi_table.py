@@ -1,7 +1,7 @@
 """The table the OpenAPI document is built from: every route, what it takes and answers.
 
 One :class:`Operation` per route; its parameters are the shapes the strict parser in
-:mod:`gateway.routes.params` accepts, so a client (or a fuzzer) generating from the document
+:mod:`gateway.fhir.params` accepts, so a client (or a fuzzer) generating from the document
 sends what the gateway would accept. :mod:`gateway.fhir.openapi` turns this into the
 document; ``tests/gateway/test_openapi.py`` checks it matches the app's routes.
 """
@@ -13,18 +13,18 @@ from typing import Any, Final
 
 from adapters import ukcore
 from gateway.auth import PURPOSES_OF_USE
-from gateway.routes.params import MAX_COUNT, MAX_DIGITS, MAX_OFFSET, MAX_TEXT, TEXT_CHARS
+from gateway.fhir.params import MAX_COUNT, MAX_DIGITS, MAX_OFFSET, MAX_TEXT, TEXT_CHARS
 from vocabulary import NHS_NUMBER_PATTERN
 
 NHS_PATTERN: Final = f"^{NHS_NUMBER_PATTERN}$"
 ID_PATTERN: Final = "^[A-Za-z0-9\\-.]{1,64}$"
-# FHIR date / dateTime as the parser reads it (gateway.routes.params.date_range).
+# FHIR date / dateTime as the parser reads it (gateway.fhir.params.date_range).
 DATE_PATTERN: Final = (
     "^[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,9})?)?"
     "(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"
 )
 SEARCH_DATE_PATTERN: Final = "^(eq|ge|gt|le|lt)?" + DATE_PATTERN[1:]
-# [system|]code, each part text as the parser accepts it (gateway.routes.params.token).
+# [system|]code, each part text as the parser accepts it (gateway.fhir.params.token).
 TOKEN_PATTERN: Final = f"^({TEXT_CHARS[:-1]}|]*\\|)?{TEXT_CHARS[:-1]}|]+$"
 
 

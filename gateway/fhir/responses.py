@@ -20,7 +20,7 @@ from starlette.responses import Response
 from adapters import ukcore
 from adapters.base import Resource
 from gateway.errors import REASON_SYSTEM
-from gateway.merge import MERGE_WARNING_SYSTEM, MergeWarning
+from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning
 
 FHIR_JSON = "application/fhir+json"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -107,7 +107,7 @@ def merge_warning_outcome(warning: MergeWarning) -> Resource:
     closer-sounding types describe a failed request instead (``duplicate``: a create that
     would duplicate a record; ``conflict``: a version conflict on update; ``business-rule``:
     content that breaks a rule). What kind of warning it is goes in ``details.coding``
-    (:data:`~gateway.merge.MERGE_WARNING_SYSTEM`), the element in ``expression`` and the
+    (:data:`~gateway.records.merge.MERGE_WARNING_SYSTEM`), the element in ``expression`` and the
     sources in ``extension`` — names only, never values from the record.
     """
     issue: dict[str, Any] = {}

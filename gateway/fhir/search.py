@@ -42,9 +42,9 @@ from starlette.requests import Request
 
 from adapters.base import Resource
 from gateway.errors import BadRequest
+from gateway.fhir.params import MAX_COUNT, count_param, date_range, offset_param, one, repeated
 from gateway.fhir.responses import BundleBuilder
-from gateway.merge import MERGE_WARNING_SYSTEM
-from gateway.routes.params import MAX_COUNT, count_param, date_range, offset_param, one, repeated
+from gateway.records.merge import MERGE_WARNING_SYSTEM
 
 SUBSETTED: Final = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 from adapters.base import Domain, Outcome, Resource, SourceResult
 from consent.model import reference_key
-from gateway.access import Verdict
 from gateway.joint.rules import JOINT_SOURCE
 from gateway.joint.source import JOINT_ORGANISATION
+from gateway.records.access import Verdict
 
 _PREFIX = f"{JOINT_SOURCE}:"
 

@@ -1,7 +1,7 @@
 """Reading joint care plans' versions, and the Better Care Fund summary.
 
 ``GET /fhir/CarePlan/{id}/_history`` and ``/_history/{v}`` are decided as a read of the
-person's record (:meth:`gateway.access.RecordAccess.read`): the caller must be allowed to
+person's record (:meth:`gateway.records.access.RecordAccess.read`): the caller must be allowed to
 see the plan now — a refused organisation, a withheld custodian or a label the role may not
 see is a ``403`` with its reason — and then sees every version as it was stored. (A plan's
 current and earlier versions share one custodian and one person, so the decision on the
@@ -22,16 +22,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from consent import Effect, Policy, decide_summary_access
-from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
-from gateway.decision import requester
 from gateway.deps import StateDep, gate
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse, now_instant
 from gateway.joint.store import JointPlanStore, StoredPlan, plan_key
 from gateway.joint.summary import measure_report
 from gateway.narrative import narrate
-from gateway.routes.params import check_params
+from gateway.policy.decision import requester
+from gateway.records.access import RequestContext
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")

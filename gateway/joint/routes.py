@@ -49,9 +49,7 @@ from consent import (
     plan_write_role_denial,
 )
 from consent.plan_write import plan_domain
-from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
-from gateway.decision import contributions, requester
 from gateway.deps import StateDep, gate
 from gateway.errors import (
     BadRequest,
@@ -63,6 +61,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse
 from gateway.joint import reads
 from gateway.joint.body import careplan_body
@@ -76,7 +75,8 @@ from gateway.joint.rules import (
 )
 from gateway.joint.store import JointPlanStore, PlanVersionConflict, new_plan_id, plan_key
 from gateway.narrative import narrate
-from gateway.routes.params import check_params
+from gateway.policy.decision import contributions, requester
+from gateway.records.access import RequestContext
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")
@@ -125,7 +125,7 @@ def _refuse_source_plan(state: GatewayState, plan_id: str, verb: str) -> None:
     source = plan_id.split(".", 1)[0]
     if source == JOINT_SOURCE:
         return
-    adapter = state.access.records.adapter(source)
+    adapter = state.access.adapter(source)
     if adapter is None:
         raise NotFound("No CarePlan with this id.")
     raise MethodNotAllowed(
@@ -254,7 +254,7 @@ async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) ->
     check_fhir(provisional)
     check_rules(provisional)
     assert nhs is not None  # check_rules refuses a plan without a valid NHS number
-    results = await state.access.records.fetch(nhs)
+    results = await state.access.source_results(nhs)
     _known(results)
     await _authorise(ctx, state, PlanInteraction.CREATE, nhs, results)
     stored = await store_of(state).create(stamp, plan_id=plan_id, nhs=nhs, org=org,
@@ -291,7 +291,7 @@ async def update_careplan(
     provisional = stamp(current.version + 1, datetime.now(UTC), None)
     check_fhir(provisional)
     check_rules(provisional, current.resource)
-    results = await state.access.records.fetch(nhs)
+    results = await state.access.source_results(nhs)
     await _authorise(ctx, state, PlanInteraction.UPDATE, nhs, results, current.author_org)
     if expected != current.version:
         raise PlanVersionConflict(expected, current.version)

@@ -12,7 +12,7 @@ What is measured, and where it comes from:
   as ``503``);
 * access decisions by effect (``permit``, ``permit-filtered``, ``deny``, ``indeterminate``),
   read from the request's audit note after it has been answered;
-* per source: fetch latency and outcome (a hook in :class:`gateway.record.RecordService`;
+* per source: fetch latency and outcome (a hook in :class:`gateway.records.service.RecordService`;
   cache hits are not fetches), failures, circuit state, health and pool renewals (read at
   scrape time from the state readiness also reports);
 * the record cache's hits, misses, errors and writes (its own counters, read at scrape);
@@ -143,9 +143,9 @@ class GatewayMetrics:
 
     def bind(self, state: Any, limiter: Any = None, drain: Any = None) -> None:
         """Attach the hooks to a built gateway state and read the rest of it at scrape."""
-        records = getattr(getattr(state, "access", None), "records", None)
-        if records is not None:
-            records.observer = self.observe_source
+        access = getattr(state, "access", None)
+        if access is not None:
+            access.observe_fetches(self.observe_source)
         audit = getattr(state, "audit", None)
         if audit is not None:
             audit.on_commit = self.observe_audit_commit
@@ -196,8 +196,8 @@ class _StateCollector(Collector):
         )
 
     def _sources(self) -> Iterator[Metric]:
-        records = getattr(getattr(self.state, "access", None), "records", None)
-        if records is None:
+        access = getattr(self.state, "access", None)
+        if access is None:
             return
         circuit = GaugeMetricFamily(
             "caregateway_source_circuit_state",
@@ -215,13 +215,13 @@ class _StateCollector(Collector):
             labels=["source"],
         )
         breakers = getattr(self.state, "breakers", {}) or {}
-        for adapter in records.adapters:
+        for adapter in access.sources():
             name = str(adapter.name)
             breaker = getattr(adapter, "breaker", None) or breakers.get(name)
             now = str(getattr(breaker, "state", "unknown"))
             for each in CIRCUIT_STATES:
                 circuit.add_metric([name, each], 1.0 if now == each else 0.0)
-            seen = records.health.get(name)
+            seen = access.source_health(name)
             ok = (seen is None or seen.healthy) and now != "open"
             healthy.add_metric([name], 1.0 if ok else 0.0)
             renewals.add_metric([name], float(getattr(adapter, "pool_renewals", 0)))

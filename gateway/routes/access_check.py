@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from consent import Decision, Effect, Policy
-from gateway.access import RequestContext, Verdict
 from gateway.deps import StateDep, gate, parse_nhs_number
 from gateway.fhir.responses import FHIRResponse
+from gateway.records.access import RequestContext, Verdict
 from gateway.routes.params import check_params
 from gateway.routes.searching import operation_request
 

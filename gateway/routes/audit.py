@@ -58,7 +58,6 @@ from starlette.responses import Response
 from adapters import ukcore
 from adapters.base import Outcome
 from consent import Policy
-from gateway.access import RequestContext
 from gateway.audit import (
     AuditStore,
     MonitoringConfig,
@@ -71,13 +70,9 @@ from gateway.audit import (
     run_rules,
 )
 from gateway.audit import note as audit_trail
-from gateway.decision import requester
 from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
-from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
-from gateway.fhir.responses import outcome as operation_outcome
-from gateway.routes import patient_log
-from gateway.routes.params import (
+from gateway.fhir.params import (
     JSON_FORMATS,
     MAX_TEXT,
     check_params,
@@ -91,6 +86,11 @@ from gateway.routes.params import (
     text,
     token,
 )
+from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
+from gateway.fhir.responses import outcome as operation_outcome
+from gateway.policy.decision import requester
+from gateway.records.access import RequestContext
+from gateway.routes import patient_log
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/fhir")
@@ -350,7 +350,7 @@ async def break_glass_queue(ctx: IGCaller, state: StateDep, request: Request) ->
 
 async def _facts_of(state: GatewayState, nhs: str) -> Sequence[Mapping[str, Any]]:
     """What the sources found about one person (for the surname and deceased rules)."""
-    results = await state.access.records.fetch(nhs)
+    results = await state.access.source_results(nhs)
     return [res for r in results if r.outcome is Outcome.FOUND for res in r.resources]
 
 

@@ -14,7 +14,7 @@
 =========================================  ===============================================
 
 Who may: :mod:`consent.directive_access`, called through
-:func:`gateway.decision.authorise_directives` — a role the policy lets record directives
+:func:`gateway.policy.decision.authorise_directives` — a role the policy lets record directives
 (checked before the body is read), a legitimate relationship with the person (or IG work
 under ``HOPERAT``), and never the organisation a directive refuses. The person is the one
 the body names (a create) or the stored directive names (everything else). Refusals are
@@ -56,10 +56,7 @@ from consent import (
     parse_consent,
 )
 from consent.directives import patient_nhs_number
-from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
-from gateway.consent_store import ConsentStore
-from gateway.decision import authorise_directives, requester
 from gateway.deps import StateDep, gate, subject_nhs_number
 from gateway.errors import (
     BadRequest,
@@ -69,8 +66,12 @@ from gateway.errors import (
     ServiceUnavailable,
     UnprocessableEntity,
 )
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse, now_instant, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
+from gateway.policy.decision import authorise_directives, requester
+from gateway.policy.store import ConsentStore
+from gateway.records.access import RequestContext
 from gateway.routes import consent_write
 from gateway.routes.access_check import PatientRead as PatientRead  # re-exported
 from gateway.routes.access_check import access_check as access_check  # re-exported
@@ -78,7 +79,6 @@ from gateway.routes.access_check import (
     access_check_parameters as access_check_parameters,  # re-exported
 )
 from gateway.routes.consent_body import consent_body, with_recorder
-from gateway.routes.params import check_params
 from gateway.routes.searching import search_request
 from gateway.state import GatewayState
 
@@ -147,7 +147,7 @@ async def _authorise(
         interaction,
         nhs,
         {_reference(t): _directives(t) for t in targets},
-        state.access.records.fetch,
+        state.access.source_results,
         results,
     )
 
@@ -175,7 +175,7 @@ def _patient(body: dict[str, Any]) -> str:
 async def _require_known(state: GatewayState, nhs: str) -> Sequence[SourceResult]:
     """The sources' answers: ``422`` unless a source holds the person; ``503`` when that
     cannot be told."""
-    results = await state.access.records.fetch(nhs)
+    results = await state.access.source_results(nhs)
     if any(r.outcome is Outcome.FOUND for r in results):
         return results
     failed = [r.source for r in results if not r.ok]

@@ -39,9 +39,7 @@ from consent import validate_consent
 from consent.directives import patient_nhs_number
 from consent.limits import MAX_CONSENT_BYTES, limit_problems
 from consent.model import NHS_NUMBER_SYSTEM, ODS_SYSTEM
-from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
-from gateway.consent_store import fhir_instant
 from gateway.errors import (
     BadRequest,
     ResourceTooLarge,
@@ -50,6 +48,8 @@ from gateway.errors import (
 )
 from gateway.errors import UnsupportedMediaType as UnsupportedMediaType  # re-exported
 from gateway.narrative import narrate
+from gateway.policy.store import fhir_instant
+from gateway.records.access import RequestContext
 from vocabulary import USER_SYSTEM
 
 JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 
 from gateway.errors import NotFound
 from gateway.fhir.definitions import BY_TYPE
+from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse
-from gateway.routes.params import check_params
 
 router = APIRouter(prefix="/fhir")
 

@@ -1,7 +1,7 @@
 """FHIR read API: Patient, CarePlan and $everything (``specs/gateway-interface.md``).
 
 Handlers stay small: the gate dependency authenticates and checks scope and purpose,
-:class:`~gateway.access.RecordAccess` fetches, decides and merges, and this module only
+:class:`~gateway.records.access.RecordAccess` fetches, decides and merges, and this module only
 shapes the answer. Handlers never catch: :mod:`gateway.app` maps errors to OperationOutcome.
 """
 
@@ -13,14 +13,14 @@ from fastapi import APIRouter, Depends, Request
 
 from adapters import ukcore
 from adapters.base import Resource
-from gateway.access import RequestContext
 from gateway.audit import note as audit_trail
 from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nhs_number
 from gateway.errors import BadRequest, NotFound
 from gateway.fhir.capability import capability_statement
+from gateway.fhir.params import check_params, one, text, token_list
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
-from gateway.routes.params import check_params, one, text, token_list
+from gateway.records.access import RequestContext
 from gateway.routes.searching import operation_request, read_one, record_outcomes, search_request
 
 router = APIRouter(prefix="/fhir")

@@ -4,8 +4,8 @@ Ready is ``degraded`` (still ``200``: the gateway answers from the sources) when
 circuit is open, when a source has not answered lately, or when the record cache cannot be
 reached. ``sources`` lists each source's circuit state (``specs/gateway-interface.md``);
 ``sourceHealth`` says, per source, whether it is healthy and why: how its recent fetches
-ended (:class:`gateway.record.SourceHealth`: failures in a row, last outcome, last answer and
-last failure) and how often its connection pool was replaced for making no progress
+ended (:class:`gateway.records.service.SourceHealth`: failures in a row, last outcome, last
+answer and last failure) and how often its connection pool was replaced for making no progress
 (:class:`adapters.http_source.BoundedClient`). A circuit can stay closed while every fetch
 times out — a deadline is a cancellation the breaker never counts — so the circuit alone
 said a lost source was healthy. Readiness probes Redis with a PING
@@ -36,7 +36,7 @@ from gateway.cache import MemoryBackend, RecordCache, TieredBackend
 from gateway.deps import StateDep
 from gateway.fhir.responses import FHIRResponse
 from gateway.joint.rules import JOINT_SOURCE
-from gateway.record import RecordService
+from gateway.records.access import RecordAccess
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
@@ -53,11 +53,11 @@ async def live() -> FHIRResponse:
 
 @router.get("/ready")
 async def ready(state: StateDep) -> FHIRResponse:
-    records = state.access.records
+    access = state.access
     # Source systems only: the joint care plans are the database, checked below.
-    systems = [a for a in records.adapters if a.name != JOINT_SOURCE]
+    systems = [a for a in access.sources() if a.name != JOINT_SOURCE]
     sources = {a.name: _circuit(state, a) for a in systems}
-    health = {a.name: _source_health(records, a, sources[a.name]) for a in systems}
+    health = {a.name: _source_health(access, a, sources[a.name]) for a in systems}
     degraded = not all(h["healthy"] for h in health.values())
     body: dict[str, Any] = {"status": "ok", "sources": sources, "sourceHealth": health}
     unavailable = False
@@ -90,9 +90,9 @@ def _circuit(state: GatewayState, adapter: Any) -> str:
     return str(getattr(breaker, "state", "unknown"))
 
 
-def _source_health(records: RecordService, adapter: Any, circuit: str) -> dict[str, Any]:
+def _source_health(access: RecordAccess, adapter: Any, circuit: str) -> dict[str, Any]:
     """Healthy when its circuit is not open and its recent fetches answered."""
-    seen = records.health.get(adapter.name)
+    seen = access.source_health(adapter.name)
     fetches = seen.as_dict() if seen is not None else {"healthy": True}
     return {
         **fetches,

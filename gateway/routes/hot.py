@@ -4,7 +4,7 @@ machinery.
 The FastAPI route in :mod:`gateway.routes.fhir` stays the documented one (OpenAPI, and the
 handler's own tests); this Starlette route is put in front of it and does exactly what it
 does — the same gate (token, scope, purpose), the same parameter check, the same
-:class:`~gateway.access.RecordAccess` read and the same Bundle — through the same error
+:class:`~gateway.records.access.RecordAccess` read and the same Bundle — through the same error
 boundary, which audits it. What it leaves out is the dependency solving, the per-request
 handler wrapping and the search through every route of the API: a fifth of a warm read's
 CPU. ``HEAD`` is not answered here (the FastAPI route does not answer it either).

@@ -32,7 +32,6 @@ from typing import Any, Final
 
 from adapters import ukcore
 from consent import PatientNeed, Policy, patient_denial
-from gateway.access import RequestContext
 from gateway.audit import (
     ACT_REASON_SYSTEM,
     AGENT_TYPE_SYSTEM,
@@ -44,9 +43,10 @@ from gateway.audit import (
 )
 from gateway.audit import note as audit_trail
 from gateway.auth import PURPOSES_OF_USE
-from gateway.decision import requester
 from gateway.errors import BadRequest, Forbidden, GatewayError
 from gateway.fhir.responses import BundleBuilder, FHIRResponse
+from gateway.policy.decision import requester
+from gateway.records.access import RequestContext
 from gateway.state import GatewayState
 
 PARAMS: Final = ("patient", "date", "_count", "_offset")

@@ -3,7 +3,7 @@
 A CarePlan references its Goals and CareTeam, and every resource has a Provenance; a client
 follows those references one by one (``Goal/{id}``), or asks for them all (``Goal?patient=``),
 outside ``$everything``. Every answer comes from the same decided, merged record as a
-``CarePlan`` search (:class:`~gateway.access.RecordAccess`), so a resource the decision
+``CarePlan`` search (:class:`~gateway.records.access.RecordAccess`), so a resource the decision
 withheld is never returned: a search leaves it out (and says that something was withheld),
 a read by id is ``403`` with the reasons, like ``CarePlan/{id}``.
 
@@ -23,12 +23,12 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Request
 
 from adapters.base import Resource
-from gateway.access import RequestContext
 from gateway.deps import AccessDep, StateDep, gate, subject_nhs_number
 from gateway.errors import BadRequest
+from gateway.fhir.params import check_params, token_list
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
-from gateway.routes.params import check_params, token_list
+from gateway.records.access import RequestContext
 from gateway.routes.searching import read_one, record_outcomes, search_request
 
 router = APIRouter(prefix="/fhir")

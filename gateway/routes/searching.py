@@ -21,10 +21,10 @@ import orjson
 from starlette.requests import Request
 
 from adapters.base import Resource
-from gateway.access import AccessResult, RecordAccess, RequestContext
 from gateway.audit import note as audit_trail
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.responses import merge_warning_outcome, outcome
+from gateway.records.access import AccessResult, RecordAccess, RequestContext
 
 FORM: Final = "application/x-www-form-urlencoded"
 JSON_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
@@ -164,7 +164,7 @@ async def read_one(
 ) -> Resource:
     """The one ``kind`` resource with this id the caller may see; ``404``/``403`` otherwise."""
     source, person_id = split_id(resource_id)
-    adapter = access.records.adapter(source)
+    adapter = access.adapter(source)
     if adapter is None:
         raise NotFound(f"No {kind} with this id.")
     nhs = await adapter.nhs_number_for(person_id)

@@ -24,7 +24,7 @@ import pytest
 from adapters.base import Outcome, SourceConfig
 from adapters.community.adapter import CommunityAdapter
 from adapters.pool import BoundedClient, _busy_connections
-from gateway.record import RecordService
+from gateway.records.service import RecordService
 from simulators.runner import RunningSources
 from tests.adapters import _sources
 from tests.adapters._sources import nhs, reset, source_config

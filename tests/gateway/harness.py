@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from adapters.base import SourceConfig
-from gateway.access import Decider
 from gateway.app import create_app
 from gateway.audit import AuditStore
 from gateway.auth import TokenVerifier
@@ -20,6 +19,7 @@ from gateway.cache import RecordCache
 from gateway.embedded import free_port, running_server
 from gateway.joint.store import JointPlanStore
 from gateway.limits import Limits
+from gateway.records.access import Decider
 from gateway.smart import SmartConfig, SmartServer
 from gateway.state import Closer, GatewayState
 from gateway.wiring import Overrides, build_state, defaults

@@ -38,8 +38,8 @@ from gateway.audit.report import CSV_COLUMNS, csv_row
 from gateway.auth import TokenVerifier, issue_token
 from gateway.db import make_engine
 from gateway.embedded import free_port, running_server
+from gateway.fhir.params import date_bounds
 from gateway.routes import audit
-from gateway.routes.params import date_bounds
 from gateway.state import GatewayState
 from gateway.wiring import Overrides, build_state, defaults
 from simulators.population import SCENARIOS

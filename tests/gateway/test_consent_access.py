@@ -22,8 +22,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete
 
-from gateway.consent_store import BreakGlassGrantRow, ConsentDirectiveRow, ConsentVersionRow
 from gateway.embedded import free_port
+from gateway.policy.store import BreakGlassGrantRow, ConsentDirectiveRow, ConsentVersionRow
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import PART, consent_body

@@ -25,11 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import nhs_number
 from adapters.base import SourceConfig
 from consent import load_policy
-from gateway.access import RecordAccess, Verdict
 from gateway.app import create_app
 from gateway.audit import AuditStore
 from gateway.auth import TokenVerifier, generate_signing_key
-from gateway.consent_store import (
+from gateway.db import create_schema, make_engine
+from gateway.embedded import free_port, running_server
+from gateway.policy.decision import PolicyDecider
+from gateway.policy.store import (
     UKCORE_CONSENT_PROFILE,
     BreakGlassGrantRow,
     BreakGlassStore,
@@ -37,10 +39,8 @@ from gateway.consent_store import (
     ConsentStore,
     ConsentVersionRow,
 )
-from gateway.db import create_schema, make_engine
-from gateway.decision import PolicyDecider
-from gateway.embedded import free_port, running_server
-from gateway.record import RecordService
+from gateway.records.access import RecordAccess, Verdict
+from gateway.records.service import RecordService
 from gateway.routes import consent as consent_routes
 from gateway.routes.consent import access_check_parameters
 from gateway.state import GatewayState

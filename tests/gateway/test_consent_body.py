@@ -14,7 +14,7 @@ import pytest_asyncio
 from sqlalchemy import delete, func, select
 
 from consent.limits import MAX_CONSENT_BYTES
-from gateway.consent_store import ConsentDirectiveRow, ConsentVersionRow
+from gateway.policy.store import ConsentDirectiveRow, ConsentVersionRow
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.harness import assert_fhir, assert_outcome
 from tests.gateway.test_consent_api import (

@@ -20,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Outcome, SourceResult
 from consent import load_policy
-from gateway.access import RequestContext
-from gateway.consent_store import (
+from gateway.db import create_schema, make_engine, make_session_factory
+from gateway.errors import NotFound
+from gateway.policy.decision import PolicyDecider
+from gateway.policy.store import (
     UKCORE_CONSENT_PROFILE,
     BreakGlassGrantRow,
     BreakGlassStore,
@@ -30,9 +32,7 @@ from gateway.consent_store import (
     VersionConflict,
     fhir_instant,
 )
-from gateway.db import create_schema, make_engine, make_session_factory
-from gateway.decision import PolicyDecider
-from gateway.errors import NotFound
+from gateway.records.access import RequestContext
 from simulators.population import SCENARIOS
 from tests.consent.factories import objection_body
 

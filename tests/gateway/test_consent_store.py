@@ -13,15 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consent import parse_consents
-from gateway.consent_store import (
+from gateway.db import Base, make_engine, make_session_factory
+from gateway.errors import NotFound, UnprocessableEntity
+from gateway.policy.store import (
     UKCORE_CONSENT_PROFILE,
     BreakGlassStore,
     ConsentDirectiveRow,
     ConsentStore,
     VersionConflict,
 )
-from gateway.db import Base, make_engine, make_session_factory
-from gateway.errors import NotFound, UnprocessableEntity
 from simulators.population import SCENARIOS
 from tests.consent.factories import objection_body
 

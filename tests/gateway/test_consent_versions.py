@@ -20,13 +20,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.consent_store import (
+from gateway.db import create_schema, make_engine, make_session_factory
+from gateway.policy.store import (
     ConsentDirectiveRow,
     ConsentStore,
     ConsentVersionRow,
     VersionConflict,
 )
-from gateway.db import create_schema, make_engine, make_session_factory
 from simulators.population import SCENARIOS
 from tests.consent.factories import objection_body
 

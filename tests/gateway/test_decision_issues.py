@@ -8,7 +8,7 @@ import pytest
 
 from adapters.base import DataIssue, Outcome, SourceResult
 from consent.model import Decision, Effect, Reason, Withheld
-from gateway.decision import to_verdict, visible_issues
+from gateway.policy.decision import to_verdict, visible_issues
 
 PLAN_STATUS = DataIssue(
     "unknown-code", "a support plan status is not recognised; recorded as unknown", "CarePlan"

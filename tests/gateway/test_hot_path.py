@@ -25,10 +25,10 @@ from gateway.audit.store import AuditStore
 from gateway.auth import TokenVerifier, generate_signing_key, issue_token
 from gateway.auth._verifier import InvalidToken, VerifiedTokens
 from gateway.cli import cmd_serve
-from gateway.consent_store import BreakGlassStore, ConsentStore
 from gateway.db import make_engine
 from gateway.embedded import free_port
-from gateway.hot_reads import HotReads
+from gateway.policy.hot_reads import HotReads
+from gateway.policy.store import BreakGlassStore, ConsentStore
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.consent.factories import objection_body

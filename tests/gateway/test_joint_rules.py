@@ -89,8 +89,8 @@ def test_plan_ids_carry_no_person() -> None:
 
 def test_joint_plans_are_split_by_author_and_joined_back() -> None:
     from adapters.base import Outcome, SourceResult
-    from gateway.access import Verdict
     from gateway.joint.source import JOINT_ORGANISATION
+    from gateway.records.access import Verdict
 
     gp_plan = stored(plan_body())
     council_plan = {**stored(plan_body()), "id": "joint.def.plan",

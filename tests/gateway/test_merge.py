@@ -10,7 +10,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from adapters import ukcore
 from adapters.base import DataIssue, Outcome, SourceResult
 from gateway.fhir.responses import EXT_ISSUE_SOURCE, merge_warning_outcome
-from gateway.merge import MERGE_WARNING_SYSTEM, MergeWarning, merge, merge_patient
+from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning, merge, merge_patient
 
 NHS = "9990000018"
 

@@ -1,4 +1,4 @@
-"""The strict parameter parser (``gateway/routes/params.py``): property tests over random input,
+"""The strict parameter parser (``gateway/fhir/params.py``): property tests over random input,
 then the inputs that used to reach ``500`` sent over real HTTP, and the clamped date bounds
 against real SQLite and PostgreSQL stores."""
 
@@ -17,7 +17,7 @@ from gateway.audit.events import build_audit_event
 from gateway.audit.store import AuditStore, audit_checkpoint, audit_event
 from gateway.db import create_schema, make_engine
 from gateway.errors import BadRequest
-from gateway.routes.params import (
+from gateway.fhir.params import (
     MAX_DIGITS,
     MAX_OFFSET,
     TEXT_CHARS,

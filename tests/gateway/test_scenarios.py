@@ -29,7 +29,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from adapters import ukcore
 from adapters.validation import validate_resource
 from gateway.fhir.responses import EXT_ISSUE_SOURCE
-from gateway.merge import MERGE_WARNING_SYSTEM
+from gateway.records.merge import MERGE_WARNING_SYSTEM
 from simulators.model import Population
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, SCENARIOS
 from simulators.runner import RunningSources, source_configs

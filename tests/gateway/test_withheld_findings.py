@@ -28,7 +28,7 @@ import pytest_asyncio
 
 from adapters.community.adapter import CommunityAdapter
 from adapters.socialcare import SocialCareAdapter
-from gateway.merge import MERGE_WARNING_SYSTEM
+from gateway.records.merge import MERGE_WARNING_SYSTEM
 from simulators.model import Population
 from simulators.population import COUNCIL_ODS, SCENARIOS, build_population
 from simulators.runner import RunningSources, serve_sources, source_configs

@@ -15,9 +15,9 @@ from consent import model, policy
 from consent.directives import validate_consent
 from consent.policy import PolicyError, load_policy, parse_policy
 from gateway import auth, errors
-from gateway.access import Verdict
 from gateway.audit import codes
 from gateway.fhir.openapi_table import NHS_PATTERN
+from gateway.records.access import Verdict
 from tests.consent.factories import TRUST, purpose, withhold_consent
 
 ROOT = Path(__file__).parents[2]

@@ -3,7 +3,7 @@
 Bridges :mod:`consent` (pure) to the request path. Per request it loads the person's consent
 directives and any live break-glass grant from the stores (never cached, so a change
 applies to the very next request), calls :func:`consent.decide`, records a new break-glass
-grant, and turns the :class:`consent.Decision` into the :class:`~gateway.access.Verdict`
+grant, and turns the :class:`consent.Decision` into the :class:`~gateway.records.access.Verdict`
 that the routes and the audit trail use.
 
 :func:`authorise_directives` does the same for the Consent API: the record is fetched only
@@ -37,10 +37,10 @@ from consent import (
     needs_relationship,
     parse_consents,
 )
-from gateway.access import SOURCE_UNAVAILABLE, RequestContext, Verdict
 from gateway.audit import note as audit_trail
 from gateway.errors import Forbidden, ServiceUnavailable
 from gateway.joint import custody
+from gateway.records.access import SOURCE_UNAVAILABLE, RequestContext, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -152,7 +152,7 @@ DecisionInputs = Callable[[str, str], Awaitable[tuple[tuple[Directive, ...], dat
 
 class PolicyDecider:
     """``inputs(nhs_number, sub)``, when given, reads the person's directives (parsed) and
-    the latest grant in one query (:meth:`gateway.hot_reads.HotReads.decision_inputs`);
+    the latest grant in one query (:meth:`gateway.policy.hot_reads.HotReads.decision_inputs`);
     otherwise the two stores are asked one after the other. Either way both are read for
     every decision."""
 

@@ -22,15 +22,15 @@ gateway uses :func:`permit_all`: a principal whose scopes allow the interaction 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adapters.base import Outcome, SourceResult
+from adapters.base import Outcome, SourceAdapter, SourceResult
 from gateway.audit import note as audit_trail
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
-from gateway.merge import MergedRecord, merge
-from gateway.record import RecordService
+from gateway.records.merge import MergedRecord, merge
+from gateway.records.service import RecordService, SourceHealth
 from vocabulary import Effect
 
 NO_RELATIONSHIP = "no-legitimate-relationship"
@@ -116,6 +116,31 @@ class RecordAccess:
     def __init__(self, records: RecordService, decider: Decider = permit_all) -> None:
         self.records = records
         self.decider = decider
+
+    # What routes may ask about the sources without reading a person's record: which source
+    # an id names, and how the sources have answered lately (readiness, metrics).
+
+    def adapter(self, source: str) -> SourceAdapter | None:
+        """The configured source called ``source`` (the prefix of a resource id), if any."""
+        return self.records.adapter(source)
+
+    def sources(self) -> list[SourceAdapter]:
+        """Every configured source, in configuration order."""
+        return list(self.records.adapters)
+
+    def source_health(self, source: str) -> SourceHealth | None:
+        """How ``source``'s recent fetches ended; ``None`` for a source never configured."""
+        return self.records.health.get(source)
+
+    def observe_fetches(self, observer: Callable[[str, SourceResult, float], None]) -> None:
+        """Call ``observer(source, result, seconds)`` after every source fetch (the metrics)."""
+        self.records.observer = observer
+
+    async def source_results(self, nhs_number: str) -> list[SourceResult]:
+        """Every source's undecided answer for the person (through the cache), for the paths
+        that decide themselves on the very same answers — the Consent API's and the joint
+        care plans' authorisation, the privacy rules' facts — and release nothing of them."""
+        return await self.records.fetch(nhs_number)
 
     async def decide_only(self, ctx: RequestContext, nhs_number: str) -> Verdict:
         """The decision for this caller and person, without releasing any data

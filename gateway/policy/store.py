@@ -10,8 +10,8 @@
 - ``break_glass_grant``: one row per emergency access that gave a grant, looked up by
   ``(sub, nhs_number)`` to find the latest.
 
-:class:`ConsentStore` is the :class:`gateway.decision.DirectiveSource` and the Consent API's
-storage; :class:`BreakGlassStore` is the :class:`gateway.decision.BreakGlassLedger`. Nothing
+:class:`ConsentStore` is the :class:`gateway.policy.decision.DirectiveSource` and the Consent API's
+storage; :class:`BreakGlassStore` is the :class:`gateway.policy.decision.BreakGlassLedger`. Nothing
 is cached: every read goes to the database, so a directive recorded or withdrawn applies to
 the very next request. Every write is one transaction.
 

@@ -46,8 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consent import Directive
 from consent.directives import parse_consent
-from gateway.consent_store import BreakGlassGrantRow, ConsentDirectiveRow
 from gateway.db import sqlite_file
+from gateway.policy.store import BreakGlassGrantRow, ConsentDirectiveRow
 
 _DECISION_SQL: Final = (
     "SELECT 0, created, id, resource FROM consent_directive WHERE nhs_number = ?1 "
