@@ -124,27 +124,27 @@ class Shape:
     applied: dict[str, str] = field(default_factory=dict)
 
 
+def _one_of(request: Request, name: str, allowed: Sequence[str]) -> str | None:
+    """The one value of ``name``, which must be one of ``allowed``, or ``400`` naming them."""
+    value = one(request, name)
+    if value is not None and value not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}.", expression=[name])
+    return value
+
+
 def parse_shape(request: Request, resource_type: str, *, default_count: int = 50) -> Shape:
     """The result parameters of ``request`` (a search of ``resource_type``), or ``400``."""
     count = count_param(request, default=default_count, maximum=MAX_COUNT)
     offset = offset_param(request)
     applied: dict[str, str] = {}
-    summary = one(request, "_summary")
+    summary = _one_of(request, "_summary", SUMMARY_VALUES)
     if summary is not None:
-        if summary not in SUMMARY_VALUES:
-            raise BadRequest(
-                f"_summary must be one of {', '.join(SUMMARY_VALUES)}.", expression=["_summary"]
-            )
         applied["_summary"] = summary
     elements = _elements(one(request, "_elements"))
     if elements:
         applied["_elements"] = ",".join(elements)
-    total = one(request, "_total")
+    total = _one_of(request, "_total", TOTAL_VALUES)
     if total is not None:
-        if total not in TOTAL_VALUES:
-            raise BadRequest(
-                f"_total must be one of {', '.join(TOTAL_VALUES)}.", expression=["_total"]
-            )
         applied["_total"] = total
     sort = _sort(one(request, "_sort"))
     if sort:
