@@ -17,7 +17,7 @@ from pathlib import Path
 from adapters.base import SourceConfig
 from bench import harness as h
 from bench.report import median, spread
-from bench.size import people
+from bench.warm import plain_people as people
 from gateway.wiring import make_adapter
 
 LATENCY_MS = 100

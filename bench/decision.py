@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import spread
-from bench.size import people
+from bench.warm import plain_people as people
 from consent import decide, load_policy, parse_consents
 from gateway import schema
 from gateway.db import make_engine

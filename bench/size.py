@@ -20,29 +20,10 @@ import redis as redis_sync
 from adapters.base import SourceResult
 from bench import harness as h
 from bench.report import median, spread
-from bench.warm import larger_entry, shared_population, warm_up
+from bench.warm import larger_entry, plain_people, warm_up
 from gateway.cache import build_record_cache
-from simulators.population import SCENARIO_NHS_NUMBERS
 
 SIZES = (1, 10, 40)
-
-
-def people(count: int) -> list[tuple[str, str]]:
-    population = shared_population()
-    out = []
-    for nhs in sorted(population.nhs_numbers()):
-        council = population.council_people_with(nhs)
-        if nhs in SCENARIO_NHS_NUMBERS or len(council) != 1:
-            continue
-        if not population.community_patients_with(nhs):
-            continue
-        person = council[0]
-        if person.restricted or person.gp is None or person.death_date is not None:
-            continue
-        out.append((nhs, person.gp.ods_code))
-        if len(out) == count:
-            break
-    return out
 
 
 def _with_plans(result: SourceResult, plans: list[dict[str, Any]]) -> SourceResult:
@@ -90,7 +71,7 @@ def run_size(workdir: Path, *, seconds: float, rounds: int) -> list[str]:
         targets: dict[int, tuple[str, dict[str, str], str]] = {}
         floor = None
         floor_url = ""
-        for n, (nhs, gp) in zip(SIZES, people(len(SIZES)), strict=True):
+        for n, (nhs, gp) in zip(SIZES, plain_people(len(SIZES)), strict=True):
             url = f"{base}/Patient/{nhs}/$everything"
             headers = {"Authorization": f"Bearer {dep.token(gp, base)}"}
             warm_up(dep, url, headers, nhs)

@@ -26,9 +26,11 @@ def shared_population() -> Population:
     return build_population()
 
 
-def warm_person() -> tuple[str, str]:
-    """(NHS number, GP ODS code) of the first unrestricted person held by both sources."""
+def plain_people(count: int) -> list[tuple[str, str]]:
+    """(NHS number, GP ODS code) of the first ``count`` unrestricted, living people held once
+    by each source: records every benchmark can read warm without a withheld part."""
     population = shared_population()
+    out: list[tuple[str, str]] = []
     for nhs in sorted(population.nhs_numbers()):
         council = population.council_people_with(nhs)
         if nhs in SCENARIO_NHS_NUMBERS or len(council) != 1:
@@ -38,8 +40,18 @@ def warm_person() -> tuple[str, str]:
         person = council[0]
         if person.restricted or person.gp is None or person.death_date is not None:
             continue
-        return nhs, person.gp.ods_code
-    raise RuntimeError("no suitable person in the population")
+        out.append((nhs, person.gp.ods_code))
+        if len(out) == count:
+            break
+    return out
+
+
+def warm_person() -> tuple[str, str]:
+    """(NHS number, GP ODS code) of the first unrestricted person held by both sources."""
+    found = plain_people(1)
+    if not found:
+        raise RuntimeError("no suitable person in the population")
+    return found[0]
 
 
 def warm_up(dep: h.Deployment, url: str, headers: dict[str, str], nhs: str) -> None:
