@@ -44,6 +44,8 @@ from consent.directives import Directive, DirectiveKind
 from consent.model import Decision, Effect, Reason, Requester, SourceContribution, Withheld
 from consent.patient import PatientNeed, is_patient, patient_denial
 from consent.policy import IG_PURPOSE, Policy, RoleRule
+from consent.refusals import deny as _deny
+from consent.refusals import who as _who
 from consent.rules import legitimate_relationship
 
 DIRECTIVES_SOURCE = "consent-directives"
@@ -55,20 +57,6 @@ class DirectiveInteraction(enum.StrEnum):
     SEARCH = "search"  # a person's directives
     CREATE = "create"
     UPDATE = "update"  # a change, e.g. a withdrawal (status inactive)
-
-
-def _who(requester: Requester) -> str:
-    return "system clients" if requester.client_kind == "system" else f"role {requester.role}"
-
-
-def _deny(reason: Reason, why: str, policy: Policy, applied: Sequence[str] = ()) -> Decision:
-    return Decision(
-        Effect.DENY,
-        (reason,),
-        policy.version,
-        f"denied: {why}",
-        directives_applied=tuple(dict.fromkeys(applied)),
-    )
 
 
 def _rule(requester: Requester, purpose: str | None, policy: Policy) -> RoleRule | Decision:

@@ -44,6 +44,8 @@ from datetime import datetime
 from consent.directives import Directive, DirectiveKind
 from consent.model import Decision, Effect, Reason, Requester, SourceContribution
 from consent.policy import IG_PURPOSE, Policy, RoleRule
+from consent.refusals import deny as _deny
+from consent.refusals import who as _who
 from consent.rules import legitimate_relationship
 
 WRITE_PURPOSES: frozenset[str] = frozenset({"TREAT", "CAREMGT"})
@@ -53,20 +55,6 @@ WRITE_PURPOSES: frozenset[str] = frozenset({"TREAT", "CAREMGT"})
 class PlanInteraction(enum.StrEnum):
     CREATE = "create"
     UPDATE = "update"
-
-
-def _who(requester: Requester) -> str:
-    return "system clients" if requester.client_kind == "system" else f"role {requester.role}"
-
-
-def _deny(reason: Reason, why: str, policy: Policy, applied: Sequence[str] = ()) -> Decision:
-    return Decision(
-        Effect.DENY,
-        (reason,),
-        policy.version,
-        f"denied: {why}",
-        directives_applied=tuple(dict.fromkeys(applied)),
-    )
 
 
 def _writer_rule(requester: Requester, purpose: str | None, policy: Policy) -> RoleRule | Decision:

@@ -10,18 +10,23 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from adapters import nhs_number, ukcore
 from gateway.audit import note as audit_trail
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, GatewayError
 from gateway.fhir.params import one
 from gateway.records.access import RecordAccess, RequestContext
 from gateway.state import GatewayState
 from vocabulary import Interaction
+
+if TYPE_CHECKING:
+    from consent import Policy
+    from gateway.joint.store import JointPlanStore
+    from gateway.policy.store import ConsentStore
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
@@ -48,6 +53,28 @@ async def get_access(state: StateDep) -> RecordAccess:
 
 
 AccessDep = Annotated[RecordAccess, Depends(get_access)]
+
+
+# A gateway built without one of these parts (a read path without a policy, a test's partial
+# state) answers a request that needs it with a logged 500 saying which part is missing.
+
+
+def policy_of(state: GatewayState) -> Policy:
+    if state.policy is None:
+        raise GatewayError("The consent policy is not configured.")
+    return state.policy
+
+
+def consents_of(state: GatewayState) -> ConsentStore:
+    if state.consents is None:
+        raise GatewayError("The consent store is not configured.")
+    return state.consents
+
+
+def joint_of(state: GatewayState) -> JointPlanStore:
+    if state.joint is None:
+        raise GatewayError("The joint care plan store is not configured.")
+    return state.joint
 
 
 def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitable[RequestContext]]:

@@ -20,49 +20,19 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import orjson
 from fastapi import Request
 
-from gateway.errors import (
-    BadRequest,
-    ResourceTooLarge,
-    TooCostly,
-)
+from gateway.errors import ResourceTooLarge, TooCostly
 from gateway.errors import UnsupportedMediaType as UnsupportedMediaType  # re-exported
+from gateway.fhir.versioned import resource_body
 
 MAX_PLAN_BYTES: Final = 256 * 1024
 MAX_DEPTH: Final = 32
 MAX_VALUES: Final = 20_000
-JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
-_MAX_LENGTH_DIGITS: Final = 12
 
 
 PlanTooLarge = ResourceTooLarge
 PlanTooCostly = TooCostly
-
-
-def _too_large() -> PlanTooLarge:
-    return PlanTooLarge(
-        f"A CarePlan may be at most {MAX_PLAN_BYTES // 1024} KiB ({MAX_PLAN_BYTES} bytes) of JSON."
-    )
-
-
-async def _read_bounded(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        value = declared.strip()
-        if len(value) > _MAX_LENGTH_DIGITS or (
-            value.isascii() and value.isdigit() and int(value) > MAX_PLAN_BYTES
-        ):
-            raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_PLAN_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _shape_problem(body: Any) -> str | None:
@@ -85,22 +55,7 @@ def _shape_problem(body: Any) -> str | None:
 
 async def careplan_body(request: Request) -> dict[str, Any]:
     """The body as a JSON object with ``resourceType`` CarePlan, or the error above."""
-    declared = request.headers.get("content-type", "")
-    if declared.split(";", 1)[0].strip().lower() not in JSON_MEDIA_TYPES:
-        raise UnsupportedMediaType(
-            "A CarePlan must be sent as Content-Type: application/fhir+json (or application/json)."
-        )
-    raw = await _read_bounded(request)
-    try:
-        body = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("The request body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a FHIR CarePlan resource (a JSON object).")
-    if body.get("resourceType") != "CarePlan":
-        raise BadRequest(
-            "The request body must have resourceType CarePlan.", expression=["CarePlan"]
-        )
+    body = await resource_body(request, "CarePlan", MAX_PLAN_BYTES, expression=["CarePlan"])
     problem = _shape_problem(body)
     if problem is not None:
         raise PlanTooCostly(f"The CarePlan is too large to check: {problem}.")

@@ -15,19 +15,18 @@ roles the policy lets ``read_summaries`` under ``HOPERAT`` (:func:`consent.decid
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from consent import Effect, Policy, decide_summary_access
+from consent import Effect, decide_summary_access
 from gateway.audit import note as audit_trail
-from gateway.deps import StateDep, gate
-from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
+from gateway.deps import StateDep, gate, joint_of, policy_of
+from gateway.errors import Forbidden, NotFound
 from gateway.fhir.params import check_params
-from gateway.fhir.responses import FHIRResponse, now_instant
-from gateway.joint.store import JointPlanStore, StoredPlan, plan_key
+from gateway.fhir.responses import FHIRResponse
+from gateway.fhir.versioned import check_id, history_bundle
+from gateway.joint.store import StoredPlan, plan_key
 from gateway.joint.summary import measure_report
 from gateway.narrative import narrate
 from gateway.policy.decision import requester
@@ -39,14 +38,7 @@ router = APIRouter(prefix="/fhir")
 PlanRead = Annotated[RequestContext, Depends(gate("CarePlan", "read"))]
 SummaryRead = Annotated[RequestContext, Depends(gate("MeasureReport", "read"))]
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
-
-
-def _store(state: GatewayState) -> JointPlanStore:
-    if not isinstance(state.joint, JointPlanStore):
-        raise GatewayError("The joint care plan store is not configured.")
-    return state.joint
 
 
 def _ref(plan: dict[str, Any]) -> str:
@@ -58,14 +50,13 @@ async def _readable(
 ) -> StoredPlan:
     """The joint plan's current version, once the caller may see it (else 403/404)."""
     check_params(request, ())
-    if not _ID.fullmatch(plan_id):
-        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
+    check_id(plan_id)
     if plan_key(plan_id) is None:
         raise NotFound(
             "The gateway keeps the versions of joint care plans only; a source system's "
             "plan has its history in that system."
         )
-    current = await _store(state).get(plan_id)
+    current = await joint_of(state).get(plan_id)
     if current is None:
         raise NotFound("No CarePlan with this id.")
     audit_trail.note_patient(current.nhs_number)
@@ -80,45 +71,14 @@ async def _readable(
     raise NotFound("No CarePlan with this id could be read now.")
 
 
-def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """FHIR ``history`` Bundle, newest first, each entry saying how it was made."""
-    entries = []
-    for v in versions:
-        first = v["meta"]["versionId"] == "1"
-        entries.append(
-            {
-                "fullUrl": f"{base_url}/CarePlan/{v['id']}",
-                "resource": narrate(v),
-                "request": {
-                    "method": "POST" if first else "PUT",
-                    "url": "CarePlan" if first else f"CarePlan/{v['id']}",
-                },
-                "response": {
-                    "status": "201" if first else "200",
-                    "etag": f'W/"{v["meta"]["versionId"]}"',
-                    "lastModified": v["meta"]["lastUpdated"],
-                },
-            }
-        )
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": now_instant()},
-        "type": "history",
-        "total": len(entries),
-        "link": [{"relation": "self", "url": f"{base_url}/CarePlan/{versions[0]['id']}/_history"}],
-        "entry": entries,
-    }
-
-
 @router.get("/CarePlan/{plan_id}/_history")
 async def history_careplan(
     plan_id: str, ctx: PlanRead, state: StateDep, request: Request
 ) -> FHIRResponse:
     current = await _readable(plan_id, ctx, state, request)
-    versions = await _store(state).history(plan_id) or [current.resource]
+    versions = await joint_of(state).history(plan_id) or [current.resource]
     audit_trail.note_resources(tuple(_ref(v) for v in versions))
-    return FHIRResponse(history_bundle(state.base_url, versions))
+    return FHIRResponse(history_bundle(state.base_url, "CarePlan", versions, narrate))
 
 
 @router.get("/CarePlan/{plan_id}/_history/{version_id}")
@@ -127,7 +87,7 @@ async def vread_careplan(
 ) -> FHIRResponse:
     await _readable(plan_id, ctx, state, request)
     kept = (
-        await _store(state).version(plan_id, int(version_id))
+        await joint_of(state).version(plan_id, int(version_id))
         if _VERSION.fullmatch(version_id)
         else None
     )
@@ -140,14 +100,12 @@ async def vread_careplan(
 @router.get("/$joint-care-summary")
 async def joint_care_summary(ctx: SummaryRead, state: StateDep, request: Request) -> FHIRResponse:
     check_params(request, ())
-    if not isinstance(state.policy, Policy):
-        raise GatewayError("The consent policy is not configured.")
-    decision = decide_summary_access(requester(ctx), ctx.purpose, state.policy)
+    decision = decide_summary_access(requester(ctx), ctx.purpose, policy_of(state))
     audit_trail.note_decision(decision.effect.value, decision.reason_codes, False, None)
     if decision.effect is Effect.DENY:
         raise Forbidden(
             "This caller may not read the joint care summary: " + decision.matched_rule,
             reasons=decision.reason_codes,
         )
-    counts = await _store(state).summary_counts()
+    counts = await joint_of(state).summary_counts()
     return FHIRResponse(measure_report(counts, state.base_url))

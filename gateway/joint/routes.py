@@ -42,7 +42,6 @@ from consent import (
     Directive,
     Effect,
     PlanInteraction,
-    Policy,
     Reason,
     decide_plan_write,
     parse_consents,
@@ -50,11 +49,10 @@ from consent import (
 )
 from consent.plan_write import plan_domain
 from gateway.audit import note as audit_trail
-from gateway.deps import StateDep, gate
+from gateway.deps import StateDep, gate, joint_of, policy_of
 from gateway.errors import (
     BadRequest,
     Forbidden,
-    GatewayError,
     MethodNotAllowed,
     NotFound,
     PreconditionRequired,
@@ -63,6 +61,7 @@ from gateway.errors import (
 )
 from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse
+from gateway.fhir.versioned import check_id
 from gateway.joint import reads
 from gateway.joint.body import careplan_body
 from gateway.joint.rules import (
@@ -73,7 +72,7 @@ from gateway.joint.rules import (
     stamped,
     subject_nhs_number,
 )
-from gateway.joint.store import JointPlanStore, PlanVersionConflict, new_plan_id, plan_key
+from gateway.joint.store import PlanVersionConflict, new_plan_id, plan_key
 from gateway.narrative import narrate
 from gateway.policy.decision import contributions, requester
 from gateway.records.access import RequestContext
@@ -87,23 +86,10 @@ PlanCreate = Annotated[RequestContext, Depends(gate("CarePlan", "create"))]
 PlanUpdate = Annotated[RequestContext, Depends(gate("CarePlan", "update"))]
 PlanDelete = Annotated[RequestContext, Depends(gate("CarePlan", "delete"))]
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _IF_MATCH = re.compile(r'(?:W/)?"([1-9][0-9]{0,8})"')
 
 
 # --- state ---------------------------------------------------------------------------------
-
-
-def policy_of(state: GatewayState) -> Policy:
-    if not isinstance(state.policy, Policy):
-        raise GatewayError("The consent policy is not configured.")
-    return state.policy
-
-
-def store_of(state: GatewayState) -> JointPlanStore:
-    if not isinstance(state.joint, JointPlanStore):
-        raise GatewayError("The joint care plan store is not configured.")
-    return state.joint
 
 
 def reference(plan: dict[str, Any]) -> str:
@@ -114,14 +100,9 @@ def reference(plan: dict[str, Any]) -> str:
 # --- checks --------------------------------------------------------------------------------
 
 
-def _check_id(plan_id: str) -> None:
-    if not _ID.fullmatch(plan_id):
-        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
-
-
 def _refuse_source_plan(state: GatewayState, plan_id: str, verb: str) -> None:
     """``405`` naming the owner when ``plan_id`` is a plan from a source system."""
-    _check_id(plan_id)
+    check_id(plan_id)
     source = plan_id.split(".", 1)[0]
     if source == JOINT_SOURCE:
         return
@@ -257,7 +238,7 @@ async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) ->
     results = await state.access.source_results(nhs)
     _known(results)
     await _authorise(ctx, state, PlanInteraction.CREATE, nhs, results)
-    stored = await store_of(state).create(stamp, plan_id=plan_id, nhs=nhs, org=org,
+    stored = await joint_of(state).create(stamp, plan_id=plan_id, nhs=nhs, org=org,
                                           domain=domain)  # fmt: skip
     audit_trail.note_resources((reference(stored),))
     await _evict(state, nhs)
@@ -275,7 +256,7 @@ async def update_careplan(
     body = await careplan_body(request)
     if "id" in body and body["id"] != plan_id:
         raise BadRequest("The CarePlan's id does not match the id in the URL.", expression=["id"])
-    current = await store_of(state).get(plan_id) if plan_key(plan_id) else None
+    current = await joint_of(state).get(plan_id) if plan_key(plan_id) else None
     if current is None:
         raise NotFound("No CarePlan with this id.")
     nhs = current.nhs_number
@@ -295,7 +276,7 @@ async def update_careplan(
     await _authorise(ctx, state, PlanInteraction.UPDATE, nhs, results, current.author_org)
     if expected != current.version:
         raise PlanVersionConflict(expected, current.version)
-    stored = await store_of(state).update(
+    stored = await joint_of(state).update(
         plan_id, stamp, nhs=nhs, org=org, expected_version=expected
     )
     audit_trail.note_resources((reference(stored),))

@@ -45,7 +45,6 @@ says, how reviews are stored and what the rules find are the audit package's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
@@ -88,6 +87,7 @@ from gateway.fhir.params import (
 )
 from gateway.fhir.responses import NO_STORE, BundleBuilder, FHIRResponse
 from gateway.fhir.responses import outcome as operation_outcome
+from gateway.fhir.versioned import check_id
 from gateway.policy.decision import requester
 from gateway.records.access import RequestContext
 from gateway.routes import patient_log
@@ -112,7 +112,6 @@ SEARCH_PARAMS: Final = (
 CSV_TYPES: Final = frozenset({"text/csv", "csv"})
 REPORT_MAX: Final = 10_000  # events in one access report
 ALERT_WINDOW_MAX: Final = 50_000  # events the monitoring rules look at in one request
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MAX_SUB: Final = 255  # the width of the trail's agent column (a token's ``sub``)
 _OUTCOMES: Final = frozenset({"0", "4", "8", "12"})
 _BOOLEANS: Final = ("true", "false")
@@ -320,8 +319,7 @@ async def review_event(
     event_id: str, ctx: IGReviewer, state: StateDep, request: Request
 ) -> FHIRResponse:
     check_params(request, ())
-    if not _ID.fullmatch(event_id):
-        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
+    check_id(event_id)
     outcome, note = parse_review(await _review_body(request))
     event = await _audit(state).get(event_id)
     if event is None:

@@ -40,7 +40,6 @@ whatever ``If-Match`` says; the body is validated (``400``/``422``) and the chan
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -51,13 +50,12 @@ from consent import (
     Decision,
     Directive,
     DirectiveInteraction,
-    Policy,
     directive_role_denial,
     parse_consent,
 )
 from consent.directives import patient_nhs_number
 from gateway.audit import note as audit_trail
-from gateway.deps import StateDep, gate, subject_nhs_number
+from gateway.deps import StateDep, consents_of, gate, policy_of, subject_nhs_number
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -67,10 +65,10 @@ from gateway.errors import (
     UnprocessableEntity,
 )
 from gateway.fhir.params import check_params
-from gateway.fhir.responses import FHIRResponse, now_instant, outcome
+from gateway.fhir.responses import FHIRResponse, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
+from gateway.fhir.versioned import check_id, history_bundle
 from gateway.policy.decision import authorise_directives, requester
-from gateway.policy.store import ConsentStore
 from gateway.records.access import RequestContext
 from gateway.routes import consent_write
 from gateway.routes.access_check import PatientRead as PatientRead  # re-exported
@@ -89,23 +87,10 @@ ConsentUpdate = Annotated[RequestContext, Depends(gate("Consent", "update"))]
 ConsentRead = Annotated[RequestContext, Depends(gate("Consent", "read"))]
 ConsentSearch = Annotated[RequestContext, Depends(gate("Consent", "search"))]
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
 
 
 # --- state -------------------------------------------------------------------------------
-
-
-def _policy(state: GatewayState) -> Policy:
-    if not isinstance(state.policy, Policy):
-        raise GatewayError("The consent policy is not configured.")
-    return state.policy
-
-
-def _store(state: GatewayState) -> ConsentStore:
-    if not isinstance(state.consents, ConsentStore):
-        raise GatewayError("The consent store is not configured.")
-    return state.consents
 
 
 def _require_recorder(
@@ -114,7 +99,7 @@ def _require_recorder(
     """Rule 1 of :mod:`consent.directive_access` before anything else is read: a role that
     may not touch directives is refused without its request being looked at (the person
     themself: their purpose and identity proofing for ``interaction``)."""
-    denial = directive_role_denial(requester(ctx), ctx.purpose, _policy(state), interaction)
+    denial = directive_role_denial(requester(ctx), ctx.purpose, policy_of(state), interaction)
     if denial is not None:
         audit_trail.note_decision(denial.effect.value, denial.reason_codes, False, None)
         raise Forbidden(
@@ -143,7 +128,7 @@ async def _authorise(
     """The directive-access decision (403/503 raised) on ``targets``, stored Consents."""
     return await authorise_directives(
         ctx,
-        _policy(state),
+        policy_of(state),
         interaction,
         nhs,
         {_reference(t): _directives(t) for t in targets},
@@ -195,11 +180,6 @@ def _stored_response(
     return FHIRResponse(resource, status_code=status, headers={"ETag": f'W/"{version}"', **headers})
 
 
-def _check_id(consent_id: str) -> None:
-    if not _ID.fullmatch(consent_id):
-        raise BadRequest("A FHIR id has 1-64 characters: letters, digits, '-' and '.'.")
-
-
 # --- routes ------------------------------------------------------------------------------
 
 
@@ -220,14 +200,14 @@ async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) 
     condition = consent_write.conditions(request, nhs)
     if condition is not None:
         found = await _readable(
-            ctx, state, nhs, consent_write.existing(await _store(state).search(nhs), condition)
+            ctx, state, nhs, consent_write.existing(await consents_of(state).search(nhs), condition)
         )
         kept = consent_write.one_or_none(found)
         if kept is not None:
             audit_trail.note_resources((_reference(kept),))
             location = f"{state.base_url}/{_reference(kept)}"
             return consent_write.written(request, kept, 200, {"Location": location})
-    stored = await _store(state).create(with_recorder(body, ctx))
+    stored = await consents_of(state).create(with_recorder(body, ctx))
     audit_trail.note_resources((_reference(stored),))
     location = f"{state.base_url}/{_reference(stored)}"
     return consent_write.written(request, stored, 201, {"Location": location})
@@ -250,14 +230,14 @@ async def update_consent(
 ) -> FHIRResponse:
     _require_recorder(state, ctx, DirectiveInteraction.UPDATE)
     check_params(request, ())
-    _check_id(consent_id)
+    check_id(consent_id)
     expected = consent_write.expected_version(request)
     body = await consent_body(request)
     if "id" in body and body["id"] != consent_id:
         raise BadRequest(
             "The Consent's id does not match the id in the URL.", expression=["Consent.id"]
         )
-    store = _store(state)
+    store = consents_of(state)
     current = await store.get(consent_id)
     if current is None:
         raise NotFound("No Consent with this id.")
@@ -287,8 +267,8 @@ async def _current(
     """The current version of the Consent a read names (role, params and id checked), or 404."""
     _require_recorder(state, ctx, DirectiveInteraction.READ)
     check_params(request, ())
-    _check_id(consent_id)
-    stored = await _store(state).get(consent_id)
+    check_id(consent_id)
+    stored = await consents_of(state).get(consent_id)
     if stored is None:
         raise NotFound("No Consent with this id.")
     return stored
@@ -303,7 +283,7 @@ async def vread_consent(
     current = await _current(consent_id, ctx, state, request)
     nhs = _note_stored(current)
     found = _VERSION.fullmatch(version_id)
-    kept = await _store(state).version(consent_id, int(version_id)) if found else None
+    kept = await consents_of(state).version(consent_id, int(version_id)) if found else None
     if kept is None:
         raise NotFound(f"This Consent has no version {version_id[:12]!r}.")
     audit_trail.note_resources((_reference(kept),))
@@ -318,41 +298,10 @@ async def history_consent(
     """Every kept version as a ``history`` Bundle, newest first; decided on all of them."""
     current = await _current(consent_id, ctx, state, request)
     nhs = _note_stored(current)
-    versions = await _store(state).history(consent_id) or [current]
+    versions = await consents_of(state).history(consent_id) or [current]
     audit_trail.note_resources(tuple(_reference(v) for v in versions))
     await _authorise(ctx, state, DirectiveInteraction.READ, nhs, versions)
-    return FHIRResponse(history_bundle(state.base_url, versions))
-
-
-def history_bundle(base_url: str, versions: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """FHIR ``history`` Bundle (``http.html#history``): each entry says how it was made."""
-    entries = []
-    for v in versions:
-        first = v["meta"]["versionId"] == "1"
-        entries.append(
-            {
-                "fullUrl": f"{base_url}/Consent/{v['id']}",
-                "resource": v,
-                "request": {
-                    "method": "POST" if first else "PUT",
-                    "url": "Consent" if first else f"Consent/{v['id']}",
-                },
-                "response": {
-                    "status": "201" if first else "200",
-                    "etag": f'W/"{v["meta"]["versionId"]}"',
-                    "lastModified": v["meta"]["lastUpdated"],
-                },
-            }
-        )
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": now_instant()},
-        "type": "history",
-        "total": len(entries),
-        "link": [{"relation": "self", "url": f"{base_url}/Consent/{versions[0]['id']}/_history"}],
-        "entry": entries,
-    }
+    return FHIRResponse(history_bundle(state.base_url, "Consent", versions))
 
 
 @router.get("/Consent")
@@ -367,7 +316,9 @@ async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request)
     shape = parse_shape(request, "Consent")
     statuses = {s for v in request.query_params.getlist("status") for s in v.split(",") if s}
     found = [
-        c for c in await _store(state).search(nhs) if not statuses or c.get("status") in statuses
+        c
+        for c in await consents_of(state).search(nhs)
+        if not statuses or c.get("status") in statuses
     ]
     decision = await _authorise(ctx, state, DirectiveInteraction.SEARCH, nhs, found)
     left_out = {w.key for w in decision.withheld}

@@ -29,7 +29,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import orjson
 from fastapi import Request
 from fhir.resources.R4B.consent import Consent
 from pydantic import ValidationError
@@ -47,55 +46,17 @@ from gateway.errors import (
     UnprocessableEntity,
 )
 from gateway.errors import UnsupportedMediaType as UnsupportedMediaType  # re-exported
+from gateway.fhir.versioned import resource_body
 from gateway.narrative import narrate
 from gateway.policy.store import fhir_instant
 from gateway.records.access import RequestContext
 from vocabulary import USER_SYSTEM
 
-JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
 _MAX_PROBLEMS: Final = 20
-_MAX_LENGTH_DIGITS: Final = 12  # a Content-Length longer than this is far over the limit
 
 
 ConsentTooLarge = ResourceTooLarge
 ConsentTooCostly = TooCostly
-
-
-def _too_large() -> ConsentTooLarge:
-    return ConsentTooLarge(
-        f"A Consent may be at most {MAX_CONSENT_BYTES // 1024} KiB "
-        f"({MAX_CONSENT_BYTES} bytes) of JSON."
-    )
-
-
-def require_json(request: Request) -> None:
-    """``415`` unless the body is declared FHIR JSON or JSON (parameters such as charset are
-    allowed; a missing ``Content-Type`` is not: the caller must say what it sends)."""
-    declared = request.headers.get("content-type", "")
-    media_type = declared.split(";", 1)[0].strip().lower()
-    if media_type not in JSON_MEDIA_TYPES:
-        raise UnsupportedMediaType(
-            "A Consent must be sent as Content-Type: application/fhir+json (or application/json)."
-        )
-
-
-async def read_bounded(request: Request, limit: int = MAX_CONSENT_BYTES) -> bytes:
-    """The body, or ``413`` as soon as it is known to be longer than ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        value = declared.strip()
-        if len(value) > _MAX_LENGTH_DIGITS or (
-            value.isascii() and value.isdigit() and int(value) > limit
-        ):
-            raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _note_person(body: dict[str, Any]) -> None:
@@ -115,16 +76,7 @@ def _model_problems(exc: ValidationError) -> list[str]:
 async def consent_body(request: Request) -> dict[str, Any]:
     """The body as a Consent dict the R4 model and the directive rules accept, or the error
     of the table above."""
-    require_json(request)
-    raw = await read_bounded(request)
-    try:
-        body = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("The request body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a FHIR Consent resource (a JSON object).")
-    if body.get("resourceType") != "Consent":
-        raise BadRequest("The request body must have resourceType Consent.")
+    body = await resource_body(request, "Consent", MAX_CONSENT_BYTES)
     _note_person(body)
     limits = limit_problems(body)
     if limits:
