@@ -45,6 +45,7 @@ from consent.model import Decision, Effect, Reason, Requester, SourceContributio
 from consent.patient import PatientNeed, is_patient, patient_denial
 from consent.policy import IG_PURPOSE, Policy, RoleRule
 from consent.refusals import deny as _deny
+from consent.refusals import no_relationship, role_with_purpose
 from consent.refusals import who as _who
 from consent.rules import legitimate_relationship
 
@@ -60,15 +61,13 @@ class DirectiveInteraction(enum.StrEnum):
 
 
 def _rule(requester: Requester, purpose: str | None, policy: Policy) -> RoleRule | Decision:
-    rule = policy.rule_for(requester)
-    who = _who(requester)
-    if rule is None or not rule.may_record_directives:
-        return _deny(Reason.ROLE_NOT_PERMITTED, f"{who} may not record directives", policy)
-    if not purpose:
-        return _deny(Reason.PURPOSE_MISSING, "no purpose of use was stated", policy)
-    if not rule.allows_purpose(purpose):
-        return _deny(Reason.PURPOSE_NOT_PERMITTED, f"{who} may not use purpose {purpose}", policy)
-    return rule
+    rule = role_with_purpose(
+        requester, purpose, policy, lambda r: r.may_record_directives, "record directives"
+    )
+    if isinstance(rule, Decision) or (purpose and rule.allows_purpose(purpose)):
+        return rule
+    why = f"{_who(requester)} may not use purpose {purpose}"
+    return _deny(Reason.PURPOSE_NOT_PERMITTED, why, policy)
 
 
 def _patient_need(interaction: DirectiveInteraction | None) -> PatientNeed:
@@ -159,11 +158,7 @@ def decide_directive_access(
     else:
         found = legitimate_relationship(org, contributions)
         if found is None:
-            return _deny(
-                Reason.NO_LEGITIMATE_RELATIONSHIP,
-                f"{org} has no legitimate relationship with the person",
-                policy,
-            )
+            return no_relationship(org, policy)
         basis = found
 
     refused = (

@@ -45,6 +45,7 @@ from consent.directives import Directive, DirectiveKind
 from consent.model import Decision, Effect, Reason, Requester, SourceContribution
 from consent.policy import IG_PURPOSE, Policy, RoleRule
 from consent.refusals import deny as _deny
+from consent.refusals import no_relationship, role_with_purpose
 from consent.refusals import who as _who
 from consent.rules import legitimate_relationship
 
@@ -140,11 +141,7 @@ def decide_plan_write(
     who = f"{_who(requester)} at {org} for {purpose}"
     relationship = legitimate_relationship(org, contributions)
     if relationship is None:
-        return _deny(
-            Reason.NO_LEGITIMATE_RELATIONSHIP,
-            f"{org} has no legitimate relationship with the person",
-            policy,
-        )
+        return no_relationship(org, policy)
     basis = relationship
     if interaction is PlanInteraction.UPDATE and plan_custodian not in (None, org):
         kept = _keeping_plan_from(org, str(plan_custodian), directives, purpose, now)
@@ -165,12 +162,12 @@ def decide_plan_write(
 
 def decide_summary_access(requester: Requester, purpose: str | None, policy: Policy) -> Decision:
     """Whether ``requester`` may read the counts-only joint care summary."""
-    rule = policy.rule_for(requester)
+    rule = role_with_purpose(
+        requester, purpose, policy, lambda r: r.read_summaries, "read joint care summaries"
+    )
+    if isinstance(rule, Decision):
+        return rule
     who = _who(requester)
-    if rule is None or not rule.read_summaries:
-        return _deny(Reason.ROLE_NOT_PERMITTED, f"{who} may not read joint care summaries", policy)
-    if not purpose:
-        return _deny(Reason.PURPOSE_MISSING, "no purpose of use was stated", policy)
     if purpose != IG_PURPOSE or not rule.allows_purpose(purpose):
         return _deny(
             Reason.PURPOSE_NOT_PERMITTED,

@@ -7,10 +7,10 @@ named as ``role <role>`` (or ``system clients``), the directives applied listed 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from consent.model import Decision, Effect, Reason, Requester
-from consent.policy import Policy
+from consent.policy import Policy, RoleRule
 
 
 def who(requester: Requester) -> str:
@@ -27,3 +27,28 @@ def deny(reason: Reason, why: str, policy: Policy, applied: Sequence[str] = ()) 
         f"denied: {why}",
         directives_applied=tuple(dict.fromkeys(applied)),
     )
+
+
+def role_with_purpose(
+    requester: Requester,
+    purpose: str | None,
+    policy: Policy,
+    may: Callable[[RoleRule], bool],
+    what: str,
+) -> RoleRule | Decision:
+    """The caller's role rule when the rule ``may`` and a purpose is stated; else the refusal
+    (``role-not-permitted``: "<who> may not <what>", or ``purpose-missing``). Which purposes
+    the rule then allows is each decision's own."""
+    rule = policy.rule_for(requester)
+    if rule is None or not may(rule):
+        return deny(Reason.ROLE_NOT_PERMITTED, f"{who(requester)} may not {what}", policy)
+    if not purpose:
+        return deny(Reason.PURPOSE_MISSING, "no purpose of use was stated", policy)
+    return rule
+
+
+def no_relationship(org: str, policy: Policy) -> Decision:
+    """The refusal of an organisation with no legitimate relationship with the person
+    (:func:`consent.rules.legitimate_relationship` found none)."""
+    why = f"{org} has no legitimate relationship with the person"
+    return deny(Reason.NO_LEGITIMATE_RELATIONSHIP, why, policy)

@@ -58,9 +58,20 @@ def fhirpath(name: str) -> str:
 
 
 class GatewayError(Exception):
+    """500 ``exception``: what went wrong is ours. Every subclass names its HTTP status and its
+    ``issue.code`` once, in its class line (``class NotFound(GatewayError, status=404,
+    code="not-found")``); a subclass that names neither keeps its parent's."""
+
     status: int = 500
     code: str = "exception"
     severity: str = "error"
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
 
     def __init__(
         self,
@@ -92,59 +103,52 @@ class GatewayError(Exception):
         return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
-class BadRequest(GatewayError):
-    status = 400
-    code = "invalid"
+class BadRequest(GatewayError, status=400, code="invalid"):
+    """A parameter, header or body the gateway cannot use (a bad NHS number, an unknown
+    search parameter); ``expression`` names where."""
 
 
-class UnprocessableEntity(BadRequest):
-    status = 422
-    code = "business-rule"
+class UnprocessableEntity(BadRequest, status=422, code="business-rule"):
+    """A well-formed body that breaks a rule (a directive the rules refuse, a plan status
+    that may not follow the current one)."""
 
 
-class Unauthorized(GatewayError):
-    status = 401
-    code = "login"
+class Unauthorized(GatewayError, status=401, code="login"):
+    """No usable identity; answered with ``WWW-Authenticate: Bearer`` unless told otherwise."""
 
     def __init__(self, message: str, **kw: Any) -> None:
         kw.setdefault("headers", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         super().__init__(message, **kw)
 
 
-class Forbidden(GatewayError):
-    status = 403
-    code = "forbidden"
+class Forbidden(GatewayError, status=403, code="forbidden"):
+    """The caller is known and may not do this; the reason codes go in ``details.coding``."""
 
 
-class TooCostly(UnprocessableEntity):
-    code = "too-costly"
+class TooCostly(UnprocessableEntity, code="too-costly"):
+    """A body too deep or with too many items to check at all (still 422)."""
 
 
-class NotFound(GatewayError):
-    status = 404
-    code = "not-found"
+class NotFound(GatewayError, status=404, code="not-found"):
+    """Nothing by this id or at this path (never saying whether a person exists elsewhere)."""
 
 
-class MethodNotAllowed(GatewayError):
-    status = 405
-    code = "not-supported"
+class MethodNotAllowed(GatewayError, status=405, code="not-supported"):
+    """An interaction the resource does not allow here, e.g. writing a source system's plan;
+    ``Allow`` says what is."""
 
 
-class NotAcceptable(GatewayError):
-    status = 406
-    code = "not-supported"
+class NotAcceptable(GatewayError, status=406, code="not-supported"):
+    """A ``_format`` or ``Accept`` the gateway does not serve."""
 
 
-class Conflict(GatewayError):
-    status = 409
-    code = "conflict"
+class Conflict(GatewayError, status=409, code="conflict"):
+    """A write that lost to a concurrent one and could not be retried."""
 
 
-class VersionConflict(GatewayError):
+class VersionConflict(GatewayError, status=412, code="conflict"):
     """``412``: the caller's ``If-Match`` version is no longer the resource's current version."""
 
-    status = 412
-    code = "conflict"
     resource_type = "Consent"
 
     def __init__(self, expected: int, current: int) -> None:
@@ -164,46 +168,35 @@ class PlanVersionConflict(VersionConflict):
     resource_type = "CarePlan"
 
 
-class TooLarge(GatewayError):
+class TooLarge(GatewayError, status=413, code="too-long"):
     """413: the request is bigger than the gateway accepts (see ``docs/reliability.md``)."""
 
-    status = 413
-    code = "too-long"
+
+class URITooLong(TooLarge, status=414):
+    """The path and query together are over the boundary's limit."""
 
 
-class URITooLong(TooLarge):
-    status = 414
+class HeaderTooLarge(TooLarge, status=431):
+    """One header value is over the boundary's limit."""
 
 
-class HeaderTooLarge(TooLarge):
-    status = 431
-
-
-class ResourceTooLarge(GatewayError):
+class ResourceTooLarge(GatewayError, status=413, code="too-long"):
     """413: a Consent or CarePlan body over its own type's limit, found while reading it.
 
     Not a :class:`TooLarge`: that one is the boundary's own body limit, which it answers by
     draining the rest of the body first."""
 
-    status = 413
-    code = "too-long"
+
+class UnsupportedMediaType(GatewayError, status=415, code="not-supported"):
+    """A body that is not declared FHIR JSON (or JSON)."""
 
 
-class UnsupportedMediaType(GatewayError):
-    status = 415
-    code = "not-supported"
+class PreconditionRequired(GatewayError, status=428, code="required"):
+    """A change that must name the version it changes (``If-Match``) and did not."""
 
 
-class PreconditionRequired(GatewayError):
-    status = 428
-    code = "required"
-
-
-class TooManyRequests(GatewayError):
+class TooManyRequests(GatewayError, status=429, code="throttled"):
     """429: the caller has used its allowance; ``Retry-After`` says when to come back."""
-
-    status = 429
-    code = "throttled"
 
     def __init__(self, retry_after_s: int, limit: RateLimit) -> None:
         super().__init__(
@@ -215,9 +208,9 @@ class TooManyRequests(GatewayError):
         self.retry_after_s = retry_after_s
 
 
-class ServiceUnavailable(GatewayError):
-    status = 503
-    code = "transient"
+class ServiceUnavailable(GatewayError, status=503, code="transient"):
+    """Something the answer depends on did not answer (no source, the database); worth a
+    retry shortly."""
 
 
 class AuditUnavailable(ServiceUnavailable):

@@ -18,7 +18,14 @@ from typing import Any, Final
 import orjson
 from fastapi import Request
 
-from gateway.errors import BadRequest, ResourceTooLarge, UnsupportedMediaType
+from adapters.base import Outcome, SourceResult
+from gateway.errors import (
+    BadRequest,
+    ResourceTooLarge,
+    ServiceUnavailable,
+    UnprocessableEntity,
+    UnsupportedMediaType,
+)
 from gateway.fhir.responses import now_instant
 
 JSON_MEDIA_TYPES: Final = frozenset({"application/fhir+json", "application/json"})
@@ -89,6 +96,23 @@ async def resource_body(
             f"The request body must have resourceType {resource_type}.", expression=expression
         )
     return body
+
+
+def require_known(
+    results: Sequence[SourceResult], checking: str, unknown: UnprocessableEntity
+) -> None:
+    """Nothing unless a source holds the person the body names; ``503`` when a source did not
+    answer and none holds them (they may be that source's), else ``unknown`` (422)."""
+    if any(r.outcome is Outcome.FOUND for r in results):
+        return
+    failed = [r.source for r in results if not r.ok]
+    if failed:
+        raise ServiceUnavailable(
+            f"Cannot check {checking}: these sources did not answer: "
+            + ", ".join(failed)
+            + ". Try again shortly."
+        )
+    raise unknown
 
 
 def _as_stored(resource: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from adapters.base import Outcome, SourceResult
+from adapters.base import SourceResult
 from consent import (
     Directive,
     Effect,
@@ -61,7 +61,7 @@ from gateway.errors import (
 )
 from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse
-from gateway.fhir.versioned import check_id
+from gateway.fhir.versioned import check_id, require_known
 from gateway.joint import reads
 from gateway.joint.body import careplan_body
 from gateway.joint.rules import (
@@ -146,19 +146,11 @@ def _expected_version(request: Request) -> int:
 def _known(results: Sequence[SourceResult]) -> None:
     """``422`` unless a source system holds the person; ``503`` when that cannot be told."""
     systems = [r for r in results if r.source != JOINT_SOURCE]
-    if any(r.outcome is Outcome.FOUND for r in systems):
-        return
-    failed = [r.source for r in systems if not r.ok]
-    if failed:
-        raise ServiceUnavailable(
-            "Cannot check the person: these sources did not answer: "
-            + ", ".join(failed)
-            + ". Try again shortly."
-        )
-    raise UnprocessableEntity(
+    unknown = UnprocessableEntity(
         "CarePlan.subject: unknown person (no source system holds this NHS number).",
         expression=["CarePlan.subject"],
     )
+    require_known(systems, "the person", unknown)
 
 
 async def _authorise(

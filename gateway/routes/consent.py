@@ -45,7 +45,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from adapters.base import Outcome, SourceResult
+from adapters.base import SourceResult
 from consent import (
     Decision,
     Directive,
@@ -61,13 +61,12 @@ from gateway.errors import (
     Forbidden,
     GatewayError,
     NotFound,
-    ServiceUnavailable,
     UnprocessableEntity,
 )
 from gateway.fhir.params import check_params
 from gateway.fhir.responses import FHIRResponse, outcome
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
-from gateway.fhir.versioned import check_id, history_bundle
+from gateway.fhir.versioned import check_id, history_bundle, require_known
 from gateway.policy.decision import authorise_directives, requester
 from gateway.records.access import RequestContext
 from gateway.routes import consent_write
@@ -161,16 +160,9 @@ async def _require_known(state: GatewayState, nhs: str) -> Sequence[SourceResult
     """The sources' answers: ``422`` unless a source holds the person; ``503`` when that
     cannot be told."""
     results = await state.access.source_results(nhs)
-    if any(r.outcome is Outcome.FOUND for r in results):
-        return results
-    failed = [r.source for r in results if not r.ok]
-    if failed:
-        raise ServiceUnavailable(
-            "Cannot check the NHS number: these sources did not answer: "
-            + ", ".join(failed)
-            + ". Try again shortly."
-        )
-    raise UnprocessableEntity("Consent.patient: unknown NHS number (no source holds this person).")
+    unknown = "Consent.patient: unknown NHS number (no source holds this person)."
+    require_known(results, "the NHS number", UnprocessableEntity(unknown))
+    return results
 
 
 def _stored_response(

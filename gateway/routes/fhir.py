@@ -21,7 +21,13 @@ from gateway.fhir.params import check_params, one, text, token_list
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.records.access import RequestContext
-from gateway.routes.searching import operation_request, read_one, record_outcomes, search_request
+from gateway.routes.searching import (
+    operation_request,
+    read_one,
+    record_outcomes,
+    record_searchset,
+    search_request,
+)
 
 router = APIRouter(prefix="/fhir")
 
@@ -84,16 +90,7 @@ async def search_patient(
     if result is None:
         return FHIRResponse(searchset(state.base_url, "Patient", [], shape, filters=filters))
     matches = [] if result.record.patient is None else [result.record.patient]
-    bundle = searchset(
-        state.base_url,
-        "Patient",
-        matches,
-        shape,
-        filters=filters,
-        pool=result.record.resources(),
-        outcomes=record_outcomes(result),
-    )
-    return FHIRResponse(bundle)
+    return record_searchset(state.base_url, "Patient", matches, shape, filters, result)
 
 
 def _matches_token(codings: list[dict[str, Any]], wanted: list[str]) -> bool:
@@ -143,16 +140,7 @@ async def search_careplans(
         values = token_list(request, name)
         if values:
             filters[name] = ",".join(values)
-    bundle = searchset(
-        state.base_url,
-        "CarePlan",
-        plans,
-        shape,
-        filters=filters,
-        pool=result.record.resources(),
-        outcomes=record_outcomes(result),
-    )
-    return FHIRResponse(bundle)
+    return record_searchset(state.base_url, "CarePlan", plans, shape, filters, result)
 
 
 @router.get("/CarePlan/{plan_id}")

@@ -27,9 +27,9 @@ from gateway.deps import AccessDep, StateDep, gate, subject_nhs_number
 from gateway.errors import BadRequest
 from gateway.fhir.params import check_params, token_list
 from gateway.fhir.responses import FHIRResponse
-from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
+from gateway.fhir.search import RESULT_PARAMS, parse_shape
 from gateway.records.access import RequestContext
-from gateway.routes.searching import read_one, record_outcomes, search_request
+from gateway.routes.searching import read_one, record_searchset, search_request
 
 router = APIRouter(prefix="/fhir")
 
@@ -70,20 +70,11 @@ def _searcher(kind: str) -> Callable[..., Awaitable[FHIRResponse]]:
         nhs = subject_nhs_number(request, kind, subjects)
         shape = parse_shape(request, kind)
         result = await access.read(ctx, nhs)
-        pool = result.record.resources()
         filters = {"patient": nhs}
         if extra and token_list(request, "status"):
             filters["status"] = ",".join(token_list(request, "status"))
-        bundle = searchset(
-            state.base_url,
-            kind,
-            _mine(kind, pool, request),
-            shape,
-            filters=filters,
-            pool=pool,
-            outcomes=record_outcomes(result),
-        )
-        return FHIRResponse(bundle)
+        mine = _mine(kind, result.record.resources(), request)
+        return record_searchset(state.base_url, kind, mine, shape, filters, result)
 
     search.__name__ = f"search_{kind.lower()}"
     return search

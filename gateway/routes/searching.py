@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,7 +24,8 @@ from starlette.requests import Request
 from adapters.base import Resource
 from gateway.audit import note as audit_trail
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
-from gateway.fhir.responses import merge_warning_outcome, outcome
+from gateway.fhir.responses import FHIRResponse, merge_warning_outcome, outcome
+from gateway.fhir.search import Shape, searchset
 from gateway.records.access import AccessResult, RecordAccess, RequestContext
 
 FORM: Final = "application/x-www-form-urlencoded"
@@ -147,6 +149,28 @@ def record_outcomes(result: AccessResult, *, warnings: bool = True) -> list[Reso
     if warnings:
         out.extend(merge_warning_outcome(w) for w in result.record.warnings)
     return out
+
+
+def record_searchset(
+    base_url: str,
+    path: str,
+    matches: Sequence[Resource],
+    shape: Shape,
+    filters: Mapping[str, str],
+    result: AccessResult,
+) -> FHIRResponse:
+    """A search over one person's record: ``matches`` from it, ``_include`` and
+    ``_revinclude`` drawn from the whole record, and its :func:`record_outcomes`."""
+    bundle = searchset(
+        base_url,
+        path,
+        matches,
+        shape,
+        filters=filters,
+        pool=result.record.resources(),
+        outcomes=record_outcomes(result),
+    )
+    return FHIRResponse(bundle)
 
 
 def split_id(resource_id: str) -> tuple[str, str]:
