@@ -117,8 +117,8 @@ def _refuse_source_plan(state: GatewayState, plan_id: str, verb: str) -> None:
     )
 
 
-def _require_writer(state: GatewayState, ctx: RequestContext) -> str:
-    """The writer's organisation (ODS code), or ``403`` for a caller who may not write."""
+def _require_writer(state: GatewayState, ctx: RequestContext) -> None:
+    """``403`` for a caller who may not write joint plans (before the body is read)."""
     denial = plan_write_role_denial(requester(ctx), ctx.purpose, policy_of(state))
     if denial is not None:
         audit_trail.note_decision(denial.effect.value, denial.reason_codes, False, None)
@@ -126,7 +126,27 @@ def _require_writer(state: GatewayState, ctx: RequestContext) -> str:
             "This caller may not write joint care plans: " + denial.matched_rule,
             reasons=denial.reason_codes,
         )
-    assert ctx.org is not None  # the policy refuses a caller with no organisation
+
+
+async def _creator(ctx: PlanCreate, state: StateDep) -> RequestContext:
+    _require_writer(state, ctx)
+    return ctx
+
+
+async def _updater(plan_id: str, ctx: PlanUpdate, state: StateDep) -> RequestContext:
+    _refuse_source_plan(state, plan_id, "change")
+    _require_writer(state, ctx)
+    return ctx
+
+
+PlanCreator = Annotated[RequestContext, Depends(_creator)]
+"""A caller who may write joint plans (:func:`_require_writer`, ``403`` audited)."""
+PlanUpdater = Annotated[RequestContext, Depends(_updater)]
+"""As :data:`PlanCreator`, for a plan the gateway keeps: a source's plan is ``405`` first."""
+
+
+def _org(ctx: RequestContext) -> str:
+    assert ctx.org is not None  # _require_writer refuses a caller with no organisation
     return ctx.org
 
 
@@ -208,8 +228,8 @@ def _answer(stored: dict[str, Any], status: int, headers: dict[str, str]) -> FHI
 
 
 @router.post("/CarePlan")
-async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) -> FHIRResponse:
-    org = _require_writer(state, ctx)
+async def create_careplan(ctx: PlanCreator, state: StateDep, request: Request) -> FHIRResponse:
+    org = _org(ctx)
     check_params(request, ())
     body = await careplan_body(request)
     nhs = subject_nhs_number(body)
@@ -239,10 +259,9 @@ async def create_careplan(ctx: PlanCreate, state: StateDep, request: Request) ->
 
 @router.put("/CarePlan/{plan_id}")
 async def update_careplan(
-    plan_id: str, ctx: PlanUpdate, state: StateDep, request: Request
+    plan_id: str, ctx: PlanUpdater, state: StateDep, request: Request
 ) -> FHIRResponse:
-    _refuse_source_plan(state, plan_id, "change")
-    org = _require_writer(state, ctx)
+    org = _org(ctx)
     check_params(request, ())
     expected = _expected_version(request)
     body = await careplan_body(request)

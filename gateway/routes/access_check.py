@@ -58,5 +58,5 @@ async def access_check(
     request = await operation_request(request)
     check_params(request, ())
     verdict = await state.access.decide_only(ctx, parse_nhs_number(nhs))
-    policy = state.policy if isinstance(state.policy, Policy) else None
+    policy = state.policy
     return FHIRResponse(access_check_parameters(verdict, policy))

@@ -56,7 +56,6 @@ from starlette.responses import Response
 
 from adapters import ukcore
 from adapters.base import Outcome
-from consent import Policy
 from gateway.audit import (
     AuditStore,
     MonitoringConfig,
@@ -69,7 +68,7 @@ from gateway.audit import (
     run_rules,
 )
 from gateway.audit import note as audit_trail
-from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value
+from gateway.deps import StateDep, gate, parse_nhs_number, patient_reference_value, policy_of
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound
 from gateway.fhir.params import (
     JSON_FORMATS,
@@ -121,7 +120,7 @@ _BOOLEANS: Final = ("true", "false")
 
 
 def _audit(state: GatewayState) -> AuditStore:
-    if not isinstance(state.audit, AuditStore):
+    if state.audit is None:
         raise GatewayError("The audit trail is not configured.")
     return state.audit
 
@@ -136,12 +135,11 @@ def _reviews(request: Request, state: GatewayState) -> ReviewStore:
 
 def require_ig(state: GatewayState, ctx: RequestContext) -> None:
     """``403 role-not-permitted`` unless the policy lets this role read the audit trail."""
-    if not isinstance(state.policy, Policy):
-        raise GatewayError("The consent policy is not configured.")
+    policy = policy_of(state)
     who = requester(ctx)
-    if not state.policy.may_read_audit(who):
+    if not policy.may_read_audit(who):
         raise Forbidden("This role may not read the audit trail.", reasons=["role-not-permitted"])
-    rule = state.policy.rule_for(who)
+    rule = policy.rule_for(who)
     if rule is None or not rule.allows_purpose(ctx.purpose):
         raise Forbidden(
             "The audit trail may be read only for information governance (purpose HOPERAT).",
@@ -254,8 +252,7 @@ async def search_audit_events(ctx: AuditSearch, state: StateDep, request: Reques
 async def _own_access_log(
     ctx: RequestContext, state: GatewayState, request: Request
 ) -> FHIRResponse:
-    if not isinstance(state.policy, Policy):
-        raise GatewayError("The consent policy is not configured.")
+    policy = policy_of(state)
     check_params(request, patient_log.PARAMS)
     raw = one(request, "patient")
     nhs = _patient_param(request, raw) if raw is not None else None
@@ -263,7 +260,7 @@ async def _own_access_log(
     bounds = date_bounds(dates) if dates else None
     count, offset = count_param(request), offset_param(request)
     return await patient_log.patient_access_log(
-        ctx, state, state.policy, _audit(state), nhs, bounds, count, offset
+        ctx, state, policy, _audit(state), nhs, bounds, count, offset
     )
 
 

@@ -40,7 +40,7 @@ whatever ``If-Match`` says; the body is validated (``400``/``422``) and the chan
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -78,13 +78,10 @@ from gateway.routes.access_check import (
 from gateway.routes.consent_body import consent_body, with_recorder
 from gateway.routes.searching import search_request
 from gateway.state import GatewayState
+from vocabulary import Interaction
 
 router = APIRouter(prefix="/fhir")
 
-ConsentCreate = Annotated[RequestContext, Depends(gate("Consent", "create"))]
-ConsentUpdate = Annotated[RequestContext, Depends(gate("Consent", "update"))]
-ConsentRead = Annotated[RequestContext, Depends(gate("Consent", "read"))]
-ConsentSearch = Annotated[RequestContext, Depends(gate("Consent", "search"))]
 
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
 
@@ -105,6 +102,27 @@ def _require_recorder(
             "This role may not record or read consent directives for this purpose.",
             reasons=denial.reason_codes,
         )
+
+
+def _recorder(
+    interaction: Interaction, directive: DirectiveInteraction
+) -> Callable[..., Awaitable[RequestContext]]:
+    """Dependency: the gate for ``Consent`` ``interaction``, then :func:`_require_recorder`
+    (``403``, audited) — both before the route reads a parameter or the body."""
+    gated = gate("Consent", interaction)
+
+    async def _check(state: StateDep, ctx: RequestContext = Depends(gated)) -> RequestContext:
+        _require_recorder(state, ctx, directive)
+        return ctx
+
+    return _check
+
+
+ConsentCreate = Annotated[RequestContext, Depends(_recorder("create", DirectiveInteraction.CREATE))]
+ConsentUpdate = Annotated[RequestContext, Depends(_recorder("update", DirectiveInteraction.UPDATE))]
+ConsentRead = Annotated[RequestContext, Depends(_recorder("read", DirectiveInteraction.READ))]
+ConsentSearch = Annotated[RequestContext, Depends(_recorder("search", DirectiveInteraction.SEARCH))]
+"""Consent callers a role the policy lets touch directives (:data:`ConsentCreate` ...)."""
 
 
 def _reference(resource: dict[str, Any]) -> str:
@@ -177,7 +195,6 @@ def _stored_response(
 
 @router.post("/Consent")
 async def create_consent(ctx: ConsentCreate, state: StateDep, request: Request) -> FHIRResponse:
-    _require_recorder(state, ctx, DirectiveInteraction.CREATE)
     check_params(request, ())
     body = await consent_body(request)
     nhs = _patient(body)
@@ -220,7 +237,6 @@ async def _readable(
 async def update_consent(
     consent_id: str, ctx: ConsentUpdate, state: StateDep, request: Request
 ) -> FHIRResponse:
-    _require_recorder(state, ctx, DirectiveInteraction.UPDATE)
     check_params(request, ())
     check_id(consent_id)
     expected = consent_write.expected_version(request)
@@ -248,16 +264,14 @@ async def update_consent(
 async def read_consent(
     consent_id: str, ctx: ConsentRead, state: StateDep, request: Request
 ) -> FHIRResponse:
-    stored = await _current(consent_id, ctx, state, request)
+    stored = await _current(consent_id, state, request)
     await _authorise(ctx, state, DirectiveInteraction.READ, _note_stored(stored), (stored,))
     return _stored_response(stored, 200, {})
 
 
-async def _current(
-    consent_id: str, ctx: RequestContext, state: GatewayState, request: Request
-) -> dict[str, Any]:
-    """The current version of the Consent a read names (role, params and id checked), or 404."""
-    _require_recorder(state, ctx, DirectiveInteraction.READ)
+async def _current(consent_id: str, state: GatewayState, request: Request) -> dict[str, Any]:
+    """The current version of the Consent a read names (params and id checked), or 404; the
+    role was checked by :data:`ConsentRead`."""
     check_params(request, ())
     check_id(consent_id)
     stored = await consents_of(state).get(consent_id)
@@ -272,7 +286,7 @@ async def vread_consent(
 ) -> FHIRResponse:
     """Any kept version. Decided on that version and the current one: a directive that now
     refuses the caller's organisation is not shown to it in any version."""
-    current = await _current(consent_id, ctx, state, request)
+    current = await _current(consent_id, state, request)
     nhs = _note_stored(current)
     found = _VERSION.fullmatch(version_id)
     kept = await consents_of(state).version(consent_id, int(version_id)) if found else None
@@ -288,7 +302,7 @@ async def history_consent(
     consent_id: str, ctx: ConsentRead, state: StateDep, request: Request
 ) -> FHIRResponse:
     """Every kept version as a ``history`` Bundle, newest first; decided on all of them."""
-    current = await _current(consent_id, ctx, state, request)
+    current = await _current(consent_id, state, request)
     nhs = _note_stored(current)
     versions = await consents_of(state).history(consent_id) or [current]
     audit_trail.note_resources(tuple(_reference(v) for v in versions))
@@ -301,7 +315,6 @@ async def history_consent(
 async def search_consents(ctx: ConsentSearch, state: StateDep, request: Request) -> FHIRResponse:
     """A person's directives, less those refusing the caller's organisation: they are neither
     returned nor counted, and a ``suppressed`` outcome says that something was left out."""
-    _require_recorder(state, ctx, DirectiveInteraction.SEARCH)
     request = await search_request(request)
     check_params(request, ("patient", "patient.identifier", "status", *RESULT_PARAMS))
     nhs = subject_nhs_number(request, "Consent", ("patient", "patient.identifier"))
