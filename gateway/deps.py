@@ -87,9 +87,7 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
         request.state.principal = principal
         note = audit_trail.current()
         if note is not None:
-            note.user_sub, note.user_name = principal.sub, principal.name
-            note.user_role, note.user_org = principal.role, principal.org
-            note.client_id = principal.client_id
+            note.caller = principal
         if state.rate_limiter is not None:  # CAREGW_RATE_LIMIT: 429, audited (gateway.ops)
             await state.rate_limiter.check(principal)
         require_scope(principal, resource_type, interaction)

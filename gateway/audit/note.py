@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
 
 from gateway.audit.events import AuditRecord, build_audit_event
+from gateway.caller import NOBODY, Caller
 from vocabulary import AuditSubtype as Interaction
 
 _SUBTYPES: dict[str, Interaction] = {
@@ -42,11 +43,7 @@ class AuditNote:
     subtype: Interaction | None = None
     operation: str | None = None
     resource_type: str | None = None
-    user_sub: str | None = None
-    user_name: str | None = None
-    user_role: str | None = None
-    user_org: str | None = None
-    client_id: str | None = None
+    caller: Caller | None = None  # the gate's verified Principal (gateway.caller)
     purpose: str | None = None
     patient_nhs: str | None = None
     effect: str | None = None
@@ -183,18 +180,19 @@ def build_event(
 ) -> dict[str, Any]:
     """The AuditEvent for one finished request."""
     subtype: Interaction = note.subtype or ("read" if method == "GET" else "create")
+    who: Caller = note.caller or NOBODY
     record = AuditRecord(
         subtype=subtype,
         action=AuditRecord.action_for(subtype),
         outcome=outcome_for(status),
         recorded=datetime.now(UTC),
         status=status,  # outcomeDesc is written from it, the effect and the reasons
-        user_sub=note.user_sub,
-        user_name=note.user_name,
-        user_role=note.user_role,
-        user_org=note.user_org,
+        user_sub=who.sub,
+        user_name=who.name,
+        user_role=who.role,
+        user_org=who.org,
         purpose=note.purpose,
-        client_id=note.client_id,
+        client_id=who.client_id,
         client_address=client_address,
         patient_nhs=note.patient_nhs,
         query=clean_query(query) if subtype == "search-type" and query else None,
