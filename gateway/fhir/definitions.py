@@ -36,11 +36,11 @@ def _id(url: str) -> str:
     return "caregateway-" + url.removeprefix("urn:caregateway:").replace(":", "-")
 
 
-def _code_system(
-    url: str, title: str, description: str, codes: list[tuple[str, str]], *, complete: bool
-) -> dict[str, Any]:
+def _published(resource_type: str, url: str, title: str, description: str) -> dict[str, Any]:
+    """What every definition the gateway publishes opens with, in this order: its id and
+    name from its ``url``, active, not experimental, dated and published by us."""
     return {
-        "resourceType": "CodeSystem",
+        "resourceType": resource_type,
         "id": _id(url),
         "url": url,
         "name": "".join(w.capitalize() for w in _id(url).split("-")),
@@ -50,6 +50,14 @@ def _code_system(
         "date": DATE,
         "publisher": PUBLISHER,
         "description": description,
+    }
+
+
+def _code_system(
+    url: str, title: str, description: str, codes: list[tuple[str, str]], *, complete: bool
+) -> dict[str, Any]:
+    return {
+        **_published("CodeSystem", url, title, description),
         "caseSensitive": True,
         "content": "complete" if complete else "fragment",
         "count": len(codes),
@@ -60,18 +68,8 @@ def _code_system(
 def _extension(
     url: str, title: str, description: str, context: list[str], value_type: str
 ) -> dict[str, Any]:
-    ext_id = _id(url)
     return {
-        "resourceType": "StructureDefinition",
-        "id": ext_id,
-        "url": url,
-        "name": "".join(w.capitalize() for w in ext_id.split("-")),
-        "title": title,
-        "status": "active",
-        "experimental": False,
-        "date": DATE,
-        "publisher": PUBLISHER,
-        "description": description,
+        **_published("StructureDefinition", url, title, description),
         "fhirVersion": "4.0.1",
         "kind": "complex-type",
         "abstract": False,
