@@ -34,13 +34,9 @@ async function start() {
     });
     return;
   }
-  let session;
-  try {
-    session = await signIn({ clientId: "careplan", scope: SCOPE, standaloneScope: STANDALONE_SCOPE });
-  } catch (err) {
-    ui.messagePage(main, { service: SERVICE, title: "You could not be signed in", lines: [String(err.message || err)], link: { href: "./", text: "Try again" } });
-    return;
-  }
+  const session = await ui.signedIn(main, SERVICE, () =>
+    signIn({ clientId: "careplan", scope: SCOPE, standaloneScope: STANDALONE_SCOPE }),
+  );
   if (!session) return;
   main = ui.mountShell({ service: SERVICE, home: "./", user: session.userName, onSignOut: () => session.signOut() });
   if (!session.patient) {

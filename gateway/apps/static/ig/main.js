@@ -41,12 +41,9 @@ async function start() {
     ui.messagePage(main, { service: SERVICE, title: "You have signed out", lines: ["Your access to the information governance console has ended on this device."], link: { href: "./", text: "Sign in again", id: "sign-in-again" } });
     return;
   }
-  try {
-    session = await signIn({ clientId: "ig", scope: SCOPE, standaloneScope: STANDALONE_SCOPE });
-  } catch (err) {
-    ui.messagePage(main, { service: SERVICE, title: "You could not be signed in", lines: [String(err.message || err)], link: { href: "./", text: "Try again" } });
-    return;
-  }
+  session = await ui.signedIn(main, SERVICE, () =>
+    signIn({ clientId: "ig", scope: SCOPE, standaloneScope: STANDALONE_SCOPE }),
+  );
   if (!session) return;
   session.defaultHeaders = { "X-Purpose-Of-Use": "HOPERAT" };
   const probe = await session.get("$break-glass-queue?_count=1");

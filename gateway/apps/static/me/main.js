@@ -31,12 +31,7 @@ async function start() {
       link: { href: "./", text: "Sign in again", id: "sign-in-again" },
     });
   }
-  let session;
-  try {
-    session = await signIn({ clientId: "me", scope: SCOPE });
-  } catch (err) {
-    return ui.messagePage(main, { service: SERVICE, title: "You could not be signed in", lines: [String(err.message || err)], link: { href: "./", text: "Try again" } });
-  }
+  const session = await ui.signedIn(main, SERVICE, () => signIn({ clientId: "me", scope: SCOPE }));
   if (!session) return;
   main = ui.mountShell({ service: SERVICE, home: "./", nav: NAV, onSignOut: () => session.signOut() });
   if (!session.patient) {

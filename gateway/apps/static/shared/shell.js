@@ -289,6 +289,20 @@ export function field({ id, label, hint, control, error }) {
   );
 }
 
+/**
+ * The session `attempt` signs in to; or, when signing in fails, null after a page saying why
+ * with a link to try again (each app signs in alike). Null too while the browser is sent to
+ * the authorization server.
+ */
+export async function signedIn(main, service, attempt) {
+  try {
+    return await attempt();
+  } catch (err) {
+    messagePage(main, { service, title: "You could not be signed in", lines: [String(err.message || err)], link: { href: "./", text: "Try again" } });
+    return null;
+  }
+}
+
 /** A page that only says something (signed out, refused, failed) with an optional link. */
 export function messagePage(main, { title, lines = [], link = null, service }) {
   setTitle(title, service);
