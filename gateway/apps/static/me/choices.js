@@ -152,32 +152,34 @@ export function choicesSection({ session, nhs, answer, bundle, log, canChange, r
       }),
     );
   }
-  const holderOptions = holders.filter((o) => !has("withhold", o));
-  if (holderOptions.length) {
-    section.append(
-      choiceForm({
-        id: "withhold",
-        title: "Do not share what one organisation holds about me",
-        does: "Other organisations will not see anything the organisation you choose holds about you, including your details as it records them. That organisation still sees its own records.",
-        submit: "Stop sharing this organisation's records",
-        select: holderOptions.map((o) => [o, names[o] || o]),
-        onsubmit: (ods) => create(session, naming(nhs, "CST", ods), status, reload),
-      }),
-    );
-  }
-  const recipients = Object.keys(names).filter((o) => !has("refuse", o));
-  if (recipients.length) {
-    section.append(
-      choiceForm({
-        id: "refuse",
-        title: "Do not let one organisation see my record",
-        does: "The organisation you choose will not be able to see your shared care record. It can still see what it holds itself.",
-        submit: "Stop this organisation seeing my record",
-        select: recipients.map((o) => [o, names[o] || o]),
-        onsubmit: (ods) => create(session, naming(nhs, "IRCP", ods), status, reload),
-      }),
-    );
-  }
+  // A choice about one organisation: offered for those it is not already made about.
+  const organisationChoice = (form, organisations, code) => {
+    const options = organisations.filter((o) => !has(form.id, o));
+    if (!options.length) return;
+    const select = options.map((o) => [o, names[o] || o]);
+    const onsubmit = (ods) => create(session, naming(nhs, code, ods), status, reload);
+    section.append(choiceForm({ ...form, select, onsubmit }));
+  };
+  organisationChoice(
+    {
+      id: "withhold",
+      title: "Do not share what one organisation holds about me",
+      does: "Other organisations will not see anything the organisation you choose holds about you, including your details as it records them. That organisation still sees its own records.",
+      submit: "Stop sharing this organisation's records",
+    },
+    holders,
+    "CST",
+  );
+  organisationChoice(
+    {
+      id: "refuse",
+      title: "Do not let one organisation see my record",
+      does: "The organisation you choose will not be able to see your shared care record. It can still see what it holds itself.",
+      submit: "Stop this organisation seeing my record",
+    },
+    Object.keys(names),
+    "IRCP",
+  );
   if (past.length) {
     section.append(
       ui.heading(3, "Choices you have withdrawn"),
