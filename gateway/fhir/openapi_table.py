@@ -170,6 +170,37 @@ RESULT = (
     ),
 )  # fmt: skip
 
+VERSION_PATH = Param(
+    "version_id", "path", {"type": "string", "pattern": "^[0-9]{1,9}$"}, "Version."
+)
+
+
+def _versions(
+    resource_type: str,
+    id_path: Param,
+    tag: str,
+    *,
+    history: tuple[str, str],
+    vread: tuple[str, str],
+) -> tuple[Operation, Operation]:
+    """``_history`` and ``_history/{version_id}`` of a type the gateway versions (Consent,
+    joint CarePlan: :mod:`gateway.fhir.versioned`); ``history``/``vread``: id and summary."""
+    path = f"/fhir/{resource_type}/{{{id_path.name}}}/_history"
+    return (
+        Operation("get", path, *history, tag, 200, "Bundle", (id_path,), errors=(404,)),
+        Operation(
+            "get",
+            f"{path}/{{version_id}}",
+            *vread,
+            tag,
+            200,
+            resource_type,
+            (id_path, VERSION_PATH),
+            errors=(404,),
+        ),
+    )
+
+
 _BASE_OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
         "get",
@@ -320,30 +351,12 @@ _BASE_OPERATIONS: Final[tuple[Operation, ...]] = (
         (Param("plan_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A CarePlan id."),),
         errors=(404, 405),
     ),
-    Operation(
-        "get",
-        "/fhir/CarePlan/{plan_id}/_history",
-        "historyJointCarePlan",
-        "Every version of a joint care plan, newest first",
-        "fhir",
-        200,
-        "Bundle",
-        (Param("plan_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A CarePlan id."),),
-        errors=(404,),
-    ),
-    Operation(
-        "get",
-        "/fhir/CarePlan/{plan_id}/_history/{version_id}",
-        "vreadJointCarePlan",
-        "One version of a joint care plan",
-        "fhir",
-        200,
+    *_versions(
         "CarePlan",
-        (
-            Param("plan_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A CarePlan id."),
-            Param("version_id", "path", {"type": "string", "pattern": "^[0-9]{1,9}$"}, "Version."),
-        ),
-        errors=(404,),
+        Param("plan_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A CarePlan id."),
+        "fhir",
+        history=("historyJointCarePlan", "Every version of a joint care plan, newest first"),
+        vread=("vreadJointCarePlan", "One version of a joint care plan"),
     ),
     Operation(
         "get",
@@ -419,30 +432,12 @@ _BASE_OPERATIONS: Final[tuple[Operation, ...]] = (
         (Param("consent_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),),
         errors=(404,),
     ),
-    Operation(
-        "get",
-        "/fhir/Consent/{consent_id}/_history",
-        "historyConsent",
-        "Every kept version of a consent directive, newest first",
-        "consent",
-        200,
-        "Bundle",
-        (Param("consent_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),),
-        errors=(404,),
-    ),
-    Operation(
-        "get",
-        "/fhir/Consent/{consent_id}/_history/{version_id}",
-        "vreadConsent",
-        "Read one version of a consent directive",
-        "consent",
-        200,
+    *_versions(
         "Consent",
-        (
-            Param("consent_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),
-            Param("version_id", "path", {"type": "string", "pattern": "^[0-9]{1,9}$"}, "Version."),
-        ),
-        errors=(404,),
+        Param("consent_id", "path", {"type": "string", "pattern": ID_PATTERN}, "A FHIR id."),
+        "consent",
+        history=("historyConsent", "Every kept version of a consent directive, newest first"),
+        vread=("vreadConsent", "Read one version of a consent directive"),
     ),
     Operation(
         "get",
