@@ -21,13 +21,7 @@ from gateway.fhir.params import check_params, one, text, token_list
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.records.access import RequestContext
-from gateway.routes.searching import (
-    operation_request,
-    read_one,
-    record_outcomes,
-    record_searchset,
-    search_request,
-)
+from gateway.routes import searching
 
 router = APIRouter(prefix="/fhir")
 
@@ -67,7 +61,7 @@ async def read_patient(
 async def search_patient(
     ctx: PatientSearch, access: AccessDep, state: StateDep, request: Request
 ) -> FHIRResponse:
-    request = await search_request(request)
+    request = await searching.search_request(request)
     check_params(request, ("identifier", *RESULT_PARAMS))
     shape = parse_shape(request, "Patient")
     raw = one(request, "identifier")
@@ -90,7 +84,7 @@ async def search_patient(
     if result is None:
         return FHIRResponse(searchset(state.base_url, "Patient", [], shape, filters=filters))
     matches = [] if result.record.patient is None else [result.record.patient]
-    return record_searchset(state.base_url, "Patient", matches, shape, filters, result)
+    return searching.record_searchset(state.base_url, "Patient", matches, shape, filters, result)
 
 
 def _matches_token(codings: list[dict[str, Any]], wanted: list[str]) -> bool:
@@ -127,7 +121,7 @@ def _filter_careplans(plans: list[Resource], request: Request) -> list[Resource]
 async def search_careplans(
     ctx: CarePlanSearch, access: AccessDep, state: StateDep, request: Request
 ) -> FHIRResponse:
-    request = await search_request(request)
+    request = await searching.search_request(request)
     check_params(
         request, ("patient", "subject", "patient.identifier", "status", "category", *RESULT_PARAMS)
     )
@@ -140,7 +134,7 @@ async def search_careplans(
         values = token_list(request, name)
         if values:
             filters[name] = ",".join(values)
-    return record_searchset(state.base_url, "CarePlan", plans, shape, filters, result)
+    return searching.record_searchset(state.base_url, "CarePlan", plans, shape, filters, result)
 
 
 @router.get("/CarePlan/{plan_id}")
@@ -148,7 +142,7 @@ async def read_careplan(
     plan_id: str, ctx: CarePlanRead, access: AccessDep, request: Request
 ) -> FHIRResponse:
     check_params(request, ())
-    return FHIRResponse(await read_one("CarePlan", plan_id, ctx, access))
+    return FHIRResponse(await searching.read_one("CarePlan", plan_id, ctx, access))
 
 
 @router.get("/Patient/{nhs}/$everything")
@@ -158,7 +152,7 @@ async def patient_everything(
 ) -> FHIRResponse:
     """Everything the caller may see about the person; ``_count``/``_offset`` page it,
     ``_type`` narrows it to some resource types, ``_elements``/``_summary`` shape it."""
-    request = await operation_request(request)
+    request = await searching.operation_request(request)
     check_params(request, ("_count", "_offset", "_type", "_elements", "_summary", "_total"))
     audit_trail.note_operation("everything")
     shape = parse_shape(request, "Patient", default_count=EVERYTHING_COUNT)
@@ -177,6 +171,6 @@ async def patient_everything(
         resources,
         shape,
         filters=filters,
-        outcomes=record_outcomes(result),
+        outcomes=searching.record_outcomes(result),
     )
     return FHIRResponse(bundle)
