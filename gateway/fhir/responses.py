@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -61,7 +62,43 @@ class FHIRResponse(Response):
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):
             return content
+        if type(content) is dict and content.get("resourceType") == "Bundle":
+            entries = content.get("entry")
+            if entries:
+                return orjson.dumps({**content, "entry": [_entry_json(e) for e in entries]})
         return orjson.dumps(content)
+
+
+_ENTRIES_REMEMBERED = 4_096
+_entries: OrderedDict[int, tuple[Resource, str, Any, orjson.Fragment]] = OrderedDict()
+
+
+def _entry_json(entry: Resource) -> Any:
+    """A Bundle entry as JSON, its serialised form remembered (bounded) per resource object.
+
+    The merge hands out the same resource objects for an unchanged record
+    (:func:`gateway.records.merge.merge`), and they are never changed once made, so each is
+    serialised once and spliced into every answer that carries it (``orjson.Fragment``: the
+    same bytes ``orjson.dumps`` would write). The memo holds the resource, so its ``id`` is
+    not reused while remembered; the entry's ``fullUrl`` and ``search`` are compared too.
+    OperationOutcomes are made per request and are not remembered."""
+    resource = entry.get("resource")
+    if type(resource) is not dict or resource.get("resourceType") == "OperationOutcome":
+        return entry
+    key = id(resource)
+    url = entry.get("fullUrl")
+    search = entry.get("search")
+    held = _entries.get(key)
+    if held is not None and held[0] is resource and held[1] == url and held[2] == search:
+        _entries.move_to_end(key)
+        return held[3]
+    if entry.keys() != {"fullUrl", "resource", "search"}:
+        return entry
+    fragment = orjson.Fragment(orjson.dumps(entry))
+    _entries[key] = (resource, str(url), search, fragment)
+    while len(_entries) > _ENTRIES_REMEMBERED:
+        _entries.popitem(last=False)
+    return fragment
 
 
 def _http_date(instant: Any) -> str | None:
