@@ -7,6 +7,7 @@ Everything leaves as ``application/fhir+json`` bytes from ``orjson`` with
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from adapters import ukcore
 from adapters.base import Resource
+from gateway.audit.events import random_uuid
 from gateway.errors import REASON_SYSTEM
 from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning
 
@@ -115,7 +117,17 @@ def _http_date(instant: Any) -> str | None:
 
 
 def now_instant() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now as a FHIR instant in UTC with milliseconds (``2026-12-01T15:40:04.123Z``); the
+    text up to the second is made once a second (every answer carries one)."""
+    now = time.time()
+    second = int(now)
+    global _second_text
+    if _second_text[0] != second:
+        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_text[1]}.{int((now - second) * 1000):03d}Z"
+
+
+_second_text: tuple[int, str] = (-1, "")
 
 
 def outcome(
@@ -200,7 +212,7 @@ class BundleBuilder:
     def build(self, total: int | None) -> Resource:
         bundle: Resource = {
             "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
+            "id": random_uuid(),
             "meta": {"lastUpdated": now_instant()},
             "type": "searchset",
         }
