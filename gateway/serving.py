@@ -144,6 +144,14 @@ GC_THRESHOLDS: Final = (5000, 10, 10)
 """The collector's thresholds while serving (CPython's default first one is 700)."""
 
 
+SWITCH_INTERVAL_S: Final = 0.0005
+"""How long the event loop's thread may keep the GIL while another thread waits for it
+(CPython's default is 5 ms). The audit writer's transaction runs in a thread of its own and
+takes the GIL back after each SQLite call (begin, the head, the insert, the commit): with the
+loop busy answering, each of those waited up to the whole interval, and every request of
+the batch waited with them."""
+
+
 def settle_heap() -> None:
     """Keep what start-up built out of every later garbage collection, and collect less often.
 
@@ -157,6 +165,7 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _run_one(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> int:
