@@ -15,10 +15,10 @@ from fastapi import Depends, Request
 
 from adapters import nhs_number, ukcore
 from gateway.audit import note as audit_trail
-from gateway.audit.events import random_uuid
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest
 from gateway.fhir.params import one
+from gateway.ids import random_uuid
 from gateway.records.access import RecordAccess, RequestContext
 from gateway.state import GatewayState
 from vocabulary import Interaction

@@ -24,7 +24,6 @@ round-trip it through a model.
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -65,6 +64,7 @@ from gateway.audit.widths import (
 from gateway.audit.withdrawn import WITHDRAWN_DESC as WITHDRAWN_DESC  # re-exported
 from gateway.audit.withdrawn import WITHDRAWN_STATUS as WITHDRAWN_STATUS  # re-exported
 from gateway.audit.withdrawn import withdrawn as withdrawn  # re-exported
+from gateway.ids import random_uuid
 from vocabulary import AuditSubtype as Interaction
 
 Action = Literal["C", "R", "U", "D", "E"]
@@ -225,17 +225,6 @@ def http_summary(rec: AuditRecord) -> str:
     if rec.reasons:
         parts.append("reasons " + ", ".join(rec.reasons))
     return "; ".join(parts)
-
-
-def random_uuid() -> str:
-    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it, without
-    building a ``UUID`` object: an event id is made for every request."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-# The RFC 4122 variant bits (10xx) set in the first hex digit of the fourth group.
-_VARIANT: Final = {f"{n:x}": f"{0x8 | (n & 0x3):x}" for n in range(16)}
 
 
 def describe_outcome(rec: AuditRecord) -> str:

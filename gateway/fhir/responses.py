@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,8 +20,8 @@ from starlette.responses import Response
 
 from adapters import ukcore
 from adapters.base import Resource
-from gateway.audit.events import random_uuid
 from gateway.errors import REASON_SYSTEM
+from gateway.ids import random_uuid
 from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning
 
 FHIR_JSON = "application/fhir+json"
@@ -143,7 +142,7 @@ def outcome(
         details["coding"] = [{"system": REASON_SYSTEM, "code": r} for r in reasons]
     return {
         "resourceType": "OperationOutcome",
-        "id": str(uuid.uuid4()),
+        "id": random_uuid(),
         "issue": [{"severity": severity, "code": code, "details": details, "diagnostics": text}],
     }
 
@@ -173,7 +172,7 @@ def merge_warning_outcome(warning: MergeWarning) -> Resource:
     issue["diagnostics"] = warning.text
     if warning.expression:
         issue["expression"] = list(warning.expression)
-    return {"resourceType": "OperationOutcome", "id": str(uuid.uuid4()), "issue": [issue]}
+    return {"resourceType": "OperationOutcome", "id": random_uuid(), "issue": [issue]}
 
 
 class BundleBuilder:
