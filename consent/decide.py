@@ -183,10 +183,14 @@ def decide(
     reasons += [w.reason for w in withheld]
 
     removed = {(w.source, w.key) for w in withheld}
-    any_visible = any(
-        (c.source, resource_key(r, i)) not in removed
-        for c in shown
-        for i, r in enumerate(c.resources)
+    any_visible = (
+        any(
+            (c.source, resource_key(r, i)) not in removed
+            for c in shown
+            for i, r in enumerate(c.resources)
+        )
+        if removed
+        else any(c.resources for c in shown)  # nothing removed: no key to look up
     )
     if not any_visible:
         return Decision(

@@ -208,6 +208,44 @@ def minimum_necessary(
     that still speaks for something shown keeps only those targets: see
     :meth:`Decision.visible`).
     """
+    key = (id(rule), id(policy), id(contribution.resources), contribution.source)
+    held = _minimum_necessary_seen.get(key)
+    if (
+        held is not None
+        and held[0] is rule
+        and held[1] is policy
+        and held[2] is contribution.resources
+        and held[3] == contribution.domain
+    ):
+        return held[4]
+    withheld = _minimum_necessary(rule, policy, contribution)
+    _minimum_necessary_seen[key] = (
+        rule,
+        policy,
+        contribution.resources,
+        contribution.domain,
+        withheld,
+    )
+    while len(_minimum_necessary_seen) > _MINIMUM_NECESSARY_REMEMBERED:
+        del _minimum_necessary_seen[next(iter(_minimum_necessary_seen))]
+    return withheld
+
+
+# What minimum_necessary answered, by the identity of its arguments (bounded, oldest out).
+# It is a pure function of them, and the gateway hands the same resource tuples for an
+# unchanged cached record on every read, so a warm read does not walk every resource's labels
+# again; a policy, rule or contribution that is not the very same object is decided afresh.
+# The arguments are held, so an ``id`` is never mistaken for a later object's.
+_MINIMUM_NECESSARY_REMEMBERED = 512
+_minimum_necessary_seen: dict[
+    tuple[int, int, int, str],
+    tuple[RoleRule, Policy, tuple[Resource, ...] | Sequence[Resource], str, tuple[Withheld, ...]],
+] = {}
+
+
+def _minimum_necessary(
+    rule: RoleRule, policy: Policy, contribution: SourceContribution
+) -> tuple[Withheld, ...]:
     level = policy.level_spec(rule.level)
     level_reason = (
         Reason.LEVEL_DEMOGRAPHICS_ONLY

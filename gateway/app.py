@@ -60,6 +60,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry looked for a configured provider on every request and
+        # found none; the gateway propagates trace context itself (gateway.ops.tracing).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.include_router(fhir.router)
     app.include_router(references.router)  # Goal, CareTeam, Provenance

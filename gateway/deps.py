@@ -8,7 +8,6 @@ Parameter and NHS number checks (400) come after, in the route's own parsing.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +18,7 @@ from gateway.audit import note as audit_trail
 from gateway.auth import parse_bearer, require_scope, resolve_purpose
 from gateway.errors import BadRequest, GatewayError
 from gateway.fhir.params import one
+from gateway.ids import random_uuid
 from gateway.records.access import RecordAccess, RequestContext
 from gateway.state import GatewayState
 from vocabulary import Interaction
@@ -35,7 +35,7 @@ def request_id_from(header: str | None) -> str:
     """The caller's ``X-Request-ID`` when it is a sane token, otherwise a new UUID."""
     if header and _REQUEST_ID.fullmatch(header):
         return header
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 async def get_state(request: Request) -> GatewayState:

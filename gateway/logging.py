@@ -92,6 +92,25 @@ def redact(
     return event_dict
 
 
+class LineLogger:
+    """structlog's last step for the gateway's own lines: one rendered line written (and
+    flushed) straight to the stream, as the stdlib handler would write it, without building
+    a stdlib ``LogRecord``, looking up the caller and formatting it again: the access line is
+    written for every request. Lines from other libraries' stdlib loggers (uvicorn, httpx)
+    still go through the handler, with the same processors."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        self._stream.write(message + "\n")
+        self._stream.flush()
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
 def configure_logging(fmt: str = "auto", level: int = logging.INFO, stream: Any = None) -> None:
     """Set up structlog and route stdlib logging (uvicorn, httpx) through the same redaction."""
     stream = stream or sys.stderr
@@ -109,8 +128,8 @@ def configure_logging(fmt: str = "auto", level: int = logging.INFO, stream: Any 
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, renderer],
+        logger_factory=lambda *_args: LineLogger(stream),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=False,
     )

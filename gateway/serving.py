@@ -22,6 +22,7 @@ a dead worker would refuse a share of connections at random.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib.util
@@ -30,7 +31,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import uvicorn
 
@@ -50,9 +51,60 @@ def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Con
         log_config=None,
         lifespan="on",
         loop="uvloop" if _have("uvloop") else "asyncio",
-        http="httptools" if _have("httptools") else "h11",
+        http=_httptools_protocol() if _have("httptools") else "h11",
         **options,
     )
+
+
+class _CoalescingTransport:
+    """A connection's transport whose writes of one event-loop turn go out as one.
+
+    uvicorn writes an answer's status line and headers, then its body, each with its own
+    ``write`` (a system call each, on a socket with room). They are made in the same turn of
+    the loop, so what is written in a turn is kept and written once, at the end of the turn
+    (``call_soon``), or before the connection is closed. Nothing is reordered or held longer
+    than the turn; everything else is the transport's own."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _httptools_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, its connections writing through
+    :class:`_CoalescingTransport`."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.transport = cast(asyncio.Transport, _CoalescingTransport(transport, self.loop))
+
+    return CoalescingHttpToolsProtocol
 
 
 def run(
@@ -92,6 +144,14 @@ GC_THRESHOLDS: Final = (5000, 10, 10)
 """The collector's thresholds while serving (CPython's default first one is 700)."""
 
 
+SWITCH_INTERVAL_S: Final = 0.0005
+"""How long the event loop's thread may keep the GIL while another thread waits for it
+(CPython's default is 5 ms). The audit writer's transaction runs in a thread of its own and
+takes the GIL back after each SQLite call (begin, the head, the insert, the commit): with the
+loop busy answering, each of those waited up to the whole interval, and every request of
+the batch waited with them."""
+
+
 def settle_heap() -> None:
     """Keep what start-up built out of every later garbage collection, and collect less often.
 
@@ -105,6 +165,7 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _run_one(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> int:

@@ -24,7 +24,6 @@ round-trip it through a model.
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -65,6 +64,7 @@ from gateway.audit.widths import (
 from gateway.audit.withdrawn import WITHDRAWN_DESC as WITHDRAWN_DESC  # re-exported
 from gateway.audit.withdrawn import WITHDRAWN_STATUS as WITHDRAWN_STATUS  # re-exported
 from gateway.audit.withdrawn import withdrawn as withdrawn  # re-exported
+from gateway.ids import random_uuid
 from vocabulary import AuditSubtype as Interaction
 
 Action = Literal["C", "R", "U", "D", "E"]
@@ -124,7 +124,7 @@ class AuditRecord:
     resource_type: str | None = None
     resource_ids: tuple[str, ...] = ()
     operation: str | None = None
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=lambda: random_uuid())
 
     def __post_init__(self) -> None:
         if self.recorded.tzinfo is None:
@@ -138,6 +138,35 @@ class AuditRecord:
     def action_for(subtype: Interaction) -> Action:
         """The BALP action code that goes with a restful interaction (read -> R, search -> E)."""
         return _SUBTYPE_ACTION[subtype]
+
+    def fits(self) -> bool:
+        """Whether every field is within the widths above already (:meth:`fitted` would
+        change nothing but ``outcomeDesc``): the usual case, checked without a copy."""
+        patient = self.patient_nhs
+        reasons = self.reasons
+        return (
+            (patient is None or len(patient) == NHS_NUMBER_LEN)
+            and len(reasons) <= 32
+            and all(r and len(r) <= CODE_MAX for r in reasons)
+            and all(
+                value is None or len(value) <= limit
+                for value, limit in (
+                    (self.user_sub, SUB_MAX),
+                    (self.user_issuer, TEXT_MAX),
+                    (self.user_name, TEXT_MAX),
+                    (self.user_role, CODE_MAX),
+                    (self.user_org, ORG_MAX),
+                    (self.purpose, PURPOSE_MAX),
+                    (self.client_id, SUB_MAX),
+                    (self.client_address, CODE_MAX),
+                    (self.query, QUERY_MAX),
+                    (self.request_id, CODE_MAX),
+                    (self.break_glass_reason, TEXT_MAX),
+                    (self.resource_type, CODE_MAX),
+                    (self.operation, CODE_MAX),
+                )
+            )
+        )
 
     def fitted(self) -> AuditRecord:
         """This record with every field within the widths above (long values clipped)."""
@@ -200,9 +229,13 @@ def http_summary(rec: AuditRecord) -> str:
 
 def describe_outcome(rec: AuditRecord) -> str:
     """``outcomeDesc``: the decision effect and reason codes (and break-glass, if used)."""
+    return _describe(rec, rec.outcome_desc)
+
+
+def _describe(rec: AuditRecord, outcome_desc: str | None) -> str:
     parts: list[str] = []
-    if rec.outcome_desc:
-        parts.append(rec.outcome_desc)
+    if outcome_desc:
+        parts.append(outcome_desc)
     else:
         effect = rec.decision_effect or _OUTCOME_TEXT[rec.outcome]
         parts.append(f"{effect}: {', '.join(rec.reasons)}" if rec.reasons else effect)
@@ -328,9 +361,14 @@ def _decision_extensions(rec: AuditRecord) -> list[dict[str, Any]]:
 def build_audit_event(rec: AuditRecord, gateway_base_url: str) -> dict[str, Any]:
     """The FHIR R4 ``AuditEvent`` (a plain dict) for one request, shaped as behaviour.md says.
 
-    Values longer than their stored width are clipped first (:meth:`AuditRecord.fitted`).
+    Values longer than their stored width are clipped first (:meth:`AuditRecord.fitted`;
+    a record that fits already is used as it is, with only its ``outcomeDesc`` written).
     """
-    rec = rec.fitted()
+    if rec.fits():
+        desc = clip(rec.outcome_desc if rec.status is None else http_summary(rec), TEXT_MAX)
+    else:
+        rec = rec.fitted()
+        desc = rec.outcome_desc
     base = gateway_base_url.rstrip("/")
     meta: dict[str, Any] = {"profile": [PROFILE_AUDITEVENT]}
     if rec.break_glass:
@@ -348,7 +386,7 @@ def build_audit_event(rec: AuditRecord, gateway_base_url: str) -> dict[str, Any]
     event["action"] = rec.action
     event["recorded"] = format_instant(rec.recorded)
     event["outcome"] = rec.outcome
-    event["outcomeDesc"] = describe_outcome(rec)
+    event["outcomeDesc"] = _describe(rec, desc)
     if rec.purpose:
         event["purposeOfEvent"] = [_concept(ACT_REASON_SYSTEM, rec.purpose)]
     event["agent"] = _agents(rec, base)

@@ -196,7 +196,8 @@ class GroupCommitWriter:
 
     async def _wait(self, item: _Item) -> str:
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # cheaper than wait_for per request
+                return await asyncio.shield(item.future)
         except TimeoutError as exc:
             self._abandon(item)
             raise AuditUnavailable() from exc

@@ -41,6 +41,7 @@ __all__ = ["EVICTION_CHANNEL", "CacheStats", "RecordCache"]
 log = structlog.get_logger(__name__)
 
 _EVICTIONS_REMEMBERED = 10_000
+_OPENED_REMEMBERED = 1_024
 
 EVICTION_CHANNEL = "cgw:v1:evict"
 """Redis pub/sub channel for evictions. A message is ``{origin}:{person_token}``: the
@@ -101,6 +102,10 @@ class RecordCache:
         # person was evicted may hold pre-change data, so its result is not cached
         self._eviction_seq = 0
         self._evicted: OrderedDict[str, int] = OrderedDict()
+        # the last sealed value read under each key and what it opened to (bounded): the
+        # same ciphertext under the same key opens to the same plaintext, so a warm read
+        # of an unchanged entry skips the decrypt, the JSON parse and the rebuilding
+        self._opened: OrderedDict[bytes, tuple[bytes, SourceResult]] = OrderedDict()
 
     # -- reading and writing -----------------------------------------------------------
 
@@ -119,6 +124,11 @@ class RecordCache:
         if blob is None:
             self._misses += 1
             return None
+        opened = self._opened.get(key)
+        if opened is not None and opened[0] == blob:
+            self._hits += 1
+            self._opened.move_to_end(key)
+            return opened[1]
         try:
             data = orjson.loads(self.keyring.open(key, blob))
             if not isinstance(data, dict):
@@ -133,7 +143,17 @@ class RecordCache:
             await self._delete(key)
             return None
         self._hits += 1
+        self._remember(key, blob, result)
         return result
+
+    def _remember(self, key: bytes, blob: bytes, result: SourceResult) -> None:
+        """Keep what ``blob`` opened to. Only a value read back from the backend is kept,
+        never one this process wrote: what is served is always what the shared layer holds
+        now (an eviction there, or another replica's newer value, is a different answer)."""
+        self._opened[key] = (blob, result)
+        self._opened.move_to_end(key)
+        while len(self._opened) > _OPENED_REMEMBERED:
+            self._opened.popitem(last=False)
 
     async def put(self, result: SourceResult, nhs: str) -> None:
         """Cache an answer (FOUND / NOT_FOUND); failures are never cached. Never raises."""
@@ -219,10 +239,14 @@ class RecordCache:
         """Drop a person from this process's own layer only: an eviction heard from another
         replica, which has already cleared the shared layer."""
         self._note_eviction(person_token)
-        await self.backend.drop_local(*self._keys_for(person_token))
+        keys = self._keys_for(person_token)
+        for key in keys:
+            self._opened.pop(key, None)
+        await self.backend.drop_local(*keys)
 
     def clear_local(self) -> None:
         """Forget this process's own layer (after missing evictions while disconnected)."""
+        self._opened.clear()
         self.backend.clear_local()
 
     def _note_eviction(self, person_token: str) -> None:
@@ -238,6 +262,8 @@ class RecordCache:
     async def _delete(self, *keys: bytes) -> None:
         if not keys:
             return
+        for key in keys:
+            self._opened.pop(key, None)
         try:
             await self.backend.delete(*keys)
         except CacheUnavailable:

@@ -7,7 +7,8 @@ Everything leaves as ``application/fhir+json`` bytes from ``orjson`` with
 from __future__ import annotations
 
 import hashlib
-import uuid
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from adapters import ukcore
 from adapters.base import Resource
 from gateway.errors import REASON_SYSTEM
+from gateway.ids import random_uuid
 from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning
 
 FHIR_JSON = "application/fhir+json"
@@ -61,7 +63,43 @@ class FHIRResponse(Response):
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):
             return content
+        if type(content) is dict and content.get("resourceType") == "Bundle":
+            entries = content.get("entry")
+            if entries:
+                return orjson.dumps({**content, "entry": [_entry_json(e) for e in entries]})
         return orjson.dumps(content)
+
+
+_ENTRIES_REMEMBERED = 4_096
+_entries: OrderedDict[int, tuple[Resource, str, Any, orjson.Fragment]] = OrderedDict()
+
+
+def _entry_json(entry: Resource) -> Any:
+    """A Bundle entry as JSON, its serialised form remembered (bounded) per resource object.
+
+    The merge hands out the same resource objects for an unchanged record
+    (:func:`gateway.records.merge.merge`), and they are never changed once made, so each is
+    serialised once and spliced into every answer that carries it (``orjson.Fragment``: the
+    same bytes ``orjson.dumps`` would write). The memo holds the resource, so its ``id`` is
+    not reused while remembered; the entry's ``fullUrl`` and ``search`` are compared too.
+    OperationOutcomes are made per request and are not remembered."""
+    resource = entry.get("resource")
+    if type(resource) is not dict or resource.get("resourceType") == "OperationOutcome":
+        return entry
+    key = id(resource)
+    url = entry.get("fullUrl")
+    search = entry.get("search")
+    held = _entries.get(key)
+    if held is not None and held[0] is resource and held[1] == url and held[2] == search:
+        _entries.move_to_end(key)
+        return held[3]
+    if entry.keys() != {"fullUrl", "resource", "search"}:
+        return entry
+    fragment = orjson.Fragment(orjson.dumps(entry))
+    _entries[key] = (resource, str(url), search, fragment)
+    while len(_entries) > _ENTRIES_REMEMBERED:
+        _entries.popitem(last=False)
+    return fragment
 
 
 def _http_date(instant: Any) -> str | None:
@@ -78,7 +116,17 @@ def _http_date(instant: Any) -> str | None:
 
 
 def now_instant() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now as a FHIR instant in UTC with milliseconds (``2026-12-01T15:40:04.123Z``); the
+    text up to the second is made once a second (every answer carries one)."""
+    now = time.time()
+    second = int(now)
+    global _second_text
+    if _second_text[0] != second:
+        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_text[1]}.{int((now - second) * 1000):03d}Z"
+
+
+_second_text: tuple[int, str] = (-1, "")
 
 
 def outcome(
@@ -94,7 +142,7 @@ def outcome(
         details["coding"] = [{"system": REASON_SYSTEM, "code": r} for r in reasons]
     return {
         "resourceType": "OperationOutcome",
-        "id": str(uuid.uuid4()),
+        "id": random_uuid(),
         "issue": [{"severity": severity, "code": code, "details": details, "diagnostics": text}],
     }
 
@@ -124,7 +172,7 @@ def merge_warning_outcome(warning: MergeWarning) -> Resource:
     issue["diagnostics"] = warning.text
     if warning.expression:
         issue["expression"] = list(warning.expression)
-    return {"resourceType": "OperationOutcome", "id": str(uuid.uuid4()), "issue": [issue]}
+    return {"resourceType": "OperationOutcome", "id": random_uuid(), "issue": [issue]}
 
 
 class BundleBuilder:
@@ -163,7 +211,7 @@ class BundleBuilder:
     def build(self, total: int | None) -> Resource:
         bundle: Resource = {
             "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
+            "id": random_uuid(),
             "meta": {"lastUpdated": now_instant()},
             "type": "searchset",
         }

@@ -118,17 +118,7 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
                 )
     shown = {c.source: c for c in decision.visible(contributions(results))}
     visible = tuple(
-        SourceResult(
-            source=r.source,
-            organisation=r.organisation,
-            domain=r.domain,
-            outcome=r.outcome,
-            resources=cast(tuple[Resource, ...], shown[r.source].resources),
-            issues=visible_issues(r, shown[r.source].resources),
-            fetched_at=r.fetched_at,
-        )
-        for r in results
-        if r.source in shown
+        _visible_part(r, shown[r.source].resources) for r in results if r.source in shown
     )
     return Verdict(
         effect=decision.effect,
@@ -144,6 +134,27 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
         },  # a withheld source's resources are withheld too: a direct read is a 403
         detail=decision,
         announce_withheld=decision.announce_withheld,
+    )
+
+
+def _visible_part(result: SourceResult, shown: Sequence[Mapping[str, Any]]) -> SourceResult:
+    """What of ``result`` may go out: ``shown`` (its visible resources) and the findings
+    :func:`visible_issues` keeps. A source shown whole, with no finding to drop, is the
+    very same answer, so it is handed on as it is rather than rebuilt."""
+    if (
+        shown is result.resources
+        and result.detail is None
+        and not any(i.labelled for i in result.issues)
+    ):
+        return result
+    return SourceResult(
+        source=result.source,
+        organisation=result.organisation,
+        domain=result.domain,
+        outcome=result.outcome,
+        resources=cast(tuple[Resource, ...], shown),
+        issues=visible_issues(result, shown),
+        fetched_at=result.fetched_at,
     )
 
 

@@ -22,6 +22,7 @@ to test and to explain:
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -220,8 +221,51 @@ def _union_security(patients: Iterable[Resource]) -> list[Resource]:
     return list(labels.values())
 
 
+_MERGES_REMEMBERED: Final = 256
+_merges: OrderedDict[tuple[Any, ...], tuple[tuple[tuple[Resource, ...], ...], MergedRecord]] = (
+    OrderedDict()
+)
+
+
 def merge(nhs_number: str, results: Sequence[SourceResult]) -> MergedRecord:
-    """Merge the (already permitted) contributions of each source for one person."""
+    """Merge the (already permitted) contributions of each source for one person.
+
+    Pure, so a merge of the very same contributions is remembered (bounded): a warm read of
+    an unchanged record hands over the same resource tuples each time (the cache keeps what
+    a sealed entry opened to, :class:`~gateway.cache.RecordCache`), and the merged Patient,
+    the narratives and the retargeted Provenance are then made once, not per request. The
+    key is the identity of each source's resource tuple (held by the entry, and checked, so
+    an identity is never mistaken for another object's) with the findings by value; a
+    contribution the decision cut down is a new tuple, so it is merged afresh. The resources
+    are shared, never changed: every caller gets lists of its own."""
+    key = (
+        nhs_number,
+        *((r.source, r.outcome, id(r.resources), r.issues) for r in results),
+    )
+    held = _merges.get(key)
+    if held is not None and all(a is r.resources for a, r in zip(held[0], results, strict=True)):
+        _merges.move_to_end(key)
+        return _copy(held[1])
+    record = _merge(nhs_number, results)
+    _merges[key] = (tuple(r.resources for r in results), record)
+    while len(_merges) > _MERGES_REMEMBERED:
+        _merges.popitem(last=False)
+    return _copy(record)
+
+
+def _copy(record: MergedRecord) -> MergedRecord:
+    return MergedRecord(
+        nhs_number=record.nhs_number,
+        patient=record.patient,
+        care_plans=list(record.care_plans),
+        care_teams=list(record.care_teams),
+        goals=list(record.goals),
+        provenance=list(record.provenance),
+        warnings=list(record.warnings),
+    )
+
+
+def _merge(nhs_number: str, results: Sequence[SourceResult]) -> MergedRecord:
     record = MergedRecord(nhs_number=nhs_number, patient=None)
     patients: list[tuple[str, Resource]] = []
     provenance: list[Resource] = []
