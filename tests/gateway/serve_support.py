@@ -33,6 +33,17 @@ AUDIENCE = "urn:caregateway:ops-test-gateway"
 START_TIMEOUT_S = 90.0  # a cold interpreter on a busy 2-core machine
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """Terminate a child the test started (by its PID), then kill it if it will not go within
+    ``timeout_s``; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 @dataclasses.dataclass
 class Replica:
     """One ``caregateway serve`` child: its port, environment and log files."""
@@ -107,15 +118,8 @@ class Replica:
 
     def stop(self) -> None:
         """Terminate (then kill, if it will not go) — for fixtures' clean-up."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc)
 
 
 class ReplicaSet:
