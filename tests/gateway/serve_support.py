@@ -25,23 +25,13 @@ from gateway.cache import generate_index_key, generate_key_entry
 from gateway.embedded import free_port
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
+from tests.support import processes
 from vocabulary import ClientKind
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "urn:caregateway:ops-test-issuer"
 AUDIENCE = "urn:caregateway:ops-test-gateway"
 START_TIMEOUT_S = 90.0  # a cold interpreter on a busy 2-core machine
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    """Terminate a child the test started (by its PID), then kill it if it will not go within
-    ``timeout_s``; reaped either way."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=timeout_s)
 
 
 @dataclasses.dataclass
@@ -118,8 +108,8 @@ class Replica:
 
     def stop(self) -> None:
         """Terminate (then kill, if it will not go) — for fixtures' clean-up."""
-        if self.proc is not None and self.proc.poll() is None:
-            stop_process(self.proc)
+        if self.proc is not None:
+            processes.stop(self.proc)
 
 
 class ReplicaSet:

@@ -51,8 +51,8 @@ from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
 from tests.gateway import test_settings_secrets
 from tests.gateway.harness import Gateway, running_gateway
-from tests.gateway.serve_support import stop_process
 from tests.redis_server import RedisServer, own_redis_server, redis_server  # noqa: F401
+from tests.support import processes
 
 SOCIAL = "socialcare"
 COMMUNITY = "community"
@@ -865,7 +865,7 @@ def gateway_process(command: str, variables: dict[str, str], workdir: Path) -> I
     try:
         yield output
     finally:
-        stop_process(proc, timeout_s=10)
+        processes.stop(proc, timeout_s=10)
 
 
 async def ready_at(client: httpx.AsyncClient, port: int, output: Path) -> dict[str, Any]:

@@ -45,8 +45,8 @@ from gateway.auth import generate_signing_key, issue_token
 from gateway.embedded import free_port
 from simulators.population import COMMUNITY_ODS, SCENARIOS
 from simulators.runner import RunningSources, source_configs
-from tests.gateway.serve_support import stop_process
 from tests.gateway.test_serve_crash import ISSUER, ROOT, _serve_env, _wait_live
+from tests.support import processes
 
 CLIENTS = 32
 TIMEOUT_S = 2.0  # the default source timeout
@@ -124,7 +124,7 @@ async def gw(running_sources: RunningSources, tmp_path: Path) -> AsyncIterator[S
             await _wait_live(client, f"http://127.0.0.1:{port}/health/live", proc)
         yield Serving(f"http://127.0.0.1:{port}/fhir", private_pem, tmp_path / "gw.db", proc)
     finally:
-        stop_process(proc)
+        processes.stop(proc)
         await running_sources.restore("community")
         await _community(running_sources, reset=True)
 
