@@ -82,6 +82,16 @@ def reason_codes(oo: dict[str, Any]) -> list[str]:
     ]
 
 
+def references(node: Any) -> set[str]:
+    """Every ``reference`` string anywhere in ``node`` (a resource, or a part or list of them)."""
+    if isinstance(node, list):
+        return set().union(*(references(i) for i in node)) if node else set()
+    if isinstance(node, dict):
+        own = {node["reference"]} if isinstance(node.get("reference"), str) else set()
+        return own.union(*(references(v) for v in node.values()))
+    return set()
+
+
 def refused(resp: httpx.Response, reason: str) -> dict[str, Any]:
     """A ``403`` OperationOutcome (``forbidden``) carrying ``reason``."""
     assert resp.status_code == 403, resp.text

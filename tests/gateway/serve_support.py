@@ -25,6 +25,7 @@ from gateway.cache import generate_index_key, generate_key_entry
 from gateway.embedded import free_port
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
+from tests.support import processes
 from vocabulary import ClientKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,15 +108,8 @@ class Replica:
 
     def stop(self) -> None:
         """Terminate (then kill, if it will not go) — for fixtures' clean-up."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        if self.proc is not None:
+            processes.stop(self.proc)
 
 
 class ReplicaSet:

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from gateway.audit import AuditStore, AuditUnavailable
@@ -27,7 +23,8 @@ from gateway.audit.widths import TRUNCATED
 from gateway.db import create_schema, make_engine
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
-from tests.gateway.boundary_support import captured_logs, events_for, gateway_on
+from tests.gateway.audit_support import gateway_per_backend
+from tests.gateway.boundary_support import captured_logs, events_for
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
 from tests.gateway.postgres_server import fresh_database
 from tests.gateway.test_audit_events import BASE, make_record
@@ -36,18 +33,9 @@ NUMBER = SCENARIOS["both"].nhs_number or ""
 INNOCENT = 30
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-async def gw(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    running_sources: Any,
-    signing_key: tuple[bytes, dict[str, Any]],
-) -> AsyncIterator[Gateway]:
-    # Thirty-one concurrent reads on a small shared machine: give the simulated sources time
-    # to answer them all (this test is about the audit batch, not source latency).
-    sources = [replace(c, timeout_s=30.0) for c in source_configs(running_sources)]
-    async with gateway_on(request.param, request, tmp_path, sources, signing_key) as gateway:
-        yield gateway
+# Thirty-one concurrent reads on a small shared machine: give the simulated sources time
+# to answer them all (this test is about the audit batch, not source latency).
+gw = gateway_per_backend("postgres", "sqlite", source_timeout_s=30.0)
 
 
 async def _read(gw: Gateway, headers: dict[str, str]) -> tuple[int, str, dict[str, Any]]:

@@ -4,25 +4,15 @@ committed before the answer — read back from the store after real HTTP request
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from adapters.validation import validate_resource
 from simulators.population import SCENARIOS
-from simulators.runner import source_configs
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import Gateway
 
 BTG = ("http://terminology.hl7.org/CodeSystem/v3-ActReason", "BTG")
-
-
-@pytest.fixture(scope="module")
-async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
-        yield gateway
 
 
 def _nhs(key: str) -> str:

@@ -17,26 +17,18 @@ from sqlalchemy import text
 
 from gateway.audit.archive import archive_events
 from gateway.audit.archive_files import verify_archive
-from gateway.audit.errors import AuditUnavailable
 from gateway.audit.events import build_audit_event
-from gateway.audit.store import AuditStore, audit_checkpoint, audit_event
-from gateway.db import create_schema, make_engine
+from gateway.audit.store import AuditStore
+from gateway.db import make_engine
+from tests.gateway.audit_support import assert_append_unavailable, started_store
 from tests.gateway.postgres_server import free_port
 from tests.gateway.test_audit_events import BASE, NHS, T0, make_record
 
 
 @pytest.fixture
 async def pg_store(postgres_url: str) -> AsyncIterator[AuditStore]:
-    engine = make_engine(postgres_url)
-    await create_schema(engine)
-    async with engine.begin() as conn:
-        await conn.execute(audit_event.delete())
-        await conn.execute(audit_checkpoint.delete())
-    store = AuditStore(engine)
-    await store.start()
-    yield store
-    await store.close()
-    await engine.dispose()
+    async with started_store(postgres_url, emptied=True) as store:
+        yield store
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -85,13 +77,7 @@ async def test_postgres_two_writers_one_chain(postgres_url: str, pg_store: Audit
 
 async def test_postgres_unreachable_fails_closed() -> None:
     engine = make_engine(f"postgresql+asyncpg://audit@127.0.0.1:{free_port()}/postgres")
-    store = AuditStore(engine)
-    try:
-        with pytest.raises(AuditUnavailable):
-            await store.append(event())
-    finally:
-        await store.close()
-        await engine.dispose()
+    await assert_append_unavailable(AuditStore(engine), event())
 
 
 async def test_postgres_archive_while_the_gateway_keeps_writing(

@@ -43,7 +43,7 @@ from gateway.routes import audit
 from gateway.state import GatewayState
 from gateway.wiring import Overrides, build_state, defaults
 from simulators.population import SCENARIOS
-from simulators.runner import source_configs
+from tests.gateway.audit_support import own_gateway
 
 ISSUER = "urn:caregateway:test-audit-review"
 BOTH = SCENARIOS["both"].nhs_number or ""
@@ -154,12 +154,7 @@ async def running_audit_gateway(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[AuditGateway]:
-    async with running_audit_gateway(source_configs(running_sources), *signing_key) as gateway:
-        yield gateway
+gw = own_gateway(running_audit_gateway, scope="module")
 
 
 def _ids(bundle: Mapping[str, Any]) -> list[str]:

@@ -9,33 +9,21 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from gateway.audit.note import clean_query
 from gateway.audit.store import audit_event
 from simulators.population import SCENARIOS
-from simulators.runner import source_configs
-from tests.gateway.boundary_support import events_for, gateway_on
+from tests.gateway.audit_support import gateway_per_backend
+from tests.gateway.boundary_support import events_for
 from tests.gateway.harness import Gateway, assert_fhir
 
 NUMBER = SCENARIOS["both"].nhs_number or ""
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def gw(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    running_sources: Any,
-    signing_key: tuple[bytes, dict[str, Any]],
-) -> AsyncIterator[Gateway]:
-    sources = source_configs(running_sources)
-    async with gateway_on(request.param, request, tmp_path, sources, signing_key) as gateway:
-        yield gateway
+gw = gateway_per_backend("sqlite", "postgres")
 
 
 def _stored_query(event: dict[str, Any]) -> str:

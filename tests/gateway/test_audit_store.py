@@ -20,6 +20,7 @@ from gateway.audit.errors import AuditUnavailable
 from gateway.audit.events import build_audit_event
 from gateway.audit.store import GENESIS_HASH, AuditStore, canonical_bytes, link_hash
 from gateway.db import create_schema, make_engine
+from tests.gateway.audit_support import assert_append_unavailable, started_store
 from tests.gateway.test_audit_events import BASE, NHS, T0, make_record
 from tests.gateway.test_audit_package import NO_RELATIONSHIP, http_event, legacy_event
 
@@ -52,13 +53,8 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(db_path: Path) -> AsyncIterator[AuditStore]:
-    engine = make_engine(sqlite_url(db_path))
-    await create_schema(engine)
-    audit = AuditStore(engine)
-    await audit.start()
-    yield audit
-    await audit.close()
-    await engine.dispose()
+    async with started_store(sqlite_url(db_path)) as audit:
+        yield audit
 
 
 # --- durability and the chain ----------------------------------------------------------------
@@ -247,12 +243,7 @@ async def test_disposed_database_file_removed_gives_audit_unavailable(tmp_path: 
     for f in folder.iterdir():
         f.unlink()
     folder.rmdir()
-    try:
-        with pytest.raises(AuditUnavailable):
-            await audit.append(event())
-    finally:
-        await audit.close()
-        await engine.dispose()
+    await assert_append_unavailable(audit, event())
 
 
 # --- tamper evidence ---------------------------------------------------------------------------

@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,7 +24,8 @@ from gateway.audit.store import chain_lock_key
 from gateway.db import make_engine
 from simulators.population import SCENARIOS
 from simulators.runner import source_configs
-from tests.gateway.boundary_support import events_for, gateway_on
+from tests.gateway.audit_support import gateway_per_backend
+from tests.gateway.boundary_support import events_for
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
 from tests.gateway.postgres_server import fresh_database
 
@@ -35,16 +33,7 @@ NUMBER = SCENARIOS["both"].nhs_number or ""
 WAIT_S = 0.5  # the store's commit wait in these tests (15 s in service)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def gw(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    running_sources: Any,
-    signing_key: tuple[bytes, dict[str, Any]],
-) -> AsyncIterator[Gateway]:
-    sources = source_configs(running_sources)
-    async with gateway_on(request.param, request, tmp_path, sources, signing_key) as gateway:
-        yield gateway
+gw = gateway_per_backend("sqlite", "postgres")
 
 
 class _HeldWriteLock:

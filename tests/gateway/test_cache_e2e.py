@@ -49,8 +49,10 @@ from gateway.wiring import DEFAULT_CHANGE_POLL_INTERVAL_S, Overrides, build_stat
 from simulators.population import SCENARIO_NHS_NUMBERS, SCENARIOS, Population
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
+from tests.gateway import test_settings_secrets
 from tests.gateway.harness import Gateway, running_gateway
 from tests.redis_server import RedisServer, own_redis_server, redis_server  # noqa: F401
+from tests.support import processes
 
 SOCIAL = "socialcare"
 COMMUNITY = "community"
@@ -605,18 +607,9 @@ async def test_redis_down_keeps_answering_degraded_and_caching_returns_with_it(
 
 LOCAL_TTL_VAR = "CAREGW_CACHE_LOCAL_TTL_S"
 POLL_VAR = "CAREGW_CHANGE_POLL_INTERVAL_S"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
-    """No ``CAREGW_*`` variable and no ``.env`` file but the ones a test sets."""
-    for name in list(os.environ):
-        if name.startswith("CAREGW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield monkeypatch
-    get_settings.cache_clear()
+# The settings tests' fixture: no ``CAREGW_*`` variable and no ``.env`` file but the ones a
+# test sets.
+env = test_settings_secrets.env
 
 
 def test_cache_settings_default_to_polling_every_ten_seconds_and_no_local_tier(
@@ -872,12 +865,7 @@ def gateway_process(command: str, variables: dict[str, str], workdir: Path) -> I
     try:
         yield output
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        processes.stop(proc, timeout_s=10)
 
 
 async def ready_at(client: httpx.AsyncClient, port: int, output: Path) -> dict[str, Any]:
@@ -895,6 +883,20 @@ async def ready_at(client: httpx.AsyncClient, port: int, output: Path) -> dict[s
         body: dict[str, Any] = resp.json()
         return body
     raise AssertionError(f"no answer from {url} within 30 s:\n{output.read_text()[-2000:]}")
+
+
+@asynccontextmanager
+async def gateway_ready(
+    command: str, variables: dict[str, str], workdir: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Path, dict[str, Any]]]:
+    """``gateway_process`` once its ``/health/ready`` says ``ok`` (on ``CAREGW_PORT``): a client
+    for it, its output file and that first ready body. The whole is bounded at 60 s."""
+    port = int(variables["CAREGW_PORT"])
+    async with asyncio.timeout(60), httpx.AsyncClient(timeout=5) as client:
+        with gateway_process(command, variables, workdir) as output:
+            ready = await ready_at(client, port, output)
+            assert ready["status"] == "ok", ready
+            yield client, output, ready
 
 
 async def test_serve_with_polling_and_local_tier_off(
@@ -921,13 +923,10 @@ async def test_serve_with_polling_and_local_tier_off(
         LOCAL_TTL_VAR: "0",
         POLL_VAR: "0",
     }
-    async with asyncio.timeout(60), httpx.AsyncClient(timeout=5) as client:
-        with gateway_process("serve", variables, tmp_path) as output:
-            ready = await ready_at(client, port, output)
-            assert ready["status"] == "ok", ready
-            assert ready["cache"]["backend"] == "redis"  # no in-process tier
-            assert "changeFeeds" not in ready  # no poller
-            assert eviction_subscribers(own_redis_server) == 0  # no tier, so no listener
+    async with gateway_ready("serve", variables, tmp_path) as (_, _, ready):
+        assert ready["cache"]["backend"] == "redis"  # no in-process tier
+        assert "changeFeeds" not in ready  # no poller
+        assert eviction_subscribers(own_redis_server) == 0  # no tier, so no listener
 
 
 async def test_demo_with_a_local_tier_and_a_fast_poll(
@@ -942,19 +941,16 @@ async def test_demo_with_a_local_tier_and_a_fast_poll(
         LOCAL_TTL_VAR: "30",
         POLL_VAR: "1",
     }
-    async with asyncio.timeout(60), httpx.AsyncClient(timeout=5) as client:
-        with gateway_process("demo", variables, tmp_path) as output:
-            ready = await ready_at(client, port, output)
-            assert ready["status"] == "ok", ready
-            assert ready["cache"]["backend"] == "redis+memory"
+    async with gateway_ready("demo", variables, tmp_path) as (client, output, ready):
+        assert ready["cache"]["backend"] == "redis+memory"
 
-            async def listening() -> bool:
-                return eviction_subscribers(own_redis_server) == 1
+        async def listening() -> bool:
+            return eviction_subscribers(own_redis_server) == 1
 
-            await wait_until(listening, "the demo's eviction listener subscribed")
+        await wait_until(listening, "the demo's eviction listener subscribed")
 
-            async def polled_thrice() -> bool:
-                body = await ready_at(client, port, output)
-                return int(body["changeFeeds"][SOCIAL]["polls"]) >= 3  # 20 s at the default
+        async def polled_thrice() -> bool:
+            body = await ready_at(client, port, output)
+            return int(body["changeFeeds"][SOCIAL]["polls"]) >= 3  # 20 s at the default
 
-            await wait_until(polled_thrice, "three polls of the change feed")
+        await wait_until(polled_thrice, "three polls of the change feed")

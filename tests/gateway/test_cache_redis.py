@@ -15,7 +15,7 @@ import pytest
 import redis
 import redis.asyncio as redis_asyncio
 
-from adapters.base import ChangedPerson, SourceResult
+from adapters.base import ChangedPerson
 from gateway.cache import (
     EVICTION_CHANNEL,
     CacheUnavailable,
@@ -38,6 +38,7 @@ from tests.gateway.cache_factories import (
     found,
     secrets_of,
 )
+from tests.gateway.cache_support import CountingFetch
 from tests.redis_server import (  # noqa: F401  (fixtures)
     RedisServer,
     fresh_redis,
@@ -137,15 +138,9 @@ async def test_tampered_value_is_a_miss_and_deleted(cache: RecordCache, raw: red
     assert raw.exists(key) == 0
     assert cache.stats.errors == 1
     # and the next read-through refetches and stores a good value again
-    calls = 0
-
-    async def fetch() -> SourceResult:
-        nonlocal calls
-        calls += 1
-        return found("social-care", NHS_A)
-
+    fetch = CountingFetch("social-care", NHS_A)
     assert await cache.get_or_fetch("social-care", NHS_A, fetch) == found("social-care", NHS_A)
-    assert calls == 1 and raw.exists(key) == 1
+    assert fetch.calls == 1 and raw.exists(key) == 1
 
 
 async def test_value_copied_to_another_key_fails(cache: RecordCache, raw: redis.Redis) -> None:
@@ -280,15 +275,9 @@ async def test_redis_down_is_a_miss_then_restart_restores_caching(
         stats = cache.stats
         assert stats.degraded and stats.unavailable >= 3
 
-        calls = 0
-
-        async def fetch() -> SourceResult:
-            nonlocal calls
-            calls += 1
-            return found("community", NHS_A)
-
+        fetch = CountingFetch("community", NHS_A)
         assert await cache.get_or_fetch("community", NHS_A, fetch) == found("community", NHS_A)
-        assert calls == 1
+        assert fetch.calls == 1
 
         own_redis_server.start()  # same port, empty (no persistence)
         assert await cache.get("community", NHS_A) is None

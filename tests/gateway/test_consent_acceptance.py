@@ -29,19 +29,19 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from consent import load_policy
 from gateway.cache import RecordCache, build_record_cache
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS, PRACTICES
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import consent_body
+from tests.gateway.audit_support import own_gateway
 from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.patient_support import reason_codes
 from tests.support.people import nhs
 from tests.support.tokens import staff_headers
 
 FHIR_JSON = "application/fhir+json"
-REASON_SYSTEM = "urn:caregateway:decision-reason"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
@@ -85,13 +85,8 @@ def gp_of(running: RunningSources, number: str) -> str:
 # --- fixtures ----------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def fresh(
-    running_sources: RunningSources, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    """A gateway of this test's own (own SQLite database: Consents, break-glass grants)."""
-    async with running_gateway(source_configs(running_sources), *signing_key) as gw:
-        yield gw
+# A gateway of this test's own (own SQLite database: Consents, break-glass grants).
+fresh = own_gateway(loop_scope="session")
 
 
 # --- request helpers ---------------------------------------------------------------------
@@ -173,13 +168,7 @@ def outcomes(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def reasons(oo: dict[str, Any]) -> list[str]:
-    return [
-        c["code"]
-        for issue in oo["issue"]
-        for c in issue.get("details", {}).get("coding", ())
-        if c.get("system") == REASON_SYSTEM
-    ]
+reasons = reason_codes  # an OperationOutcome's decision reason codes, in order
 
 
 def outcomes_with(bundle: dict[str, Any], code: str) -> list[dict[str, Any]]:

@@ -20,20 +20,20 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete
 
 from gateway.embedded import free_port
 from gateway.policy.store import BreakGlassGrantRow, ConsentDirectiveRow, ConsentVersionRow
 from simulators.population import COMMUNITY_ODS, COUNCIL_ODS
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import PART, consent_body
+from tests.gateway.consent_support import delete_rows
 from tests.gateway.harness import assert_fhir, assert_outcome
 from tests.gateway.test_consent_api import (
     GP_ORG,
     NHS_BOTH,
     NHS_COMMUNITY,
     ConsentGateway,
-    _unknown_nhs,
+    consent_gateway,
     objection,
     reason_codes,
     serving,
@@ -45,25 +45,13 @@ STRANGER: dict[str, Any] = {"role": "R8000", "org": UNRELATED, "sub": "stranger-
 READER = {"scopes": ("user/*.rs",)}
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgresql"])
-async def gw(
-    request: pytest.FixtureRequest,
-    running_sources: RunningSources,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[ConsentGateway]:
-    db: Any = tmp_path_factory.mktemp("consent-access") / "gateway.db"
-    if request.param == "postgresql":
-        db = request.getfixturevalue("postgres_url")
-    async with serving(source_configs(running_sources), db, _unknown_nhs(running_sources)) as g:
-        yield g
+gw = consent_gateway("consent-access", "sqlite", "postgresql")
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
 async def empty_tables(gw: ConsentGateway) -> AsyncIterator[None]:
     yield
-    async with gw.engine.begin() as conn:
-        for table in (ConsentDirectiveRow, ConsentVersionRow, BreakGlassGrantRow):
-            await conn.execute(delete(table))
+    await delete_rows(gw.engine, ConsentDirectiveRow, ConsentVersionRow, BreakGlassGrantRow)
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import nhs_number
@@ -47,6 +46,7 @@ from gateway.state import GatewayState
 from gateway.wiring import make_adapter
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
+from tests.gateway.consent_support import delete_rows
 from tests.gateway.harness import FHIR_JSON, assert_fhir, assert_outcome
 from tests.support.people import nhs
 from tests.support.tokens import ISSUER, bearer, user_token
@@ -60,6 +60,16 @@ _AUDIT_WINDOW = 5000  # newest events searched for a request id (a module writes
 
 NHS_BOTH = nhs("both")
 NHS_COMMUNITY = nhs("community_only")
+# Whom ``ConsentGateway.headers`` speaks for unless a test says otherwise: a GP who records
+# consent directives.
+RECORDER: dict[str, Any] = {
+    "role": "R8000",
+    "org": GP_ORG,
+    "scopes": ("user/*.cruds",),
+    "purpose": "TREAT",
+    "sub": "consent-user-0001",
+    "name": "Dr Test Recorder",
+}
 
 
 @dataclass
@@ -71,29 +81,9 @@ class ConsentGateway:
     audit: AuditStore
     unknown_nhs: str
 
-    def headers(
-        self,
-        *,
-        role: str | None = "R8000",
-        org: str = GP_ORG,
-        scopes: Sequence[str] = ("user/*.cruds",),
-        purpose: str | None = "TREAT",
-        sub: str = "consent-user-0001",
-        name: str | None = "Dr Test Recorder",
-        **kw: Any,
-    ) -> dict[str, str]:
-        token = user_token(
-            self.private_pem,
-            self.base_url,
-            role=role,
-            org=org,
-            scopes=scopes,
-            purpose=purpose,
-            sub=sub,
-            name=name,
-            **kw,
-        )
-        return bearer(token)
+    def headers(self, **claims: Any) -> dict[str, str]:
+        """A bearer token for ``RECORDER`` with ``claims`` (``user_token``'s) instead."""
+        return bearer(user_token(self.private_pem, self.base_url, **{**RECORDER, **claims}))
 
     async def post(self, body: Any, **kw: Any) -> httpx.Response:
         content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
@@ -201,23 +191,34 @@ async def serving(
         await engine.dispose()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def cgw(
-    running_sources: RunningSources, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ConsentGateway]:
-    configs = source_configs(running_sources)
-    db = tmp_path_factory.mktemp("consent-api") / "gateway.db"
-    async with serving(configs, db, _unknown_nhs(running_sources)) as gw:
-        yield gw
+def consent_gateway(folder: str, *backends: str) -> Any:
+    """A module-scoped fixture yielding the ``serving`` gateway in front of the session's
+    simulators, its database an SQLite file in a temporary ``folder``; with ``backends``
+    (``"sqlite"``, ``"postgresql"``: the test ids, in that order), once on each, PostgreSQL
+    being the session's ``postgres_url``."""
+
+    async def gateway(
+        request: pytest.FixtureRequest,
+        running_sources: RunningSources,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> AsyncIterator[ConsentGateway]:
+        db: Path | str = tmp_path_factory.mktemp(folder) / "gateway.db"
+        if getattr(request, "param", "sqlite") == "postgresql":
+            db = request.getfixturevalue("postgres_url")
+        async with serving(source_configs(running_sources), db, _unknown_nhs(running_sources)) as g:
+            yield g
+
+    params = list(backends) or None
+    return pytest_asyncio.fixture(gateway, scope="module", loop_scope="session", params=params)
+
+
+cgw = consent_gateway("consent-api")
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
 async def empty_tables(cgw: ConsentGateway) -> AsyncIterator[None]:
     yield
-    async with cgw.engine.begin() as conn:
-        await conn.execute(delete(ConsentDirectiveRow))
-        await conn.execute(delete(ConsentVersionRow))
-        await conn.execute(delete(BreakGlassGrantRow))
+    await delete_rows(cgw.engine, ConsentDirectiveRow, ConsentVersionRow, BreakGlassGrantRow)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -478,12 +479,21 @@ async def test_every_answer_carries_the_version_as_etag(cgw: ConsentGateway) -> 
     assert resp.headers["etag"] == etag(3)
 
 
+async def recorded_then_made_inactive(
+    cgw: ConsentGateway,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An objection recorded (201), then PUT back as ``inactive`` with no If-Match (200): the
+    first version and the second, as the gateway answered them."""
+    stored = assert_fhir(await cgw.post(objection()), 201)
+    second = assert_fhir(await cgw.put(stored["id"], {**stored, "status": "inactive"}), 200)
+    return stored, second
+
+
 async def test_put_with_a_stale_if_match_is_412_changes_nothing_and_is_audited(
     cgw: ConsentGateway,
 ) -> None:
-    stored = assert_fhir(await cgw.post(objection()), 201)
+    stored, current = await recorded_then_made_inactive(cgw)
     cid = stored["id"]
-    current = assert_fhir(await cgw.put(cid, {**stored, "status": "inactive"}), 200)
 
     rid = f"t-{uuid.uuid4()}"
     resp = await cgw.put(cid, {**stored, "status": "rejected"}, if_match=etag(1), request_id=rid)
@@ -503,9 +513,8 @@ async def test_put_with_a_stale_if_match_is_412_changes_nothing_and_is_audited(
 async def test_put_without_if_match_or_with_star_updates_the_current_version(
     cgw: ConsentGateway,
 ) -> None:
-    stored = assert_fhir(await cgw.post(objection()), 201)
+    stored, second = await recorded_then_made_inactive(cgw)
     cid = stored["id"]
-    second = assert_fhir(await cgw.put(cid, {**stored, "status": "inactive"}), 200)
     assert second["meta"]["versionId"] == "2"
     third = assert_fhir(await cgw.put(cid, {**second, "status": "active"}, if_match="*"), 200)
     assert third["meta"]["versionId"] == "3" and third["status"] == "active"

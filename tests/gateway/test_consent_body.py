@@ -11,41 +11,32 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from consent.limits import MAX_CONSENT_BYTES
 from gateway.policy.store import ConsentDirectiveRow, ConsentVersionRow
-from simulators.runner import RunningSources, source_configs
+from tests.gateway.consent_support import delete_rows
 from tests.gateway.harness import assert_fhir, assert_outcome
 from tests.gateway.test_consent_api import (
     NHS_BOTH,
     NHS_COMMUNITY,
     NHS_SYSTEM,
     ConsentGateway,
-    _unknown_nhs,
+    consent_gateway,
     objection,
     reason_codes,
-    serving,
 )
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gw(
-    running_sources: RunningSources, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ConsentGateway]:
-    db = tmp_path_factory.mktemp("consent-body") / "gateway.db"
-    async with serving(source_configs(running_sources), db, _unknown_nhs(running_sources)) as g:
-        yield g
+gw = consent_gateway("consent-body")
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
 async def nothing_left_behind(gw: ConsentGateway) -> AsyncIterator[None]:
     yield
-    async with gw.engine.begin() as conn:
-        await conn.execute(delete(ConsentDirectiveRow))
-        await conn.execute(delete(ConsentVersionRow))
+    await delete_rows(gw.engine, ConsentDirectiveRow, ConsentVersionRow)
 
 
 async def stored_rows(gw: ConsentGateway) -> int:
@@ -103,22 +94,24 @@ async def test_put_checks_the_media_type_too(gw: ConsentGateway) -> None:
 # --- size (413) and limits (422) ---------------------------------------------------------
 
 
+async def assert_too_long(gw: ConsentGateway, narrative_chars: int, limit: str) -> None:
+    """A Consent whose narrative has ``narrative_chars`` characters is refused 413
+    ``too-long``, the diagnostics naming ``limit``, and nothing is stored."""
+    body = objection()
+    body["text"] = {"status": "generated", "div": "<div>" + "x" * narrative_chars + "</div>"}
+    oo = assert_outcome(await send(gw, as_bytes(body), "application/fhir+json"), 413, "too-long")
+    assert limit in oo["issue"][0]["diagnostics"]
+    assert await stored_rows(gw) == 0
+
+
 async def test_a_10_mb_consent_is_413(gw: ConsentGateway) -> None:
     """Refused at the door by the gateway's body limit (1 MiB), which names its own figure."""
-    body = objection()
-    body["text"] = {"status": "generated", "div": "<div>" + "x" * 10_000_000 + "</div>"}
-    oo = assert_outcome(await send(gw, as_bytes(body), "application/fhir+json"), 413, "too-long")
-    assert "1048576 bytes" in oo["issue"][0]["diagnostics"]
-    assert await stored_rows(gw) == 0
+    await assert_too_long(gw, 10_000_000, "1048576 bytes")
 
 
 async def test_a_consent_over_its_own_limit_is_413_naming_it(gw: ConsentGateway) -> None:
     """Under the gateway's body limit but over the Consent's (64 KiB): the Consent route's."""
-    body = objection()
-    body["text"] = {"status": "generated", "div": "<div>" + "x" * 100_000 + "</div>"}
-    oo = assert_outcome(await send(gw, as_bytes(body), "application/fhir+json"), 413, "too-long")
-    assert "64 KiB" in oo["issue"][0]["diagnostics"]
-    assert await stored_rows(gw) == 0
+    await assert_too_long(gw, 100_000, "64 KiB")
 
 
 async def test_a_consent_without_content_length_is_read_only_up_to_the_limit(

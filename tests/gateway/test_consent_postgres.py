@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Outcome, SourceResult
 from consent import load_policy
-from gateway.db import create_schema, make_engine, make_session_factory
+from gateway.db import make_engine, make_session_factory
 from gateway.errors import NotFound
 from gateway.policy.decision import PolicyDecider
 from gateway.policy.store import (
@@ -35,6 +35,7 @@ from gateway.policy.store import (
 from gateway.records.access import RequestContext
 from simulators.population import SCENARIOS
 from tests.consent.factories import objection_body
+from tests.gateway.consent_support import emptied_engine
 
 NHS_A = SCENARIOS["both"].nhs_number or ""
 NHS_B = SCENARIOS["community_only"].nhs_number or ""
@@ -58,13 +59,8 @@ def objection(nhs: str, status: str = "active", **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(postgres_url)
-    await create_schema(engine)
-    async with engine.begin() as conn:
-        await conn.execute(delete(ConsentDirectiveRow))
-        await conn.execute(delete(BreakGlassGrantRow))
-    yield engine
-    await engine.dispose()
+    async with emptied_engine(postgres_url, ConsentDirectiveRow, BreakGlassGrantRow) as engine:
+        yield engine
 
 
 async def row_of(engine: AsyncEngine, consent_id: str) -> ConsentDirectiveRow:

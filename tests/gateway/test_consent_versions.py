@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import create_schema, make_engine, make_session_factory
+from gateway.db import make_session_factory
 from gateway.policy.store import (
     ConsentDirectiveRow,
     ConsentStore,
@@ -29,6 +29,7 @@ from gateway.policy.store import (
 )
 from simulators.population import SCENARIOS
 from tests.consent.factories import objection_body
+from tests.gateway.consent_support import emptied_engine
 
 NHS_A = SCENARIOS["both"].nhs_number or ""
 BOUND_S = 60
@@ -40,13 +41,8 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         url = request.getfixturevalue("postgres_url")
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'consent.db'}"
-    eng = make_engine(url)
-    await create_schema(eng)
-    async with eng.begin() as conn:
-        await conn.execute(delete(ConsentDirectiveRow))
-        await conn.execute(delete(ConsentVersionRow))
-    yield eng
-    await eng.dispose()
+    async with emptied_engine(url, ConsentDirectiveRow, ConsentVersionRow) as eng:
+        yield eng
 
 
 async def kept(engine: AsyncEngine, consent_id: str) -> list[ConsentVersionRow]:

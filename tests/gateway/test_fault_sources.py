@@ -46,6 +46,7 @@ from gateway.embedded import free_port
 from simulators.population import COMMUNITY_ODS, SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.gateway.test_serve_crash import ISSUER, ROOT, _serve_env, _wait_live
+from tests.support import processes
 
 CLIENTS = 32
 TIMEOUT_S = 2.0  # the default source timeout
@@ -123,12 +124,7 @@ async def gw(running_sources: RunningSources, tmp_path: Path) -> AsyncIterator[S
             await _wait_live(client, f"http://127.0.0.1:{port}/health/live", proc)
         yield Serving(f"http://127.0.0.1:{port}/fhir", private_pem, tmp_path / "gw.db", proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        processes.stop(proc)
         await running_sources.restore("community")
         await _community(running_sources, reset=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,17 +12,10 @@ from simulators.population import SCENARIOS
 from simulators.runner import source_configs
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_gateway
 from tests.gateway.joint_support import JointClient, plan_body
+from tests.gateway.patient_support import references
 
 BOTH = SCENARIOS["both"].nhs_number or ""
 ORIGIN = "https://apps.example.nhs.uk"
-
-
-@pytest.fixture(scope="module")
-async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
-        yield gateway
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +176,7 @@ async def test_every_reference_in_every_scenario_persons_everything_resolves(
         bundle = assert_fhir(resp)
         for resource in matches(bundle):
             contained = {f"#{c['id']}" for c in resource.get("contained", ())}
-            for ref in _references(resource):
+            for ref in references(resource):
                 walked.add(ref)
                 if ref.startswith("#"):
                     assert ref in contained, (key, ref)
@@ -204,15 +196,6 @@ async def test_every_reference_in_every_scenario_persons_everything_resolves(
                     assert uri.startswith(("urn:", "http")), (key, uri)
     plan = f"CarePlan/{joint_plan['id']}"
     assert {f"{plan}/_history/1", f"{plan}/_history/2", "#team"} <= walked
-
-
-def _references(node: Any) -> set[str]:
-    if isinstance(node, list):
-        return set().union(*(_references(i) for i in node)) if node else set()
-    if isinstance(node, dict):
-        own = {node["reference"]} if isinstance(node.get("reference"), str) else set()
-        return own.union(*(_references(v) for v in node.values()))
-    return set()
 
 
 async def test_joint_plans_in_search_include_everything_and_paging(

@@ -11,7 +11,6 @@ announced, and a read of it by id is the same ``404`` as an id that never existe
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -26,6 +25,7 @@ from tests.gateway.patient_support import (
     nhs,
     outcome_entries,
     patient_gateway,
+    references,
     refused,
     staff,
 )
@@ -117,7 +117,7 @@ async def test_the_person_follows_every_reference_in_their_own_record(gw: Gatewa
     posted = await gw.client.post(f"{gw.base_url}/Patient/{ME}/$everything", headers=me)
     keys = {f"{r['resourceType']}/{r['id']}" for r in entries(every)}
     assert keys == {f"{r['resourceType']}/{r['id']}" for r in entries(assert_fhir(posted))}
-    refs = {ref for r in entries(every) for ref in _references(r) if not ref.startswith("#")}
+    refs = {ref for r in entries(every) for ref in references(r) if not ref.startswith("#")}
     assert any(r.startswith("Goal/") for r in refs) and any(r.startswith("CareTeam/") for r in refs)
     for ref in sorted(refs):
         target = assert_fhir(await gw.get(f"/{ref}", headers=me))
@@ -131,15 +131,6 @@ async def test_the_person_follows_every_reference_in_their_own_record(gw: Gatewa
             f"{gw.base_url}/{kind}/_search", data={"patient": ME}, headers=me
         )
         assert assert_fhir(posted_search)["total"] == len(mine)
-
-
-def _references(node: Any) -> set[str]:
-    if isinstance(node, list):
-        return set().union(*(_references(i) for i in node)) if node else set()
-    if isinstance(node, dict):
-        own = {node["reference"]} if isinstance(node.get("reference"), str) else set()
-        return own.union(*(_references(v) for v in node.values()))
-    return set()
 
 
 def _no_trace_of(text: str, *ids: str) -> None:
@@ -156,10 +147,10 @@ async def test_a_nopat_plan_reaches_the_person_by_no_new_route(gw: Gateway) -> N
     staff_view = assert_fhir(await gw.get(f"/CarePlan?patient={NOPAT}", headers=clinician))
     plan = next(r for r in entries(staff_view) if r["id"] == NOPAT_PLAN)
     others = [r for r in entries(staff_view) if r["resourceType"] == "CarePlan" and r is not plan]
-    shared = {ref for o in others for ref in _references(o)}
+    shared = {ref for o in others for ref in references(o)}
     only_its = sorted(
         ref
-        for ref in _references([plan.get("goal", []), plan.get("careTeam", [])])
+        for ref in references([plan.get("goal", []), plan.get("careTeam", [])])
         if ref not in shared
     )
     # a Provenance of the plan alone is withheld with it; one shared with what the person sees

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
 from simulators.population import SCENARIOS
-from simulators.runner import source_configs
-from tests.gateway.harness import Gateway, assert_fhir, running_gateway
+from tests.gateway.harness import Gateway, assert_fhir
 from tests.gateway.joint_support import JointClient, plan_body
 from tests.gateway.test_fhir_clients import CLIENTS_DIR, _node_ready, refusing, run_node
 
@@ -37,14 +35,6 @@ UNEVALUATED = (
     "%resource.descendants",
     "hasValue()",
 )
-
-
-@pytest.fixture(scope="module")
-async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
-        yield gateway
 
 
 SNOMED = "http://snomed.info/sct"

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.events import build_audit_event
-from gateway.audit.store import AuditStore, audit_checkpoint, audit_event
+from gateway.audit.store import AuditStore
 from gateway.db import create_schema, make_engine
 from gateway.errors import BadRequest
 from gateway.fhir.params import (
@@ -29,6 +29,7 @@ from gateway.fhir.params import (
     whole_number,
 )
 from simulators.population import SCENARIOS
+from tests.gateway.audit_support import started_store
 from tests.gateway.harness import Gateway, assert_outcome
 from tests.gateway.test_audit_events import BASE, make_record
 
@@ -314,16 +315,8 @@ async def test_clamped_bounds_query_sqlite(tmp_path: Any) -> None:
 
 @pytest.fixture
 async def pg_store(postgres_url: str) -> AsyncIterator[AuditStore]:
-    engine = make_engine(postgres_url)
-    await create_schema(engine)
-    async with engine.begin() as conn:
-        await conn.execute(audit_event.delete())
-        await conn.execute(audit_checkpoint.delete())
-    store = AuditStore(engine)
-    await store.start()
-    yield store
-    await store.close()
-    await engine.dispose()
+    async with started_store(postgres_url, emptied=True) as store:
+        yield store
 
 
 async def test_clamped_bounds_query_postgres(pg_store: AuditStore) -> None:
