@@ -1,4 +1,25 @@
-"""Run a real gateway (uvicorn on a loopback port) in the test's event loop."""
+"""Run a real gateway in the test's event loop: in-process by default, or behind uvicorn.
+
+``running_gateway`` builds the gateway as ``serve`` does (``build_state``, ``create_app``)
+and serves it one of two ways:
+
+* in-process (the default): requests go straight to the ASGI app through
+  ``httpx.ASGITransport``, with its lifespan run (``tests.support.inprocess``). For route
+  tests, where what is tested is the gateway's answer: the same app, middleware, state,
+  database and source simulators, without a socket, an HTTP parser or a server task;
+* ``socket=True``: uvicorn on a free loopback port, for tests where the socket is the point.
+  Those are the tests of HTTP itself and of what uvicorn writes (``HEAD``, ``date``/``server``
+  headers, conformance, size limits, slow or vanishing clients: test_fhir_conventions,
+  test_fhir_patient_routes, test_limits, test_health's, test_boundary's), of clients
+  outside this event loop (fhirclient in a worker thread, node's clients and validator:
+  test_fhir_clients, test_fhir_validation), and of several gateways or other processes
+  sharing sources, a database or a cache by address (replicas, test_cache_e2e's). Tests
+  that run ``caregateway serve`` or the demo as processes, browsers and the SMART/OIDC
+  flows with their own servers use their own harnesses and are untouched by this choice.
+
+Either way a gateway given no ``database_url`` starts on a new SQLite file of its own, a
+copy of one migrated once per run (``tests.support.migrated``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +28,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +46,8 @@ from gateway.smart import SmartConfig, SmartServer
 from gateway.state import Closer, GatewayState
 from gateway.wiring import Overrides, build_state, defaults
 from tests.support.fhir import FHIR_JSON, assert_fhir, assert_outcome
+from tests.support.inprocess import serving_in_process
+from tests.support.migrated import migrated_sqlite_url
 from tests.support.tokens import ISSUER, user_token
 
 
@@ -33,6 +57,7 @@ class Gateway:
     private_pem: bytes
     client: httpx.AsyncClient
     app: Any = None  # the FastAPI app (``app.state.gateway`` is its GatewayState once started)
+    socket: bool = False  # served by uvicorn on ``base_url``'s port (else in-process)
 
     @property
     def state(self) -> GatewayState:
@@ -100,8 +125,13 @@ async def running_gateway(
     database_url: str | None = None,
     limits: Limits | None = None,
     cors_origins: Sequence[str] = (),
+    socket: bool = False,
 ) -> AsyncIterator[Gateway]:
-    """A gateway on a free loopback port with its own SQLite file (removed afterwards).
+    """A gateway with its own SQLite file (removed afterwards), served in-process; with
+    ``socket`` by uvicorn on a free loopback port (see the module docstring for which).
+
+    ``base_url`` names a free loopback port either way (tokens' audience, absolute URLs in
+    answers); in-process nothing listens there, so only ``gateway.client`` reaches it.
 
     ``database_url``: another database instead (a PostgreSQL one, or an SQLite file the test
     controls; two gateways given the same one are replicas); it is left in place afterwards.
@@ -119,7 +149,7 @@ async def running_gateway(
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
 
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
-    database_url = database_url or f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    database_url = database_url or await migrated_sqlite_url(Path(workdir) / "gateway.db")
 
     overrides = Overrides(
         base_url=base_url,
@@ -137,14 +167,26 @@ async def running_gateway(
         return await build_state(defaults(), overrides)
 
     app = create_app(factory, limits=limits, cors_origins=cors_origins)
+    try:
+        async with _served(app, port, socket) as client:
+            yield Gateway(
+                base_url=base_url, private_pem=private_pem, client=client, app=app, socket=socket
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _served(app: Any, port: int, socket: bool) -> AsyncIterator[httpx.AsyncClient]:
+    if not socket:
+        async with serving_in_process(app) as client:
+            yield client
+        return
     async with (
         running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,
     ):
-        try:
-            yield Gateway(base_url=base_url, private_pem=private_pem, client=client, app=app)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        yield client
 
 
 # --- assertions on FHIR answers (kept importable from here) -----------------------------

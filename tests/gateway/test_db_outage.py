@@ -84,7 +84,7 @@ async def test_postgres_stopped_under_the_gateway_is_503_on_a_kept_connection(
     own_postgres: PostgresServer, running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> None:
     async with running_gateway(
-        source_configs(running_sources), *signing_key, database_url=own_postgres.url
+        source_configs(running_sources), *signing_key, database_url=own_postgres.url, socket=True
     ) as gw:
 
         async def stop() -> None:

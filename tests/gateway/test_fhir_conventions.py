@@ -22,7 +22,9 @@ ORIGIN = "https://apps.example.nhs.uk"
 async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with running_gateway(
+        source_configs(running_sources), *signing_key, socket=True
+    ) as gateway:
         yield gateway
 
 
@@ -311,7 +313,7 @@ async def test_cors_preflight_and_exposed_headers(
     resp = await gw.client.options(f"{gw.base_url}/Patient/{BOTH}", headers=preflight)
     assert "access-control-allow-origin" not in resp.headers  # no origin allowed by default
     configs = source_configs(running_sources)
-    async with running_gateway(configs, *signing_key, cors_origins=(ORIGIN,)) as cors:
+    async with running_gateway(configs, *signing_key, cors_origins=(ORIGIN,), socket=True) as cors:
         asked = {**preflight, "Access-Control-Request-Headers": "authorization, prefer"}
         resp = await cors.client.options(f"{cors.base_url}/Patient/{BOTH}", headers=asked)
         assert resp.status_code == 200 and resp.headers["access-control-allow-origin"] == ORIGIN

@@ -43,7 +43,9 @@ UNEVALUATED = (
 async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with running_gateway(
+        source_configs(running_sources), *signing_key, socket=True
+    ) as gateway:
         yield gateway
 
 
