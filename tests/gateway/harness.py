@@ -179,7 +179,7 @@ async def running_gateway(
 @asynccontextmanager
 async def _served(app: Any, port: int, socket: bool) -> AsyncIterator[httpx.AsyncClient]:
     if not socket:
-        async with serving_in_process(app) as client:
+        async with serving_in_process(app, f"http://127.0.0.1:{port}") as client:
             yield client
         return
     async with (

@@ -106,6 +106,7 @@ async def test_sqlite_gone_under_the_gateway_is_503_on_a_kept_connection(
         source_configs(running_sources),
         *signing_key,
         database_url=f"sqlite+aiosqlite:///{folder / 'gateway.db'}",
+        socket=True,
     ) as gw:
         engine = gw.audit.engine
 

@@ -8,6 +8,8 @@ front of it. Two things a real server does are kept, because the gateway relies 
   whole app (every middleware sees them, as under uvicorn). Requests go to the app itself,
   not to the manager's wrapper, so each request's ``scope["state"]`` is its own dict (the
   wrapper would share one between requests, which uvicorn never does);
+* only requests to the app's own origin go to it: the client reaches every other address
+  (the source simulators' control endpoints, say) over the network as before;
 * each request runs in a task of its own (:class:`TaskASGITransport`), as uvicorn runs each
   connection: context variables the app sets (structlog's, the audit note's) stay in that
   task and never leak into the test or into the next request.
@@ -48,16 +50,21 @@ class TaskASGITransport(httpx.ASGITransport):
 
 @asynccontextmanager
 async def serving_in_process(
-    app: ASGIApp, *, client: tuple[str, int] = ("127.0.0.1", 50000), timeout: float = 30
+    app: ASGIApp,
+    origin: str,
+    *,
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+    timeout: float = 30,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """Start ``app`` (its lifespan), yield a client whose every request goes to it, then stop
-    it. ``client`` is the peer address the app sees (loopback, as for the socket harness)."""
+    """Start ``app`` (its lifespan), yield a client whose requests to ``origin``
+    (``http://host:port``) go to it, then stop it. ``client`` is the peer address the app
+    sees (loopback, as for the socket harness)."""
     async with (
         LifespanManager(
             app, startup_timeout=LIFESPAN_TIMEOUT_S, shutdown_timeout=LIFESPAN_TIMEOUT_S
         ),
         httpx.AsyncClient(
-            transport=TaskASGITransport(app=app, client=client), timeout=timeout
+            mounts={origin: TaskASGITransport(app=app, client=client)}, timeout=timeout
         ) as http,
     ):
         yield http
