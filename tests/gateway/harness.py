@@ -7,15 +7,17 @@ and serves it one of two ways:
   ``httpx.ASGITransport``, with its lifespan run (``tests.support.inprocess``). For route
   tests, where what is tested is the gateway's answer: the same app, middleware, state,
   database and source simulators, without a socket, an HTTP parser or a server task;
-* ``socket=True``: uvicorn on a free loopback port, for tests where the socket is the point.
-  Those are the tests of HTTP itself and of what uvicorn writes (``HEAD``, ``date``/``server``
-  headers, conformance, size limits, slow or vanishing clients: test_fhir_conventions,
-  test_fhir_patient_routes, test_limits, test_health's, test_boundary's), of clients
-  outside this event loop (fhirclient in a worker thread, node's clients and validator:
-  test_fhir_clients, test_fhir_validation), and of several gateways or other processes
-  sharing sources, a database or a cache by address (replicas, test_cache_e2e's). Tests
-  that run ``caregateway serve`` or the demo as processes, browsers and the SMART/OIDC
-  flows with their own servers use their own harnesses and are untouched by this choice.
+* ``socket=True`` (or, for ``tests/gateway/conftest.py``'s ``gw``, the module marked
+  ``pytest.mark.socket``): uvicorn on a free loopback port, for tests where the socket is
+  the point. Those are: HTTP itself and what uvicorn does to it (test_fhir_conventions and
+  test_fhir_patient_routes: ``HEAD``, CORS, conformance; test_limits: size limits;
+  test_boundary and test_db_outage: a kept-alive connection; test_health's own clients and
+  sockets); clients outside this event loop (test_openapi: schemathesis through ``requests``
+  in a worker thread; test_fhir_clients, test_fhir_validation: fhirclient in a thread, node's
+  clients and validator); and the SMART/OIDC flows (tests/smart). Tests that run
+  ``caregateway serve`` or the demo as processes, browsers, replicas behind a socket and
+  crash tests have their own harnesses and are untouched by this choice. Replicas that
+  only share a database or a cache (test_joint_replicas, test_cache_e2e) stay in-process.
 
 Either way a gateway given no ``database_url`` starts on a new SQLite file of its own, a
 copy of one migrated once per run (``tests.support.migrated``).
