@@ -18,6 +18,7 @@ from gateway.audit import AuditStore
 from gateway.logging import configure_logging
 from tests.gateway.harness import Gateway, running_gateway
 from tests.gateway.postgres_server import fresh_database
+from tests.support.migrated import migrated_sqlite_url
 
 REQUEST_ID_CODE = "XrequestId"
 
@@ -72,6 +73,7 @@ async def gateway_on(
     if backend == "postgres":
         url = await fresh_database(request.getfixturevalue("postgres_url"))
     else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+        url = await migrated_sqlite_url(tmp_path / "gateway.db")
+    kw.setdefault("socket", request.node.get_closest_marker("socket") is not None)
     async with running_gateway(sources, *signing_key, database_url=url, **kw) as gateway:
         yield gateway

@@ -1,4 +1,9 @@
-"""Gateway fixtures: a real gateway on loopback in front of the real source simulators."""
+"""Gateway fixtures: a real gateway in front of the real source simulators.
+
+The gateways are served in-process (``tests.gateway.harness``); a test module whose point is
+the socket marks itself ``pytestmark = pytest.mark.socket`` and its ``gw`` is served by uvicorn
+on a loopback port instead.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,11 @@ def signing_key() -> tuple[bytes, dict[str, Any]]:
     return generate_signing_key()
 
 
+def wants_socket(request: pytest.FixtureRequest) -> bool:
+    """Whether the requesting module (or test) is marked ``socket``."""
+    return request.node.get_closest_marker("socket") is not None
+
+
 @pytest.fixture(scope="session")
 async def gateway(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
@@ -28,9 +38,13 @@ async def gateway(
 
 @pytest.fixture(scope="module")
 async def gw(
-    running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
+    request: pytest.FixtureRequest,
+    running_sources: Any,
+    signing_key: tuple[bytes, dict[str, Any]],
 ) -> AsyncIterator[Gateway]:
     """A gateway of the test module's own (own SQLite file: its audit trail, its Consents).
     A module that needs something else defines its own ``gw``."""
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with running_gateway(
+        source_configs(running_sources), *signing_key, socket=wants_socket(request)
+    ) as gateway:
         yield gateway

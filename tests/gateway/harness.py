@@ -1,4 +1,27 @@
-"""Run a real gateway (uvicorn on a loopback port) in the test's event loop."""
+"""Run a real gateway in the test's event loop: in-process by default, or behind uvicorn.
+
+``running_gateway`` builds the gateway as ``serve`` does (``build_state``, ``create_app``)
+and serves it one of two ways:
+
+* in-process (the default): requests go straight to the ASGI app through
+  ``httpx.ASGITransport``, with its lifespan run (``tests.support.inprocess``). For route
+  tests, where what is tested is the gateway's answer: the same app, middleware, state,
+  database and source simulators, without a socket, an HTTP parser or a server task;
+* ``socket=True`` (or, for ``tests/gateway/conftest.py``'s ``gw``, the module marked
+  ``pytest.mark.socket``): uvicorn on a free loopback port, for tests where the socket is
+  the point. Those are: HTTP itself and what uvicorn does to it (test_fhir_conventions and
+  test_fhir_patient_routes: ``HEAD``, CORS, conformance; test_limits: size limits;
+  test_boundary and test_db_outage: a kept-alive connection; test_health's own clients and
+  sockets); clients outside this event loop (test_openapi: schemathesis through ``requests``
+  in a worker thread; test_fhir_clients, test_fhir_validation: fhirclient in a thread, node's
+  clients and validator); and the SMART/OIDC flows (tests/smart). Tests that run
+  ``caregateway serve`` or the demo as processes, browsers, replicas behind a socket and
+  crash tests have their own harnesses and are untouched by this choice. Replicas that
+  only share a database or a cache (test_joint_replicas, test_cache_e2e) stay in-process.
+
+Either way a gateway given no ``database_url`` starts on a new SQLite file of its own, a
+copy of one migrated once per run (``tests.support.migrated``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +30,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +48,8 @@ from gateway.smart import SmartConfig, SmartServer
 from gateway.state import Closer, GatewayState
 from gateway.wiring import Overrides, build_state, defaults
 from tests.support.fhir import FHIR_JSON, assert_fhir, assert_outcome
+from tests.support.inprocess import serving_in_process
+from tests.support.migrated import migrated_sqlite_url
 from tests.support.tokens import ISSUER, user_token
 
 
@@ -33,6 +59,7 @@ class Gateway:
     private_pem: bytes
     client: httpx.AsyncClient
     app: Any = None  # the FastAPI app (``app.state.gateway`` is its GatewayState once started)
+    socket: bool = False  # served by uvicorn on ``base_url``'s port (else in-process)
 
     @property
     def state(self) -> GatewayState:
@@ -100,8 +127,13 @@ async def running_gateway(
     database_url: str | None = None,
     limits: Limits | None = None,
     cors_origins: Sequence[str] = (),
+    socket: bool = False,
 ) -> AsyncIterator[Gateway]:
-    """A gateway on a free loopback port with its own SQLite file (removed afterwards).
+    """A gateway with its own SQLite file (removed afterwards), served in-process; with
+    ``socket`` by uvicorn on a free loopback port (see the module docstring for which).
+
+    ``base_url`` names a free loopback port either way (tokens' audience, absolute URLs in
+    answers); in-process nothing listens there, so only ``gateway.client`` reaches it.
 
     ``database_url``: another database instead (a PostgreSQL one, or an SQLite file the test
     controls; two gateways given the same one are replicas); it is left in place afterwards.
@@ -119,7 +151,7 @@ async def running_gateway(
     verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
 
     workdir = tempfile.mkdtemp(prefix="caregw-test-")
-    database_url = database_url or f"sqlite+aiosqlite:///{workdir}/gateway.db"
+    database_url = database_url or await migrated_sqlite_url(Path(workdir) / "gateway.db")
 
     overrides = Overrides(
         base_url=base_url,
@@ -137,14 +169,26 @@ async def running_gateway(
         return await build_state(defaults(), overrides)
 
     app = create_app(factory, limits=limits, cors_origins=cors_origins)
+    try:
+        async with _served(app, port, socket) as client:
+            yield Gateway(
+                base_url=base_url, private_pem=private_pem, client=client, app=app, socket=socket
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _served(app: Any, port: int, socket: bool) -> AsyncIterator[httpx.AsyncClient]:
+    if not socket:
+        async with serving_in_process(app, f"http://127.0.0.1:{port}") as client:
+            yield client
+        return
     async with (
         running_server(app, "127.0.0.1", port),
         httpx.AsyncClient(timeout=30) as client,
     ):
-        try:
-            yield Gateway(base_url=base_url, private_pem=private_pem, client=client, app=app)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        yield client
 
 
 # --- assertions on FHIR answers (kept importable from here) -----------------------------

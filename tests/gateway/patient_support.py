@@ -30,10 +30,13 @@ ME_SCOPES = "openid fhirUser patient/*.rs patient/Consent.crus patient/AuditEven
 
 
 @asynccontextmanager
-async def patient_gateway(running: RunningSources) -> AsyncIterator[Gateway]:
-    """A gateway of the test's own (own database) with the SMART authorization server on."""
+async def patient_gateway(
+    running: RunningSources, *, socket: bool = False
+) -> AsyncIterator[Gateway]:
+    """A gateway of the test's own (own database) with the SMART authorization server on
+    (``socket``: served by uvicorn, see ``tests.gateway.harness``)."""
     async with running_gateway(
-        source_configs(running), *generate_signing_key(), smart=smart_config
+        source_configs(running), *generate_signing_key(), smart=smart_config, socket=socket
     ) as gw:
         yield gw
 

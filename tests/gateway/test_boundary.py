@@ -40,7 +40,9 @@ async def _typed(n: int) -> dict[str, int]:
 async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with running_gateway(
+        source_configs(running_sources), *signing_key, socket=True
+    ) as gateway:
         gateway.app.add_api_route("/fhir/Boom/{kind}", _boom, methods=["GET"])
         gateway.app.add_api_route("/fhir/Typed", _typed, methods=["GET"])
         yield gateway

@@ -84,7 +84,7 @@ async def test_postgres_stopped_under_the_gateway_is_503_on_a_kept_connection(
     own_postgres: PostgresServer, running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> None:
     async with running_gateway(
-        source_configs(running_sources), *signing_key, database_url=own_postgres.url
+        source_configs(running_sources), *signing_key, database_url=own_postgres.url, socket=True
     ) as gw:
 
         async def stop() -> None:
@@ -106,6 +106,7 @@ async def test_sqlite_gone_under_the_gateway_is_503_on_a_kept_connection(
         source_configs(running_sources),
         *signing_key,
         database_url=f"sqlite+aiosqlite:///{folder / 'gateway.db'}",
+        socket=True,
     ) as gw:
         engine = gw.audit.engine
 

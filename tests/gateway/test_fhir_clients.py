@@ -43,7 +43,9 @@ CLIENTS_DIR = Path(__file__).resolve().parents[1] / "fhirclients"
 async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with running_gateway(
+        source_configs(running_sources), *signing_key, socket=True
+    ) as gateway:
         # a joint care plan in its second version: its Provenance target each version
         # (``CarePlan/{id}/_history/{v}``) and it holds its care team and goal contained
         joint = JointClient(gateway)

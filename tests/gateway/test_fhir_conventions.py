@@ -14,6 +14,9 @@ from tests.gateway.harness import Gateway, assert_fhir, assert_outcome, running_
 from tests.gateway.joint_support import JointClient, plan_body
 from tests.gateway.patient_support import references
 
+# The socket is the point: headers as uvicorn writes them, HEAD, CORS preflight.
+pytestmark = pytest.mark.socket
+
 BOTH = SCENARIOS["both"].nhs_number or ""
 ORIGIN = "https://apps.example.nhs.uk"
 

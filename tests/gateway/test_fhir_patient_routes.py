@@ -39,7 +39,7 @@ FORM = "application/x-www-form-urlencoded"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def gw(running_sources: RunningSources) -> AsyncIterator[Gateway]:
-    async with patient_gateway(running_sources) as gateway:
+    async with patient_gateway(running_sources, socket=True) as gateway:
         yield gateway
 
 

@@ -33,7 +33,9 @@ async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
     await _reset(running_sources)
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with running_gateway(
+        source_configs(running_sources), *signing_key, socket=True
+    ) as gateway:
         yield gateway
     await _reset(running_sources)
 
@@ -157,7 +159,7 @@ async def quick_gw(
     """A gateway whose sources time out after 0.3 s."""
     await _reset(running_sources)
     configs = [dataclasses.replace(c, timeout_s=0.3) for c in source_configs(running_sources)]
-    async with running_gateway(configs, *signing_key) as gateway:
+    async with running_gateway(configs, *signing_key, socket=True) as gateway:
         yield gateway
     await _reset(running_sources)
 

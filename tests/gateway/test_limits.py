@@ -23,6 +23,8 @@ from simulators.runner import source_configs
 from tests.gateway.boundary_support import events_for, gateway_on
 from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
 
+pytestmark = pytest.mark.socket  # limits on what arrives over HTTP: over a real socket
+
 NUMBER = SCENARIOS["both"].nhs_number or ""
 MiB = 1024 * 1024
 IG_SCOPES = ("user/AuditEvent.rs", "user/AuditEvent.c")

@@ -36,6 +36,8 @@ from gateway.fhir.openapi_table import OPERATIONS
 from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway
 
+pytestmark = pytest.mark.socket  # driven by a sync client in a worker thread: over a socket
+
 EXAMPLES = 40  # cases per operation (about 30 s for all of them here)
 FEWER = {"privacyAlerts": 8}  # each one reads the trail and asks the sources  # the slow ones
 CHECKS = [

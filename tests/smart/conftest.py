@@ -16,6 +16,6 @@ from tests.smart.support import smart_config
 @pytest.fixture(scope="session")
 async def smart_gateway(running_sources: Any) -> AsyncIterator[Gateway]:
     async with running_gateway(
-        source_configs(running_sources), *generate_signing_key(), smart=smart_config
+        source_configs(running_sources), *generate_signing_key(), smart=smart_config, socket=True
     ) as gw:
         yield gw

@@ -98,7 +98,7 @@ async def upstream_gateway(running_sources: Any) -> AsyncIterator[Gateway]:
         )
 
     async with running_gateway(
-        source_configs(running_sources), *generate_signing_key(), smart=config
+        source_configs(running_sources), *generate_signing_key(), smart=config, socket=True
     ) as gw:
         provider_config = {
             "port": provider_port,
