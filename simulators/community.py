@@ -77,9 +77,10 @@ def _fault(status: int, retry_after_s: int | None = None) -> Response:
 
 @dataclass(frozen=True, slots=True)
 class SubjectSearch:
-    """What a CarePlan or CareTeam search asks for: the patient (``subject=`` or
-    ``patient=``), ``_include`` and the page."""
+    """What a CarePlan or CareTeam search asks for: the caller's token, the patient
+    (``subject=`` or ``patient=``), ``_include`` and the page."""
 
+    authorization: str | None
     subject: str | None
     include: str | None
     count: int | None
@@ -92,13 +93,14 @@ class SubjectSearch:
 
 
 def _subject_search(
+    authorization: AuthHeader = None,
     subject: str | None = None,
     patient: str | None = None,
     include: Include = None,
     count: Count = None,
     offset: Offset = 0,
 ) -> SubjectSearch:
-    return SubjectSearch(subject or patient, include, count, offset)
+    return SubjectSearch(authorization, subject or patient, include, count, offset)
 
 
 Search = Annotated[SubjectSearch, Depends(_subject_search)]
@@ -205,23 +207,22 @@ def create_app(population: Population, bearer_token: str = DEFAULT_BEARER_TOKEN)
             raise FHIRError(404, f"Patient/{patient_id} is not known")
         return FHIRJSON(_stu3.patient(found))
 
+    def searched_patient(search: SubjectSearch) -> str:
+        """The patient a search is for, once the caller is let in (a bad token before a
+        missing subject, as for every other request)."""
+        authorise(search.authorization)
+        return search.patient_id()
+
     @app.get("/CarePlan")
-    async def search_care_plan(
-        request: Request, search: Search, authorization: AuthHeader = None
-    ) -> Response:
-        authorise(authorization)
-        plans = population.care_plans.get(search.patient_id(), ())
+    async def search_care_plan(request: Request, search: Search) -> Response:
+        plans = population.care_plans.get(searched_patient(search), ())
         matches = [_stu3.care_plan(cp, population) for cp in plans]
         extra = care_teams_for if search.include == "CarePlan:care-team" else None
-        count = search.count or CAREPLAN_PAGE_SIZE
-        return _bundle(request, matches, search.offset, count, extra)
+        return _bundle(request, matches, search.offset, search.count or CAREPLAN_PAGE_SIZE, extra)
 
     @app.get("/CareTeam")
-    async def search_care_team(
-        request: Request, search: Search, authorization: AuthHeader = None
-    ) -> Response:
-        authorise(authorization)
-        teams = population.care_teams.get(search.patient_id(), ())
+    async def search_care_team(request: Request, search: Search) -> Response:
+        teams = population.care_teams.get(searched_patient(search), ())
         matches = [_stu3.care_team(ct, population) for ct in teams]
         return _bundle(request, matches, search.offset, search.count or CARETEAM_PAGE_SIZE)
 

@@ -16,10 +16,9 @@ from adapters.community._common import (
     copy_keys,
     copy_list,
     find_target,
-    local_id,
+    head,
     logical_ref,
     make_id,
-    meta,
     organisation_ref,
     parse_stu3,
     put_list,
@@ -46,11 +45,7 @@ def map_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource
     intent = raw["intent"]
     if intent not in ukcore.CAREPLAN_INTENT:
         raise ConversionError("STU3 CarePlan intent has no R4 equivalent")
-    out: Resource = {
-        "resourceType": "CarePlan",
-        "id": make_id(ctx.source, patient_id, local_id(raw)),
-        "meta": meta(raw, ukcore.PROFILE_CAREPLAN, ctx),
-    }
+    out = head(raw, ukcore.PROFILE_CAREPLAN, ctx, patient_id)
     copy_list(raw, out, "identifier", IDENTIFIER_KEYS)
     _instantiates(raw.get("definition") or (), out, ctx.source)
     out["status"] = status
@@ -196,11 +191,7 @@ def _note(note: Any) -> Resource | None:
 def map_care_team(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
     """A STU3 CareTeam as a UK Core CareTeam with id ``{source}.{patient id}.{team id}``."""
     raw = parse_stu3(raw, "CareTeam")
-    out: Resource = {
-        "resourceType": "CareTeam",
-        "id": make_id(ctx.source, patient_id, local_id(raw)),
-        "meta": meta(raw, ukcore.PROFILE_CARETEAM, ctx),
-    }
+    out = head(raw, ukcore.PROFILE_CARETEAM, ctx, patient_id)
     copy_list(raw, out, "identifier", IDENTIFIER_KEYS)
     status = raw.get("status")
     if status is not None:

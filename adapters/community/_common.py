@@ -100,6 +100,16 @@ def meta(raw: Resource, profile: str, ctx: Context) -> Resource:
     return out
 
 
+def head(raw: Resource, profile: str, ctx: Context, *owners: str) -> Resource:
+    """The start of the R4 resource made from ``raw``: its type (the same in STU3 and R4 for
+    what we map), the id ``{source}[.{owner}...].{id}`` and :func:`meta`."""
+    return {
+        "resourceType": raw["resourceType"],
+        "id": make_id(ctx.source, *owners, local_id(raw)),
+        "meta": meta(raw, profile, ctx),
+    }
+
+
 def security_labels(
     codings: Sequence[Resource], ctx: Context, *, about: str | None
 ) -> list[Resource]:

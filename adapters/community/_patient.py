@@ -12,10 +12,9 @@ from adapters.community._common import (
     copy_keys,
     copy_list,
     find_target,
+    head,
     local_id,
     logical_ref,
-    make_id,
-    meta,
     organisation_ref,
     parse_stu3,
     practitioner_ref,
@@ -45,11 +44,7 @@ def map_patient(raw: Any, ctx: Context) -> Resource:
     """A CareConnect-Patient-1 as a UK Core Patient with id ``{source}.{patient id}``."""
     raw = parse_stu3(raw, "Patient")
     pid = local_id(raw)
-    out: Resource = {
-        "resourceType": "Patient",
-        "id": make_id(ctx.source, pid),
-        "meta": meta(raw, ukcore.PROFILE_PATIENT, ctx),
-    }
+    out = head(raw, ukcore.PROFILE_PATIENT, ctx)
     ethnic = _ethnic_category(raw, ctx)
     if ethnic is not None:
         out["extension"] = [{"url": ukcore.EXT_ETHNIC_CATEGORY, "valueCodeableConcept": ethnic}]
