@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -87,12 +87,7 @@ class DataIssue:
     labelled: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "text": self.text,
-            "about": self.about,
-            "labelled": self.labelled,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DataIssue:

@@ -18,15 +18,16 @@ different matter: the source broke its interface, and the community adapter answ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from adapters import ukcore
 from adapters.base import DataIssue, Domain
 from adapters.validation import UKCoreValidationError, validate_resource
 
-__all__ = ["MappingContext", "is_labelled", "keep_valid"]
+__all__ = ["MappingContext", "is_labelled", "keep_valid", "make_provenance"]
 
 
 @dataclass(slots=True)
@@ -48,6 +49,27 @@ class MappingContext:
         found = DataIssue(code, text, about, labelled)
         if found not in self.issues:
             self.issues.append(found)
+
+    def organisation_reference(self) -> dict[str, Any]:
+        """The source organisation as the body of a ``Reference``, by ODS code."""
+        return {"identifier": ukcore.ods_identifier(self.organisation)}
+
+
+def make_provenance(
+    ctx: MappingContext,
+    provenance_id: str,
+    targets: Sequence[Mapping[str, Any]],
+    recorded: datetime,
+) -> dict[str, Any]:
+    """The one UK Core Provenance per source person: the source organisation
+    (:meth:`MappingContext.organisation_reference`) authored ``targets``."""
+    return ukcore.author_provenance(
+        provenance_id,
+        ukcore.resource_meta(ukcore.PROFILE_PROVENANCE, ctx.source, ctx.domain),
+        targets,
+        recorded,
+        ctx.organisation_reference(),
+    )
 
 
 def is_labelled(resource: Mapping[str, Any]) -> bool:

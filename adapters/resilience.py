@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
@@ -55,6 +56,7 @@ class CircuitOpen(SourceFault):
 RESET_S: Final = 5.0
 
 
+@dataclass(eq=False)  # one breaker per source, compared by identity
 class CircuitBreaker:
     """Closed → open after ``threshold`` consecutive failures; half-open after ``reset_s``.
 
@@ -63,23 +65,17 @@ class CircuitBreaker:
     trying, which is what we want for a shared source).
     """
 
-    def __init__(
-        self,
-        threshold: int = 5,
-        reset_s: float = RESET_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.threshold = threshold
-        self.reset_s = reset_s
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
+    threshold: int = 5
+    reset_s: float = RESET_S
+    clock: Callable[[], float] = time.monotonic
+    _failures: int = field(default=0, init=False)
+    _opened_at: float | None = field(default=None, init=False)
 
     @property
     def state(self) -> str:
         if self._opened_at is None:
             return "closed"
-        if self._clock() - self._opened_at >= self.reset_s:
+        if self.clock() - self._opened_at >= self.reset_s:
             return "half-open"
         return "open"
 
@@ -93,7 +89,7 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         self._failures += 1
         if self._failures >= self.threshold or self._opened_at is not None:
-            self._opened_at = self._clock()
+            self._opened_at = self.clock()
 
 
 @asynccontextmanager

@@ -175,6 +175,32 @@ def ods_identifier(code: str) -> dict[str, str]:
     return {"system": ODS_ORGANISATION_SYSTEM, "value": code}
 
 
+def resource_meta(profile: str, source_name: str, domain: str) -> dict[str, Any]:
+    """The ``meta`` every resource a source contributes starts from: its UK Core profile,
+    the source (``meta.source``) and the care-domain tag."""
+    return {
+        "profile": [profile],
+        "source": source_uri(source_name),
+        "tag": [{"system": CARE_DOMAIN_SYSTEM, "code": domain}],
+    }
+
+
+def nhs_verification(code: str) -> dict[str, Any]:
+    """The UK Core NHS number verification status extension for ``code`` (``01``...)."""
+    return {
+        "url": EXT_NHS_VERIFICATION,
+        "valueCodeableConcept": {
+            "coding": [
+                {
+                    "system": NHS_VERIFICATION_SYSTEM,
+                    "code": code,
+                    "display": NHS_VERIFICATION_DISPLAY[code],
+                }
+            ]
+        },
+    }
+
+
 PROVENANCE_PARTICIPANT_SYSTEM: Final = (
     "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 )

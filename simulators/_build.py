@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
@@ -43,6 +44,17 @@ def days_before(rng: random.Random, lo: int, hi: int) -> date:
     return TODAY - timedelta(days=rng.randint(lo, hi))
 
 
+def plan_period(
+    rng: random.Random, began: tuple[int, int], ended: bool, lasted: tuple[int, int]
+) -> tuple[date, date | None]:
+    """A plan's start (``began``: days before today, from/to) and, when it has ``ended``,
+    its end (``lasted`` days after the start, from/to), before yesterday at the latest."""
+    start = days_before(rng, *began)
+    if not ended:
+        return start, None
+    return start, min(TODAY - timedelta(days=1), start + timedelta(days=rng.randint(*lasted)))
+
+
 def stamp(rng: random.Random) -> datetime:
     return AS_OF - timedelta(minutes=rng.randint(60, 60 * 24 * 400))
 
@@ -70,10 +82,7 @@ class Builder:
         }
         self.practitioners: dict[str, CommunityPractitioner] = {}
         self._make_practitioners()
-        self._plan_seq = 0
-        self._service_seq = 0
-        self._care_plan_seq = 0
-        self._care_team_seq = 0
+        self._issued: Counter[str] = Counter()  # ids handed out so far, by prefix
 
     # --- catalogues -----------------------------------------------------------------
     def _make_practitioners(self) -> None:
@@ -96,21 +105,21 @@ class Builder:
         ]
         return self.rng.choice(pool)
 
+    def _next(self, prefix: str) -> int:
+        self._issued[prefix] += 1
+        return self._issued[prefix]
+
     def next_plan_id(self) -> str:
-        self._plan_seq += 1
-        return f"SP-{self._plan_seq:06d}"
+        return f"SP-{self._next('SP'):06d}"
 
     def next_service_id(self) -> str:
-        self._service_seq += 1
-        return f"SV-{self._service_seq}"
+        return f"SV-{self._next('SV')}"
 
     def next_care_plan_id(self) -> str:
-        self._care_plan_seq += 1
-        return f"cp-{self._care_plan_seq:06d}"
+        return f"cp-{self._next('cp'):06d}"
 
     def next_care_team_id(self) -> str:
-        self._care_team_seq += 1
-        return f"ct-{self._care_team_seq:06d}"
+        return f"ct-{self._next('ct'):06d}"
 
     def new_nhs_number(self) -> str:
         while True:
@@ -222,10 +231,7 @@ def support_plan(
     plan_id: str | None = None,
 ) -> SupportPlan:
     rng = b.rng
-    start = days_before(rng, 30, 1500)
-    end = None
-    if status in {"ended", "cancelled"}:
-        end = min(TODAY - timedelta(days=1), start + timedelta(days=rng.randint(20, 400)))
+    start, end = plan_period(rng, (30, 1500), status in {"ended", "cancelled"}, (20, 400))
     services: list[Service] = []
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         kind, text, period = rng.choice(v.SERVICE_KINDS)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import date
 
 from adapters.nhs_number import NHS_VERIFICATION_DISPLAY
 from simulators import _vocab as v
-from simulators._build import TODAY, Builder, days_before, stamp, weighted
+from simulators._build import Builder, days_before, plan_period, stamp, weighted
 from simulators.model import (
     Address,
     CareTeamMember,
@@ -95,10 +95,7 @@ def care_plan(
     plan_id: str | None = None,
 ) -> CommunityCarePlan:
     rng = b.rng
-    start = days_before(rng, 20, 1000)
-    end = None
-    if status in {"completed", "cancelled"}:
-        end = min(TODAY - timedelta(days=1), start + timedelta(days=rng.randint(14, 300)))
+    start, end = plan_period(rng, (20, 1000), status in {"completed", "cancelled"}, (14, 300))
     title, description = v.CARE_PLAN_TITLES[category.code]
     mental_health = category.code == v.MENTAL_HEALTH_CATEGORY.code
     practitioner = b.practitioner_for({"80584001", "159141008"} if mental_health else None)

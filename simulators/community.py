@@ -27,10 +27,11 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -74,11 +75,35 @@ def _fault(status: int, retry_after_s: int | None = None) -> Response:
     return _outcome(status, "simulated source fault")
 
 
-def _subject_id(subject: str | None, patient: str | None) -> str:
-    value = subject or patient
-    if not value:
-        raise FHIRError(400, "search needs subject=Patient/{id}")
-    return value.removeprefix("Patient/")
+@dataclass(frozen=True, slots=True)
+class SubjectSearch:
+    """What a CarePlan or CareTeam search asks for: the caller's token, the patient
+    (``subject=`` or ``patient=``), ``_include`` and the page."""
+
+    authorization: str | None
+    subject: str | None
+    include: str | None
+    count: int | None
+    offset: int
+
+    def patient_id(self) -> str:
+        if not self.subject:
+            raise FHIRError(400, "search needs subject=Patient/{id}")
+        return self.subject.removeprefix("Patient/")
+
+
+def _subject_search(
+    authorization: AuthHeader = None,
+    subject: str | None = None,
+    patient: str | None = None,
+    include: Include = None,
+    count: Count = None,
+    offset: Offset = 0,
+) -> SubjectSearch:
+    return SubjectSearch(authorization, subject or patient, include, count, offset)
+
+
+Search = Annotated[SubjectSearch, Depends(_subject_search)]
 
 
 def _bundle(
@@ -182,35 +207,24 @@ def create_app(population: Population, bearer_token: str = DEFAULT_BEARER_TOKEN)
             raise FHIRError(404, f"Patient/{patient_id} is not known")
         return FHIRJSON(_stu3.patient(found))
 
+    def searched_patient(search: SubjectSearch) -> str:
+        """The patient a search is for, once the caller is let in (a bad token before a
+        missing subject, as for every other request)."""
+        authorise(search.authorization)
+        return search.patient_id()
+
     @app.get("/CarePlan")
-    async def search_care_plan(
-        request: Request,
-        authorization: AuthHeader = None,
-        subject: str | None = None,
-        patient: str | None = None,
-        include: Include = None,
-        count: Count = None,
-        offset: Offset = 0,
-    ) -> Response:
-        authorise(authorization)
-        pid = _subject_id(subject, patient)
-        matches = [_stu3.care_plan(cp, population) for cp in population.care_plans.get(pid, ())]
-        extra = care_teams_for if include == "CarePlan:care-team" else None
-        return _bundle(request, matches, offset, count or CAREPLAN_PAGE_SIZE, extra)
+    async def search_care_plan(request: Request, search: Search) -> Response:
+        plans = population.care_plans.get(searched_patient(search), ())
+        matches = [_stu3.care_plan(cp, population) for cp in plans]
+        extra = care_teams_for if search.include == "CarePlan:care-team" else None
+        return _bundle(request, matches, search.offset, search.count or CAREPLAN_PAGE_SIZE, extra)
 
     @app.get("/CareTeam")
-    async def search_care_team(
-        request: Request,
-        authorization: AuthHeader = None,
-        subject: str | None = None,
-        patient: str | None = None,
-        count: Count = None,
-        offset: Offset = 0,
-    ) -> Response:
-        authorise(authorization)
-        pid = _subject_id(subject, patient)
-        matches = [_stu3.care_team(ct, population) for ct in population.care_teams.get(pid, ())]
-        return _bundle(request, matches, offset, count or CARETEAM_PAGE_SIZE)
+    async def search_care_team(request: Request, search: Search) -> Response:
+        teams = population.care_teams.get(searched_patient(search), ())
+        matches = [_stu3.care_team(ct, population) for ct in teams]
+        return _bundle(request, matches, search.offset, search.count or CARETEAM_PAGE_SIZE)
 
     @app.get("/Organization/{org_id}")
     async def read_organization(org_id: str, authorization: AuthHeader = None) -> Response:

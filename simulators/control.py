@@ -83,11 +83,8 @@ class ControlState:
             setattr(self, name, getattr(change, name))
 
     def reset(self) -> None:
-        self.latency_ms = 0
-        self.lookup_latency_ms = 0
-        self.fail_status = None
-        self.fail_count = None
-        self.retry_after_s = None
+        for name, setting in ControlUpdate.model_fields.items():
+            setattr(self, name, setting.default)
         self.requests.clear()
 
     def take_failure(self) -> int | None:
@@ -102,14 +99,9 @@ class ControlState:
         return self.fail_status
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "latency_ms": self.latency_ms,
-            "lookup_latency_ms": self.lookup_latency_ms,
-            "fail_status": self.fail_status,
-            "fail_count": self.fail_count,
-            "retry_after_s": self.retry_after_s,
-            "requests": dict(self.requests),
-        }
+        """The settings (each :class:`ControlUpdate` field, in its order) and the counters."""
+        settings = {name: getattr(self, name) for name in ControlUpdate.model_fields}
+        return {**settings, "requests": dict(self.requests)}
 
 
 class FaultMiddleware:

@@ -31,7 +31,7 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
-from adapters.base import SourceConfig
+from adapters.base import SourceConfig, SourceKind
 from simulators import community, socialcare
 from simulators.population import (
     COMMUNITY_ODS,
@@ -206,23 +206,18 @@ async def serve_sources(
 def source_configs(running: RunningSources) -> list[SourceConfig]:
     """The gateway's source configuration for the running simulators."""
     return [
-        SourceConfig(
-            name="socialcare",
-            kind="social-care-api",
-            base_url=running.social_care_url,
-            organisation=COUNCIL_ODS,
-            api_key=running.api_key,
-            timeout_s=2.0,
-        ),
-        SourceConfig(
-            name="community",
-            kind="community-fhir-stu3",
-            base_url=running.community_url,
-            organisation=COMMUNITY_ODS,
-            bearer_token=running.bearer_token,
-            timeout_s=2.0,
-        ),
+        _config("socialcare", "social-care-api", running.social_care_url, COUNCIL_ODS,
+                api_key=running.api_key),
+        _config("community", "community-fhir-stu3", running.community_url, COMMUNITY_ODS,
+                bearer_token=running.bearer_token),
     ]
+
+
+def _config(name: str, kind: SourceKind, base_url: str, organisation: str, *,
+            api_key: str | None = None, bearer_token: str | None = None) -> SourceConfig:
+    """One simulator as a gateway source, with the short deadline tests and the demo use."""
+    return SourceConfig(name=name, kind=kind, base_url=base_url, organisation=organisation,
+                        api_key=api_key, bearer_token=bearer_token, timeout_s=2.0)
 
 
 def describe(running: RunningSources) -> str:

@@ -40,7 +40,14 @@ from starlette.responses import Response
 
 from simulators._http import JSONBytes, decode_cursor, encode_cursor, iso_date, rfc3339
 from simulators.control import CONTROL_PREFIX, ControlState, FaultMiddleware, control_router
-from simulators.model import CouncilPerson, Frequency, Involvement, Population, SupportPlan
+from simulators.model import (
+    CouncilPerson,
+    Frequency,
+    Involvement,
+    Population,
+    SupportPlan,
+    Worker,
+)
 from vocabulary import NHS_NUMBER_RE as _TEN_DIGITS
 
 __all__ = ["DEFAULT_API_KEY", "PLAN_PAGE_SIZE", "create_app"]
@@ -106,8 +113,12 @@ def _frequency(freq: Frequency | str | None) -> dict[str, Any] | str | None:
     return freq
 
 
+def worker_json(w: Worker) -> dict[str, Any]:
+    """A member of staff as the API names one: a plan's author, an involvement's worker."""
+    return {"staffId": w.staff_id, "name": w.name, "role": w.role, "team": w.team}
+
+
 def plan_json(plan: SupportPlan) -> dict[str, Any]:
-    w = plan.created_by
     return {
         "planId": plan.plan_id,
         "personId": plan.person_id,
@@ -117,7 +128,7 @@ def plan_json(plan: SupportPlan) -> dict[str, Any]:
         "start": plan.start.isoformat(),
         "end": iso_date(plan.end),
         "nextReview": iso_date(plan.next_review),
-        "createdBy": {"staffId": w.staff_id, "name": w.name, "role": w.role, "team": w.team},
+        "createdBy": worker_json(plan.created_by),
         "needs": [{"domain": n.domain, "description": n.description} for n in plan.needs],
         "outcomes": [{"description": o.description, "status": o.status} for o in plan.outcomes],
         "services": [
@@ -139,12 +150,8 @@ def plan_json(plan: SupportPlan) -> dict[str, Any]:
 
 
 def involvement_json(inv: Involvement) -> dict[str, Any]:
-    w = inv.worker
     return {
-        "staffId": w.staff_id,
-        "name": w.name,
-        "role": w.role,
-        "team": w.team,
+        **worker_json(inv.worker),
         "organisation": {"odsCode": inv.organisation_ods, "name": inv.organisation_name},
         "start": inv.start.isoformat(),
         "end": iso_date(inv.end),

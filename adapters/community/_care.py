@@ -8,21 +8,22 @@ from typing import Any
 from adapters import ukcore
 from adapters.base import Resource
 from adapters.community._common import (
+    IDENTIFIER_KEYS,
     PERIOD_KEYS,
     Context,
     ConversionError,
     codeable,
     copy_keys,
+    copy_list,
     find_target,
-    local_id,
+    head,
     logical_ref,
     make_id,
-    meta,
     organisation_ref,
     parse_stu3,
+    put_list,
     relative_reference,
 )
-from adapters.community._patient import IDENTIFIER_KEYS
 
 CAREPLAN_STATUS_STU3_TO_R4 = {"suspended": "on-hold", "cancelled": "revoked"}
 PLAN_TYPE_HEALTH = "health"
@@ -44,14 +45,8 @@ def map_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource
     intent = raw["intent"]
     if intent not in ukcore.CAREPLAN_INTENT:
         raise ConversionError("STU3 CarePlan intent has no R4 equivalent")
-    out: Resource = {
-        "resourceType": "CarePlan",
-        "id": make_id(ctx.source, patient_id, local_id(raw)),
-        "meta": meta(raw, ukcore.PROFILE_CAREPLAN, ctx),
-    }
-    idents = [copy_keys(i, IDENTIFIER_KEYS) for i in raw.get("identifier") or ()]
-    if any(idents):
-        out["identifier"] = [i for i in idents if i]
+    out = head(raw, ukcore.PROFILE_CAREPLAN, ctx, patient_id)
+    copy_list(raw, out, "identifier", IDENTIFIER_KEYS)
     _instantiates(raw.get("definition") or (), out, ctx.source)
     out["status"] = status
     out["intent"] = intent
@@ -76,14 +71,9 @@ def map_care_plan(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource
     if contributors:
         out["contributor"] = contributors
     teams = [_care_team_ref(r, patient_id, ctx) for r in raw.get("careTeam") or ()]
-    if any(teams):
-        out["careTeam"] = [t for t in teams if t]
-    activities = [_activity(a, raw, ctx) for a in raw.get("activity") or ()]
-    if any(activities):
-        out["activity"] = [a for a in activities if a]
-    notes = [_note(n) for n in raw.get("note") or ()]
-    if any(notes):
-        out["note"] = [n for n in notes if n]
+    put_list(out, "careTeam", teams)
+    put_list(out, "activity", [_activity(a, raw, ctx) for a in raw.get("activity") or ()])
+    put_list(out, "note", [_note(n) for n in raw.get("note") or ()])
     return out
 
 
@@ -169,9 +159,7 @@ def _activity(activity: Any, plan: Resource, ctx: Context) -> Resource | None:
     code = codeable(detail.get("code"))
     if code:
         out["code"] = code
-    reasons = [codeable(r) for r in detail.get("reasonCode") or ()]
-    if any(reasons):
-        out["reasonCode"] = [r for r in reasons if r]
+    put_list(out, "reasonCode", [codeable(r) for r in detail.get("reasonCode") or ()])
     status = detail["status"]
     if status not in ukcore.CAREPLAN_ACTIVITY_STATUS:
         ctx.issue("unknown-code", "care plan activity status not recognised", about="CarePlan")
@@ -184,15 +172,11 @@ def _activity(activity: Any, plan: Resource, ctx: Context) -> Resource | None:
     for key in ("scheduledTiming", "scheduledPeriod", "scheduledString"):  # same in R4
         if detail.get(key):
             out[key] = detail[key]
-    performers = [logical_ref(p, plan, ctx) for p in detail.get("performer") or ()]
-    if any(performers):
-        out["performer"] = [p for p in performers if p]
+    put_list(out, "performer", [logical_ref(p, plan, ctx) for p in detail.get("performer") or ()])
     if detail.get("description"):
         out["description"] = detail["description"]
     result: Resource = {"detail": out}
-    progress = [_note(n) for n in activity.get("progress") or ()]
-    if any(progress):
-        result["progress"] = [p for p in progress if p]
+    put_list(result, "progress", [_note(n) for n in activity.get("progress") or ()])
     return result
 
 
@@ -207,37 +191,24 @@ def _note(note: Any) -> Resource | None:
 def map_care_team(raw: Any, patient_id: str, nhs: str, ctx: Context) -> Resource:
     """A STU3 CareTeam as a UK Core CareTeam with id ``{source}.{patient id}.{team id}``."""
     raw = parse_stu3(raw, "CareTeam")
-    out: Resource = {
-        "resourceType": "CareTeam",
-        "id": make_id(ctx.source, patient_id, local_id(raw)),
-        "meta": meta(raw, ukcore.PROFILE_CARETEAM, ctx),
-    }
-    idents = [copy_keys(i, IDENTIFIER_KEYS) for i in raw.get("identifier") or ()]
-    if any(idents):
-        out["identifier"] = [i for i in idents if i]
+    out = head(raw, ukcore.PROFILE_CARETEAM, ctx, patient_id)
+    copy_list(raw, out, "identifier", IDENTIFIER_KEYS)
     status = raw.get("status")
     if status is not None:
         if status not in ukcore.CARETEAM_STATUS:
             raise ConversionError("STU3 CareTeam status has no R4 equivalent")
         out["status"] = status
-    categories = [codeable(c) for c in raw.get("category") or ()]
-    if any(categories):
-        out["category"] = [c for c in categories if c]
+    put_list(out, "category", [codeable(c) for c in raw.get("category") or ()])
     if raw.get("name"):
         out["name"] = raw["name"]
     out["subject"] = {"reference": f"Patient/{nhs}"}
     period = copy_keys(raw.get("period"), PERIOD_KEYS)
     if period:
         out["period"] = period
-    participants = [_participant(p, raw, ctx) for p in raw.get("participant") or ()]
-    if any(participants):
-        out["participant"] = [p for p in participants if p]
+    put_list(out, "participant", [_participant(p, raw, ctx) for p in raw.get("participant") or ()])
     managers = [logical_ref(m, raw, ctx) for m in raw.get("managingOrganization") or ()]
-    if any(managers):
-        out["managingOrganization"] = [m for m in managers if m]
-    notes = [_note(n) for n in raw.get("note") or ()]
-    if any(notes):
-        out["note"] = [n for n in notes if n]
+    put_list(out, "managingOrganization", managers)
+    put_list(out, "note", [_note(n) for n in raw.get("note") or ()])
     return out
 
 

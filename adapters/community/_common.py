@@ -90,11 +90,7 @@ def local_id(raw: Resource) -> str:
 
 def meta(raw: Resource, profile: str, ctx: Context) -> Resource:
     """UK Core profile, our source and care-domain tag, v3 Confidentiality labels as R4."""
-    out: Resource = {
-        "profile": [profile],
-        "source": ukcore.source_uri(ctx.source),
-        "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": ctx.domain}],
-    }
+    out = ukcore.resource_meta(profile, ctx.source, ctx.domain)
     source_meta = raw.get("meta") or {}
     if source_meta.get("lastUpdated"):
         out["lastUpdated"] = source_meta["lastUpdated"]
@@ -102,6 +98,16 @@ def meta(raw: Resource, profile: str, ctx: Context) -> Resource:
     if labels:
         out["security"] = labels
     return out
+
+
+def head(raw: Resource, profile: str, ctx: Context, *owners: str) -> Resource:
+    """The start of the R4 resource made from ``raw``: its type (the same in STU3 and R4 for
+    what we map), the id ``{source}[.{owner}...].{id}`` and :func:`meta`."""
+    return {
+        "resourceType": raw["resourceType"],
+        "id": make_id(ctx.source, *owners, local_id(raw)),
+        "meta": meta(raw, profile, ctx),
+    }
 
 
 def security_labels(
@@ -162,6 +168,19 @@ def copy_keys(raw: Any, keys: Sequence[str]) -> Resource | None:
 
 
 PERIOD_KEYS = ("start", "end")
+IDENTIFIER_KEYS = ("use", "type", "system", "value", "period")
+
+
+def put_list(out: Resource, key: str, items: Sequence[Resource | None]) -> None:
+    """``out[key]``: the items that mapped to something, or nothing when none did (FHIR
+    allows no empty lists)."""
+    if any(items):
+        out[key] = [item for item in items if item]
+
+
+def copy_list(raw: Resource, out: Resource, key: str, keys: Sequence[str]) -> None:
+    """A list of datatypes whose STU3 and R4 shapes are the same, each as :func:`copy_keys`."""
+    put_list(out, key, [copy_keys(item, keys) for item in raw.get(key) or ()])
 
 
 def find_target(reference: Any, container: Resource, ctx: Context) -> Resource | None:

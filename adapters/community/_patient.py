@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from adapters import nhs_number, ukcore
 from adapters.base import Resource
 from adapters.community._common import (
+    IDENTIFIER_KEYS,
     Context,
     copy_keys,
+    copy_list,
     find_target,
+    head,
     local_id,
     logical_ref,
-    make_id,
-    meta,
     organisation_ref,
     parse_stu3,
     practitioner_ref,
+    put_list,
 )
 
-IDENTIFIER_KEYS = ("use", "type", "system", "value", "period")
 _NAME_KEYS = ("use", "text", "family", "given", "prefix", "suffix", "period")
 _ADDRESS_KEYS = (
     "use", "type", "text", "line", "city", "district", "state", "postalCode", "country", "period",
 )  # fmt: skip
 _TELECOM_KEYS = ("system", "value", "use", "rank", "period")
-IDENTIFIER_KEYS = ("use", "type", "system", "value", "period")
+
 # --- Patient ---------------------------------------------------------------------------
 
 
@@ -44,36 +44,25 @@ def map_patient(raw: Any, ctx: Context) -> Resource:
     """A CareConnect-Patient-1 as a UK Core Patient with id ``{source}.{patient id}``."""
     raw = parse_stu3(raw, "Patient")
     pid = local_id(raw)
-    out: Resource = {
-        "resourceType": "Patient",
-        "id": make_id(ctx.source, pid),
-        "meta": meta(raw, ukcore.PROFILE_PATIENT, ctx),
-    }
+    out = head(raw, ukcore.PROFILE_PATIENT, ctx)
     ethnic = _ethnic_category(raw, ctx)
     if ethnic is not None:
         out["extension"] = [{"url": ukcore.EXT_ETHNIC_CATEGORY, "valueCodeableConcept": ethnic}]
     out["identifier"] = _patient_identifiers(raw, pid, ctx)
     if isinstance(raw.get("active"), bool):
         out["active"] = raw["active"]
-    _copy_list(raw, out, "name", _NAME_KEYS)
-    _copy_list(raw, out, "telecom", _TELECOM_KEYS)
+    copy_list(raw, out, "name", _NAME_KEYS)
+    copy_list(raw, out, "telecom", _TELECOM_KEYS)
     for key in ("gender", "birthDate", "deceasedBoolean", "deceasedDateTime"):
         if raw.get(key) is not None:
             out[key] = raw[key]
-    _copy_list(raw, out, "address", _ADDRESS_KEYS)
+    copy_list(raw, out, "address", _ADDRESS_KEYS)
     gps = [_general_practitioner(ref, raw, ctx) for ref in raw.get("generalPractitioner") or ()]
-    if any(gps):
-        out["generalPractitioner"] = [g for g in gps if g]
+    put_list(out, "generalPractitioner", gps)
     manager = logical_ref(raw.get("managingOrganization"), raw, ctx)
     if manager:
         out["managingOrganization"] = {"type": "Organization", **manager}
     return out
-
-
-def _copy_list(raw: Resource, out: Resource, key: str, keys: Sequence[str]) -> None:
-    items = [copy_keys(item, keys) for item in raw.get(key) or ()]
-    if any(items):
-        out[key] = [i for i in items if i]
 
 
 def _patient_identifiers(raw: Resource, pid: str, ctx: Context) -> list[Resource]:
@@ -119,18 +108,7 @@ def _verification(identifier: Resource, ctx: Context) -> Resource | None:
             if coding.get("system") not in ukcore.STU3_NHS_VERIFICATION_SYSTEMS:
                 continue
             if code in ukcore.NHS_VERIFICATION_DISPLAY:
-                return {
-                    "url": ukcore.EXT_NHS_VERIFICATION,
-                    "valueCodeableConcept": {
-                        "coding": [
-                            {
-                                "system": ukcore.NHS_VERIFICATION_SYSTEM,
-                                "code": code,
-                                "display": ukcore.NHS_VERIFICATION_DISPLAY[code],
-                            }
-                        ]
-                    },
-                }
+                return ukcore.nhs_verification(code)
         ctx.issue("unknown-code", "NHS number verification status not recognised", about="Patient")
     return None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from adapters import ukcore
 from adapters.base import Resource
 from adapters.community._care import (
     CAREPLAN_STATUS_STU3_TO_R4,
@@ -27,8 +26,9 @@ from adapters.community._care import (
     map_care_plan,
     map_care_team,
 )
-from adapters.community._common import Context, ConversionError, make_id, meta
+from adapters.community._common import Context, ConversionError, make_id
 from adapters.community._patient import map_patient, patient_nhs_number
+from adapters.context import make_provenance as source_provenance
 
 __all__ = [
     "CAREPLAN_STATUS_STU3_TO_R4",
@@ -50,10 +50,4 @@ def make_provenance(
     patient_id: str, targets: Sequence[Resource], recorded: datetime, ctx: Context
 ) -> Resource:
     """One UK Core Provenance per source patient, naming the source organisation by ODS."""
-    return ukcore.author_provenance(
-        make_id(ctx.source, patient_id, "provenance"),
-        meta({}, ukcore.PROFILE_PROVENANCE, ctx),
-        targets,
-        recorded,
-        {"identifier": ukcore.ods_identifier(ctx.organisation)},
-    )
+    return source_provenance(ctx, make_id(ctx.source, patient_id, "provenance"), targets, recorded)

@@ -24,6 +24,10 @@ class Context(MappingContext):
 
     organisation_name: str | None = None
 
+    def organisation_reference(self) -> Resource:
+        """The source organisation by ODS code, with its name once known."""
+        return _ods_reference(self.organisation, self.organisation_name)
+
 
 # --- shared pieces --------------------------------------------------------------------------
 
@@ -43,11 +47,7 @@ def plan_system(source: str) -> str:
 def meta(
     profile: str, ctx: Context, *, last_updated: Any = None, restricted: bool = False
 ) -> Resource:
-    made: Resource = {
-        "profile": [profile],
-        "source": ukcore.source_uri(ctx.source),
-        "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": ctx.domain}],
-    }
+    made = ukcore.resource_meta(profile, ctx.source, ctx.domain)
     if (instant := _instant(last_updated)) is not None:
         made["lastUpdated"] = instant
     if restricted:

@@ -104,20 +104,7 @@ def _nhs_identifier(person: Mapping[str, Any], ctx: Context) -> list[Resource]:
         code = "02"
     return [
         {
-            "extension": [
-                {
-                    "url": ukcore.EXT_NHS_VERIFICATION,
-                    "valueCodeableConcept": {
-                        "coding": [
-                            {
-                                "system": ukcore.NHS_VERIFICATION_SYSTEM,
-                                "code": code,
-                                "display": ukcore.NHS_VERIFICATION_DISPLAY[code],
-                            }
-                        ]
-                    },
-                }
-            ],
+            "extension": [ukcore.nhs_verification(code)],
             "system": ukcore.NHS_NUMBER_SYSTEM,
             "value": digits,
         }

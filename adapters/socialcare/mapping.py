@@ -42,8 +42,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from adapters import ukcore
 from adapters.base import Resource
+from adapters.context import make_provenance as source_provenance
 from adapters.socialcare._care import (
     GOAL_ACHIEVEMENT_SYSTEM,
     is_current,
@@ -51,7 +51,7 @@ from adapters.socialcare._care import (
     map_support_plan,
     organisation_name,
 )
-from adapters.socialcare._common import Context, _ods_reference, add_label, meta, resource_id
+from adapters.socialcare._common import Context, add_label, resource_id
 from adapters.socialcare._patient import map_person, person_nhs_number
 
 __all__ = [
@@ -75,10 +75,6 @@ def make_provenance(
     person_id: str, targets: Sequence[Resource], recorded: datetime, ctx: Context
 ) -> Resource:
     """One UK Core Provenance per source person, naming the source organisation by ODS code."""
-    return ukcore.author_provenance(
-        resource_id(ctx.source, person_id, "provenance"),
-        meta(ukcore.PROFILE_PROVENANCE, ctx),
-        targets,
-        recorded,
-        _ods_reference(ctx.organisation, ctx.organisation_name),
+    return source_provenance(
+        ctx, resource_id(ctx.source, person_id, "provenance"), targets, recorded
     )

@@ -15,12 +15,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.migrations.columns import (
+    UTC_DATETIME,
+    audit_event_columns,
+    key,
+    nhs_number,
+    resource,
+    version_key,
+)
+
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
-
-UTC_DATETIME = sa.DateTime(timezone=True)
 
 
 def _missing(name: str) -> bool:
@@ -31,11 +36,11 @@ def upgrade() -> None:
     if _missing("consent_directive"):
         op.create_table(
             "consent_directive",
-            sa.Column("id", sa.String(64), primary_key=True),
-            sa.Column("nhs_number", sa.String(10), nullable=False),
+            key("id", 64),
+            nhs_number(),
             sa.Column("status", sa.String(32), nullable=False),
             sa.Column("version", sa.Integer(), nullable=False),
-            sa.Column("resource", sa.Text(), nullable=False),
+            resource(),
             sa.Column("created", UTC_DATETIME, nullable=False),
             sa.Column("updated", UTC_DATETIME, nullable=False),
         )
@@ -43,9 +48,9 @@ def upgrade() -> None:
     if _missing("break_glass_grant"):
         op.create_table(
             "break_glass_grant",
-            sa.Column("id", sa.String(36), primary_key=True),
+            key("id", 36),
             sa.Column("sub", sa.String(255), nullable=False),
-            sa.Column("nhs_number", sa.String(10), nullable=False),
+            nhs_number(),
             sa.Column("granted_at", UTC_DATETIME, nullable=False),
             sa.Column("reason", sa.Text(), nullable=False),
         )
@@ -53,19 +58,8 @@ def upgrade() -> None:
     if _missing("audit_event"):
         op.create_table(
             "audit_event",
-            sa.Column("id", sa.String(64), primary_key=True),
-            sa.Column("chain_id", sa.String(64), nullable=False),
-            sa.Column("seq", sa.Integer(), nullable=False),
-            sa.Column("recorded", UTC_DATETIME, nullable=False),
-            sa.Column("patient", sa.String(10), nullable=True),
-            sa.Column("agent_sub", sa.String(255), nullable=True),
-            sa.Column("agent_org", sa.String(32), nullable=True),
-            sa.Column("purpose", sa.String(32), nullable=True),
-            sa.Column("outcome", sa.String(2), nullable=False),
-            sa.Column("break_glass", sa.Boolean(), nullable=False),
-            sa.Column("resource", sa.Text(), nullable=False),
-            sa.Column("prev_hash", sa.String(64), nullable=False),
-            sa.Column("hash", sa.String(64), nullable=False),
+            key("id", 64),
+            *audit_event_columns(),
             sa.UniqueConstraint("chain_id", "seq", name="uq_audit_event_chain_seq"),
         )
         op.create_index("ix_audit_event_agent_recorded", "audit_event", ["agent_sub", "recorded"])
@@ -76,8 +70,8 @@ def upgrade() -> None:
     if _missing("audit_checkpoint"):
         op.create_table(
             "audit_checkpoint",
-            sa.Column("chain_id", sa.String(64), primary_key=True),
-            sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+            key("chain_id", 64),
+            version_key("seq"),
             sa.Column("hash", sa.String(64), nullable=False),
             sa.Column("archived_at", UTC_DATETIME, nullable=False),
             sa.Column("manifest_sha256", sa.String(64), nullable=False),
@@ -85,7 +79,7 @@ def upgrade() -> None:
     if _missing("audit_review"):
         op.create_table(
             "audit_review",
-            sa.Column("id", sa.String(64), primary_key=True),
+            key("id", 64),
             sa.Column("event_id", sa.String(64), nullable=False),
             sa.Column("reviewer_sub", sa.String(255), nullable=False),
             sa.Column("reviewer_org", sa.String(32), nullable=True),

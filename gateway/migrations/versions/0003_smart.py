@@ -13,12 +13,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.migrations.columns import UTC_DATETIME, key
+
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
-UTC_DATETIME = sa.DateTime(timezone=True)
 ONE_TIME = ("smart_launch", "smart_code", "smart_pending")
 
 
@@ -26,7 +25,7 @@ def upgrade() -> None:
     for table in ONE_TIME:
         op.create_table(
             table,
-            sa.Column("id", sa.String(64), primary_key=True),
+            key("id", 64),
             sa.Column("data", sa.Text(), nullable=False),
             sa.Column("created", UTC_DATETIME, nullable=False),
             sa.Column("expires", UTC_DATETIME, nullable=False),
@@ -35,14 +34,14 @@ def upgrade() -> None:
         op.create_index(f"ix_{table}_expires", table, ["expires"])
     op.create_table(
         "smart_jti",
-        sa.Column("client_id", sa.String(64), primary_key=True),
-        sa.Column("jti", sa.String(255), primary_key=True),
+        key("client_id", 64),
+        key("jti", 255),
         sa.Column("expires", UTC_DATETIME, nullable=False),
     )
     op.create_index("ix_smart_jti_expires", "smart_jti", ["expires"])
     op.create_table(
         "smart_revoked",
-        sa.Column("jti", sa.String(255), primary_key=True),
+        key("jti", 255),
         sa.Column("expires", UTC_DATETIME, nullable=False),
     )
     op.create_index("ix_smart_revoked_expires", "smart_revoked", ["expires"])

@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.migrations.columns import audit_event_columns
+
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
-UTC_DATETIME = sa.DateTime(timezone=True)
 COLUMNS = (
     "id, chain_id, seq, recorded, patient, agent_sub, agent_org, purpose, outcome, "
     "break_glass, resource, prev_hash, hash"
@@ -51,18 +50,7 @@ CHAIN_KEY = "uq_audit_event_chain_seq_recorded"
 def _columns() -> list[sa.Column[object]]:
     return [
         sa.Column("id", sa.String(64), nullable=False),
-        sa.Column("chain_id", sa.String(64), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("recorded", UTC_DATETIME, nullable=False),
-        sa.Column("patient", sa.String(10), nullable=True),
-        sa.Column("agent_sub", sa.String(255), nullable=True),
-        sa.Column("agent_org", sa.String(32), nullable=True),
-        sa.Column("purpose", sa.String(32), nullable=True),
-        sa.Column("outcome", sa.String(2), nullable=False),
-        sa.Column("break_glass", sa.Boolean(), nullable=False),
-        sa.Column("resource", sa.Text(), nullable=False),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
+        *audit_event_columns(),
     ]
 
 
