@@ -54,6 +54,27 @@ def source_extension(*sources: str) -> list[dict[str, str]]:
     return [{"url": EXT_ISSUE_SOURCE, "valueUri": ukcore.source_uri(s)} for s in sources]
 
 
+def warning_outcome(warning: MergeWarning) -> dict[str, Any]:
+    """The OperationOutcome a merge warning is shown as, checked against the R4B model."""
+    oo = merge_warning_outcome(warning)
+    validated(oo)
+    return oo
+
+
+def warning_issue(
+    code: str, text: str, *sources: str, diagnostics: str, **elements: Any
+) -> dict[str, Any]:
+    """The one issue expected for a merge warning ``code`` found in ``sources``."""
+    return {
+        "severity": "warning",
+        "code": "informational",
+        "details": {"coding": [{"system": MERGE_WARNING_SYSTEM, "code": code}], "text": text},
+        "diagnostics": diagnostics,
+        **elements,
+        "extension": source_extension(*sources),
+    }
+
+
 def result(
     source: str, *resources: dict[str, Any], issues: tuple[DataIssue, ...] = ()
 ) -> SourceResult:
@@ -150,21 +171,17 @@ def test_birth_date_conflict_is_a_coded_warning_naming_element_and_sources() -> 
     assert warning.sources == ("a", "b")
     assert warning.expression == ("Patient.birthDate",)
 
-    oo = merge_warning_outcome(warning)
-    validated(oo)
+    oo = warning_outcome(warning)
     assert oo["issue"] == [
-        {
-            "severity": "warning",
-            "code": "informational",
-            "details": {
-                "coding": [{"system": MERGE_WARNING_SYSTEM, "code": "demographics-conflict"}],
-                "text": "Sources disagree on Patient.birthDate (a, b); shown: the value from a "
-                "(verified NHS number first, then most recent).",
-            },
-            "diagnostics": warning.text,
-            "expression": ["Patient.birthDate"],
-            "extension": source_extension("a", "b"),
-        }
+        warning_issue(
+            "demographics-conflict",
+            "Sources disagree on Patient.birthDate (a, b); shown: the value from a "
+            "(verified NHS number first, then most recent).",
+            "a",
+            "b",
+            diagnostics=warning.text,
+            expression=["Patient.birthDate"],
+        )
     ]
     assert MERGE_WARNING_SYSTEM == "urn:caregateway:merge-warning"
     dumped = orjson.dumps(oo).decode()
@@ -179,8 +196,7 @@ def test_deceased_conflict_uses_the_fhirpath_choice_name() -> None:
     (warning,) = warnings
     assert warning.expression == ("Patient.deceased",)
     assert "Patient.deceasedDateTime" in warning.text
-    oo = merge_warning_outcome(warning)
-    validated(oo)
+    oo = warning_outcome(warning)
     assert oo["issue"][0]["expression"] == ["Patient.deceased"]
 
 
@@ -224,17 +240,6 @@ def test_duplicate_source_record_is_a_coded_warning_naming_its_source() -> None:
     assert record.warnings == [
         MergeWarning("duplicate-person", "a: 2 person records share one NHS number", sources=("a",))
     ]
-    oo = merge_warning_outcome(record.warnings[0])
-    validated(oo)
-    assert oo["issue"] == [
-        {
-            "severity": "warning",
-            "code": "informational",
-            "details": {
-                "coding": [{"system": MERGE_WARNING_SYSTEM, "code": "duplicate-person"}],
-                "text": "a: 2 person records share one NHS number",
-            },
-            "diagnostics": "a: 2 person records share one NHS number",
-            "extension": source_extension("a"),
-        }
-    ]
+    oo = warning_outcome(record.warnings[0])
+    text = "a: 2 person records share one NHS number"
+    assert oo["issue"] == [warning_issue("duplicate-person", text, "a", diagnostics=text)]
