@@ -4,10 +4,11 @@ simulators' configs and their ``/_control`` endpoint (faults, latency, reset).""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from adapters.base import SourceAdapter, SourceConfig, SourceKind
 from simulators.population import SCENARIOS
@@ -53,6 +54,19 @@ async def closing(adapter: A, running: RunningSources, kind: SourceKind) -> Asyn
     finally:
         await adapter.aclose()
         await reset(running, kind)
+
+
+def adapter_fixture(make: Callable[[SourceConfig], A], kind: SourceKind) -> Any:
+    """The module's ``adapter`` fixture: ``make`` on the running simulator of ``kind``, closed
+    and its simulator reset afterwards."""
+
+    async def adapter(running_sources: RunningSources) -> AsyncIterator[A]:
+        async for made in closing(
+            make(source_config(running_sources, kind)), running_sources, kind
+        ):
+            yield made
+
+    return pytest.fixture(adapter)
 
 
 def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:

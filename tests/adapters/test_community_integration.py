@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from adapters.resilience import CircuitBreaker
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import closing, nhs, of_type, source_config
+from tests.adapters._sources import adapter_fixture, nhs, of_type, source_config
 from tests.adapters.test_community_convert import r4_valid
 
 KIND: SourceKind = "community-fhir-stu3"
@@ -25,12 +24,7 @@ KIND: SourceKind = "community-fhir-stu3"
 
 config = functools.partial(source_config, kind=KIND)
 control = functools.partial(_sources.control, kind=KIND)
-
-
-@pytest.fixture
-async def adapter(running_sources: RunningSources) -> AsyncIterator[CommunityAdapter]:
-    async for made in closing(CommunityAdapter(config(running_sources)), running_sources, KIND):
-        yield made
+adapter = adapter_fixture(CommunityAdapter, KIND)
 
 
 def nhs_identifier(patient: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,19 +14,14 @@ from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import closing, nhs, of_type, reset, source_config
+from tests.adapters._sources import adapter_fixture, nhs, of_type, reset, source_config
 
 KIND: SourceKind = "social-care-api"
 
 
 config = functools.partial(source_config, kind=KIND)
 control = functools.partial(_sources.control, kind=KIND)
-
-
-@pytest.fixture
-async def adapter(running_sources: RunningSources) -> AsyncIterator[SocialCareAdapter]:
-    async for made in closing(SocialCareAdapter(config(running_sources)), running_sources, KIND):
-        yield made
+adapter = adapter_fixture(SocialCareAdapter, KIND)
 
 
 def verification(patient: dict[str, Any]) -> str:
