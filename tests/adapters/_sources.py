@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from adapters.base import SourceAdapter, SourceConfig, SourceKind
+from adapters.base import Outcome, SourceAdapter, SourceConfig, SourceKind, SourceResult
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
 
@@ -67,6 +67,24 @@ def adapter_fixture(make: Callable[[SourceConfig], A], kind: SourceKind) -> Any:
             yield made
 
     return pytest.fixture(adapter)
+
+
+async def assert_429_retried_once(
+    adapter: SourceAdapter, running: RunningSources, kind: SourceKind
+) -> None:
+    """One ``429`` with ``Retry-After: 0``, then the answer: the adapter waits, asks once
+    more and finds the person."""
+    await control(running, kind, fail_status=429, fail_count=1, retry_after_s=0)
+    result = await adapter.fetch(nhs("both"))
+    assert result.outcome is Outcome.FOUND, result.detail
+
+
+async def fetched_once(adapter: SourceAdapter, number: str) -> SourceResult:
+    """One fetch by an adapter made for one test, closed afterwards."""
+    try:
+        return await adapter.fetch(number)
+    finally:
+        await adapter.aclose()
 
 
 def of_type(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:

@@ -16,7 +16,14 @@ from adapters.resilience import CircuitBreaker
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import adapter_fixture, nhs, of_type, source_config
+from tests.adapters._sources import (
+    adapter_fixture,
+    assert_429_retried_once,
+    fetched_once,
+    nhs,
+    of_type,
+    source_config,
+)
 from tests.adapters.test_community_convert import r4_valid
 
 KIND: SourceKind = "community-fhir-stu3"
@@ -153,9 +160,7 @@ async def test_503_is_unavailable(
 async def test_429_with_retry_after_is_retried_once(
     adapter: CommunityAdapter, running_sources: RunningSources
 ) -> None:
-    await control(running_sources, fail_status=429, fail_count=1, retry_after_s=0)
-    result = await adapter.fetch(nhs("both"))
-    assert result.outcome is Outcome.FOUND, result.detail
+    await assert_429_retried_once(adapter, running_sources, KIND)
 
 
 async def test_slow_source_times_out(running_sources: RunningSources) -> None:
@@ -171,8 +176,5 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
 
 async def test_wrong_token_is_refused(running_sources: RunningSources) -> None:
     adapter = CommunityAdapter(config(running_sources, bearer_token="wrong"))
-    try:
-        result = await adapter.fetch(nhs("both"))
-    finally:
-        await adapter.aclose()
+    result = await fetched_once(adapter, nhs("both"))
     assert result.outcome is Outcome.UNAVAILABLE and "401" in (result.detail or "")

@@ -14,7 +14,15 @@ from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import adapter_fixture, nhs, of_type, reset, source_config
+from tests.adapters._sources import (
+    adapter_fixture,
+    assert_429_retried_once,
+    fetched_once,
+    nhs,
+    of_type,
+    reset,
+    source_config,
+)
 
 KIND: SourceKind = "social-care-api"
 
@@ -135,9 +143,7 @@ async def test_503_is_unavailable(
 async def test_429_with_retry_after_then_success(
     adapter: SocialCareAdapter, running_sources: RunningSources
 ) -> None:
-    await control(running_sources, fail_status=429, fail_count=1, retry_after_s=0)
-    result = await adapter.fetch(nhs("both"))
-    assert result.outcome is Outcome.FOUND, result.detail
+    await assert_429_retried_once(adapter, running_sources, KIND)
 
 
 async def test_slow_source_times_out(running_sources: RunningSources) -> None:
@@ -153,10 +159,7 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
 
 async def test_wrong_api_key_is_refused(running_sources: RunningSources) -> None:
     made = SocialCareAdapter(config(running_sources, api_key="wrong"))
-    try:
-        result = await made.fetch(nhs("both"))
-    finally:
-        await made.aclose()
+    result = await fetched_once(made, nhs("both"))
     assert result.outcome is Outcome.UNAVAILABLE
     assert result.detail is not None and "401" in result.detail
 
