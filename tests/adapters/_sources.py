@@ -4,6 +4,7 @@ simulators' configs and their ``/_control`` endpoint (faults, latency, reset).""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -67,6 +68,14 @@ def adapter_fixture(make: Callable[[SourceConfig], A], kind: SourceKind) -> Any:
             yield made
 
     return pytest.fixture(adapter)
+
+
+def bound(kind: SourceKind, make: Callable[[SourceConfig], A]) -> tuple[Any, Any, Any]:
+    """What a module testing one adapter binds once: ``config(running, **changes)`` and
+    ``control(running, **settings)`` for its simulator, and its ``adapter`` fixture."""
+    config = functools.partial(source_config, kind=kind)
+    control_it = functools.partial(control, kind=kind)
+    return config, control_it, adapter_fixture(make, kind)
 
 
 async def assert_429_retried_once(

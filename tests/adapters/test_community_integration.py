@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import httpx
@@ -16,22 +15,13 @@ from adapters.resilience import CircuitBreaker
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import (
-    adapter_fixture,
-    assert_429_retried_once,
-    fetched_once,
-    nhs,
-    of_type,
-    source_config,
-)
+from tests.adapters._sources import nhs, of_type
 from tests.adapters.test_community_convert import r4_valid
 
 KIND: SourceKind = "community-fhir-stu3"
 
 
-config = functools.partial(source_config, kind=KIND)
-control = functools.partial(_sources.control, kind=KIND)
-adapter = adapter_fixture(CommunityAdapter, KIND)
+config, control, adapter = _sources.bound(KIND, CommunityAdapter)
 
 
 def nhs_identifier(patient: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +150,7 @@ async def test_503_is_unavailable(
 async def test_429_with_retry_after_is_retried_once(
     adapter: CommunityAdapter, running_sources: RunningSources
 ) -> None:
-    await assert_429_retried_once(adapter, running_sources, KIND)
+    await _sources.assert_429_retried_once(adapter, running_sources, KIND)
 
 
 async def test_slow_source_times_out(running_sources: RunningSources) -> None:
@@ -176,5 +166,5 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
 
 async def test_wrong_token_is_refused(running_sources: RunningSources) -> None:
     adapter = CommunityAdapter(config(running_sources, bearer_token="wrong"))
-    result = await fetched_once(adapter, nhs("both"))
+    result = await _sources.fetched_once(adapter, nhs("both"))
     assert result.outcome is Outcome.UNAVAILABLE and "401" in (result.detail or "")

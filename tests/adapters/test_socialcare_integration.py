@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,22 +13,12 @@ from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import (
-    adapter_fixture,
-    assert_429_retried_once,
-    fetched_once,
-    nhs,
-    of_type,
-    reset,
-    source_config,
-)
+from tests.adapters._sources import nhs, of_type, reset
 
 KIND: SourceKind = "social-care-api"
 
 
-config = functools.partial(source_config, kind=KIND)
-control = functools.partial(_sources.control, kind=KIND)
-adapter = adapter_fixture(SocialCareAdapter, KIND)
+config, control, adapter = _sources.bound(KIND, SocialCareAdapter)
 
 
 def verification(patient: dict[str, Any]) -> str:
@@ -143,7 +132,7 @@ async def test_503_is_unavailable(
 async def test_429_with_retry_after_then_success(
     adapter: SocialCareAdapter, running_sources: RunningSources
 ) -> None:
-    await assert_429_retried_once(adapter, running_sources, KIND)
+    await _sources.assert_429_retried_once(adapter, running_sources, KIND)
 
 
 async def test_slow_source_times_out(running_sources: RunningSources) -> None:
@@ -159,7 +148,7 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
 
 async def test_wrong_api_key_is_refused(running_sources: RunningSources) -> None:
     made = SocialCareAdapter(config(running_sources, api_key="wrong"))
-    result = await fetched_once(made, nhs("both"))
+    result = await _sources.fetched_once(made, nhs("both"))
     assert result.outcome is Outcome.UNAVAILABLE
     assert result.detail is not None and "401" in result.detail
 
