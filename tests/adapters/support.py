@@ -1,6 +1,10 @@
-"""Small test doubles the adapter tests share with the gateway's own tests."""
+"""Small test doubles and builders the adapter tests share with the gateway's own tests."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from adapters import ukcore
 
 
 class ManualClock:
@@ -12,3 +16,14 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def source_meta(source_uri: str, profile: str, updated: str, domain: str) -> dict[str, Any]:
+    """The ``meta`` of a resource as an adapter hands it to the gateway: its UK Core profile,
+    the source it came from, when the source last changed it and its care domain tag."""
+    return {
+        "profile": [profile],
+        "source": source_uri,
+        "lastUpdated": updated,
+        "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": domain}],
+    }

@@ -11,6 +11,7 @@ from adapters import ukcore
 from adapters.base import DataIssue, Outcome, SourceResult
 from gateway.fhir.responses import EXT_ISSUE_SOURCE, merge_warning_outcome
 from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning, merge, merge_patient
+from tests.adapters.support import source_meta
 
 NHS = "9990000018"
 
@@ -20,12 +21,7 @@ def patient(source: str, *, verified: bool, updated: str, **elements: Any) -> di
     return {
         "resourceType": "Patient",
         "id": f"{source}.P1",
-        "meta": {
-            "profile": [ukcore.PROFILE_PATIENT],
-            "source": ukcore.source_uri(source),
-            "lastUpdated": updated,
-            "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": "health"}],
-        },
+        "meta": source_meta(ukcore.source_uri(source), ukcore.PROFILE_PATIENT, updated, "health"),
         "identifier": [
             {
                 "system": ukcore.NHS_NUMBER_SYSTEM,
