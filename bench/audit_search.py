@@ -39,11 +39,8 @@ import argparse
 import asyncio
 import platform
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,9 +49,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import asyncpg  # type: ignore[import-untyped]  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from gateway import schema  # noqa: E402
 from gateway.audit.partitions import (  # noqa: E402
@@ -65,7 +59,11 @@ from gateway.audit.partitions import (  # noqa: E402
 )
 from gateway.audit.store import AuditFilters, AuditStore  # noqa: E402
 from gateway.db import make_engine  # noqa: E402
-from tests.gateway.postgres_server import _as_postgres_user, _pg_binary, free_port  # noqa: E402
+from tests.gateway.postgres_server import (  # noqa: E402
+    PostgresServer,
+    _pg_binary,
+    raw_connection,
+)
 
 PATIENTS = 300_000
 USERS = 5_000
@@ -89,50 +87,24 @@ def nhs_numbers(count: int, seed: int = 17) -> list[str]:
     return sorted(found)
 
 
-class OwnServer:
+class OwnServer(PostgresServer):
     """A PostgreSQL server for this run only, tuned for a bulk load (fsync off: the data is
     thrown away), stopped by its data directory at the end."""
 
     def __init__(self) -> None:
-        initdb, self.pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
-        if initdb is None or self.pg_ctl is None:
+        if _pg_binary("initdb") is None or _pg_binary("pg_ctl") is None:
             raise SystemExit("no PostgreSQL binaries (initdb, pg_ctl); pass --database-url")
-        self.run = _as_postgres_user()
-        self.folder = Path(tempfile.mkdtemp(prefix="caregw-bench-pg-"))
-        if self.run:
-            shutil.chown(self.folder, user="postgres")
-        self.data, self.port = self.folder / "data", free_port()
-        subprocess.run(
-            [*self.run, initdb, "-D", str(self.data), "-A", "trust", "-U", "caregw"]
-            + ["--no-sync", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
+        super().__init__()
+        self.start(
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=16GB",
+            "-c shared_buffers=2GB -c maintenance_work_mem=1GB -c work_mem=64MB",
+            "-c max_parallel_maintenance_workers=2 -c checkpoint_timeout=30min",
+            timeout_s=120,
         )
-        options = " ".join(
-            [
-                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}",
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=16GB",
-                "-c shared_buffers=2GB -c maintenance_work_mem=1GB -c work_mem=64MB",
-                "-c max_parallel_maintenance_workers=2 -c checkpoint_timeout=30min",
-            ]
-        )
-        subprocess.run(
-            [*self.run, self.pg_ctl, "-D", str(self.data), "-o", options]
-            + ["-l", str(self.folder / "log"), "-w", "start"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        self.url = f"postgresql+asyncpg://caregw@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
-        subprocess.run(
-            [*self.run, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.remove()
 
 
 def _insert_chunk(low: int, high: int, total: int, start: datetime, span_s: float) -> str:
@@ -179,15 +151,7 @@ async def load(url: str, events: int, now: datetime) -> tuple[datetime, dict[str
     await engine.dispose()
     timings["migrate + partitions"] = time.perf_counter() - t0
 
-    target = make_url(url)
-    connect = {
-        "host": target.host,
-        "port": target.port,
-        "user": target.username,
-        "password": target.password,
-        "database": target.database,
-    }
-    conn = await asyncpg.connect(**connect)
+    conn = await raw_connection(url)
     try:
         # Build the search's indexes once after the load instead of row by row during it.
         index_sql = await conn.fetch(
@@ -223,7 +187,7 @@ async def load(url: str, events: int, now: datetime) -> tuple[datetime, dict[str
         queue.put_nowait(chunk)
 
     async def worker() -> None:
-        worker_conn = await asyncpg.connect(**connect)
+        worker_conn = await raw_connection(url)
         try:
             while not queue.empty():
                 low, high = queue.get_nowait()
@@ -234,7 +198,7 @@ async def load(url: str, events: int, now: datetime) -> tuple[datetime, dict[str
     await asyncio.gather(worker(), worker())
     timings["insert"] = time.perf_counter() - t0
 
-    conn = await asyncpg.connect(**connect)
+    conn = await raw_connection(url)
     try:
         t0 = time.perf_counter()
         for key in keys:
@@ -323,14 +287,7 @@ async def measure(url: str, start: datetime, queries: int, seed: int = 5) -> lis
     ]
     engine = make_engine(url)
     store = AuditStore(engine)
-    target = make_url(url)
-    raw = await asyncpg.connect(
-        host=target.host,
-        port=target.port,
-        user=target.username,
-        password=target.password,
-        database=target.database,
-    )
+    raw = await raw_connection(url)
     rng = random.Random(seed)
     try:
 

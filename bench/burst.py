@@ -42,6 +42,7 @@ from simulators.population import (  # noqa: E402
     COUNCIL_ODS,
     build_population,
 )
+from tests.support.processes import stop  # noqa: E402
 
 ISSUER = "urn:caregateway:bench-burst"
 
@@ -139,12 +140,7 @@ async def main(
         ]
         await run(sources, burst, rounds, source_timeout_s, latency_ms, child.pid, profile)
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
+        stop(child, timeout_s=10)
 
 
 async def run(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,20 +15,13 @@ from adapters.resilience import CircuitBreaker
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import closing, nhs, of_type, source_config
+from tests.adapters._sources import nhs, of_type
 from tests.adapters.test_community_convert import r4_valid
 
 KIND: SourceKind = "community-fhir-stu3"
 
 
-config = functools.partial(source_config, kind=KIND)
-control = functools.partial(_sources.control, kind=KIND)
-
-
-@pytest.fixture
-async def adapter(running_sources: RunningSources) -> AsyncIterator[CommunityAdapter]:
-    async for made in closing(CommunityAdapter(config(running_sources)), running_sources, KIND):
-        yield made
+config, control, adapter = _sources.bound(KIND, CommunityAdapter)
 
 
 def nhs_identifier(patient: dict[str, Any]) -> dict[str, Any]:
@@ -159,9 +150,7 @@ async def test_503_is_unavailable(
 async def test_429_with_retry_after_is_retried_once(
     adapter: CommunityAdapter, running_sources: RunningSources
 ) -> None:
-    await control(running_sources, fail_status=429, fail_count=1, retry_after_s=0)
-    result = await adapter.fetch(nhs("both"))
-    assert result.outcome is Outcome.FOUND, result.detail
+    await _sources.assert_429_retried_once(adapter, running_sources, KIND)
 
 
 async def test_slow_source_times_out(running_sources: RunningSources) -> None:
@@ -177,8 +166,5 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
 
 async def test_wrong_token_is_refused(running_sources: RunningSources) -> None:
     adapter = CommunityAdapter(config(running_sources, bearer_token="wrong"))
-    try:
-        result = await adapter.fetch(nhs("both"))
-    finally:
-        await adapter.aclose()
+    result = await _sources.fetched_once(adapter, nhs("both"))
     assert result.outcome is Outcome.UNAVAILABLE and "401" in (result.detail or "")

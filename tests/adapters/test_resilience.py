@@ -21,6 +21,7 @@ from adapters.resilience import (
     map_httpx_error,
     retry_after,
 )
+from tests.adapters.support import ManualClock
 
 REQUEST = httpx.Request("GET", "http://source.test/x")
 
@@ -103,16 +104,8 @@ def test_status_error_detail_names_the_status() -> None:
     assert map_httpx_error(instance(httpx.HTTPStatusError)).detail == "HTTP 502"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_breaker_opens_after_threshold_and_half_opens_after_reset() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(threshold=3, reset_s=10, clock=clock)
     for _ in range(2):
         breaker.record_failure()
@@ -159,7 +152,7 @@ async def test_guarded_maps_errors_and_counts_only_source_faults() -> None:
 
 
 async def test_guarded_success_closes() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(threshold=1, reset_s=1, clock=clock)
     breaker.record_failure()
     clock.now = 1.0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,19 +13,12 @@ from adapters.socialcare import SocialCareAdapter
 from adapters.validation import validate_resource
 from simulators.runner import RunningSources
 from tests.adapters import _sources
-from tests.adapters._sources import closing, nhs, of_type, reset, source_config
+from tests.adapters._sources import nhs, of_type, reset
 
 KIND: SourceKind = "social-care-api"
 
 
-config = functools.partial(source_config, kind=KIND)
-control = functools.partial(_sources.control, kind=KIND)
-
-
-@pytest.fixture
-async def adapter(running_sources: RunningSources) -> AsyncIterator[SocialCareAdapter]:
-    async for made in closing(SocialCareAdapter(config(running_sources)), running_sources, KIND):
-        yield made
+config, control, adapter = _sources.bound(KIND, SocialCareAdapter)
 
 
 def verification(patient: dict[str, Any]) -> str:
@@ -141,9 +132,7 @@ async def test_503_is_unavailable(
 async def test_429_with_retry_after_then_success(
     adapter: SocialCareAdapter, running_sources: RunningSources
 ) -> None:
-    await control(running_sources, fail_status=429, fail_count=1, retry_after_s=0)
-    result = await adapter.fetch(nhs("both"))
-    assert result.outcome is Outcome.FOUND, result.detail
+    await _sources.assert_429_retried_once(adapter, running_sources, KIND)
 
 
 async def test_slow_source_times_out(running_sources: RunningSources) -> None:
@@ -159,10 +148,7 @@ async def test_slow_source_times_out(running_sources: RunningSources) -> None:
 
 async def test_wrong_api_key_is_refused(running_sources: RunningSources) -> None:
     made = SocialCareAdapter(config(running_sources, api_key="wrong"))
-    try:
-        result = await made.fetch(nhs("both"))
-    finally:
-        await made.aclose()
+    result = await _sources.fetched_once(made, nhs("both"))
     assert result.outcome is Outcome.UNAVAILABLE
     assert result.detail is not None and "401" in result.detail
 

@@ -14,6 +14,7 @@ from adapters import ukcore
 from adapters.socialcare import mapping
 from adapters.socialcare.mapping import Context
 from adapters.validation import UKCoreValidationError, validate_resource
+from tests.adapters.support import source_meta
 
 NHS = "9434765919"
 TODAY = date(2026, 11, 23)
@@ -130,12 +131,12 @@ def test_person_maps_to_a_valid_uk_core_patient() -> None:
     validate_resource(patient)
     assert c.issues == []
     assert patient["id"] == "lascare.P000123"
-    assert patient["meta"] == {
-        "profile": [ukcore.PROFILE_PATIENT],
-        "source": "urn:caregateway:source:lascare",
-        "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": "social-care"}],
-        "lastUpdated": "2026-10-01T10:00:00Z",
-    }
+    assert patient["meta"] == source_meta(
+        "urn:caregateway:source:lascare",
+        ukcore.PROFILE_PATIENT,
+        "2026-10-01T10:00:00Z",
+        "social-care",
+    )
     (nhs_id,) = nhs_identifiers(patient)
     assert nhs_id["value"] == NHS
     assert {"system": ukcore.person_id_system("lascare"), "value": "P000123"} in patient[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,31 +68,38 @@ def care_team(rid: str, source: str, domain: str, *orgs: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Held:
+    """A source (its name, organisation and care domain) and the resources it holds."""
+
+    source: str
+    org: str
+    domain: str
+
+    def patient(self, rid: str, gp: str | None) -> dict[str, Any]:
+        return patient(rid, self.source, self.domain, gp)
+
+    def care_plan(self, rid: str, *labels: str) -> dict[str, Any]:
+        return care_plan(rid, self.source, self.domain, self.org, *labels)
+
+    def care_team(self, rid: str) -> dict[str, Any]:
+        return care_team(rid, self.source, self.domain, self.org)
+
+    def contribution(self, *resources: dict[str, Any]) -> SourceContribution:
+        return SourceContribution(self.source, self.org, self.domain, resources)
+
+
 def council(*extra: dict[str, Any], gp: str | None = GP) -> SourceContribution:
-    return SourceContribution(
-        "council",
-        COUNCIL,
-        "social-care",
-        (
-            patient("c-p", "council", "social-care", gp),
-            care_plan("c-cp1", "council", "social-care", COUNCIL),
-            care_team("c-ct", "council", "social-care", COUNCIL),
-            *extra,
-        ),
+    at = Held("council", COUNCIL, "social-care")
+    return at.contribution(
+        at.patient("c-p", gp), at.care_plan("c-cp1"), at.care_team("c-ct"), *extra
     )
 
 
 def trust(*extra: dict[str, Any]) -> SourceContribution:
-    return SourceContribution(
-        "community",
-        TRUST,
-        "health",
-        (
-            patient("t-p", "community", "health", GP),
-            care_plan("t-cp1", "community", "health", TRUST),
-            care_plan("t-mh", "community", "health", TRUST, "R"),
-            *extra,
-        ),
+    at = Held("community", TRUST, "health")
+    return at.contribution(
+        at.patient("t-p", GP), at.care_plan("t-cp1"), at.care_plan("t-mh", "R"), *extra
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -146,6 +147,24 @@ priors = st.none() | st.integers(-10, 120).map(lambda m: NOW - timedelta(minutes
 directive_lists = st.lists(directive(), max_size=4)
 
 
+@dataclass(frozen=True)
+class Situation:
+    """One drawn ask, the person's directives and the caller's prior break-glass grant."""
+
+    ask: Ask
+    directives: list[Directive]
+    prior: Any
+
+    def decided(self) -> Decision:
+        who, purpose, contributions = self.ask
+        return record_effect(
+            decide(who, purpose, contributions, self.directives, POLICY, NOW, self.prior)
+        )
+
+
+situations = st.builds(Situation, asks(), directive_lists, priors)
+
+
 def shown(d: Decision, contributions: tuple[SourceContribution, ...]) -> set[tuple[str, str]]:
     return {
         (c.source, str(r.get("id") or f"{r['resourceType']}@{id(r)}"))
@@ -190,14 +209,10 @@ def test_break_glass_never_applies_without_a_reason(
 
 
 @settings(max_examples=300, deadline=None)
-@given(asks(), directive_lists, priors)
-def test_withheld_never_visible_and_effect_consistent(
-    ask: Ask,
-    directives: list[Directive],
-    prior: Any,
-) -> None:
-    who, purpose, contributions = ask
-    d = record_effect(decide(who, purpose, contributions, directives, POLICY, NOW, prior))
+@given(situations)
+def test_withheld_never_visible_and_effect_consistent(drawn: Situation) -> None:
+    who, _, contributions = drawn.ask
+    d = drawn.decided()
     visible = d.visible(contributions)
     originals = {c.source: c.resources for c in contributions}
     keys = set()
@@ -236,15 +251,11 @@ def test_withheld_never_visible_and_effect_consistent(
 
 
 @settings(max_examples=200, deadline=None)
-@given(asks(), directive_lists, priors)
-def test_decisions_are_deterministic(
-    ask: Ask,
-    directives: list[Directive],
-    prior: Any,
-) -> None:
-    who, purpose, contributions = ask
-    first = record_effect(decide(who, purpose, contributions, directives, POLICY, NOW, prior))
-    second = decide(who, purpose, contributions, list(directives), POLICY, NOW, prior)
+@given(situations)
+def test_decisions_are_deterministic(drawn: Situation) -> None:
+    who, purpose, contributions = drawn.ask
+    first = drawn.decided()
+    second = decide(who, purpose, contributions, list(drawn.directives), POLICY, NOW, drawn.prior)
     assert first == second
     assert first.visible(contributions) == second.visible(contributions)
 

@@ -3,10 +3,11 @@ libraries beyond reading the policy file at start-up."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.test_import_rules import imported as imports_of
 
 PACKAGE = Path(__file__).parents[2] / "consent"
 FORBIDDEN = {"gateway", "adapters", "httpx", "sqlalchemy", "redis", "socket", "requests", "os"}
@@ -14,13 +15,7 @@ FORBIDDEN = {"gateway", "adapters", "httpx", "sqlalchemy", "redis", "socket", "r
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
 def test_no_forbidden_imports(path: Path) -> None:
-    tree = ast.parse(path.read_text())
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    imported = {name.split(".")[0] for _, name in imports_of(path)}
     assert not imported & FORBIDDEN
 
 

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,14 +110,17 @@ class PostgresServer:
         )
         self.url = f"postgresql+asyncpg://caregw@127.0.0.1:{self.port}/postgres"
 
-    def start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}"
+    def start(self, *settings: str, timeout_s: float = 60) -> None:
+        """Start (or start again) on the same port; ``settings``: more ``-c name=value``."""
+        options = " ".join(
+            [f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}", *settings]
+        )
         subprocess.run(
             [*self._run, self._pg_ctl, "-D", str(self.data), "-o", options]
             + ["-l", str(self.folder / "log"), "-w", "start"],
             check=True,
             capture_output=True,
-            timeout=60,
+            timeout=timeout_s,
         )
 
     def stop(self) -> None:
@@ -136,22 +140,30 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-async def fresh_database(postgres_url: str) -> str:
-    """A new, empty database on the server of ``postgres_url``; its URL."""
-    import uuid
-
+async def raw_connection(sqlalchemy_url: str) -> Any:
+    """An asyncpg connection to the database an SQLAlchemy URL names (for plain SQL)."""
     import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
-    url = make_url(postgres_url)
-    name = f"caregw_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(
+    url = make_url(sqlalchemy_url)
+    return await asyncpg.connect(
         host=url.host,
         port=url.port,
         user=url.username,
         password=url.password,
         database=url.database,
     )
+
+
+async def fresh_database(postgres_url: str) -> str:
+    """A new, empty database on the server of ``postgres_url``; its URL."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    name = f"caregw_{uuid.uuid4().hex[:12]}"
+    conn = await raw_connection(postgres_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:

@@ -20,12 +20,13 @@ from typing import Any
 
 import httpx
 
-from gateway.auth import generate_signing_key, issue_token
+from gateway.auth import generate_signing_key
 from gateway.cache import generate_index_key, generate_key_entry
 from gateway.embedded import free_port
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
 from tests.support import processes
+from tests.support.tokens import user_token
 from vocabulary import ClientKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,10 +169,10 @@ class ReplicaSet:
         client_kind: str = "user",
         client_id: str | None = None,
     ) -> dict[str, str]:
-        token = issue_token(
+        token = user_token(
             self.private_pem,
+            AUDIENCE,
             issuer=ISSUER,
-            audience=AUDIENCE,
             sub=sub,
             role=role,
             org=org,

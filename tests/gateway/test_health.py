@@ -6,7 +6,6 @@ source simulators, which are reset before and after.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -21,9 +20,9 @@ from structlog.testing import capture_logs
 
 from gateway.db import make_engine
 from gateway.routes import health
-from simulators.population import SCENARIOS
-from simulators.runner import source_configs
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import Gateway
+from tests.gateway.source_faults import fresh_gateway, set_control
+from tests.support.people import nhs
 
 SOURCES = {"socialcare", "community"}
 
@@ -32,18 +31,8 @@ SOURCES = {"socialcare", "community"}
 async def gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    await _reset(running_sources)
-    async with running_gateway(
-        source_configs(running_sources), *signing_key, socket=True
-    ) as gateway:
+    async with fresh_gateway(running_sources, signing_key, socket=True) as gateway:
         yield gateway
-    await _reset(running_sources)
-
-
-async def _reset(running_sources: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        for url in (running_sources.social_care_url, running_sources.community_url):
-            (await client.post(f"{url}/_control/reset")).raise_for_status()
 
 
 async def _health(gw: Gateway, which: str) -> httpx.Response:
@@ -129,14 +118,8 @@ async def test_a_hung_database_gives_503_within_the_probe_timeout(
 async def test_ready_is_degraded_when_a_source_circuit_is_open(
     gw: Gateway, running_sources: Any
 ) -> None:
-    async with httpx.AsyncClient() as client:
-        (
-            await client.post(
-                f"{running_sources.community_url}/_control", json={"fail_status": 503}
-            )
-        ).raise_for_status()
-    number = SCENARIOS["both"].nhs_number
-    assert number is not None
+    await set_control(running_sources.community_url, fail_status=503)
+    number = nhs("both")
 
     body: dict[str, Any] = {}
     for _ in range(20):  # the breaker opens after a handful of consecutive failures
@@ -157,11 +140,8 @@ async def quick_gw(
     running_sources: Any, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
     """A gateway whose sources time out after 0.3 s."""
-    await _reset(running_sources)
-    configs = [dataclasses.replace(c, timeout_s=0.3) for c in source_configs(running_sources)]
-    async with running_gateway(configs, *signing_key, socket=True) as gateway:
+    async with fresh_gateway(running_sources, signing_key, timeout_s=0.3, socket=True) as gateway:
         yield gateway
-    await _reset(running_sources)
 
 
 async def test_ready_is_degraded_when_a_source_stops_answering_with_its_circuit_closed(
@@ -169,14 +149,8 @@ async def test_ready_is_degraded_when_a_source_stops_answering_with_its_circuit_
 ) -> None:
     """Timeouts end in cancellation, which the breaker may never count: a source that answers
     nothing for minutes kept a closed circuit, and readiness said it was healthy."""
-    async with httpx.AsyncClient() as client:
-        (
-            await client.post(
-                f"{running_sources.community_url}/_control", json={"latency_ms": 1500}
-            )
-        ).raise_for_status()
-    number = SCENARIOS["both"].nhs_number
-    assert number is not None
+    await set_control(running_sources.community_url, latency_ms=1500)
+    number = nhs("both")
     for _ in range(3):
         read = await quick_gw.get(f"/Patient/{number}")
         assert read.status_code == 200, read.text  # partial: social care still answers

@@ -32,6 +32,7 @@ from gateway.policy.store import BreakGlassStore, ConsentStore
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources
 from tests.consent.factories import objection_body
+from tests.gateway.serve_procs import kill_if_running, serve_at, serve_workers, verified_chain
 from tests.gateway.test_audit_events import T0
 from tests.gateway.test_audit_store import event
 from tests.gateway.test_serve_crash import (
@@ -204,25 +205,19 @@ def _children(pid: int) -> list[int]:
 async def test_serve_with_two_workers_audits_every_answer_in_one_valid_chain(
     tmp_path: Path, running_sources: RunningSources
 ) -> None:
-    private_pem, public_jwk = generate_signing_key()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/fhir"
+    at = serve_at()
+    base_url = at.base_url
     number = SCENARIOS["both"].nhs_number or ""
     gp = running_sources.population.council_people_with(number)[0].gp
     assert gp is not None
     token = issue_token(
-        private_pem, issuer=ISSUER, audience=base_url, sub="workers-test", role="R8000",
+        at.private_pem, issuer=ISSUER, audience=base_url, sub="workers-test", role="R8000",
         org=gp.ods_code, purpose="TREAT",
     )  # fmt: skip
-    env = _serve_env(tmp_path, running_sources, public_jwk, port)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--workers", "2"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = serve_workers(_serve_env(tmp_path, running_sources, at.public_jwk, at.port), 2)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            await _wait_live(client, f"http://127.0.0.1:{port}/health/live", proc)
+            await _wait_live(client, at.live_url, proc)
             assert len(_children(proc.pid)) == 2
 
             async def read(i: int) -> str:
@@ -238,16 +233,10 @@ async def test_serve_with_two_workers_audits_every_answer_in_one_valid_chain(
         assert proc.wait(timeout=30) == 0
         assert not [w for w in workers if Path(f"/proc/{w}").exists()]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        kill_if_running(proc)
     stored, _ = _stored_request_ids(tmp_path / "gw.db")
     assert set(released) <= stored
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
-    try:
-        verified = await AuditStore(engine).verify()
-    finally:
-        await engine.dispose()
+    verified = await verified_chain(tmp_path / "gw.db")
     assert verified.ok and verified.checked >= len(released)
 
 
@@ -255,25 +244,17 @@ async def test_serve_with_two_workers_audits_every_answer_in_one_valid_chain(
 async def test_serve_stops_when_a_worker_dies(
     tmp_path: Path, running_sources: RunningSources
 ) -> None:
-    _, public_jwk = generate_signing_key()
-    port = free_port()
-    env = _serve_env(tmp_path, running_sources, public_jwk, port)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--workers", "2"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    at = serve_at()
+    proc = serve_workers(_serve_env(tmp_path, running_sources, at.public_jwk, at.port), 2)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            await _wait_live(client, f"http://127.0.0.1:{port}/health/live", proc)
+            await _wait_live(client, at.live_url, proc)
         first, second = sorted(_children(proc.pid))
         os.kill(first, signal.SIGKILL)
         assert proc.wait(timeout=30) == 1  # the process manager restarts the whole
         assert not Path(f"/proc/{second}").exists() or _zombie(second)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        kill_if_running(proc)
 
 
 def _zombie(pid: int) -> bool:

@@ -12,14 +12,14 @@ plans and adds to it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from simulators.population import COUNCIL_ODS
-from simulators.runner import RunningSources, source_configs
-from tests.gateway.harness import assert_fhir, assert_outcome, running_gateway
+from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
+from tests.gateway.joint_gateways import joint_gateway  # noqa: F401  (fixture)
 from tests.gateway.joint_support import (
     ADMIN,
     GP,
@@ -34,7 +34,6 @@ from tests.gateway.joint_support import (
     audit_of,
     changed,
     entity_refs,
-    fresh_database,
     patient_of,
     plan_body,
     subtype_of,
@@ -43,20 +42,9 @@ from tests.gateway.joint_support import (
 PART = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgresql"])
-async def joint(
-    request: pytest.FixtureRequest,
-    running_sources: RunningSources,
-    signing_key: tuple[bytes, dict[str, Any]],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[JointClient]:
-    pg = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    folder = tmp_path_factory.mktemp("joint")
-    async with (
-        fresh_database(request.param, folder, pg) as url,
-        running_gateway(source_configs(running_sources), *signing_key, database_url=url) as gw,
-    ):
-        yield JointClient(gw)
+@pytest.fixture(scope="module")
+def joint(joint_gateway: Gateway) -> JointClient:  # noqa: F811
+    return JointClient(joint_gateway)
 
 
 def refusal_of(org: str) -> dict[str, Any]:
@@ -108,6 +96,16 @@ async def withdraw(joint: JointClient, consent_id: str) -> None:
         headers=joint.headers(GP, **{"Content-Type": "application/fhir+json"}),
     )
     assert_fhir(resp, 200)
+
+
+@asynccontextmanager
+async def directive_in_force(joint: JointClient, body: dict[str, Any]) -> AsyncIterator[str]:
+    """The person's directive ``body``, recorded for the block and withdrawn after it."""
+    consent_id = await record_directive(joint, body)
+    try:
+        yield consent_id
+    finally:
+        await withdraw(joint, consent_id)
 
 
 def ids(bundle: dict[str, Any], rtype: str = "CarePlan") -> list[str]:
@@ -192,8 +190,7 @@ async def test_refuse_recipient_directive_hides_the_plan_from_that_organisation(
     joint: JointClient,
 ) -> None:
     plan = assert_fhir(await joint.post(plan_body()), 201)
-    consent_id = await record_directive(joint, refusal_of(COUNCIL_ODS))
-    try:
+    async with directive_in_force(joint, refusal_of(COUNCIL_ODS)):
         search = await joint.get("/CarePlan", SOCIAL_WORKER, patient=NHS)
         body = assert_outcome(search, 403, "forbidden")
         assert "recipient-refused-by-patient" in body["issue"][0]["details"]["text"]
@@ -212,8 +209,6 @@ async def test_refuse_recipient_directive_hides_the_plan_from_that_organisation(
         assert "recipient-refused-by-patient" in refused.text
         assert plan["id"] in ids(assert_fhir(await joint.get("/CarePlan", GP, patient=NHS)))
         assert_fhir(await joint.put(plan["id"], plan, GP, if_match='W/"1"'), 200)
-    finally:
-        await withdraw(joint, consent_id)
     assert plan["id"] in ids(assert_fhir(await joint.get("/CarePlan", SOCIAL_WORKER, patient=NHS)))
 
 
@@ -221,8 +216,7 @@ async def test_the_author_is_the_custodian_a_withheld_author_hides_its_plans(
     joint: JointClient,
 ) -> None:
     plan = assert_fhir(await joint.post(plan_body()), 201)
-    consent_id = await record_directive(joint, withholding(GP_ORG))
-    try:
+    async with directive_in_force(joint, withholding(GP_ORG)):
         found = assert_fhir(await joint.get("/CarePlan", SOCIAL_WORKER, patient=NHS))
         shown = ids(found)
         assert plan["id"] not in shown
@@ -232,8 +226,6 @@ async def test_the_author_is_the_custodian_a_withheld_author_hides_its_plans(
         assert_outcome(await joint.get(f"/CarePlan/{plan['id']}", SOCIAL_WORKER), 403, "forbidden")
         # The GP practice still sees what it wrote.
         assert plan["id"] in ids(assert_fhir(await joint.get("/CarePlan", GP, patient=NHS)))
-    finally:
-        await withdraw(joint, consent_id)
 
 
 @pytest.mark.parametrize(

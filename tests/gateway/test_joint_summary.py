@@ -6,18 +6,18 @@ practice for one person twice), then the summary is read on SQLite and PostgreSQ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from fhir.resources.R4B.measurereport import MeasureReport
 
-from adapters import nhs_number
+from bench.joint_writes import council_people as bench_council_people
 from gateway.joint.summary import DATA_ABSENT_REASON, suppressed
 from simulators.population import COUNCIL_ODS
-from simulators.runner import RunningSources, source_configs
-from tests.gateway.harness import assert_fhir, assert_outcome, running_gateway
+from simulators.runner import RunningSources
+from tests.gateway.harness import Gateway, assert_fhir, assert_outcome
+from tests.gateway.joint_gateways import joint_gateway  # noqa: F401  (fixture)
 from tests.gateway.joint_support import (
     GP,
     GP_ORG,
@@ -26,7 +26,6 @@ from tests.gateway.joint_support import (
     SOCIAL_WORKER,
     JointClient,
     audit_of,
-    fresh_database,
     plan_body,
 )
 
@@ -36,38 +35,21 @@ COMMISSIONER: dict[str, Any] = {"role": "BCF-COMM", "org": "X26", "sub": "comm-0
 
 
 def council_people(running: RunningSources, n: int) -> list[str]:
-    out: list[str] = []
-    for person in running.population.council_people:
-        try:
-            number = nhs_number.parse(person.nhs_number or "")
-        except nhs_number.InvalidNHSNumber:
-            continue
-        if number not in out and number != NHS:
-            out.append(number)
-        if len(out) == n:
-            return out
-    raise AssertionError("not enough council people")
+    """The first ``n`` council people with valid NHS numbers, other than ``NHS``'s person."""
+    out = [number for number in bench_council_people(running, n + 1) if number != NHS][:n]
+    if len(out) < n:
+        raise AssertionError("not enough council people")
+    return out
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgresql"])
-async def joint(
-    request: pytest.FixtureRequest,
-    running_sources: RunningSources,
-    signing_key: tuple[bytes, dict[str, Any]],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[JointClient]:
-    pg = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    configs = source_configs(running_sources)
-    async with (
-        fresh_database(request.param, tmp_path_factory.mktemp("summary"), pg) as url,
-        running_gateway(configs, *signing_key, database_url=url) as gw,
-    ):
-        client = JointClient(gw)
-        for person in council_people(running_sources, 6):
-            assert_fhir(await client.post(plan_body(person), SOCIAL_WORKER), 201)
-        assert_fhir(await client.post(plan_body(), GP), 201)
-        assert_fhir(await client.post(plan_body(status="draft"), GP), 201)
-        yield client
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def joint(joint_gateway: Gateway, running_sources: RunningSources) -> JointClient:  # noqa: F811
+    client = JointClient(joint_gateway)
+    for person in council_people(running_sources, 6):
+        assert_fhir(await client.post(plan_body(person), SOCIAL_WORKER), 201)
+    assert_fhir(await client.post(plan_body(), GP), 201)
+    assert_fhir(await client.post(plan_body(status="draft"), GP), 201)
+    return client
 
 
 def _group(report: dict[str, Any], code: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import os
 import queue
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from gateway.embedded import free_port
 from gateway.logging import REDACTED, configure_logging
 from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway
+from tests.gateway.serve_procs import interrupt
 
 
 def _reader(stream: Any, sink: queue.Queue[str | None]) -> None:
@@ -148,12 +148,7 @@ def test_demo_end_to_end_logs_nothing_identifying() -> None:
             client.get(f"{base}/Patient/{numbers[0]}", headers={**headers, "X-Purpose-Of-Use": ""})
             client.get(f"{base}/Patient/12345", headers=headers)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        interrupt(proc, 30)
     logs: list[str] = []
     while True:
         line = err_lines.get(timeout=10)

@@ -11,6 +11,7 @@ from adapters import ukcore
 from adapters.base import DataIssue, Outcome, SourceResult
 from gateway.fhir.responses import EXT_ISSUE_SOURCE, merge_warning_outcome
 from gateway.records.merge import MERGE_WARNING_SYSTEM, MergeWarning, merge, merge_patient
+from tests.adapters.support import source_meta
 
 NHS = "9990000018"
 
@@ -20,12 +21,7 @@ def patient(source: str, *, verified: bool, updated: str, **elements: Any) -> di
     return {
         "resourceType": "Patient",
         "id": f"{source}.P1",
-        "meta": {
-            "profile": [ukcore.PROFILE_PATIENT],
-            "source": ukcore.source_uri(source),
-            "lastUpdated": updated,
-            "tag": [{"system": ukcore.CARE_DOMAIN_SYSTEM, "code": "health"}],
-        },
+        "meta": source_meta(ukcore.source_uri(source), ukcore.PROFILE_PATIENT, updated, "health"),
         "identifier": [
             {
                 "system": ukcore.NHS_NUMBER_SYSTEM,
@@ -52,6 +48,27 @@ def validated(oo: dict[str, Any]) -> OperationOutcome:
 
 def source_extension(*sources: str) -> list[dict[str, str]]:
     return [{"url": EXT_ISSUE_SOURCE, "valueUri": ukcore.source_uri(s)} for s in sources]
+
+
+def warning_outcome(warning: MergeWarning) -> dict[str, Any]:
+    """The OperationOutcome a merge warning is shown as, checked against the R4B model."""
+    oo = merge_warning_outcome(warning)
+    validated(oo)
+    return oo
+
+
+def warning_issue(
+    code: str, text: str, *sources: str, diagnostics: str, **elements: Any
+) -> dict[str, Any]:
+    """The one issue expected for a merge warning ``code`` found in ``sources``."""
+    return {
+        "severity": "warning",
+        "code": "informational",
+        "details": {"coding": [{"system": MERGE_WARNING_SYSTEM, "code": code}], "text": text},
+        "diagnostics": diagnostics,
+        **elements,
+        "extension": source_extension(*sources),
+    }
 
 
 def result(
@@ -150,21 +167,17 @@ def test_birth_date_conflict_is_a_coded_warning_naming_element_and_sources() -> 
     assert warning.sources == ("a", "b")
     assert warning.expression == ("Patient.birthDate",)
 
-    oo = merge_warning_outcome(warning)
-    validated(oo)
+    oo = warning_outcome(warning)
     assert oo["issue"] == [
-        {
-            "severity": "warning",
-            "code": "informational",
-            "details": {
-                "coding": [{"system": MERGE_WARNING_SYSTEM, "code": "demographics-conflict"}],
-                "text": "Sources disagree on Patient.birthDate (a, b); shown: the value from a "
-                "(verified NHS number first, then most recent).",
-            },
-            "diagnostics": warning.text,
-            "expression": ["Patient.birthDate"],
-            "extension": source_extension("a", "b"),
-        }
+        warning_issue(
+            "demographics-conflict",
+            "Sources disagree on Patient.birthDate (a, b); shown: the value from a "
+            "(verified NHS number first, then most recent).",
+            "a",
+            "b",
+            diagnostics=warning.text,
+            expression=["Patient.birthDate"],
+        )
     ]
     assert MERGE_WARNING_SYSTEM == "urn:caregateway:merge-warning"
     dumped = orjson.dumps(oo).decode()
@@ -179,8 +192,7 @@ def test_deceased_conflict_uses_the_fhirpath_choice_name() -> None:
     (warning,) = warnings
     assert warning.expression == ("Patient.deceased",)
     assert "Patient.deceasedDateTime" in warning.text
-    oo = merge_warning_outcome(warning)
-    validated(oo)
+    oo = warning_outcome(warning)
     assert oo["issue"][0]["expression"] == ["Patient.deceased"]
 
 
@@ -224,17 +236,6 @@ def test_duplicate_source_record_is_a_coded_warning_naming_its_source() -> None:
     assert record.warnings == [
         MergeWarning("duplicate-person", "a: 2 person records share one NHS number", sources=("a",))
     ]
-    oo = merge_warning_outcome(record.warnings[0])
-    validated(oo)
-    assert oo["issue"] == [
-        {
-            "severity": "warning",
-            "code": "informational",
-            "details": {
-                "coding": [{"system": MERGE_WARNING_SYSTEM, "code": "duplicate-person"}],
-                "text": "a: 2 person records share one NHS number",
-            },
-            "diagnostics": "a: 2 person records share one NHS number",
-            "extension": source_extension("a"),
-        }
-    ]
+    oo = warning_outcome(record.warnings[0])
+    text = "a: 2 person records share one NHS number"
+    assert oo["issue"] == [warning_issue("duplicate-person", text, "a", diagnostics=text)]

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, MetaData, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -67,6 +67,16 @@ async def _tables(engine: AsyncEngine) -> set[str]:
         return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
 
 
+async def _made_with_only(engine: AsyncEngine, names: set[str]) -> MetaData:
+    """The database as ``create_all`` made it when only the tables ``names`` existed (no
+    ``alembic_version``): what code from before a migration left behind."""
+    metadata = schema.target_metadata()
+    older = [t for t in metadata.sorted_tables if t.name in names]
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: metadata.create_all(c, tables=older))
+    return metadata
+
+
 async def test_an_empty_database_is_upgraded_to_exactly_the_declared_schema(
     empty_db: tuple[str, AsyncEngine],
 ) -> None:
@@ -84,10 +94,8 @@ async def test_a_database_made_before_migrations_is_adopted_with_its_rows(
     empty_db: tuple[str, AsyncEngine],
 ) -> None:
     _, engine = empty_db
-    metadata = schema.target_metadata()
-    older = [t for t in metadata.sorted_tables if t.name in BEFORE_MIGRATIONS]
-    async with engine.begin() as conn:  # what create_schema did before migrations
-        await conn.run_sync(lambda c: metadata.create_all(c, tables=older))
+    metadata = await _made_with_only(engine, BEFORE_MIGRATIONS)  # create_schema's tables
+    async with engine.begin() as conn:
         await conn.execute(
             metadata.tables["consent_directive"]
             .insert()
@@ -113,11 +121,7 @@ async def test_a_trail_from_before_archiving_gains_the_checkpoint_table(
     empty_db: tuple[str, AsyncEngine],
 ) -> None:
     _, engine = empty_db
-    metadata = schema.target_metadata()
-    before_archiving = BEFORE_MIGRATIONS - {"audit_checkpoint"}
-    older = [t for t in metadata.sorted_tables if t.name in before_archiving]
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda c: metadata.create_all(c, tables=older))
+    await _made_with_only(engine, BEFORE_MIGRATIONS - {"audit_checkpoint"})
     assert "audit_checkpoint" not in await _tables(engine)
     await schema.upgrade(engine)
     assert "audit_checkpoint" in await _tables(engine)

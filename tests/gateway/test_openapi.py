@@ -35,6 +35,7 @@ from gateway.fhir.openapi import FHIR_JSON
 from gateway.fhir.openapi_table import OPERATIONS
 from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway
+from tests.gateway.patient_support import directive
 
 pytestmark = pytest.mark.socket  # driven by a sync client in a worker thread: over a socket
 
@@ -260,26 +261,8 @@ async def test_a_consent_period_at_the_calendar_end_is_no_server_error(
     """The first 500 this run found (a provision period bound on 0001-01-01 at +14:00 left
     datetime's range), sent once more as it was found."""
     nhs = KNOWN_PEOPLE[0]
-    body = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs}},
-        "policyRule": {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
-            ]
-        },
-        "provision": {"type": "deny", "period": {"start": "0001-01-01T00:00:00+14:00"}},
-    }
+    at_the_end = {"type": "deny", "period": {"start": "0001-01-01T00:00:00+14:00"}}
+    body = directive(nhs, "OPTOUT", at_the_end)
     headers = {**_headers_for(fuzz_gateway, "consent"), "Content-Type": FHIR_JSON}
     resp = await fuzz_gateway.client.post(
         f"{fuzz_gateway.base_url}/Consent", headers=headers, json=body

@@ -29,6 +29,7 @@ from gateway.ops.ratelimit import (
 )
 from gateway.settings import ConfigurationError, Settings
 from simulators.runner import RunningSources
+from tests.adapters.support import ManualClock
 from tests.gateway.serve_support import Replica, ReplicaSet, sqlite_events
 from tests.redis_server import RedisServer, own_redis_server  # noqa: F401  (fixture)
 
@@ -135,16 +136,8 @@ def _request_ids(event: dict[str, object]) -> list[str]:
     return found
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_local_limiter_allows_a_burst_then_one_per_interval() -> None:
-    clock = _Clock()
+    clock = ManualClock(1000.0)
     limiter = LocalLimiter(RateLimit(6, 60.0), clock)
     assert [limiter.hit("k") for _ in range(6)] == [0] * 6
     wait = limiter.hit("k")

@@ -26,10 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.audit.store import AuditStore
-from gateway.db import make_engine
 from simulators.population import COMMUNITY_ODS, SCENARIOS
 from simulators.runner import RunningSources
+from tests.gateway.serve_procs import verified_chain
 from tests.gateway.serve_support import Replica, ReplicaSet, request_ids_in, sqlite_events
 
 LOOPING_CLIENTS = 8
@@ -170,11 +169,7 @@ async def test_sigterm_under_load_drains_finishes_flushes_and_exits_0(
     assert not missing, f"{len(missing)} answers with data have no AuditEvent"
     for rid, status, _ in answered:
         assert all(d.startswith(f"HTTP {status}") for d in events.get(rid, [])), rid
-    engine = make_engine(f"sqlite+aiosqlite:///{db}")
-    try:
-        verified = await AuditStore(engine).verify()
-    finally:
-        await engine.dispose()
+    verified = await verified_chain(db)
     assert verified.ok, verified
     print(
         f"answered {len(answered)} ({len(with_data)} with data), all audited; readiness "

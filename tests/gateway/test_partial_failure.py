@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from simulators.population import SCENARIOS
-from simulators.runner import source_configs
-from tests.gateway.harness import Gateway, running_gateway
+from tests.gateway.harness import Gateway
+from tests.gateway.source_faults import fresh_gateway, set_control
 
 
 @pytest.fixture
@@ -21,22 +19,8 @@ async def fast_timeout_gateway(
     """A fresh gateway (own circuit breakers) whose sources time out after 0.3 s.
 
     Both simulators are reset before and after, whatever earlier tests left behind."""
-    await _reset(running_sources)
-    configs = [dataclasses.replace(c, timeout_s=0.3) for c in source_configs(running_sources)]
-    async with running_gateway(configs, *signing_key) as gw:
+    async with fresh_gateway(running_sources, signing_key, timeout_s=0.3) as gw:
         yield gw
-    await _reset(running_sources)
-
-
-async def _reset(running_sources: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        for url in (running_sources.social_care_url, running_sources.community_url):
-            (await client.post(f"{url}/_control/reset")).raise_for_status()
-
-
-async def _control(url: str, **settings: Any) -> None:
-    async with httpx.AsyncClient() as client:
-        (await client.post(f"{url}/_control", json=settings)).raise_for_status()
 
 
 def _number() -> str:
@@ -58,7 +42,7 @@ def _incomplete(bundle: dict[str, Any]) -> list[str]:
 async def test_one_source_down_gives_partial_bundle(
     fast_timeout_gateway: Gateway, running_sources: Any
 ) -> None:
-    await _control(running_sources.community_url, fail_status=503)
+    await set_control(running_sources.community_url, fail_status=503)
     resp = await fast_timeout_gateway.get(f"/Patient/{_number()}/$everything")
     assert resp.status_code == 200
     bundle = resp.json()
@@ -78,7 +62,7 @@ async def test_one_source_down_gives_partial_bundle(
 async def test_slow_source_beyond_timeout_gives_partial_bundle(
     fast_timeout_gateway: Gateway, running_sources: Any
 ) -> None:
-    await _control(running_sources.social_care_url, latency_ms=1500)
+    await set_control(running_sources.social_care_url, latency_ms=1500)
     resp = await fast_timeout_gateway.get("/CarePlan", params={"patient": _number()})
     assert resp.status_code == 200
     bundle = resp.json()
@@ -92,8 +76,8 @@ async def test_slow_source_beyond_timeout_gives_partial_bundle(
 async def test_no_source_answering_is_503(
     fast_timeout_gateway: Gateway, running_sources: Any
 ) -> None:
-    await _control(running_sources.community_url, fail_status=503)
-    await _control(running_sources.social_care_url, fail_status=503)
+    await set_control(running_sources.community_url, fail_status=503)
+    await set_control(running_sources.social_care_url, fail_status=503)
     resp = await fast_timeout_gateway.get(f"/Patient/{_number()}")
     assert resp.status_code == 503
     body = resp.json()

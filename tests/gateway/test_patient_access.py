@@ -11,7 +11,6 @@ through the demo sign-in itself.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,7 +33,11 @@ from tests.gateway.patient_support import (
     refused,
     staff,
 )
-from tests.smart.support import auth_url, authorize, authorize_params, pkce, redeem
+from tests.smart.support import (
+    code_of,
+    person_login,
+    redeem,
+)
 
 ME = nhs("both")
 OTHER = nhs("social_only")
@@ -290,18 +293,8 @@ async def test_the_person_sees_their_own_restricted_mental_health_plan(gw: Gatew
 
 
 async def _signed_in(gw: Gateway, person: str, level: str) -> str:
-    verifier, challenge = pkce()
-    params = authorize_params(gw, challenge, scope="openid fhirUser patient/*.rs")
-    page = await authorize(gw, params)
-    pending = re.search(r'name="pending" value="([^"]+)"', page.text)
-    assert pending is not None
-    answer = await gw.client.post(
-        auth_url(gw, "login"),
-        data={"pending": pending.group(1), "as": "person", "person": person, "proofing": level},
-    )
-    code = re.search(r"[?&]code=([^&]+)", answer.headers["location"])
-    assert code is not None
-    token: str = (await redeem(gw, code.group(1), verifier)).json()["access_token"]
+    login = await person_login(gw, person, level, "openid fhirUser patient/*.rs")
+    token: str = (await redeem(gw, code_of(login.answer), login.verifier)).json()["access_token"]
     return token
 
 

@@ -43,8 +43,6 @@ import asyncio
 import dataclasses
 import json
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -61,7 +59,8 @@ from simulators.population import COMMUNITY_ODS, SCENARIOS
 from simulators.runner import RunningSources
 from tests.consent.factories import consent_body
 from tests.gateway.postgres_server import PostgresServer
-from tests.gateway.serve_support import ROOT, Replica, ReplicaSet, request_ids_in
+from tests.gateway.serve_procs import run_cli
+from tests.gateway.serve_support import Replica, ReplicaSet, request_ids_in
 from tests.redis_server import RedisServer, own_redis_server  # noqa: F401  (fixture)
 
 CLIENTS = 32
@@ -105,13 +104,7 @@ async def cluster(
         CAREGW_SHUTDOWN_DRAIN_S="0.5",
     )
     try:
-        upgrade = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "db", "upgrade"],
-            cwd=ROOT,
-            env=replicas.env,
-            capture_output=True,
-            timeout=120,
-        )
+        upgrade = run_cli(replicas.env, "db", "upgrade")
         assert upgrade.returncode == 0, upgrade.stderr.decode()[-2000:]
         a, b = replicas.replica("a"), replicas.replica("b")
         a.spawn()
@@ -264,13 +257,7 @@ async def test_two_replicas_killed_redis_and_postgres_restarted_source_slow(
         replica.signal(signal.SIGTERM)
     exits = {r.name: r.wait(60) for r in (a, b)}
     assert exits == {"a": 0, "b": 0}, exits
-    verify = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", "verify"],
-        cwd=ROOT,
-        env=replicas.env,
-        capture_output=True,
-        timeout=120,
-    )
+    verify = run_cli(replicas.env, "audit", "verify")
     assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
 
     events = await _stored_events(pg.url)

@@ -173,6 +173,12 @@ def general_sample(population: Population) -> list[str]:
     return numbers[::step][:SAMPLE_SIZE]
 
 
+async def assert_plan_read(gateway: Gateway, plan_id: str, caller: Caller, status: int) -> None:
+    """``GET /CarePlan/{plan_id}`` as ``caller`` is answered ``status``."""
+    resp = await gateway.get(f"/CarePlan/{plan_id}", headers=caller.headers(gateway))
+    assert resp.status_code == status, resp.text
+
+
 async def everything(gateway: Gateway, number: str, caller: Caller) -> dict[str, Any]:
     resp = await gateway.get(f"/Patient/{number}/$everything", headers=caller.headers(gateway))
     body = assert_fhir(resp)
@@ -380,8 +386,7 @@ async def test_unmatchable_council_person_is_never_reached(
     assert plans
     for plan in plans:
         plan_id = f"{SOCIAL}.{person_id}.{plan.plan_id}"
-        resp = await gateway.get(f"/CarePlan/{plan_id}", headers=SOCIAL_WORKER.headers(gateway))
-        assert resp.status_code == 404, resp.text
+        await assert_plan_read(gateway, plan_id, SOCIAL_WORKER, 404)
 
 
 async def test_restricted_person_social_care_resources_are_labelled_r(
@@ -435,8 +440,7 @@ async def test_safeguarding_plan_is_labelled_and_seen_by_social_care(
     gp_plans = of_type(entries(gp_bundle, "match"), "CarePlan")
     assert plan["id"] not in {p["id"] for p in gp_plans}
     assert outcomes(gp_bundle, "suppressed")
-    denied = await gateway.get(f"/CarePlan/{plan['id']}", headers=caller.headers(gateway))
-    assert denied.status_code == 403, denied.text
+    await assert_plan_read(gateway, plan["id"], caller, 403)
 
 
 async def test_mental_health_plan_is_labelled_and_seen_by_the_gp(

@@ -29,13 +29,11 @@ from typing import Any
 
 import httpx
 
-from gateway.audit.store import AuditStore
-from gateway.auth import generate_signing_key, issue_token
+from gateway.auth import issue_token
 from gateway.cache import generate_index_key, generate_key_entry
-from gateway.db import make_engine
-from gateway.embedded import free_port
 from simulators.population import SCENARIOS
 from simulators.runner import RunningSources, source_configs
+from tests.gateway.serve_procs import serve_at, verified_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "urn:caregateway:crash-test-issuer"
@@ -99,9 +97,8 @@ def _stored_request_ids(db: Path) -> tuple[set[str], int]:
 async def test_killed_server_released_no_unaudited_200(
     tmp_path: Path, running_sources: RunningSources
 ) -> None:
-    private_pem, public_jwk = generate_signing_key()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/fhir"
+    at = serve_at()
+    private_pem, public_jwk, port, base_url = at.private_pem, at.public_jwk, at.port, at.base_url
     db = tmp_path / "gw.db"
 
     # One token per person, for a clinician at that person's GP practice.
@@ -197,10 +194,6 @@ async def test_killed_server_released_no_unaudited_200(
     )
     assert not missing, f"{len(missing)} of {len(released)} released 200s have no AuditEvent"
 
-    engine = make_engine(f"sqlite+aiosqlite:///{db}")
-    try:
-        verified = await AuditStore(engine).verify()
-    finally:
-        await engine.dispose()
+    verified = await verified_chain(db)
     assert verified.ok, verified
     assert verified.checked == events

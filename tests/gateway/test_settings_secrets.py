@@ -23,14 +23,23 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.Monk
     get_settings.cache_clear()
 
 
+def mount_secrets(env: pytest.MonkeyPatch, folder: Path, **secrets: str) -> None:
+    """One file per secret in ``folder``, as a secret mount writes them, named to the gateway."""
+    folder.mkdir()
+    for name, value in secrets.items():
+        (folder / name).write_text(value)
+    env.setenv("CAREGW_SECRETS_DIR", str(folder))
+
+
 def test_settings_read_one_file_per_secret_from_the_secrets_folder(
     env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "CAREGW_DATABASE_URL").write_text("postgresql+asyncpg://gw:pw@db/gw")
-    (secrets / "CAREGW_CACHE_INDEX_KEY").write_text("aW5kZXgta2V5LWZvci10ZXN0cw==")
-    env.setenv("CAREGW_SECRETS_DIR", str(secrets))
+    mount_secrets(
+        env,
+        tmp_path / "secrets",
+        CAREGW_DATABASE_URL="postgresql+asyncpg://gw:pw@db/gw",
+        CAREGW_CACHE_INDEX_KEY="aW5kZXgta2V5LWZvci10ZXN0cw==",
+    )
     settings = get_settings()
     assert settings.database_url == "postgresql+asyncpg://gw:pw@db/gw"
     assert settings.cache_index_key == "aW5kZXgta2V5LWZvci10ZXN0cw=="
@@ -39,10 +48,9 @@ def test_settings_read_one_file_per_secret_from_the_secrets_folder(
 def test_an_environment_variable_wins_over_a_secret_file(
     env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "CAREGW_DATABASE_URL").write_text("postgresql+asyncpg://from-file/gw")
-    env.setenv("CAREGW_SECRETS_DIR", str(secrets))
+    mount_secrets(
+        env, tmp_path / "secrets", CAREGW_DATABASE_URL="postgresql+asyncpg://from-file/gw"
+    )
     env.setenv("CAREGW_DATABASE_URL", "postgresql+asyncpg://from-env/gw")
     assert get_settings().database_url == "postgresql+asyncpg://from-env/gw"
 

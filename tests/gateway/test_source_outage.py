@@ -18,8 +18,9 @@ import pytest
 
 from gateway.audit.monitoring import rule_no_legitimate_relationship
 from simulators.population import COMMUNITY_ODS
-from simulators.runner import RunningSources, source_configs
-from tests.gateway.harness import Gateway, assert_fhir, running_gateway
+from simulators.runner import RunningSources
+from tests.gateway.harness import Gateway, assert_fhir
+from tests.gateway.source_faults import fresh_gateway
 from tests.gateway.test_audit_http import _events_for
 from tests.support.people import nhs
 
@@ -39,10 +40,8 @@ async def control(running: RunningSources, **settings: Any) -> None:
 async def gw(
     running_sources: RunningSources, signing_key: tuple[bytes, dict[str, Any]]
 ) -> AsyncIterator[Gateway]:
-    await control(running_sources)
-    async with running_gateway(source_configs(running_sources), *signing_key) as gateway:
+    async with fresh_gateway(running_sources, signing_key, reset=control) as gateway:
         yield gateway
-    await control(running_sources)
 
 
 async def call(gw: Gateway, path: str, **claims: Any) -> tuple[httpx.Response, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -214,6 +215,45 @@ async def ehr_code(gw: Gateway, **context: Any) -> tuple[str, str]:
     got = location_params(await authorize(gw, params))
     assert got["state"] == params["state"]
     return got["code"], verifier
+
+
+def pending_of(page: httpx.Response) -> str:
+    """The pending sign-in the demo picker's page carries in its form."""
+    pending = re.search(r'name="pending" value="([^"]+)"', page.text)
+    assert pending is not None
+    return pending.group(1)
+
+
+def code_of(answer: httpx.Response) -> str:
+    """The authorization code in the redirect the sign-in answered with."""
+    code = re.search(r"[?&]code=([^&]+)", answer.headers["location"])
+    assert code is not None
+    return code.group(1)
+
+
+async def login_as_person(gw: Gateway, pending: str, person: str, level: str) -> httpx.Response:
+    """The picker's form sent for ``person`` (an NHS number) proofed to ``level``."""
+    return await gw.client.post(
+        auth_url(gw, "login"),
+        data={"pending": pending, "as": "person", "person": person, "proofing": level},
+    )
+
+
+@dataclass(frozen=True)
+class PersonLogin:
+    """A person's sign-in through the demo picker: the PKCE verifier, the pending sign-in
+    and the picker's answer (a redirect carrying the code, when it succeeds)."""
+
+    verifier: str
+    pending: str
+    answer: httpx.Response
+
+
+async def person_login(gw: Gateway, person: str, level: str, scope: str) -> PersonLogin:
+    verifier, challenge = pkce()
+    page = await authorize(gw, authorize_params(gw, challenge, scope=scope))
+    pending = pending_of(page)
+    return PersonLogin(verifier, pending, await login_as_person(gw, pending, person, level))
 
 
 async def redeem(gw: Gateway, code: str, verifier: str, client_id: str = "app") -> httpx.Response:

@@ -129,28 +129,16 @@ async def test_authlib_backend_client_reads_a_care_plan_search(smart_gateway: Ga
 async def test_picker_signs_a_person_in_for_their_own_record(smart_gateway: Gateway) -> None:
     import jwt
 
-    from tests.smart.support import authorize, authorize_params, pkce, redeem
+    from tests.smart.support import code_of, login_as_person, person_login, redeem
 
     gw = smart_gateway
-    verifier, challenge = pkce()
-    params = authorize_params(gw, challenge, scope="openid fhirUser patient/*.rs user/*.rs")
-    page = await authorize(gw, params)
-    pending = re.search(r'name="pending" value="([^"]+)"', page.text)
-    assert pending is not None
-    answer = await gw.client.post(
-        auth_url(gw, "login"),
-        data={"pending": pending.group(1), "as": "person", "person": BOTH, "proofing": "P5"},
-    )
+    login = await person_login(gw, BOTH, "P5", "openid fhirUser patient/*.rs user/*.rs")
+    answer = login.answer
     assert answer.status_code == 302, answer.text
-    code = re.search(r"[?&]code=([^&]+)", answer.headers["location"])
-    assert code is not None
-    body = (await redeem(gw, code.group(1), verifier)).json()
+    body = (await redeem(gw, code_of(answer), login.verifier)).json()
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["client_kind"] == "patient" and claims["patient"] == BOTH
     assert claims["identity_proofing_level"] == "P5" and "role" not in claims
     assert body["scope"] == "openid fhirUser patient/*.rs"
-    reused = await gw.client.post(
-        auth_url(gw, "login"),
-        data={"pending": pending.group(1), "as": "person", "person": BOTH, "proofing": "P5"},
-    )
+    reused = await login_as_person(gw, login.pending, BOTH, "P5")
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_request"

@@ -73,6 +73,14 @@ def oauth_error(resp: httpx.Response, status: int, error: str, words: str) -> No
     assert resp.headers["cache-control"] == "no-store"
 
 
+async def assert_code_refused(gw: Gateway, code: str, verifier: str, words: str) -> None:
+    """Redeeming ``code`` with ``verifier`` is refused ``invalid_grant`` (saying ``words``):
+    nothing issued or used, and the refusal audited."""
+    before = await ledger(gw)
+    oauth_error(await redeem(gw, code, verifier), 400, "invalid_grant", words)
+    await assert_refused(gw, before, "invalid_grant")
+
+
 def redirected_error(resp: httpx.Response, error: str, words: str, state: str) -> None:
     got = location_params(resp)  # to the registered redirect URI only
     assert "code" not in got
@@ -199,10 +207,8 @@ async def test_wrong_code_verifier_is_refused_and_the_code_stays_usable(
 ) -> None:
     gw = smart_gateway
     code, verifier = await ehr_code(gw, patient=BOTH)
-    before = await ledger(gw)
     wrong, _ = pkce()
-    oauth_error(await redeem(gw, code, wrong), 400, "invalid_grant", "Code challenge failed")
-    await assert_refused(gw, before, "invalid_grant")
+    await assert_code_refused(gw, code, wrong, "Code challenge failed")
     assert (await redeem(gw, code, verifier)).status_code == 200  # nothing was used up
 
 
@@ -210,18 +216,14 @@ async def test_reused_code_is_refused(smart_gateway: Gateway) -> None:
     gw = smart_gateway
     code, verifier = await ehr_code(gw, patient=BOTH)
     assert (await redeem(gw, code, verifier)).status_code == 200
-    before = await ledger(gw)
-    oauth_error(await redeem(gw, code, verifier), 400, "invalid_grant", "already been used")
-    await assert_refused(gw, before, "invalid_grant")
+    await assert_code_refused(gw, code, verifier, "already been used")
 
 
 async def test_expired_code_is_refused(smart_gateway: Gateway) -> None:
     gw = smart_gateway
     code, verifier = await ehr_code(gw, patient=BOTH)
     with clock_ahead(gw, 61):
-        before = await ledger(gw)
-        oauth_error(await redeem(gw, code, verifier), 400, "invalid_grant", "has expired")
-        await assert_refused(gw, before, "invalid_grant")
+        await assert_code_refused(gw, code, verifier, "has expired")
 
 
 async def test_code_needs_the_redirect_uri_it_was_issued_for(smart_gateway: Gateway) -> None:

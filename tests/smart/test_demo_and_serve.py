@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from gateway.auth import generate_signing_key, jwks_from_private_pem
 from gateway.cache import generate_index_key, generate_key_entry
 from gateway.embedded import free_port
 from simulators.runner import source_configs
+from tests.gateway.serve_procs import interrupt
 from tests.smart.support import ASSERTION_TYPE, BOTH, EHR_KEY
 
 START_S = 60.0
@@ -62,13 +62,7 @@ def child(args: list[str], env: dict[str, str], out: Path) -> Iterator[subproces
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            interrupt(proc, 20)
 
 
 async def _wait_for(out: Path, proc: subprocess.Popen[bytes], text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import copy
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from gateway.audit import codes
 from gateway.fhir.openapi_table import NHS_PATTERN
 from gateway.records.access import Verdict
 from tests.consent.factories import TRUST, purpose, withhold_consent
+from tests.test_import_rules import imported as imports_of
 
 ROOT = Path(__file__).parents[2]
 OURS = {"gateway", "adapters", "consent", "simulators", "tests", "bench"}
@@ -26,12 +26,7 @@ OURS = {"gateway", "adapters", "consent", "simulators", "tests", "bench"}
 
 @pytest.mark.parametrize("path", sorted((ROOT / "vocabulary").glob("*.py")), ids=lambda p: p.name)
 def test_vocabulary_imports_nothing_of_ours(path: Path) -> None:
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    imported = {name.split(".")[0] for _, name in imports_of(path)}
     assert not imported & OURS
 
 
