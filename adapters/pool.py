@@ -16,6 +16,7 @@ import httpx
 import structlog
 
 from adapters import trace_context
+from adapters.netio import use_asyncio_streams
 from adapters.resilience import deadline
 
 log = structlog.get_logger(__name__)
@@ -128,7 +129,10 @@ class BoundedClient(httpx.AsyncClient):
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _new_pool(self) -> _Pool:
-        return _Pool(httpx.AsyncClient(**self._pool_kwargs), asyncio.Semaphore(self.max_in_flight))
+        http = httpx.AsyncClient(**self._pool_kwargs)
+        if self._renewable:  # httpx's own pool: on asyncio's streams (adapters.netio)
+            use_asyncio_streams(http)
+        return _Pool(http, asyncio.Semaphore(self.max_in_flight))
 
     @property
     def in_flight(self) -> int:
