@@ -88,6 +88,10 @@ class BoundedClient(httpx.AsyncClient):
     flight (connections no request owns). The old pool finishes what it carries (at most
     :data:`DRAIN_S`) and is then closed, which closes any socket it had lost. A transport
     passed in is the caller's: its pool is never replaced.
+
+    **Sockets.** Each pool's connections are kept alive and run on asyncio's own streams
+    (:mod:`adapters.netio`), not through anyio: the same httpcore pool and exceptions, less
+    work per read and write. HTTP/1.1 only: see :mod:`adapters.netio` for why not HTTP/2.
     """
 
     def __init__(
