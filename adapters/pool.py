@@ -16,6 +16,7 @@ import httpx
 import structlog
 
 from adapters import trace_context
+from adapters.netio import use_asyncio_streams
 from adapters.resilience import deadline
 
 log = structlog.get_logger(__name__)
@@ -87,6 +88,10 @@ class BoundedClient(httpx.AsyncClient):
     flight (connections no request owns). The old pool finishes what it carries (at most
     :data:`DRAIN_S`) and is then closed, which closes any socket it had lost. A transport
     passed in is the caller's: its pool is never replaced.
+
+    **Sockets.** Each pool's connections are kept alive and run on asyncio's own streams
+    (:mod:`adapters.netio`), not through anyio: the same httpcore pool and exceptions, less
+    work per read and write. HTTP/1.1 only: see :mod:`adapters.netio` for why not HTTP/2.
     """
 
     def __init__(
@@ -128,7 +133,10 @@ class BoundedClient(httpx.AsyncClient):
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _new_pool(self) -> _Pool:
-        return _Pool(httpx.AsyncClient(**self._pool_kwargs), asyncio.Semaphore(self.max_in_flight))
+        http = httpx.AsyncClient(**self._pool_kwargs)
+        if self._renewable:  # httpx's own pool: on asyncio's streams (adapters.netio)
+            use_asyncio_streams(http)
+        return _Pool(http, asyncio.Semaphore(self.max_in_flight))
 
     @property
     def in_flight(self) -> int:

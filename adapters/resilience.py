@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import httpx
+import orjson
 
 from adapters.base import Outcome, Resource
 
@@ -197,7 +198,9 @@ def answer_or_fault(response: httpx.Response, detail: Callable[[httpx.Response],
     status = response.status_code
     if status == 200:
         try:
-            body: Any = response.json()
+            # orjson: a third of the cost of ``response.json()`` for a source's page, and
+            # every cold read parses a dozen (the specs make both sources' bodies UTF-8).
+            body: Any = orjson.loads(response.content)
         except ValueError:
             raise SourceFault(Outcome.BAD_DATA, "response is not JSON") from None
         if not isinstance(body, dict):

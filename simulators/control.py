@@ -18,7 +18,8 @@ and benchmarks, on loopback only):
 ``GET /_control``
     The current settings (``fail_count`` is what is left) and ``{"requests": {path: n}}``,
     the number of data requests seen per path since the last reset (failed ones included),
-    so tests can count calls.
+    so tests can count calls; ``most_in_flight`` is the most data requests the server held
+    at one moment since then, so tests can see which requests a client sent together.
 
 Requests to ``/_control`` themselves are never delayed, failed or counted.
 
@@ -77,6 +78,8 @@ class ControlState:
     fail_count: int | None = None
     retry_after_s: int | None = None
     requests: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     def update(self, change: ControlUpdate) -> None:
         for name in change.model_fields_set:
@@ -86,6 +89,7 @@ class ControlState:
         for name, setting in ControlUpdate.model_fields.items():
             setattr(self, name, setting.default)
         self.requests.clear()
+        self.most_in_flight = self.in_flight
 
     def take_failure(self) -> int | None:
         """The status to fail this request with, if any (uses up one of ``fail_count``)."""
@@ -101,7 +105,7 @@ class ControlState:
     def snapshot(self) -> dict[str, Any]:
         """The settings (each :class:`ControlUpdate` field, in its order) and the counters."""
         settings = {name: getattr(self, name) for name in ControlUpdate.model_fields}
-        return {**settings, "requests": dict(self.requests)}
+        return {**settings, "requests": dict(self.requests), "most_in_flight": self.most_in_flight}
 
 
 class FaultMiddleware:
@@ -119,6 +123,15 @@ class FaultMiddleware:
             return
         state = self.state
         state.requests[path] += 1
+        state.in_flight += 1
+        state.most_in_flight = max(state.most_in_flight, state.in_flight)
+        try:
+            await self._answer(path, scope, receive, send)
+        finally:
+            state.in_flight -= 1
+
+    async def _answer(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
         delay_ms = state.latency_ms + (state.lookup_latency_ms if path in LOOKUP_PATHS else 0)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)

@@ -49,15 +49,30 @@ class Context(MappingContext):
     resolved: Mapping[str, Resource] = field(default_factory=dict)
 
 
+class Checked(dict[str, Any]):
+    """A source resource :func:`parse_stu3` has already checked against its STU3 model.
+
+    The STU3 model is the costliest step of a cold read after the HTTP exchanges; a Patient
+    is checked when its search answer is read and reaches :func:`parse_stu3` again in the
+    mapping. The type says it was checked (the mapping never changes what the source sent),
+    so the second call costs nothing.
+    """
+
+    __slots__ = ()
+
+
 def parse_stu3(raw: Any, expected: str) -> Resource:
-    """Check ``raw`` is a structurally valid STU3 resource of type ``expected``; return it."""
+    """Check ``raw`` is a structurally valid STU3 resource of type ``expected``; return it,
+    as a :class:`Checked` (which a second call takes as it is)."""
     if not isinstance(raw, dict) or raw.get("resourceType") != expected:
         raise ConversionError(f"expected a STU3 {expected} resource")
+    if isinstance(raw, Checked):
+        return raw
     try:
         _MODELS[expected].model_validate(raw)
     except (ValidationError, ValueError, TypeError) as exc:
         raise ConversionError(f"STU3 {expected} failed validation{_where(exc)}") from None
-    return raw
+    return Checked(raw)
 
 
 def _where(exc: Exception) -> str:

@@ -3,8 +3,9 @@
 ``fetch`` asks the source in three rounds, each as concurrent as the data allows:
 
 1. ``Patient?identifier=nhs-number|{nhs}`` (every match: duplicates are reported, not hidden);
-2. per patient, ``CarePlan?subject=`` and ``CareTeam?subject=`` together (``asyncio.gather``);
-3. every referenced ``Organization`` / ``Practitioner`` not contained or included, once each.
+2. per patient, ``CarePlan?subject=`` and ``CareTeam?subject=`` together (``asyncio.gather``),
+   and with them the patients' own ``Organization`` / ``Practitioner`` references;
+3. every other referenced ``Organization`` / ``Practitioner`` not contained or included, once.
 
 Then the pure mapping (:mod:`adapters.community.mapping`) builds the UK Core resources.
 
@@ -34,7 +35,7 @@ import httpx
 from adapters import ukcore
 from adapters.base import DataIssue, Outcome, Resource, SourceConfig
 from adapters.community._common import external_references, parse_stu3
-from adapters.community.client import CommunityClient
+from adapters.community.client import PAGE_COUNT, CommunityClient
 from adapters.community.mapping import (
     Context,
     ConversionError,
@@ -107,11 +108,17 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
 
     async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
         resolved: dict[str, Resource] = {}
-        found = await asyncio.gather(*(self._care(p["id"], resolved) for p in people))
+        # The patients' own references (their GP practice) are known now: resolved while
+        # their plans and teams are searched, not one round trip after them.
+        early: set[str] = set().union(*(external_references(p) for p in people))
+        found, _ = await asyncio.gather(
+            asyncio.gather(*(self._care(p["id"], resolved) for p in people)),
+            self._resolve(early, resolved),
+        )
         refs: set[str] = set()
-        for raw in [*people, *(r for plans, teams in found for r in (*plans, *teams))]:
+        for raw in (r for plans, teams in found for r in (*plans, *teams)):
             refs |= external_references(raw)
-        await self._resolve(refs - resolved.keys(), resolved)
+        await self._resolve(refs - resolved.keys() - early, resolved)
         ctx.resolved = resolved
         return list(found)
 
@@ -131,7 +138,7 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
     async def _care(
         self, patient_id: str, resolved: dict[str, Resource]
     ) -> tuple[list[Resource], list[Resource]]:
-        subject = {"subject": f"Patient/{patient_id}"}
+        subject = {"subject": f"Patient/{patient_id}", "_count": PAGE_COUNT}
         plan_entries, team_entries = await asyncio.gather(
             self._client.search("CarePlan", subject), self._client.search("CareTeam", subject)
         )

@@ -16,6 +16,12 @@ anything else           ``UNAVAILABLE``, with the STU3 OperationOutcome issue co
 
 Failure details carry the status and OperationOutcome codes, never diagnostics text (the
 source may echo identifiers there).
+
+A search's pages follow one another (each ``next`` link comes with the page before it), so
+every page a source splits a patient's list into is one more round trip in the chain of
+dependent requests; the adapter asks for :data:`PAGE_COUNT` entries a page (FHIR's
+``_count``), one round trip for a whole list. A server may answer with fewer: ``next``
+links are always followed.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from adapters.resilience import CircuitBreaker, SourceFault
 
 FHIR_JSON = "application/fhir+json"
 MAX_PAGES = 200
+#: Entries asked for per search page (``_count``): the patient's whole list in one answer,
+#: within what FHIR servers commonly allow per page.
+PAGE_COUNT = "100"
 TRANSIENT = frozenset({429, 503})
 
 
