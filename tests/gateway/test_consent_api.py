@@ -48,6 +48,7 @@ from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
 from tests.gateway.consent_support import delete_rows
 from tests.gateway.harness import FHIR_JSON, assert_fhir, assert_outcome
+from tests.gateway.postgres_server import fresh_database
 from tests.support.people import nhs
 from tests.support.tokens import ISSUER, bearer, user_token
 from vocabulary import Effect
@@ -195,7 +196,8 @@ def consent_gateway(folder: str, *backends: str) -> Any:
     """A module-scoped fixture yielding the ``serving`` gateway in front of the session's
     simulators, its database an SQLite file in a temporary ``folder``; with ``backends``
     (``"sqlite"``, ``"postgresql"``: the test ids, in that order), once on each, PostgreSQL
-    being the session's ``postgres_url``."""
+    being a new database of the module's own on the session's server (``postgres_url``), so
+    what other modules left there cannot change what this one finds."""
 
     async def gateway(
         request: pytest.FixtureRequest,
@@ -204,7 +206,7 @@ def consent_gateway(folder: str, *backends: str) -> Any:
     ) -> AsyncIterator[ConsentGateway]:
         db: Path | str = tmp_path_factory.mktemp(folder) / "gateway.db"
         if getattr(request, "param", "sqlite") == "postgresql":
-            db = request.getfixturevalue("postgres_url")
+            db = await fresh_database(request.getfixturevalue("postgres_url"))
         async with serving(source_configs(running_sources), db, _unknown_nhs(running_sources)) as g:
             yield g
 
