@@ -140,8 +140,11 @@ def run(
     return _supervise(pids)
 
 
-GC_THRESHOLDS: Final = (5000, 10, 10)
-"""The collector's thresholds while serving (CPython's default first one is 700)."""
+GC_THRESHOLDS: Final = (5000, 10, 100)
+"""The collector's thresholds while serving (CPython's defaults are 700, 10, 10). The third
+is high because the old generation holds the remembered cache entries (each opened record
+kept with its ciphertext, :mod:`gateway.cache.record_cache`): every full collection walks
+all of them, and with 10 one ran about every hundred warm reads."""
 
 
 SWITCH_INTERVAL_S: Final = 0.0005

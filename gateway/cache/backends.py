@@ -22,6 +22,7 @@ and connect with ``rediss://caregateway:PASSWORD@host:6380/0``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl as ssl_module
 import time
 from collections import OrderedDict
@@ -56,6 +57,10 @@ class CacheBackend(Protocol):
     """Opaque bytes by opaque key, with a TTL. Raises only ``CacheUnavailable``."""
 
     async def get(self, key: bytes) -> bytes | None: ...
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        """Several values in one round trip, in the order of ``keys`` (None where absent)."""
+        ...
 
     async def set(self, key: bytes, value: bytes, ttl_s: float) -> None: ...
 
@@ -110,6 +115,9 @@ class MemoryBackend:
             return None
         self._data.move_to_end(key)
         return value
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        return [await self.get(k) for k in keys]
 
     async def set(self, key: bytes, value: bytes, ttl_s: float) -> None:
         if ttl_s <= 0:
@@ -210,15 +218,27 @@ class RedisBackend:
             if not self._degraded:
                 log.warning("cache_degraded", operation=what, error=type(exc).__name__)
             self._degraded = True
+            await self._drop_idle_connections()
             raise CacheUnavailable(f"redis {what} failed: {type(exc).__name__}") from exc
         if self._degraded:
             log.warning("cache_restored")
             self._degraded = False
         return result
 
+    async def _drop_idle_connections(self) -> None:
+        """Close the pooled connections no call is using: after a failure they most likely
+        lead to the same dead server, and one kept through an outage would fail the first
+        call after Redis is back, starting a second back-off."""
+        with contextlib.suppress(*_FOREIGN_ERRORS):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+
     async def get(self, key: bytes) -> bytes | None:
         raw: bytes | str | None = await self._call("GET", lambda: self.client.get(key))
         return raw.encode() if isinstance(raw, str) else raw
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        raw: list[bytes | str | None] = await self._call("MGET", lambda: self.client.mget(keys))
+        return [v.encode() if isinstance(v, str) else v for v in raw]
 
     async def set(self, key: bytes, value: bytes, ttl_s: float) -> None:
         px = max(1, int(ttl_s * 1000))
@@ -284,6 +304,19 @@ class TieredBackend:
         if value is not None:
             await self.local.set(key, value, self.local_ttl_s)
         return value
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        values = await self.local.mget(keys)
+        missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+        if not missing:
+            return values
+        found = iter(await self.remote.mget(missing))
+        for i, value in enumerate(values):
+            if value is None:
+                values[i] = remote = next(found)
+                if remote is not None:
+                    await self.local.set(keys[i], remote, self.local_ttl_s)
+        return values
 
     async def set(self, key: bytes, value: bytes, ttl_s: float) -> None:
         await self.local.set(key, value, min(ttl_s, self.local_ttl_s))

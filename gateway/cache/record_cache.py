@@ -22,9 +22,10 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -106,6 +107,8 @@ class RecordCache:
         # same ciphertext under the same key opens to the same plaintext, so a warm read
         # of an unchanged entry skips the decrypt, the JSON parse and the rebuilding
         self._opened: OrderedDict[bytes, tuple[bytes, SourceResult]] = OrderedDict()
+        # the reads of several entries under way now, shared by callers asking the same
+        self._reads: dict[tuple[bytes, ...], asyncio.Future[list[SourceResult | None]]] = {}
 
     # -- reading and writing -----------------------------------------------------------
 
@@ -113,6 +116,63 @@ class RecordCache:
         """The cached result of ``source`` for ``nhs``, or None (miss, never raises)."""
         self._sources.add(source)
         return await self._get(source, self.index_key.record_key(source, nhs))
+
+    async def get_many(self, sources: Sequence[str], nhs: str) -> list[SourceResult | None]:
+        """Each source's cached result for ``nhs`` in one backend round trip (None where
+        it is not a plain hit). Counts only the hits: a ``None`` here is left to
+        :meth:`get_or_fetch`, which reads that entry again, counts it, and deletes a
+        value that does not open — so a warm read of a whole record is one ``MGET`` and
+        no task, and anything else takes the one path that handles it."""
+        keys = tuple(self.index_key.record_key(source, nhs) for source in sources)
+        self._sources.update(sources)
+        shared = self._reads.get(keys)
+        if shared is not None:
+            # the same entries are being read now: share that read (what the per-source
+            # single flight did), at the cost of one future rather than a task per source
+            found = list(await asyncio.shield(shared))
+        else:
+            shared = asyncio.get_running_loop().create_future()
+            self._reads[keys] = shared
+            try:
+                found = await self._read_many(sources, keys)
+                shared.set_result(found)
+            finally:
+                del self._reads[keys]
+                if not shared.done():  # cancelled or failed: the others read on their own
+                    shared.set_result([None] * len(keys))
+            found = list(found)
+        self._hits += sum(r is not None for r in found)
+        return found
+
+    async def _read_many(
+        self, sources: Sequence[str], keys: tuple[bytes, ...]
+    ) -> list[SourceResult | None]:
+        try:
+            blobs = await self.backend.mget(list(keys))
+        except CacheUnavailable:
+            return [None] * len(keys)
+        return [
+            None if blob is None else self._open_known(source, key, blob)
+            for source, key, blob in zip(sources, keys, blobs, strict=True)
+        ]
+
+    def _open_known(self, source: str, key: bytes, blob: bytes) -> SourceResult | None:
+        """What ``blob`` opens to, or None where it cannot be told without side effects."""
+        opened = self._opened.get(key)
+        if opened is not None and opened[0] == blob:
+            self._opened.move_to_end(key)
+            return opened[1]
+        try:
+            data = orjson.loads(self.keyring.open(key, blob))
+            if not isinstance(data, dict):
+                return None
+            result = SourceResult.from_json(data)
+        except (UndecryptableValue, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if result.source != source or not result.ok:
+            return None
+        self._remember(key, blob, result)
+        return result
 
     async def _get(self, source: str, key: bytes) -> SourceResult | None:
         try:

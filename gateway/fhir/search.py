@@ -134,6 +134,20 @@ def _one_of(request: Request, name: str, allowed: Sequence[str]) -> str | None:
 
 def parse_shape(request: Request, resource_type: str, *, default_count: int = 50) -> Shape:
     """The result parameters of ``request`` (a search of ``resource_type``), or ``400``."""
+    if not request.query_params:
+        return _default_shape(resource_type, default_count)
+    return _parse_shape(request, resource_type, default_count)
+
+
+@cache
+def _default_shape(resource_type: str, default_count: int) -> Shape:
+    """The shape of a request with no parameters, parsed once (a Shape is not changed by
+    anything that reads it)."""
+    empty = Request({"type": "http", "query_string": b"", "headers": []})
+    return _parse_shape(empty, resource_type, default_count)
+
+
+def _parse_shape(request: Request, resource_type: str, default_count: int) -> Shape:
     count = count_param(request, default=default_count, maximum=MAX_COUNT)
     offset = offset_param(request)
     applied: dict[str, str] = {}

@@ -94,6 +94,10 @@ class ResultCache(Protocol):
         """Cached answer, or ``fetch()`` run once for all concurrent callers and cached if ok."""
         ...
 
+    async def get_many(self, sources: Sequence[str], nhs: str) -> list[SourceResult | None]:
+        """Each source's cached answer in one round trip, None where not simply a hit."""
+        ...
+
 
 class RecordService:
     def __init__(
@@ -114,8 +118,20 @@ class RecordService:
         return self._by_name.get(name)
 
     async def fetch(self, nhs_number: str) -> list[SourceResult]:
-        """One result per configured source, in configuration order."""
-        return list(await asyncio.gather(*(self._fetch_one(a, nhs_number) for a in self.adapters)))
+        """One result per configured source, in configuration order.
+
+        With a cache, every source's entry is read first in one round trip: a warm record
+        is then answered without a task per source. What that read did not return is
+        fetched through the cache's read-through path, as without it.
+        """
+        if self.cache is None:
+            return list(await asyncio.gather(*(self._ask(a, nhs_number) for a in self.adapters)))
+        cached = await self.cache.get_many([a.name for a in self.adapters], nhs_number)
+        missing = [a for a, hit in zip(self.adapters, cached, strict=True) if hit is None]
+        if not missing:
+            return cached  # type: ignore[return-value]  # no None left
+        fetched = iter(await asyncio.gather(*(self._fetch_one(a, nhs_number) for a in missing)))
+        return [hit if hit is not None else next(fetched) for hit in cached]
 
     async def _fetch_one(self, adapter: SourceAdapter, nhs_number: str) -> SourceResult:
         if self.cache is None:
