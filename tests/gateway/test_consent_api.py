@@ -1,8 +1,8 @@
-"""The Consent API and $access-check over real HTTP, with the consent policy as the decider.
+"""The Consent API and $access-check, with the consent policy as the decider.
 
-The gateway here is built like ``tests/gateway/harness.py`` but with the consent router, a
-SQLite consent store and audit trail, and ``PolicyDecider`` in :class:`RecordAccess`, in front
-of the real social care and community simulators.
+The gateway is the harness's (``tests/gateway/harness.py``: the one composition root, served
+in-process) on a database of the module's own, SQLite or PostgreSQL, in front of the real
+social care and community simulators.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,33 +24,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import nhs_number
 from adapters.base import SourceConfig
 from consent import load_policy
-from gateway.app import create_app
 from gateway.audit import AuditStore
-from gateway.auth import TokenVerifier, generate_signing_key
-from gateway.db import create_schema, make_engine
-from gateway.embedded import free_port, running_server
-from gateway.policy.decision import PolicyDecider
+from gateway.auth import generate_signing_key
+from gateway.db import make_engine
+from gateway.embedded import free_port
 from gateway.policy.store import (
     UKCORE_CONSENT_PROFILE,
     BreakGlassGrantRow,
-    BreakGlassStore,
     ConsentDirectiveRow,
-    ConsentStore,
     ConsentVersionRow,
 )
-from gateway.records.access import RecordAccess, Verdict
-from gateway.records.service import RecordService
-from gateway.routes import consent as consent_routes
+from gateway.records.access import Verdict
 from gateway.routes.consent import access_check_parameters
-from gateway.state import GatewayState
-from gateway.wiring import make_adapter
 from simulators.runner import RunningSources, source_configs
 from tests.consent.factories import objection_body
 from tests.gateway.consent_support import delete_rows
-from tests.gateway.harness import FHIR_JSON, assert_fhir, assert_outcome
+from tests.gateway.harness import FHIR_JSON, assert_fhir, assert_outcome, running_gateway
 from tests.gateway.postgres_server import fresh_database
 from tests.support.people import nhs
-from tests.support.tokens import ISSUER, bearer, user_token
+from tests.support.tokens import bearer, user_token
 from vocabulary import Effect
 
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -147,49 +139,19 @@ def _unknown_nhs(running: RunningSources) -> str:
 async def serving(
     configs: Sequence[SourceConfig], db: Path | str, unknown_nhs: str
 ) -> AsyncIterator[ConsentGateway]:
-    """A gateway on loopback with the consent router and the consent policy as decider.
-
-    ``db`` is an SQLite file, or a database URL (PostgreSQL)."""
+    """The gateway the composition root builds (``tests/gateway/harness.py``), the consent
+    policy its decider, on ``db``: an SQLite file, or a database URL (PostgreSQL). The test's
+    own engine on the same database empties the consent tables between tests."""
     private_pem, public_jwk = generate_signing_key()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/fhir"
-    verifier = TokenVerifier(issuer=ISSUER, audience=base_url, jwks={"keys": [public_jwk]})
-    engine = make_engine(db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}")
-    await create_schema(engine)
-    audit = AuditStore(engine)
-
-    async def factory() -> tuple[GatewayState, Callable[[], Awaitable[None]]]:
-        records = RecordService(
-            [make_adapter(c) for c in configs], {c.name: c.timeout_s for c in configs}
-        )
-        await audit.start()
-        policy = load_policy()
-        store, ledger = ConsentStore(engine), BreakGlassStore(engine)
-        state = GatewayState(
-            base_url=base_url,
-            verifier=verifier,
-            access=RecordAccess(records, PolicyDecider(policy, store, ledger)),
-            policy=policy,
-            consents=store,
-            audit=audit,
-        )
-
-        async def close() -> None:
-            await audit.close(timeout_s=5.0)
-            await records.aclose()
-
-        return state, close
-
-    app = create_app(factory)
-    app.include_router(consent_routes.router)
-    try:
-        async with (
-            running_server(app, "127.0.0.1", port),
-            httpx.AsyncClient(timeout=30) as client,
-        ):
-            yield ConsentGateway(base_url, private_pem, client, engine, audit, unknown_nhs)
-    finally:
-        await engine.dispose()
+    url = db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}"
+    async with running_gateway(configs, private_pem, public_jwk, database_url=url) as gw:
+        audit = gw.state.audit
+        assert audit is not None
+        engine = make_engine(url)
+        try:
+            yield ConsentGateway(gw.base_url, private_pem, gw.client, engine, audit, unknown_nhs)
+        finally:
+            await engine.dispose()
 
 
 def consent_gateway(folder: str, *backends: str) -> Any:
