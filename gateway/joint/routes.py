@@ -40,9 +40,7 @@ from fastapi import APIRouter, Depends, Request
 from adapters.base import SourceResult
 from consent import (
     Directive,
-    Effect,
     PlanInteraction,
-    Reason,
     decide_plan_write,
     parse_consents,
     plan_write_role_denial,
@@ -56,7 +54,6 @@ from gateway.errors import (
     MethodNotAllowed,
     NotFound,
     PreconditionRequired,
-    ServiceUnavailable,
     UnprocessableEntity,
 )
 from gateway.fhir.params import check_params
@@ -74,7 +71,7 @@ from gateway.joint.rules import (
 )
 from gateway.joint.store import PlanVersionConflict, new_plan_id, plan_key
 from gateway.narrative import narrate
-from gateway.policy.decision import contributions, requester
+from gateway.policy.decision import contributions, enforce, requester
 from gateway.records.access import RequestContext
 from gateway.state import GatewayState
 
@@ -181,7 +178,8 @@ async def _authorise(
     results: Sequence[SourceResult],
     custodian: str | None = None,
 ) -> None:
-    """The write decision: ``403`` with its reasons, or ``503`` for an outage."""
+    """The write decision: ``403`` with its reasons, or ``503`` for an outage
+    (:func:`~gateway.policy.decision.enforce`)."""
     directives: tuple[Directive, ...] = ()
     if custodian not in (None, ctx.org) and state.consents is not None:
         directives = parse_consents(await state.consents.active_for(nhs))
@@ -195,19 +193,7 @@ async def _authorise(
         plan_custodian=custodian,
         directives=directives,
     )
-    if decision.effect is Effect.DENY:
-        failed = [r.source for r in results if not r.ok]
-        if decision.reasons == (Reason.NO_LEGITIMATE_RELATIONSHIP,) and failed:
-            raise ServiceUnavailable(
-                "Cannot tell whether your organisation has a relationship with this person: "
-                f"these sources did not answer: {', '.join(failed)}. Try again shortly."
-            )
-    audit_trail.note_decision(decision.effect.value, decision.reason_codes, False, None)
-    if decision.effect is Effect.DENY:
-        raise Forbidden(
-            "Writing this joint care plan is denied: " + ", ".join(decision.reason_codes),
-            reasons=decision.reason_codes,
-        )
+    enforce(decision, results, "Writing this joint care plan is denied")
 
 
 async def _evict(state: GatewayState, nhs: str) -> None:

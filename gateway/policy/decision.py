@@ -256,10 +256,20 @@ async def authorise_directives(
         policy,
         person=nhs_number,
     )
+    enforce(decision, results or (), "Access to this person's consent directives is denied")
+    return decision
+
+
+def enforce(decision: Decision, results: Sequence[SourceResult], denied: str) -> None:
+    """Note a write or Consent API decision for the audit event, and raise what it refuses.
+
+    A refusal for want of a relationship while sources did not answer is an outage, not a
+    refusal: ``503`` naming the sources, noted as the read path notes one (``indeterminate``,
+    ``source-unavailable``). Any other refusal is ``403``, ``denied`` followed by its reasons.
+    """
     if decision.effect is Effect.DENY:
-        failed = [r.source for r in results or () if not r.ok]
+        failed = [r.source for r in results if not r.ok]
         if decision.reasons == (Reason.NO_LEGITIMATE_RELATIONSHIP,) and failed:
-            # Audited as the read path audits an outage: no decision, not a refusal.
             audit_trail.note_decision("indeterminate", (SOURCE_UNAVAILABLE,), False, None)
             raise ServiceUnavailable(
                 "Cannot tell whether your organisation has a relationship with this person: "
@@ -268,8 +278,5 @@ async def authorise_directives(
     audit_trail.note_decision(decision.effect.value, decision.reason_codes, False, None)
     if decision.effect is Effect.DENY:
         raise Forbidden(
-            "Access to this person's consent directives is denied: "
-            + ", ".join(decision.reason_codes),
-            reasons=decision.reason_codes,
+            f"{denied}: " + ", ".join(decision.reason_codes), reasons=decision.reason_codes
         )
-    return decision
