@@ -243,22 +243,23 @@ class _Exchange:
         state: GatewayState | None = getattr(getattr(app, "state", None), "gateway", None)
         if state is None or state.audit is None:
             return None
-        request = Request(self.scope)
-        path = str(self.scope.get("path", ""))
+        scope = self.scope
+        path = str(scope.get("path", ""))
         last = path.rsplit("/", 1)[-1]
         if last.startswith("$"):
             note.subtype, note.operation = "operation", last[1:]
         if note.patient_nhs is None and status != URITooLong.status:
             # Refused before the route read the NHS number (no token, bad token): the event
             # still names whose record was asked for, when the request says so validly.
-            note.patient_nhs = requested_patient(request)
-        event = audit_trail.build_event(
+            note.patient_nhs = requested_patient(Request(scope))
+        client = scope.get("client")
+        event = audit_trail.prepare_event(
             note,
             status=status,
-            method=str(self.scope.get("method", "")),
-            query=self.scope.get("query_string", b"").decode("latin-1"),
+            method=str(scope.get("method", "")),
+            query=scope.get("query_string", b"").decode("latin-1"),
             request_id=self.request_id,
-            client_address=request.client.host if request.client else None,
+            client_address=client[0] if client else None,
             base_url=state.base_url,
         )
         try:

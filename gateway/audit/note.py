@@ -26,6 +26,8 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
 
 from gateway.audit.events import AuditRecord, build_audit_event
+from gateway.audit.rows import Prepared
+from gateway.audit.templates import EventTemplates
 from gateway.caller import NOBODY, Caller
 from vocabulary import AuditSubtype as Interaction
 
@@ -177,15 +179,17 @@ def build_event(
     client_address: str | None,
     base_url: str,
     refusal: tuple[str, ...] = (),
+    event_id: str | None = None,
+    recorded: datetime | None = None,
 ) -> dict[str, Any]:
-    """The AuditEvent for one finished request."""
+    """The AuditEvent for one finished request (a new id and the time now, unless given)."""
     subtype: Interaction = note.subtype or ("read" if method == "GET" else "create")
     who: Caller = note.caller or NOBODY
     record = AuditRecord(
         subtype=subtype,
         action=AuditRecord.action_for(subtype),
         outcome=outcome_for(status),
-        recorded=datetime.now(UTC),
+        recorded=recorded or datetime.now(UTC),
         status=status,  # outcomeDesc is written from it, the effect and the reasons
         user_sub=who.sub,
         user_name=who.name,
@@ -204,5 +208,66 @@ def build_event(
         resource_type=note.resource_type,
         resource_ids=note.resource_ids,
         operation=note.operation,
+        **({"event_id": event_id} if event_id else {}),
     )
     return build_audit_event(record, base_url)
+
+
+TEMPLATES: Final = EventTemplates()
+"""The process's remembered AuditEvent templates (:mod:`gateway.audit.templates`)."""
+
+
+def prepare_event(
+    note: AuditNote,
+    *,
+    status: int,
+    method: str,
+    query: str,
+    request_id: str,
+    client_address: str | None,
+    base_url: str,
+    refusal: tuple[str, ...] = (),
+    event_id: str | None = None,
+    recorded: datetime | None = None,
+) -> Prepared:
+    """What :func:`build_event` would build, ready to append: the same stored bytes, from a
+    template remembered by everything in the event but its id, time and request id."""
+    who: Caller = note.caller or NOBODY
+    key = (
+        note.subtype,
+        note.operation,
+        note.resource_type,
+        note.resource_ids,
+        note.purpose,
+        note.patient_nhs,
+        note.effect,
+        note.reasons or refusal,
+        note.break_glass,
+        note.break_glass_reason,
+        who.sub,
+        who.name,
+        who.role,
+        who.org,
+        who.client_id,
+        status,
+        method,
+        query,
+        client_address,
+        base_url,
+    )
+
+    def build(event_id: str, recorded: datetime, request_id: str) -> dict[str, Any]:
+        return build_event(
+            note,
+            status=status,
+            method=method,
+            query=query,
+            request_id=request_id,
+            client_address=client_address,
+            base_url=base_url,
+            refusal=refusal,
+            event_id=event_id,
+            recorded=recorded,
+        )
+
+    return TEMPLATES.prepared(key, build, request_id, event_id=event_id, recorded=recorded)

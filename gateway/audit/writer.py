@@ -141,8 +141,11 @@ class GroupCommitWriter:
 
     # --- writing -------------------------------------------------------------------------
 
-    async def append(self, event: dict[str, Any]) -> str:
+    async def append(self, event: dict[str, Any] | Prepared) -> str:
         """Store ``event`` durably and return its id; :class:`AuditUnavailable` if impossible.
+
+        ``event`` is an AuditEvent, or one :func:`~gateway.audit.rows.prepare` (or a
+        template, :mod:`gateway.audit.templates`) has made ready already.
 
         On :class:`AuditUnavailable` the caller must answer ``503`` and release nothing: a
         caller that timed out is taken at its word (see the module docstring).
@@ -157,7 +160,7 @@ class GroupCommitWriter:
         self._enqueue(item)
         return await self._wait(item)
 
-    async def append_one_by_one(self, event: dict[str, Any]) -> str:
+    async def append_one_by_one(self, event: dict[str, Any] | Prepared) -> str:
         """Store ``event`` in a transaction of its own (no batching); durable on return."""
         if self._closed:
             raise AuditUnavailable("The audit store is closed.")
@@ -176,8 +179,8 @@ class GroupCommitWriter:
         await asyncio.wait_for(self._idle.wait(), timeout_s)
 
     @staticmethod
-    def _item(event: dict[str, Any]) -> _Item:
-        prepared = prepare(event)
+    def _item(event: dict[str, Any] | Prepared) -> _Item:
+        prepared = event if isinstance(event, Prepared) else prepare(event)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_observe)
         return _Item(prepared, future)
