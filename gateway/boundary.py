@@ -56,6 +56,7 @@ from gateway.errors import (
 )
 from gateway.fhir.responses import FHIRResponse, outcome
 from gateway.limits import Limits
+from gateway.logging import log_access
 from gateway.state import GatewayState
 
 log = structlog.get_logger("caregateway.access")
@@ -97,12 +98,13 @@ class ErrorBoundary:
             await exchange.run(self.app)
         finally:
             route = scope.get("route")
-            log.info(
-                "request",
+            log_access(
+                log,
                 method=scope.get("method"),
                 route=getattr(route, "path", "unmatched"),
                 status=exchange.status,
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                request_id=exchange.request_id,
             )
             structlog.contextvars.unbind_contextvars("request_id")
 

@@ -21,7 +21,7 @@ import httpx
 import structlog
 
 from gateway.embedded import free_port
-from gateway.logging import REDACTED, configure_logging
+from gateway.logging import REDACTED, configure_logging, log_access
 from simulators.population import SCENARIOS
 from tests.gateway.harness import Gateway
 from tests.gateway.serve_procs import interrupt
@@ -77,6 +77,43 @@ def test_request_fields_are_never_redacted_but_nhs_numbers_elsewhere_are() -> No
     )
     assert record["detail"] == f"looked up {REDACTED} for {REDACTED}"
     assert "9990000018" not in out.getvalue() and "999 000 0026" not in out.getvalue()
+
+
+class _Unused:
+    def info(self, *_args: Any, **_kw: Any) -> None:
+        raise AssertionError("the access line went through structlog")
+
+
+def test_the_access_line_written_directly_is_the_one_structlog_writes() -> None:
+    """``log_access`` renders the access line itself while the JSON configuration is in
+    place: the text must be what the processors make of the same call, but the time."""
+    logger = structlog.get_logger("caregateway.access")
+    cases = [
+        ("GET", "/fhir/Patient/{nhs}/$everything", 200, 12.5),
+        ("POST", "unmatched", 503, 0.07),
+        (None, "/fhir/Consent/{id}", 404, 1e-05),
+        ('G\u00e9T"', "/apps/{path:path}", 401, 120.0),
+    ]
+    for method, route, status, latency in cases:
+        direct, through = io.StringIO(), io.StringIO()
+        for out, fast in ((direct, True), (through, False)):
+            configure_logging("json", stream=out)
+            structlog.contextvars.bind_contextvars(request_id="req-77")
+            try:
+                if fast:  # a logger that must not be asked: the line is written directly
+                    log_access(_Unused(), method=method, route=route, status=status,
+                               latency_ms=latency, request_id="req-77")  # fmt: skip
+                else:
+                    logger.info("request", method=method, route=route, status=status,
+                                latency_ms=latency)  # fmt: skip
+            finally:
+                structlog.contextvars.unbind_contextvars("request_id")
+        line, expected = direct.getvalue(), through.getvalue()
+        assert line.count("\n") == 1 and line.endswith("\n")
+        cut = '"timestamp": '
+        assert line.split(cut)[0] == expected.split(cut)[0]
+        assert json.loads(line).keys() == json.loads(expected).keys()
+        assert json.loads(line)["timestamp"].endswith("Z")
 
 
 async def test_gateway_log_line_matches_its_audit_event(gateway: Gateway) -> None:
