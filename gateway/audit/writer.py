@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import events as ev
 from gateway.audit.commit_failures import seq_taken, unreachable
+from gateway.audit.deadlines import Deadlines
 from gateway.audit.errors import AuditEventRejected, AuditUnavailable
 from gateway.audit.partitions import PartitionKeeper
 from gateway.audit.rows import (
@@ -91,6 +92,7 @@ class GroupCommitWriter:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._deadlines: Deadlines[_Item] = Deadlines()
         self._busy = 0  # events queued or being committed, corrections included
         self._partitions = PartitionKeeper(engine)  # PostgreSQL: next month's, ahead of time
         self._sqlite = SQLiteCommitter.for_engine(engine)  # an SQLite file: the stdlib driver
@@ -114,6 +116,7 @@ class GroupCommitWriter:
         """
         self._closed = True
         await self._partitions.close()
+        self._deadlines.close()  # what is still waiting is answered or refused below
         writer, self._writer = self._writer, None
         pending: set[asyncio.Task[None]] = set(self._background)
         if writer is not None and not writer.done():
@@ -198,12 +201,13 @@ class GroupCommitWriter:
         self._queue.put_nowait(item)
 
     async def _wait(self, item: _Item) -> str:
+        """The caller's wait for its commit, at most :attr:`timeout_s` (:class:`Deadlines`:
+        one timer for every waiting caller). A caller cancelled here cancels only its own
+        future, which the writer then leaves alone."""
+        if self.timeout_s is not None:
+            self._deadlines.watch(item, self.timeout_s)
         try:
-            async with asyncio.timeout(self.timeout_s):  # cheaper than wait_for per request
-                return await asyncio.shield(item.future)
-        except TimeoutError as exc:
-            self._abandon(item)
-            raise AuditUnavailable() from exc
+            return await item.future
         except asyncio.CancelledError:
             self._abandon(item)
             raise
@@ -316,6 +320,7 @@ class GroupCommitWriter:
                 self._correct(item)  # the caller gave up while this very commit ran
             if not item.future.done():
                 item.future.set_result(item.prepared.id)
+        self._deadlines.forget_answered()
 
     async def _commit(self, batch: Sequence[_Item]) -> None:
         """Link ``batch`` onto the chain head and commit it in one transaction."""
