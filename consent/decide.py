@@ -53,7 +53,7 @@ from consent.model import (
     source_key,
 )
 from consent.patient import decide_for_patient, is_patient
-from consent.policy import Policy
+from consent.policy import BREAK_GLASS_PURPOSE, Policy
 from consent.rules import (
     BreakGlass,
     Denial,
@@ -109,9 +109,75 @@ def decide(
     for this person, if the caller knows. ``person`` is the NHS number asked for: the person
     themself (``client_kind`` ``patient``) is decided by :func:`consent.patient.decide_for_patient`
     and may reach only their own. Pure: same arguments, same decision.
+
+    Being pure, a decision is remembered (:func:`_remembered`): the time counts only through
+    which directives are in force and through break-glass, so where there is no break-glass
+    the same requester, purpose, policy, person, contributions and directives in force get
+    the decision made before, without the rules being walked again.
     """
     if is_patient(requester):
         return decide_for_patient(requester, purpose, contributions, policy, person=person)
+    if purpose == BREAK_GLASS_PURPOSE and (
+        prior_break_glass is not None or (requester.break_glass_reason or "").strip()
+    ):
+        return _decide(
+            requester, purpose, contributions, directives, policy, now, prior_break_glass
+        )
+    in_force = tuple(d for d in directives if purpose and d.in_force(purpose, now))
+    return _remembered(requester, purpose, contributions, in_force, policy, now)
+
+
+# Decisions made, by everything they depend on (bounded, oldest out). Contributions,
+# directives and the policy are keyed by identity, and held, so that an ``id`` is never
+# mistaken for a later object's: the gateway hands the very same resource tuples for an
+# unchanged cached record, and the same parsed directives for an unchanged stored Consent.
+_REMEMBERED = 1024
+_decided: dict[tuple[Any, ...], tuple[Policy, tuple[Any, ...], Decision]] = {}
+
+
+def _remembered(
+    requester: Requester,
+    purpose: str | None,
+    contributions: Sequence[SourceContribution],
+    in_force: tuple[Directive, ...],
+    policy: Policy,
+    now: datetime,
+) -> Decision:
+    """:func:`_decide` with only the directives in force at ``now`` and no break-glass: the
+    same decision at any other time at which the same directives are in force."""
+    held = (*(c.resources for c in contributions), *in_force)
+    key = (
+        requester,
+        purpose,
+        id(policy),
+        tuple((c.source, c.custodian, c.domain, id(c.resources)) for c in contributions),
+        tuple(map(id, in_force)),
+    )
+    seen = _decided.get(key)
+    if (
+        seen is not None
+        and seen[0] is policy
+        and len(seen[1]) == len(held)
+        and all(a is b for a, b in zip(seen[1], held, strict=True))
+    ):
+        return seen[2]
+    decision = _decide(requester, purpose, contributions, in_force, policy, now, None)
+    _decided[key] = (policy, held, decision)
+    while len(_decided) > _REMEMBERED:
+        del _decided[next(iter(_decided))]
+    return decision
+
+
+def _decide(
+    requester: Requester,
+    purpose: str | None,
+    contributions: Sequence[SourceContribution],
+    directives: Sequence[Directive],
+    policy: Policy,
+    now: datetime,
+    prior_break_glass: datetime | None,
+) -> Decision:
+    """The decision, made afresh (:func:`decide` says what it decides)."""
     version = policy.version
     rule = policy.rule_for(requester)
     denial = check_role_and_purpose(requester, purpose, rule)
