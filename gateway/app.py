@@ -75,7 +75,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(smart_router)  # /auth/* and /fhir/.well-known/smart-configuration
     app.include_router(apps_router)  # /apps/*: the browser apps, static files (gateway/apps)
-    app.router.routes.insert(0, hot.everything_route())  # the same read, matched first
     install_openapi(app)
 
     # One boundary renders every failure and audits it (gateway.boundary). FastAPI's own
@@ -83,6 +82,7 @@ def create_app(
     # failure; handing them on keeps one place that answers and audits.
     app.add_exception_handler(StarletteHTTPException, reraise)
     app.add_exception_handler(RequestValidationError, reraise)
+    app.add_middleware(hot.HotLane)  # the same read as its FastAPI route, before the router
     app.add_middleware(Negotiation)  # inside the boundary: its refusals are audited outcomes
     app.add_middleware(ErrorBoundary, limits=limits or Limits.from_settings(get_settings()))
     origins = parse_origins(get_settings().cors_origins) if cors_origins is None else cors_origins
