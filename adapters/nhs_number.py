@@ -20,6 +20,7 @@ them beside the rest of the UK Core vocabulary.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from typing import Final
@@ -92,8 +93,12 @@ def is_valid(value: str | None) -> bool:
     return expected is not None and expected == int(digits[9])
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(value: str) -> str:
-    """Normalise and validate; return the ten digits or raise :class:`InvalidNHSNumber`."""
+    """Normalise and validate; return the ten digits or raise :class:`InvalidNHSNumber`.
+
+    Every request names an NHS number, most of them the same few again: a valid one's
+    answer is remembered (a refusal raises, and is never remembered)."""
     digits = normalise(value)
     if not is_valid(digits):
         raise InvalidNHSNumber("not a valid NHS number (10 digits with a Modulus 11 check digit)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -170,9 +171,11 @@ _access: _AccessLine | None = None
 def _json(value: object) -> str | None:
     if isinstance(value, str):
         return encode_basestring_ascii(value)
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
+    if type(value) is int:
+        return int.__repr__(value)  # what json.dumps writes for an int
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)  # ... and for a finite float
+    if isinstance(value, bool) or value is None or isinstance(value, int | float):
         return json.dumps(value)
     return None
 

@@ -108,7 +108,7 @@ def check_params(
 ) -> None:
     """400 for a parameter the route does not support (per the handling rules in the module
     docstring), or a bad ``_format`` (406 for a format we do not serve)."""
-    if not request.query_params:
+    if not request.scope.get("query_string") or not request.query_params:
         return  # nothing to refuse: the common read has no parameters at all
     allowed_set = ALWAYS_ALLOWED | frozenset(allowed)
     unknown = sorted({k for k in request.query_params if k not in allowed_set})

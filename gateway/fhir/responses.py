@@ -6,6 +6,7 @@ Everything leaves as ``application/fhir+json`` bytes from ``orjson`` with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -115,6 +116,13 @@ def _http_date(instant: Any) -> str | None:
     return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
+@functools.lru_cache(maxsize=1024)
+def _query(params: tuple[tuple[str, str | tuple[str, ...]], ...]) -> str:
+    """A link's query string (``urlencode``), made once per distinct parameters: every
+    page of the same search links with the same few."""
+    return urlencode([(k, list(v) if isinstance(v, tuple) else v) for k, v in params], doseq=True)
+
+
 def now_instant() -> str:
     """Now as a FHIR instant in UTC with milliseconds (``2026-12-01T15:40:04.123Z``); the
     text up to the second is made once a second (every answer carries one)."""
@@ -203,7 +211,9 @@ class BundleBuilder:
         )
 
     def link(self, relation: str, path: str, params: Mapping[str, str | list[str]]) -> None:
-        query = urlencode(params, doseq=True)
+        query = _query(
+            tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
+        )
         self.links.append(
             {"relation": relation, "url": f"{self.base_url}/{path}?{query}".rstrip("?")}
         )

@@ -106,7 +106,13 @@ def visible_issues(
     return tuple(i for i in issues if i.about is not None and i.about not in hidden)
 
 
-def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
+def to_verdict(
+    decision: Decision,
+    results: Sequence[SourceResult],
+    parts: tuple[SourceContribution, ...] | None = None,
+) -> Verdict:
+    """What ``decision`` lets out of ``results``; ``parts`` are their contributions
+    (:func:`contributions`) when the caller has them already."""
     for result in results:
         for issue in result.issues:
             if issue.labelled:  # for operators: codes and types only, never identifiers
@@ -116,7 +122,8 @@ def to_verdict(decision: Decision, results: Sequence[SourceResult]) -> Verdict:
                     code=issue.code,
                     about=issue.about,
                 )
-    shown = {c.source: c for c in decision.visible(contributions(results))}
+    parts = contributions(results) if parts is None else parts
+    shown = {c.source: c for c in decision.visible(parts)}
     visible = tuple(
         _visible_part(r, shown[r.source].resources) for r in results if r.source in shown
     )
@@ -188,7 +195,9 @@ class PolicyDecider:
         results: Sequence[SourceResult],
         *,
         dry_run: bool = False,
+        parts: tuple[SourceContribution, ...] | None = None,
     ) -> Decision:
+        """The decision on ``results`` (their contributions ``parts``, when made already)."""
         now = self.clock()
         if self.inputs is not None:
             directives, prior = await self.inputs(nhs_number, ctx.sub)
@@ -199,7 +208,7 @@ class PolicyDecider:
         decision = decide(
             requester(ctx),
             ctx.purpose,
-            contributions(results),
+            contributions(results) if parts is None else parts,
             directives,
             self.policy,
             now,
@@ -220,8 +229,9 @@ class PolicyDecider:
     ) -> Verdict:
         # Joint plans are decided per author organisation, their custodian (custody.py).
         by_custodian = custody.split(results)
-        decision = await self.decision(ctx, nhs_number, by_custodian, dry_run=dry_run)
-        return custody.join(to_verdict(decision, by_custodian))
+        parts = contributions(by_custodian)
+        decision = await self.decision(ctx, nhs_number, by_custodian, dry_run=dry_run, parts=parts)
+        return custody.join(to_verdict(decision, by_custodian, parts))
 
 
 Fetch = Callable[[str], Awaitable[Sequence[SourceResult]]]
