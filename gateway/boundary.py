@@ -37,7 +37,6 @@ from typing import Any, Final
 
 import structlog
 from fastapi.exceptions import RequestValidationError
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -117,7 +116,8 @@ class _Exchange:
         self._receive = receive
         self._send = send
         self.limits = limits
-        self.request_id = request_id_from(Headers(scope=scope).get("x-request-id"))
+        given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
+        self.request_id = request_id_from(given.decode("latin-1") if given is not None else None)
         scope.setdefault("state", {})["request_id"] = self.request_id
         path = str(scope.get("path", ""))
         self.audited = (

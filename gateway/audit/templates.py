@@ -62,13 +62,11 @@ class _Template:
 
     def fill(self, event_id: str, recorded: datetime, request_id: str) -> Prepared:
         # What the stored text says, to the millisecond, is what the column holds.
-        recorded = recorded.astimezone(UTC)
+        if recorded.tzinfo is not UTC:
+            recorded = recorded.astimezone(UTC)
         recorded = recorded.replace(microsecond=recorded.microsecond // 1000 * 1000)
-        values = (
-            orjson.dumps(event_id),
-            orjson.dumps(format_instant(recorded)),
-            orjson.dumps(request_id),
-        )
+        instant = recorded.isoformat(timespec="milliseconds")  # format_instant, in UTC already
+        values = (orjson.dumps(event_id), orjson.dumps(instant), orjson.dumps(request_id))
         pieces, order = self.pieces, self.order
         stored = b"".join(
             (pieces[0], values[order[0]], pieces[1], values[order[1]], pieces[2],

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import orjson
@@ -31,6 +31,11 @@ NO_STORE = {"Cache-Control": "no-store"}
 EXT_ISSUE_SOURCE = "urn:caregateway:extension:issue-source"
 
 
+_PLAIN_HEADERS: Final = tuple(
+    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in NO_STORE.items()
+)
+_CONTENT_TYPE: Final = (b"content-type", FHIR_JSON.encode("latin-1"))
+
 # Answers that are about this request, not a resource with a state: no validator.
 _NOT_VERSIONED = frozenset({"Bundle", "OperationOutcome", "Parameters"})
 
@@ -44,6 +49,19 @@ class FHIRResponse(Response):
     media_type = FHIR_JSON
 
     def __init__(self, content: Any, status_code: int = 200, headers: dict[str, str] | None = None):
+        if (
+            not headers
+            and 200 <= status_code
+            and status_code not in (204, 304)
+            and (type(content) is not dict or content.get("resourceType") in _NOT_VERSIONED)
+        ):
+            # The usual answer (a Bundle, an OperationOutcome): the same headers every time.
+            self.status_code = status_code
+            self.background = None
+            self.body = body = self.render(content)
+            length = (b"content-length", str(len(body)).encode("latin-1"))
+            self.raw_headers = [*_PLAIN_HEADERS, length, _CONTENT_TYPE]
+            return
         super().__init__(
             content=content, status_code=status_code, headers={**NO_STORE, **(headers or {})}
         )

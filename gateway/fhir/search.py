@@ -134,7 +134,7 @@ def _one_of(request: Request, name: str, allowed: Sequence[str]) -> str | None:
 
 def parse_shape(request: Request, resource_type: str, *, default_count: int = 50) -> Shape:
     """The result parameters of ``request`` (a search of ``resource_type``), or ``400``."""
-    if not request.query_params:
+    if not request.scope.get("query_string") or not request.query_params:
         return _default_shape(resource_type, default_count)
     return _parse_shape(request, resource_type, default_count)
 
