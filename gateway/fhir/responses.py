@@ -80,13 +80,19 @@ class FHIRResponse(Response):
                 self.headers["Last-Modified"] = modified
 
     def render(self, content: Any) -> bytes:
-        if isinstance(content, bytes):
-            return content
-        if type(content) is dict and content.get("resourceType") == "Bundle":
-            entries = content.get("entry")
-            if entries:
-                return orjson.dumps({**content, "entry": [_entry_json(e) for e in entries]})
-        return orjson.dumps(content)
+        return render_json(content)
+
+
+def render_json(content: Any) -> bytes:
+    """FHIR JSON bytes of ``content`` (bytes are taken as rendered already); a Bundle's
+    entries from their remembered bytes (:func:`_entry_json`)."""
+    if isinstance(content, bytes):
+        return content
+    if type(content) is dict and content.get("resourceType") == "Bundle":
+        entries = content.get("entry")
+        if entries:
+            return orjson.dumps({**content, "entry": [_entry_json(e) for e in entries]})
+    return orjson.dumps(content)
 
 
 _ENTRIES_REMEMBERED = 4_096

@@ -18,6 +18,7 @@ from gateway.deps import AccessDep, StateDep, gate, parse_nhs_number, subject_nh
 from gateway.errors import BadRequest, NotFound
 from gateway.fhir.capability import capability_statement
 from gateway.fhir.params import check_params, one, text, token_list
+from gateway.fhir.remembered import RememberedBundles
 from gateway.fhir.responses import FHIRResponse
 from gateway.fhir.search import RESULT_PARAMS, parse_shape, searchset
 from gateway.records.access import RequestContext
@@ -31,6 +32,8 @@ CarePlanRead = Annotated[RequestContext, Depends(gate("CarePlan", "read"))]
 CarePlanSearch = Annotated[RequestContext, Depends(gate("CarePlan", "search"))]
 
 # $everything is one person's record: one page unless the caller asks for pages.
+BUNDLES = RememberedBundles()
+"""``$everything``'s Bundles remembered by record and shape (:mod:`gateway.fhir.remembered`)."""
 EVERYTHING_COUNT = 1_000_000
 EVERYTHING_TYPES = frozenset({"Patient", "CarePlan", "Goal", "CareTeam", "Provenance"})
 
@@ -163,14 +166,19 @@ async def patient_everything(
             f"_type may name {', '.join(sorted(EVERYTHING_TYPES))}.", expression=["_type"]
         )
     result = await access.read(ctx, parse_nhs_number(nhs))
-    resources = [r for r in result.record.resources() if not types or r["resourceType"] in types]
     filters = {"_type": ",".join(types)} if types else {}
-    bundle = searchset(
-        state.base_url,
-        f"Patient/{result.nhs_number}/$everything",
-        resources,
-        shape,
-        filters=filters,
-        outcomes=searching.record_outcomes(result),
-    )
-    return FHIRResponse(bundle)
+    path = f"Patient/{result.nhs_number}/$everything"
+    outcomes = searching.record_outcomes(result)
+
+    def build() -> Resource:
+        resources = [
+            r for r in result.record.resources() if not types or r["resourceType"] in types
+        ]
+        return searchset(state.base_url, path, resources, shape, filters=filters, outcomes=outcomes)
+
+    if outcomes or types or request.method != "GET" or request.scope.get("query_string"):
+        return FHIRResponse(build())
+    # The default shape, nothing made for this request alone: the same bytes as the last
+    # answer from this very record, but the Bundle's id and time.
+    key = (id(result.record), id(shape), state.base_url, path)
+    return FHIRResponse(BUNDLES.rendered(key, (result.record, shape), build))
