@@ -79,6 +79,9 @@ class MergedRecord:
     goals: list[Resource] = field(default_factory=list)
     provenance: list[Resource] = field(default_factory=list)
     warnings: list[MergeWarning] = field(default_factory=list)
+    # The remembered merge this record is a copy of (see merge): the same object for every
+    # copy of an unchanged merge, so what is made from the record can be remembered too.
+    basis: MergedRecord | None = field(default=None, repr=False, compare=False)
 
     def resources(self) -> list[Resource]:
         """Everything in ``$everything`` order: Patient, CarePlans, Goals, CareTeams, Provenance."""
@@ -262,6 +265,7 @@ def _copy(record: MergedRecord) -> MergedRecord:
         goals=list(record.goals),
         provenance=list(record.provenance),
         warnings=list(record.warnings),
+        basis=record,
     )
 
 

@@ -180,5 +180,7 @@ async def patient_everything(
         return FHIRResponse(build())
     # The default shape, nothing made for this request alone: the same bytes as the last
     # answer from this very record, but the Bundle's id and time.
-    key = (id(result.record), id(shape), state.base_url, path)
-    return FHIRResponse(BUNDLES.rendered(key, (result.record, shape), build))
+    # An unchanged merge's copies share their basis; the route changes nothing in its copy.
+    basis = result.record.basis or result.record
+    key = (id(basis), id(shape), state.base_url, path)
+    return FHIRResponse(BUNDLES.rendered(key, (basis, shape), build))
