@@ -180,7 +180,10 @@ class RedisBackend:
         clock: Clock = time.monotonic,
     ) -> None:
         kwargs: dict[str, Any] = {
-            "socket_timeout": op_timeout_s,
+            # No per-socket-operation timeout: every command runs under _call's deadline of
+            # op_timeout_s, and redis-py drops a connection whose command was cancelled. A
+            # socket timeout made each command's write an asyncio.wait_for (a task apiece).
+            "socket_timeout": None,
             "socket_connect_timeout": connect_timeout_s,
             "retry": Retry(NoBackoff(), 0),  # fail fast; we decide when to try again
             "max_connections": max_connections,

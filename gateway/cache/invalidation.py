@@ -124,7 +124,8 @@ class EvictionListener:
         while True:
             pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(EVICTION_CHANNEL)
+                async with asyncio.timeout(self.poll_timeout_s):  # no socket timeout
+                    await pubsub.subscribe(EVICTION_CHANNEL)
                 if not first:
                     self.resyncs += 1
                     self.cache.clear_local()

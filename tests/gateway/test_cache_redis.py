@@ -462,3 +462,27 @@ async def test_rediss_with_ca_verification(tls_redis_server: RedisServer) -> Non
         assert plain.stats.degraded
     finally:
         await plain.aclose()
+
+
+async def test_a_redis_that_accepts_but_never_answers_fails_the_call_within_its_deadline() -> None:
+    """No per-socket timeout is set on the client: the backend's own deadline must bound a
+    command to a server that takes the connection and then says nothing (a hung Redis)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read nothing, answer nothing, keep the connection open
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = RedisBackend(f"redis://127.0.0.1:{port}/0", op_timeout_s=0.2)
+    try:
+        for _ in range(2):  # the second after the back-off: still bounded, never hung
+            with pytest.raises(CacheUnavailable):
+                await asyncio.wait_for(backend.get(b"some-key"), timeout=10)
+            backend._retry_at = 0.0
+    finally:
+        await backend.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
