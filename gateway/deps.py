@@ -84,7 +84,7 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
         audit_trail.note_interaction(resource_type, interaction)
         token = parse_bearer(request.headers.get("authorization"))
         principal = await state.verifier.averify(token)
-        request.state.principal = principal
+        request.scope["state"]["principal"] = principal  # request.state.principal
         note = audit_trail.current()
         if note is not None:
             note.caller = principal
@@ -101,7 +101,7 @@ def gate(resource_type: str, interaction: Interaction) -> Callable[..., Awaitabl
             org=principal.org,
             client_kind=principal.client_kind,
             purpose=purpose,
-            request_id=request.state.request_id,
+            request_id=request.scope["state"]["request_id"],  # request.state.request_id
             break_glass_reason=reason if purpose == "ETREAT" else None,
             name=principal.name,
             patient=principal.patient,

@@ -187,6 +187,12 @@ def _mac(secret: bytes, label: bytes, value: str) -> str:
     return hmac.new(secret, label + b"\x00" + value.encode(), hashlib.sha256).hexdigest()
 
 
+@functools.lru_cache(maxsize=8192)
+def _record_key(index: IndexKey, source: str, nhs_number: str) -> bytes:
+    """:meth:`IndexKey.record_key`, remembered (bounded) like the HMACs it is made of."""
+    return index.record_key_for_token(source, index.person_token(nhs_number))
+
+
 @dataclass(frozen=True, slots=True)
 class IndexKey:
     """HMAC-SHA256 secret that maps NHS numbers (and source names) to opaque cache keys.
@@ -221,7 +227,7 @@ class IndexKey:
         return self._mac(b"source", source)[:16]
 
     def record_key(self, source: str, nhs_number: str) -> bytes:
-        return self.record_key_for_token(source, self.person_token(nhs_number))
+        return _record_key(self, source, nhs_number)
 
     def record_key_for_token(self, source: str, person_token: str) -> bytes:
         return KEY_PREFIX + f"r:{person_token}:{self.source_token(source)}".encode()

@@ -145,6 +145,8 @@ def _safe_name(name: str) -> str:
 
 
 def one(request: Request, name: str) -> str | None:
+    if not request.scope.get("query_string"):
+        return None  # no query (a POST's parameters are put in it too: searching.py)
     values = request.query_params.getlist(name)
     if len(values) > 1:
         raise BadRequest(f"Parameter {name} may be given only once.", expression=[name])
@@ -153,6 +155,8 @@ def one(request: Request, name: str) -> str | None:
 
 def repeated(request: Request, name: str, *, limit: int = MAX_REPEATS) -> list[str]:
     """All values of a repeatable parameter, at most ``limit`` of them."""
+    if not request.scope.get("query_string"):
+        return []
     values = request.query_params.getlist(name)
     if len(values) > limit:
         raise BadRequest(f"Parameter {name} may be given at most {limit} times.", expression=[name])
