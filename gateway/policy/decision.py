@@ -112,7 +112,12 @@ def to_verdict(
     parts: tuple[SourceContribution, ...] | None = None,
 ) -> Verdict:
     """What ``decision`` lets out of ``results``; ``parts`` are their contributions
-    (:func:`contributions`) when the caller has them already."""
+    (:func:`contributions`) when the caller has them already.
+
+    Pure but for the operators' warnings below, so it is remembered (bounded) for the very
+    same decision and answers — the decision is itself remembered for unchanged inputs
+    (:func:`consent.decide`), and the cache hands out the same answers for an unchanged
+    entry. The arguments are held, so an ``id`` is never mistaken for a later object's."""
     for result in results:
         for issue in result.issues:
             if issue.labelled:  # for operators: codes and types only, never identifiers
@@ -122,6 +127,31 @@ def to_verdict(
                     code=issue.code,
                     about=issue.about,
                 )
+    key = (id(decision), *map(id, results))
+    seen = _verdicts.get(key)
+    if (
+        seen is not None
+        and seen[0] is decision
+        and len(seen[1]) == len(results)
+        and all(a is b for a, b in zip(seen[1], results, strict=True))
+    ):
+        return seen[2]
+    verdict = _to_verdict(decision, results, parts)
+    _verdicts[key] = (decision, tuple(results), verdict)
+    while len(_verdicts) > _VERDICTS_REMEMBERED:
+        del _verdicts[next(iter(_verdicts))]
+    return verdict
+
+
+_VERDICTS_REMEMBERED = 1024
+_verdicts: dict[tuple[int, ...], tuple[Decision, tuple[SourceResult, ...], Verdict]] = {}
+
+
+def _to_verdict(
+    decision: Decision,
+    results: Sequence[SourceResult],
+    parts: tuple[SourceContribution, ...] | None,
+) -> Verdict:
     parts = contributions(results) if parts is None else parts
     shown = {c.source: c for c in decision.visible(parts)}
     visible = tuple(
