@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ GATEWAY = Path(gateway.audit.__file__).resolve().parents[1]
 PACKAGE = GATEWAY / "audit"
 NO_RELATIONSHIP = "no-legitimate-relationship"
 NHS = "9990000018"
+WORKING_HOURS = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # a Monday, 11:00 in London
 REQUEST: dict[str, Any] = {
     "method": "GET",
     "query": "",
@@ -81,7 +83,8 @@ def http_event(
 ) -> dict[str, Any]:
     """The event the boundary builds for a read of NHS with this decision."""
     trail = note.AuditNote(subtype="read", patient_nhs=NHS, effect=effect, reasons=reasons, **kw)
-    return note.build_event(trail, status=status, **REQUEST)
+    # In working hours: the monitoring rules below would add an out-of-hours alert otherwise.
+    return note.build_event(trail, status=status, recorded=WORKING_HOURS, **REQUEST)
 
 
 def test_outcome_desc_is_written_from_the_status_effect_and_reasons() -> None:
