@@ -34,7 +34,7 @@ import httpx
 
 from adapters import ukcore
 from adapters.base import DataIssue, Outcome, Resource, SourceConfig
-from adapters.community._common import external_references, parse_stu3
+from adapters.community._common import Prepared, external_references, parse_stu3
 from adapters.community.client import PAGE_COUNT, CommunityClient
 from adapters.community.mapping import (
     Context,
@@ -45,7 +45,7 @@ from adapters.community.mapping import (
     map_patient,
     patient_nhs_number,
 )
-from adapters.context import keep_valid
+from adapters.context import keep_valid, passes, report_invalid
 from adapters.http_source import Care, HTTPSourceAdapter
 from adapters.resilience import CircuitBreaker, SourceFault
 
@@ -118,19 +118,58 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
         refs: set[str] = set()
         for raw in (r for plans, teams in found for r in (*plans, *teams)):
             refs |= external_references(raw)
-        await self._resolve(refs - resolved.keys() - early, resolved)
         ctx.resolved = resolved
-        return list(found)
+        later = refs - resolved.keys() - early
+        if not later:
+            return list(found)
+        # The last round depends on the answers before it, but the patients' mapping and the
+        # STU3 check of their plans and teams do not depend on it: done while it is out,
+        # after its requests have reached the source, not after its answers.
+        last = asyncio.ensure_future(self._resolve(later, resolved))
+        try:
+            await _requests_sent()
+            care = [_checked_care(plans, teams) for plans, teams in found]
+            for person in people:
+                self._prepare(person, ctx)
+            await last
+        finally:
+            if not last.done():
+                last.cancel()
+        return care
+
+    def _prepare(self, person: Resource, ctx: Context) -> None:
+        """The person's Patient mapped and validated ahead (:class:`Prepared` on ``ctx``): it
+        needs only the patient's own references, read in the round before the last. Its
+        findings are kept aside and replayed by :meth:`_normalise` in the order they would
+        have been made; a patient whose mapping raises is left to :meth:`_normalise`."""
+        aside = Context(ctx.source, ctx.organisation, ctx.domain, resolved=ctx.resolved)
+        try:
+            patient = map_patient(person, aside)
+        except ConversionError:
+            return
+        ctx.prepared[person["id"]] = Prepared(patient, tuple(aside.issues), passes(patient))
 
     def _normalise(
         self, person: Resource, care: Care, nhs: str, ctx: Context, fetched_at: datetime
     ) -> tuple[Resource, list[Resource], Resource] | None:
         plans, teams = care
         pid = person["id"]
-        patient = map_patient(person, ctx)
+        ready = ctx.prepared.pop(pid, None)
+        if ready is None:
+            patient = map_patient(person, ctx)
+        else:
+            patient = ready.patient
+            for found in ready.issues:
+                ctx.add(found)
         made = [map_care_plan(p, pid, nhs, ctx) for p in plans]
         made += [map_care_team(t, pid, nhs, ctx) for t in teams]
-        if not keep_valid(patient, ctx):
+        if ready is None:
+            valid = keep_valid(patient, ctx)
+        else:
+            valid = ready.valid
+            if not valid:
+                report_invalid(patient, ctx)
+        if not valid:
             return None  # the person's plans and teams would point at no Patient
         kept = [resource for resource in made if keep_valid(resource, ctx)]
         return patient, kept, make_provenance(pid, [patient, *kept], fetched_at, ctx)
@@ -171,3 +210,31 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
             resolved[ref] = parse_stu3(raw, kind)
 
         await asyncio.gather(*(one(ref) for ref in sorted(refs)))
+
+
+#: Loop turns a request just started takes to reach its socket (httpx builds it, the bulkhead
+#: hands it to its own task, httpcore takes a kept-alive connection and writes): none of them
+#: waits on the network, so yielding this many times lets them all go out first.
+_TURNS_TO_SEND = 8
+
+
+async def _requests_sent() -> None:
+    """Yield to the event loop until requests started just before are on their sockets."""
+    for _ in range(_TURNS_TO_SEND):
+        await asyncio.sleep(0)
+
+
+def _checked_care(plans: list[Resource], teams: list[Resource]) -> Care:
+    """The plans and teams checked against STU3 now (:func:`parse_stu3`, whose result the
+    mapping takes as it is). One that fails is kept as sent: the mapping raises for it
+    where it would have, after every request of the fetch has answered."""
+
+    def checked(raw: Resource, kind: str) -> Resource:
+        if kind == "CarePlan" and not raw.get("intent"):
+            return raw  # the mapping defaults it first (map_care_plan)
+        try:
+            return parse_stu3(raw, kind)
+        except ConversionError:
+            return raw
+
+    return [checked(p, "CarePlan") for p in plans], [checked(t, "CareTeam") for t in teams]

@@ -195,3 +195,46 @@ async def test_failures_through_asyncio_streams_read_as_before(
     finally:
         await refused.aclose()
     assert answer.outcome is Outcome.UNAVAILABLE and answer.detail == "ConnectError"
+
+
+async def test_the_patient_is_validated_while_the_last_references_are_read(
+    community: CommunityAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Patient and the STU3 check of the plans and teams need nothing from the last
+    round (the practitioners the plans and teams name): done while its requests are out."""
+    client = community._client
+    original_get = client.get
+    in_flight: set[str] = set()
+    at_check: dict[str, set[str]] = {}
+
+    async def get(path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        in_flight.add(path)
+        try:
+            return await original_get(path, params)
+        finally:
+            in_flight.discard(path)
+
+    client.get = get  # type: ignore[method-assign]
+    original_validate = validation.validate_resource
+
+    def noted_validate(resource: Mapping[str, Any]) -> None:
+        at_check.setdefault(f"R4 {resource['resourceType']}", set(in_flight))
+        original_validate(resource)
+
+    monkeypatch.setattr(context, "validate_resource", noted_validate)
+    original_team = _common._MODELS["CareTeam"]
+
+    class NotedCareTeam:
+        @staticmethod
+        def model_validate(raw: Any) -> Any:
+            at_check.setdefault("STU3 CareTeam", set(in_flight))
+            return original_team.model_validate(raw)
+
+    monkeypatch.setitem(_common._MODELS, "CareTeam", NotedCareTeam)
+    result = await community.fetch(nhs("both"))
+    assert result.outcome is Outcome.FOUND, result.detail
+    for step in ("R4 Patient", "STU3 CareTeam"):
+        assert any(p.startswith("Practitioner/") for p in at_check[step]), at_check
+    # What depends on the practitioners is made once they have answered.
+    assert at_check["R4 CarePlan"] == set() and at_check["R4 CareTeam"] == set()
+    assert of_type(result.resources, "Patient")
