@@ -7,6 +7,7 @@ may be NHS numbers or names).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class Context(MappingContext):
     #: Patients mapped and validated while the last references were being read, by source
     #: patient id (see :class:`Prepared`).
     prepared: dict[str, Prepared] = field(default_factory=dict)
+    #: The round after the patient search, asked for before the patients' STU3 check: the
+    #: patients it was asked for and its task (see ``CommunityAdapter._people``).
+    care_ahead: tuple[list[Resource], asyncio.Future[Any]] | None = None
 
 
 @dataclass(slots=True, frozen=True)

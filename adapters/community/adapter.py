@@ -90,10 +90,31 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
 
     async def _people(self, nhs: str, ctx: Context) -> list[Resource]:
         query = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
+        matched = [
+            resource
+            for resource, mode in await self._client.search("Patient", query)
+            if mode == "match" and resource.get("resourceType") == "Patient"
+        ]
+        # The patients' plans, teams and own references are asked for before their STU3
+        # check (the costliest step of this round), which then runs while they are out.
+        ahead = _likely_people(matched, nhs)
+        try:
+            if ahead:
+                ctx.care_ahead = (ahead, asyncio.ensure_future(self._second_round(ahead)))
+                await _requests_sent()
+            patients = self._checked_people(matched, nhs, ctx)
+        except BaseException:
+            _drop_ahead(ctx)
+            raise
+        if [p["id"] for p in patients] != [p["id"] for p in ahead]:
+            _drop_ahead(ctx)  # not the patients asked about ahead: asked again, as before
+        return patients
+
+    @staticmethod
+    def _checked_people(matched: list[Resource], nhs: str, ctx: Context) -> list[Resource]:
+        """The matched patients checked against STU3 that really hold ``nhs``, each once."""
         patients: list[Resource] = []
-        for resource, mode in await self._client.search("Patient", query):
-            if mode != "match" or resource.get("resourceType") != "Patient":
-                continue
+        for resource in matched:
             raw = parse_stu3(resource, "Patient")
             if patient_nhs_number(raw) != nhs:
                 ctx.issue(
@@ -106,15 +127,26 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
                 patients.append(raw)
         return patients
 
-    async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
+    async def _second_round(
+        self, people: list[Resource]
+    ) -> tuple[list[Care], dict[str, Resource], set[str]]:
+        """Each patient's plans and teams, and the references the patients themselves make
+        (their GP practice), resolved while the plans and teams are searched, not one round
+        trip after them: (care per patient, what was resolved, the patients' references)."""
         resolved: dict[str, Resource] = {}
-        # The patients' own references (their GP practice) are known now: resolved while
-        # their plans and teams are searched, not one round trip after them.
         early: set[str] = set().union(*(external_references(p) for p in people))
         found, _ = await asyncio.gather(
             asyncio.gather(*(self._care(p["id"], resolved) for p in people)),
             self._resolve(early, resolved),
         )
+        return list(found), resolved, early
+
+    async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
+        ahead, ctx.care_ahead = ctx.care_ahead, None
+        if ahead is not None:
+            found, resolved, early = await ahead[1]
+        else:
+            found, resolved, early = await self._second_round(people)
         refs: set[str] = set()
         for raw in (r for plans, teams in found for r in (*plans, *teams)):
             refs |= external_references(raw)
@@ -238,3 +270,31 @@ def _checked_care(plans: list[Resource], teams: list[Resource]) -> Care:
             return raw
 
     return [checked(p, "CarePlan") for p in plans], [checked(t, "CareTeam") for t in teams]
+
+
+def _likely_people(matched: list[Resource], nhs: str) -> list[Resource]:
+    """The matched patients that hold ``nhs`` as sent, each once, before their STU3 check:
+    what :meth:`CommunityAdapter._checked_people` keeps when every one of them passes it.
+    Nothing when one cannot be read without the check (it then comes first, as before)."""
+    likely: list[Resource] = []
+    for raw in matched:
+        try:
+            number = patient_nhs_number(raw)
+        except (AttributeError, TypeError):
+            return []
+        pid = raw.get("id")
+        if not isinstance(pid, str) or not _SOURCE_ID.fullmatch(pid):
+            return []
+        if number == nhs and not any(pid == p["id"] for p in likely):
+            likely.append(raw)
+    return likely
+
+
+def _drop_ahead(ctx: Context) -> None:
+    """Cancel the round asked for ahead (:attr:`Context.care_ahead`), if any."""
+    if ctx.care_ahead is not None:
+        task = ctx.care_ahead[1]
+        ctx.care_ahead = None
+        if task.done() and not task.cancelled():
+            task.exception()  # answered already: its fault, if any, is not this fetch's
+        task.cancel()

@@ -539,6 +539,7 @@ def _bad_stu3_team(source: FakeSource) -> None:
     [
         (_activity_status, _verification, _missing_gp, _label("Patient"), _label("CarePlan")),
         (_twin, _verification, _activity_status),
+        (_twin_without_the_number, _missing_gp),
         (_bad_stu3_team,),
     ],
 )
@@ -549,9 +550,10 @@ async def test_patients_made_ahead_answer_as_made_after_the_last_round(
     changes: tuple[Change, ...],
     patient_fails: bool,
 ) -> None:
-    """The Patients are mapped and validated (and the plans and teams checked against STU3)
-    while the practitioners are read: the answer, its findings and their order are those
-    of mapping everything after the last round, as before."""
+    """The plans and teams asked for before the patients' STU3 check, the Patients mapped and
+    validated (and the plans and teams checked against STU3) while the practitioners are
+    read: the answer, its findings and their order are those of doing each step after the
+    round before it, as before."""
     for change in changes:
         change(source)
     if patient_fails:
@@ -567,6 +569,7 @@ async def test_patients_made_ahead_answer_as_made_after_the_last_round(
 
     monkeypatch.setattr(CommunityAdapter, "_prepare", not_ahead)
     monkeypatch.setattr(community_adapter, "_checked_care", lambda plans, teams: (plans, teams))
+    monkeypatch.setattr(community_adapter, "_likely_people", lambda matched, nhs: [])
     source.calls.clear()
     after = await adapter.fetch(NHS)
     assert source.calls == calls  # the same requests: the last round was there both times
@@ -588,3 +591,15 @@ async def test_patients_made_ahead_answer_as_made_after_the_last_round(
 def _timeless(resources: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     """The resources without the Provenances' ``recorded`` (each fetch's own moment)."""
     return [{k: v for k, v in r.items() if k != "recorded"} for r in resources]
+
+
+async def test_a_patient_failing_stu3_is_bad_data_though_its_plans_were_asked_for(
+    source: FakeSource,
+) -> None:
+    """The plans and teams are asked for before the patient's STU3 check; when it fails the
+    source's answer is still bad data, naming the Patient, and nothing after it is asked."""
+    source.patients[0]["gender"] = {"not": "a code"}
+    result = await adapter_for(source).fetch(NHS)
+    assert result.outcome is Outcome.BAD_DATA
+    assert result.detail is not None and "STU3 Patient" in result.detail
+    assert not any(path.startswith("Practitioner/") for path in source.calls)
