@@ -195,3 +195,58 @@ async def test_failures_through_asyncio_streams_read_as_before(
     finally:
         await refused.aclose()
     assert answer.outcome is Outcome.UNAVAILABLE and answer.detail == "ConnectError"
+
+
+async def test_the_patient_is_checked_while_the_next_round_is_out(
+    community: CommunityAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient's STU3 check runs while its plans and teams are searched; the Patient's
+    R4 mapping and validation and the plans' and teams' STU3 check need nothing from the
+    last round (the practitioners the plans and teams name): done while it is out."""
+    client = community._client
+    original_get = client.get
+    in_flight: set[str] = set()
+    at_check: dict[str, set[str]] = {}
+
+    async def get(path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        in_flight.add(path)
+        try:
+            return await original_get(path, params)
+        finally:
+            in_flight.discard(path)
+
+    client.get = get  # type: ignore[method-assign]
+    original_validate = validation.validate_resource
+
+    def noted_validate(resource: Mapping[str, Any]) -> None:
+        at_check.setdefault(f"R4 {resource['resourceType']}", set(in_flight))
+        original_validate(resource)
+
+    monkeypatch.setattr(context, "validate_resource", noted_validate)
+    original_team = _common._MODELS["CareTeam"]
+
+    class NotedCareTeam:
+        @staticmethod
+        def model_validate(raw: Any) -> Any:
+            at_check.setdefault("STU3 CareTeam", set(in_flight))
+            return original_team.model_validate(raw)
+
+    monkeypatch.setitem(_common._MODELS, "CareTeam", NotedCareTeam)
+    original_patient = _common._MODELS["Patient"]
+
+    class NotedPatient:
+        @staticmethod
+        def model_validate(raw: Any) -> Any:
+            at_check.setdefault("STU3 Patient", set(in_flight))
+            return original_patient.model_validate(raw)
+
+    monkeypatch.setitem(_common._MODELS, "Patient", NotedPatient)
+    result = await community.fetch(nhs("both"))
+    assert result.outcome is Outcome.FOUND, result.detail
+    for step in ("R4 Patient", "STU3 CareTeam"):
+        assert any(p.startswith("Practitioner/") for p in at_check[step]), at_check
+    # The patient is checked against STU3 while its plans and teams are searched.
+    assert {"CarePlan", "CareTeam"} <= at_check["STU3 Patient"], at_check
+    # What depends on the practitioners is made once they have answered.
+    assert at_check["R4 CarePlan"] == set() and at_check["R4 CareTeam"] == set()
+    assert of_type(result.resources, "Patient")
