@@ -14,7 +14,7 @@
                                        contributions, {"Consent/x": parse_consent(stored)}, policy)
 """
 
-from consent.decide import decide
+from consent.decide import decide, in_force, needs_the_time
 from consent.directive_access import (
     DirectiveInteraction,
     decide_directive_access,
@@ -70,6 +70,8 @@ __all__ = [
     "SourceContribution",
     "Withheld",
     "decide",
+    "in_force",
+    "needs_the_time",
     "decide_directive_access",
     "decide_plan_write",
     "decide_summary_access",

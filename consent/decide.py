@@ -117,14 +117,28 @@ def decide(
     """
     if is_patient(requester):
         return decide_for_patient(requester, purpose, contributions, policy, person=person)
-    if purpose == BREAK_GLASS_PURPOSE and (
-        prior_break_glass is not None or (requester.break_glass_reason or "").strip()
-    ):
+    if needs_the_time(purpose, requester.break_glass_reason, prior_break_glass):
         return _decide(
             requester, purpose, contributions, directives, policy, now, prior_break_glass
         )
-    in_force = tuple(d for d in directives if purpose and d.in_force(purpose, now))
-    return _remembered(requester, purpose, contributions, in_force, policy, now)
+    return _remembered(
+        requester, purpose, contributions, in_force(directives, purpose, now), policy, now
+    )
+
+
+def in_force(
+    directives: Sequence[Directive], purpose: str | None, now: datetime
+) -> tuple[Directive, ...]:
+    """The directives in force for ``purpose`` at ``now``: through them alone, and through
+    break-glass, does the time count in a decision (see :func:`decide`)."""
+    return tuple(d for d in directives if purpose and d.in_force(purpose, now))
+
+
+def needs_the_time(purpose: str | None, reason: str | None, prior: datetime | None) -> bool:
+    """Whether a decision can turn on break-glass (purpose ``ETREAT`` with a ``reason``
+    stated, or an earlier grant ``prior``): then it depends on the time itself, not only on
+    :func:`in_force`, and is never remembered."""
+    return purpose == BREAK_GLASS_PURPOSE and (prior is not None or bool((reason or "").strip()))
 
 
 # Decisions made, by everything they depend on (bounded, oldest out). Contributions,

@@ -34,7 +34,9 @@ from consent import (
     SourceContribution,
     decide,
     decide_directive_access,
+    in_force,
     needs_relationship,
+    needs_the_time,
     parse_consents,
 )
 from gateway.audit import note as audit_trail
@@ -106,6 +108,20 @@ def visible_issues(
     return tuple(i for i in issues if i.about is not None and i.about not in hidden)
 
 
+def warn_labelled(results: Sequence[SourceResult]) -> None:
+    """Log each labelled finding the adapters left out (for operators: codes and types only,
+    never identifiers); on every request that decides on these answers."""
+    for result in results:
+        for issue in result.issues:
+            if issue.labelled:
+                log.warning(
+                    "labelled_data_issue_withheld",
+                    source=result.source,
+                    code=issue.code,
+                    about=issue.about,
+                )
+
+
 def to_verdict(
     decision: Decision,
     results: Sequence[SourceResult],
@@ -118,15 +134,7 @@ def to_verdict(
     same decision and answers — the decision is itself remembered for unchanged inputs
     (:func:`consent.decide`), and the cache hands out the same answers for an unchanged
     entry. The arguments are held, so an ``id`` is never mistaken for a later object's."""
-    for result in results:
-        for issue in result.issues:
-            if issue.labelled:  # for operators: codes and types only, never identifiers
-                log.warning(
-                    "labelled_data_issue_withheld",
-                    source=result.source,
-                    code=issue.code,
-                    about=issue.about,
-                )
+    warn_labelled(results)
     key = (id(decision), *map(id, results))
     seen = _verdicts.get(key)
     if (
@@ -217,6 +225,19 @@ class PolicyDecider:
         self.ledger = ledger
         self.clock = clock
         self.inputs = inputs
+        # Verdicts by requester, person, the very same answers and directives in force
+        # (__call__): the arguments held, so an ``id`` is never another object's.
+        self._verdicts: dict[tuple[Any, ...], tuple[tuple[object, ...], Verdict]] = {}
+
+    async def read_inputs(
+        self, nhs_number: str, sub: str
+    ) -> tuple[tuple[Directive, ...], datetime | None]:
+        """The person's directives (parsed) and ``sub``'s latest grant for them, read now."""
+        if self.inputs is not None:
+            return await self.inputs(nhs_number, sub)
+        stored = await self.directives.active_for(nhs_number)
+        prior = await self.ledger.last_grant(sub, nhs_number)
+        return parse_consents(stored), prior
 
     async def decision(
         self,
@@ -226,15 +247,13 @@ class PolicyDecider:
         *,
         dry_run: bool = False,
         parts: tuple[SourceContribution, ...] | None = None,
+        read: tuple[tuple[Directive, ...], datetime | None] | None = None,
+        now: datetime | None = None,
     ) -> Decision:
-        """The decision on ``results`` (their contributions ``parts``, when made already)."""
-        now = self.clock()
-        if self.inputs is not None:
-            directives, prior = await self.inputs(nhs_number, ctx.sub)
-        else:
-            stored = await self.directives.active_for(nhs_number)
-            prior = await self.ledger.last_grant(ctx.sub, nhs_number)
-            directives = parse_consents(stored)
+        """The decision on ``results`` (their contributions ``parts``, the directives and
+        grant ``read`` for this request, when the caller has them already)."""
+        now = now or self.clock()
+        directives, prior = read or await self.read_inputs(nhs_number, ctx.sub)
         decision = decide(
             requester(ctx),
             ctx.purpose,
@@ -257,11 +276,33 @@ class PolicyDecider:
         *,
         dry_run: bool = False,
     ) -> Verdict:
+        read = await self.read_inputs(nhs_number, ctx.sub)  # every request: never remembered
+        now = self.clock()
+        key: tuple[Any, ...] | None = None
+        held: tuple[object, ...] = ()
+        if not needs_the_time(ctx.purpose, ctx.break_glass_reason, read[1]):
+            # Without break-glass the verdict depends on the time only through the directives
+            # in force (consent.decide): remembered by those and the very same answers.
+            held = (self.policy, *results, *in_force(read[0], ctx.purpose, now))
+            key = (ctx.sub, ctx.role, ctx.org, ctx.client_kind, ctx.purpose, ctx.patient,
+                   ctx.proofing_level, ctx.break_glass_reason, nhs_number, len(results),
+                   *map(id, held))  # fmt: skip
+            seen = self._verdicts.get(key)
+            if seen is not None and all(a is b for a, b in zip(seen[0], held, strict=True)):
+                warn_labelled(results)
+                return seen[1]
         # Joint plans are decided per author organisation, their custodian (custody.py).
         by_custodian = custody.split(results)
         parts = contributions(by_custodian)
-        decision = await self.decision(ctx, nhs_number, by_custodian, dry_run=dry_run, parts=parts)
-        return custody.join(to_verdict(decision, by_custodian, parts))
+        decision = await self.decision(
+            ctx, nhs_number, by_custodian, dry_run=dry_run, parts=parts, read=read, now=now
+        )
+        verdict = custody.join(to_verdict(decision, by_custodian, parts))
+        if key is not None:
+            self._verdicts[key] = (held, verdict)
+            while len(self._verdicts) > _VERDICTS_REMEMBERED:
+                del self._verdicts[next(iter(self._verdicts))]
+        return verdict
 
 
 Fetch = Callable[[str], Awaitable[Sequence[SourceResult]]]

@@ -296,3 +296,27 @@ async def test_break_glass_grant_is_recorded_looked_up_and_expires(pg: AsyncEngi
     assert "no-legitimate-relationship" in expired.reasons
     assert await BreakGlassStore(pg).last_grant("clinician-0007", NHS_A) == T0
     assert await BreakGlassStore(pg).last_grant("clinician-0007", NHS_B) is None
+
+
+async def test_a_remembered_verdict_still_meets_every_new_directive(pg: AsyncEngine) -> None:
+    """The decider remembers a verdict for the very same answers and directives in force,
+    but reads the directives for every call: a new objection, and one coming into force
+    later, each apply to the very next call."""
+    clock = SteppingClock(T0)
+    decider = PolicyDecider(load_policy(), ConsentStore(pg), BreakGlassStore(pg), clock=clock)
+    results = [held_by_gp(NHS_A)]
+    custodian = RequestContext(
+        sub="nurse-0001", role="R8000", org="RAT", client_kind="user", purpose="TREAT",
+        request_id="req-2",
+    )  # fmt: skip
+    first = await decider(custodian, NHS_A, results)
+    assert first.effect == "permit"
+    assert await decider(custodian, NHS_A, results) is first  # remembered
+
+    starts = T0 + timedelta(hours=1)
+    later = objection(NHS_A, provision={"type": "deny", "period": {"start": starts.isoformat()}})
+    await ConsentStore(pg).create(later)
+    assert (await decider(custodian, NHS_A, results)).effect == "permit"  # not yet in force
+    clock.now = starts + timedelta(seconds=1)
+    objected = await decider(custodian, NHS_A, results)
+    assert objected.effect == "deny" and "patient-objected" in objected.reasons
