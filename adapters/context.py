@@ -27,14 +27,7 @@ from adapters import ukcore
 from adapters.base import DataIssue, Domain
 from adapters.validation import UKCoreValidationError, validate_resource
 
-__all__ = [
-    "MappingContext",
-    "is_labelled",
-    "keep_valid",
-    "make_provenance",
-    "passes",
-    "report_invalid",
-]
+__all__ = ["MappingContext", "is_labelled", "keep_valid", "make_provenance"]
 
 
 @dataclass(slots=True)
@@ -53,10 +46,7 @@ class MappingContext:
     def issue(self, code: str, text: str, *, about: str | None, labelled: bool = False) -> None:
         """Record a finding once; ``about`` is the resource type it concerns, ``labelled`` that
         it is a confidentiality-labelled resource left out here (:class:`DataIssue`)."""
-        self.add(DataIssue(code, text, about, labelled))
-
-    def add(self, found: DataIssue) -> None:
-        """Record ``found`` once (a finding made on another context, replayed here)."""
+        found = DataIssue(code, text, about, labelled)
         if found not in self.issues:
             self.issues.append(found)
 
@@ -97,29 +87,15 @@ def is_labelled(resource: Mapping[str, Any]) -> bool:
 def keep_valid(resource: Mapping[str, Any], ctx: MappingContext) -> bool:
     """Validate ``resource`` where it is born: ``True`` to keep it; ``False`` when it failed,
     after reporting it (by resource type only) on ``ctx``."""
-    if passes(resource):
-        return True
-    report_invalid(resource, ctx)
-    return False
-
-
-def passes(resource: Mapping[str, Any]) -> bool:
-    """Whether ``resource`` passes UK Core validation, reporting nothing: the first half of
-    :func:`keep_valid`, for an adapter that validates while it waits on its source and
-    reports (:func:`report_invalid`) where the resource's findings belong."""
     try:
         validate_resource(resource)
     except UKCoreValidationError:
+        kind = resource.get("resourceType")
+        ctx.issue(
+            "invalid-resource",
+            f"a {kind} failed UK Core validation and was left out",
+            about=kind if isinstance(kind, str) else None,
+            labelled=is_labelled(resource),
+        )
         return False
     return True
-
-
-def report_invalid(resource: Mapping[str, Any], ctx: MappingContext) -> None:
-    """The ``invalid-resource`` finding for ``resource`` left out (by resource type only)."""
-    kind = resource.get("resourceType")
-    ctx.issue(
-        "invalid-resource",
-        f"a {kind} failed UK Core validation and was left out",
-        about=kind if isinstance(kind, str) else None,
-        labelled=is_labelled(resource),
-    )

@@ -7,10 +7,6 @@ and benchmarks, on loopback only):
     JSON ``{"latency_ms": int, "fail_status": int | null, "fail_count": int | null,
     "retry_after_s": int | null}``; fields left out keep their current value.
     ``latency_ms`` delays every data request by that much (``asyncio.sleep`` in the server).
-    A read's answer is made while the delay runs and sent when it is over, so a request is
-    answered ``latency_ms`` after it arrived however many arrived together: the simulator's
-    own work (one event loop for both sources) overlaps the delay it models instead of
-    queueing after it. Failures are still decided when the delay is over.
     ``lookup_latency_ms`` delays only the person lookup (``GET /people`` on social care,
     ``GET /Patient`` search on community): a source whose person index is slow while its
     follow-up reads are quick. Benchmarks use it to model "a source that takes 100 ms".
@@ -43,7 +39,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -137,14 +133,8 @@ class FaultMiddleware:
     async def _answer(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
         delay_ms = state.latency_ms + (state.lookup_latency_ms if path in LOOKUP_PATHS else 0)
-        prepared: list[Message] | None = None
         if delay_ms > 0:
-            loop = asyncio.get_running_loop()
-            due = loop.time() + delay_ms / 1000
-            if scope.get("method") in _PREPARED_METHODS:
-                prepared = []
-                await self.app(scope, receive, _into(prepared))
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await asyncio.sleep(delay_ms / 1000)
         status = state.take_failure()
         if status is not None:
             response = self.error(status, state.retry_after_s)
@@ -152,25 +142,7 @@ class FaultMiddleware:
                 response.headers["Retry-After"] = str(state.retry_after_s)
             await response(scope, receive, send)
             return
-        if prepared is None:
-            await self.app(scope, receive, send)
-            return
-        for message in prepared:
-            await send(message)
-
-
-#: Reads, whose answer may be prepared while the delay runs: they change nothing, so the
-#: answer is the same whenever within the delay it is made.
-_PREPARED_METHODS = frozenset({"GET", "HEAD"})
-
-
-def _into(messages: list[Message]) -> Send:
-    """An ASGI ``send`` that keeps the messages, to be sent when the delay is over."""
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    return send
+        await self.app(scope, receive, send)
 
 
 def control_router(state: ControlState) -> APIRouter:

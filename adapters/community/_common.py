@@ -7,7 +7,6 @@ may be NHS numbers or names).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from fhir.resources.STU3.practitioner import Practitioner as STU3Practitioner
 from pydantic import ValidationError
 
 from adapters import ukcore
-from adapters.base import DataIssue, Resource
+from adapters.base import Resource
 from adapters.context import MappingContext
 from vocabulary import SDS_USER_SYSTEM
 
@@ -48,23 +47,6 @@ class Context(MappingContext):
     """
 
     resolved: Mapping[str, Resource] = field(default_factory=dict)
-    #: Patients mapped and validated while the last references were being read, by source
-    #: patient id (see :class:`Prepared`).
-    prepared: dict[str, Prepared] = field(default_factory=dict)
-    #: The round after the patient search, asked for before the patients' STU3 check: the
-    #: patients it was asked for and its task (see ``CommunityAdapter._people``).
-    care_ahead: tuple[list[Resource], asyncio.Future[Any]] | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Prepared:
-    """A patient's UK Core Patient made ahead of the rest of its record: the resource, the
-    findings its mapping made (replayed where the mapping would have made them) and whether
-    it passed UK Core validation (its finding, if not, is reported where it belongs)."""
-
-    patient: Resource
-    issues: tuple[DataIssue, ...]
-    valid: bool
 
 
 class Checked(dict[str, Any]):

@@ -34,7 +34,7 @@ import httpx
 
 from adapters import ukcore
 from adapters.base import DataIssue, Outcome, Resource, SourceConfig
-from adapters.community._common import Prepared, external_references, parse_stu3
+from adapters.community._common import external_references, parse_stu3
 from adapters.community.client import PAGE_COUNT, CommunityClient
 from adapters.community.mapping import (
     Context,
@@ -45,7 +45,7 @@ from adapters.community.mapping import (
     map_patient,
     patient_nhs_number,
 )
-from adapters.context import keep_valid, passes, report_invalid
+from adapters.context import keep_valid
 from adapters.http_source import Care, HTTPSourceAdapter
 from adapters.resilience import CircuitBreaker, SourceFault
 
@@ -90,31 +90,10 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
 
     async def _people(self, nhs: str, ctx: Context) -> list[Resource]:
         query = {"identifier": f"{ukcore.NHS_NUMBER_SYSTEM}|{nhs}"}
-        matched = [
-            resource
-            for resource, mode in await self._client.search("Patient", query)
-            if mode == "match" and resource.get("resourceType") == "Patient"
-        ]
-        # The patients' plans, teams and own references are asked for before their STU3
-        # check (the costliest step of this round), which then runs while they are out.
-        ahead = _likely_people(matched, nhs)
-        try:
-            if ahead:
-                ctx.care_ahead = (ahead, asyncio.ensure_future(self._second_round(ahead)))
-                await _requests_sent()
-            patients = self._checked_people(matched, nhs, ctx)
-        except BaseException:
-            _drop_ahead(ctx)
-            raise
-        if [p["id"] for p in patients] != [p["id"] for p in ahead]:
-            _drop_ahead(ctx)  # not the patients asked about ahead: asked again, as before
-        return patients
-
-    @staticmethod
-    def _checked_people(matched: list[Resource], nhs: str, ctx: Context) -> list[Resource]:
-        """The matched patients checked against STU3 that really hold ``nhs``, each once."""
         patients: list[Resource] = []
-        for resource in matched:
+        for resource, mode in await self._client.search("Patient", query):
+            if mode != "match" or resource.get("resourceType") != "Patient":
+                continue
             raw = parse_stu3(resource, "Patient")
             if patient_nhs_number(raw) != nhs:
                 ctx.issue(
@@ -127,81 +106,31 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
                 patients.append(raw)
         return patients
 
-    async def _second_round(
-        self, people: list[Resource]
-    ) -> tuple[list[Care], dict[str, Resource], set[str]]:
-        """Each patient's plans and teams, and the references the patients themselves make
-        (their GP practice), resolved while the plans and teams are searched, not one round
-        trip after them: (care per patient, what was resolved, the patients' references)."""
+    async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
         resolved: dict[str, Resource] = {}
+        # The patients' own references (their GP practice) are known now: resolved while
+        # their plans and teams are searched, not one round trip after them.
         early: set[str] = set().union(*(external_references(p) for p in people))
         found, _ = await asyncio.gather(
             asyncio.gather(*(self._care(p["id"], resolved) for p in people)),
             self._resolve(early, resolved),
         )
-        return list(found), resolved, early
-
-    async def _care_of(self, people: list[Resource], ctx: Context) -> list[Care]:
-        ahead, ctx.care_ahead = ctx.care_ahead, None
-        if ahead is not None:
-            found, resolved, early = await ahead[1]
-        else:
-            found, resolved, early = await self._second_round(people)
         refs: set[str] = set()
         for raw in (r for plans, teams in found for r in (*plans, *teams)):
             refs |= external_references(raw)
+        await self._resolve(refs - resolved.keys() - early, resolved)
         ctx.resolved = resolved
-        later = refs - resolved.keys() - early
-        if not later:
-            return list(found)
-        # The last round depends on the answers before it, but the patients' mapping and the
-        # STU3 check of their plans and teams do not depend on it: done while it is out,
-        # after its requests have reached the source, not after its answers.
-        last = asyncio.ensure_future(self._resolve(later, resolved))
-        try:
-            await _requests_sent()
-            care = [_checked_care(plans, teams) for plans, teams in found]
-            for person in people:
-                self._prepare(person, ctx)
-            await last
-        finally:
-            if not last.done():
-                last.cancel()
-        return care
-
-    def _prepare(self, person: Resource, ctx: Context) -> None:
-        """The person's Patient mapped and validated ahead (:class:`Prepared` on ``ctx``): it
-        needs only the patient's own references, read in the round before the last. Its
-        findings are kept aside and replayed by :meth:`_normalise` in the order they would
-        have been made; a patient whose mapping raises is left to :meth:`_normalise`."""
-        aside = Context(ctx.source, ctx.organisation, ctx.domain, resolved=ctx.resolved)
-        try:
-            patient = map_patient(person, aside)
-        except ConversionError:
-            return
-        ctx.prepared[person["id"]] = Prepared(patient, tuple(aside.issues), passes(patient))
+        return list(found)
 
     def _normalise(
         self, person: Resource, care: Care, nhs: str, ctx: Context, fetched_at: datetime
     ) -> tuple[Resource, list[Resource], Resource] | None:
         plans, teams = care
         pid = person["id"]
-        ready = ctx.prepared.pop(pid, None)
-        if ready is None:
-            patient = map_patient(person, ctx)
-        else:
-            patient = ready.patient
-            for found in ready.issues:
-                ctx.add(found)
+        patient = map_patient(person, ctx)
         made = [map_care_plan(p, pid, nhs, ctx) for p in plans]
         made += [map_care_team(t, pid, nhs, ctx) for t in teams]
-        if ready is None:
-            valid = keep_valid(patient, ctx)
-        else:
-            valid = ready.valid
-            if not valid:
-                report_invalid(patient, ctx)
-        if not valid:
+        if not keep_valid(patient, ctx):
             return None  # the person's plans and teams would point at no Patient
         kept = [resource for resource in made if keep_valid(resource, ctx)]
         return patient, kept, make_provenance(pid, [patient, *kept], fetched_at, ctx)
@@ -242,59 +171,3 @@ class CommunityAdapter(HTTPSourceAdapter[CommunityClient, Context]):
             resolved[ref] = parse_stu3(raw, kind)
 
         await asyncio.gather(*(one(ref) for ref in sorted(refs)))
-
-
-#: Loop turns a request just started takes to reach its socket (httpx builds it, the bulkhead
-#: hands it to its own task, httpcore takes a kept-alive connection and writes): none of them
-#: waits on the network, so yielding this many times lets them all go out first.
-_TURNS_TO_SEND = 8
-
-
-async def _requests_sent() -> None:
-    """Yield to the event loop until requests started just before are on their sockets."""
-    for _ in range(_TURNS_TO_SEND):
-        await asyncio.sleep(0)
-
-
-def _checked_care(plans: list[Resource], teams: list[Resource]) -> Care:
-    """The plans and teams checked against STU3 now (:func:`parse_stu3`, whose result the
-    mapping takes as it is). One that fails is kept as sent: the mapping raises for it
-    where it would have, after every request of the fetch has answered."""
-
-    def checked(raw: Resource, kind: str) -> Resource:
-        if kind == "CarePlan" and not raw.get("intent"):
-            return raw  # the mapping defaults it first (map_care_plan)
-        try:
-            return parse_stu3(raw, kind)
-        except ConversionError:
-            return raw
-
-    return [checked(p, "CarePlan") for p in plans], [checked(t, "CareTeam") for t in teams]
-
-
-def _likely_people(matched: list[Resource], nhs: str) -> list[Resource]:
-    """The matched patients that hold ``nhs`` as sent, each once, before their STU3 check:
-    what :meth:`CommunityAdapter._checked_people` keeps when every one of them passes it.
-    Nothing when one cannot be read without the check (it then comes first, as before)."""
-    likely: list[Resource] = []
-    for raw in matched:
-        try:
-            number = patient_nhs_number(raw)
-        except (AttributeError, TypeError):
-            return []
-        pid = raw.get("id")
-        if not isinstance(pid, str) or not _SOURCE_ID.fullmatch(pid):
-            return []
-        if number == nhs and not any(pid == p["id"] for p in likely):
-            likely.append(raw)
-    return likely
-
-
-def _drop_ahead(ctx: Context) -> None:
-    """Cancel the round asked for ahead (:attr:`Context.care_ahead`), if any."""
-    if ctx.care_ahead is not None:
-        task = ctx.care_ahead[1]
-        ctx.care_ahead = None
-        if task.done() and not task.cancelled():
-            task.exception()  # answered already: its fault, if any, is not this fetch's
-        task.cancel()

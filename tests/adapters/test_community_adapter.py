@@ -12,7 +12,6 @@ import pytest
 
 from adapters import ukcore
 from adapters.base import DataIssue, Outcome, SourceAdapter, SourceConfig
-from adapters.community import adapter as community_adapter
 from adapters.community.adapter import CommunityAdapter
 from adapters.resilience import CircuitBreaker
 from adapters.validation import UKCoreValidationError
@@ -517,89 +516,3 @@ async def test_an_unknown_ethnic_category_keeps_the_record_as_text(source: FakeS
             "unknown-code", "ethnic category code not in UKCore-EthnicCategoryEngland", "Patient"
         ),
     )
-
-
-def _failing_patient_validation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapters import context, validation
-
-    def validate(resource: dict[str, Any]) -> None:
-        if resource["resourceType"] == "Patient" and resource["id"] == "community.C2":
-            raise UKCoreValidationError("Patient: gender: not in the required value set")
-        validation.validate_resource(resource)
-
-    monkeypatch.setattr(context, "validate_resource", validate)
-
-
-def _bad_stu3_team(source: FakeSource) -> None:
-    source.teams["C1"][0]["status"] = {"not": "a code"}
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [
-        (_activity_status, _verification, _missing_gp, _label("Patient"), _label("CarePlan")),
-        (_twin, _verification, _activity_status),
-        (_twin_without_the_number, _missing_gp),
-        (_bad_stu3_team,),
-    ],
-)
-@pytest.mark.parametrize("patient_fails", [False, True])
-async def test_patients_made_ahead_answer_as_made_after_the_last_round(
-    source: FakeSource,
-    monkeypatch: pytest.MonkeyPatch,
-    changes: tuple[Change, ...],
-    patient_fails: bool,
-) -> None:
-    """The plans and teams asked for before the patients' STU3 check, the Patients mapped and
-    validated (and the plans and teams checked against STU3) while the practitioners are
-    read: the answer, its findings and their order are those of doing each step after the
-    round before it, as before."""
-    for change in changes:
-        change(source)
-    if patient_fails:
-        source.patients.append({**patient(), "id": "C2"})
-        source.plans["C2"] = [care_plan(id="cp-9")]
-        _failing_patient_validation(monkeypatch)
-    adapter = adapter_for(source)
-    ahead = await adapter.fetch(NHS)
-    calls = Counter(source.calls)
-
-    def not_ahead(self: CommunityAdapter, person: Any, ctx: Any) -> None:
-        return None
-
-    monkeypatch.setattr(CommunityAdapter, "_prepare", not_ahead)
-    monkeypatch.setattr(community_adapter, "_checked_care", lambda plans, teams: (plans, teams))
-    monkeypatch.setattr(community_adapter, "_likely_people", lambda matched, nhs: [])
-    source.calls.clear()
-    after = await adapter.fetch(NHS)
-    assert source.calls == calls  # the same requests: the last round was there both times
-    assert any(path.startswith("Practitioner/") for path in calls)
-    assert (ahead.outcome, ahead.detail) == (after.outcome, after.detail)
-    assert _timeless(ahead.resources) == _timeless(after.resources)
-    assert ahead.issues == after.issues
-    if patient_fails and ahead.outcome is Outcome.FOUND:
-        assert (
-            DataIssue(
-                "invalid-resource",
-                "a Patient failed UK Core validation and was left out",
-                "Patient",
-            )
-            in ahead.issues
-        )
-
-
-def _timeless(resources: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """The resources without the Provenances' ``recorded`` (each fetch's own moment)."""
-    return [{k: v for k, v in r.items() if k != "recorded"} for r in resources]
-
-
-async def test_a_patient_failing_stu3_is_bad_data_though_its_plans_were_asked_for(
-    source: FakeSource,
-) -> None:
-    """The plans and teams are asked for before the patient's STU3 check; when it fails the
-    source's answer is still bad data, naming the Patient, and nothing after it is asked."""
-    source.patients[0]["gender"] = {"not": "a code"}
-    result = await adapter_for(source).fetch(NHS)
-    assert result.outcome is Outcome.BAD_DATA
-    assert result.detail is not None and "STU3 Patient" in result.detail
-    assert not any(path.startswith("Practitioner/") for path in source.calls)

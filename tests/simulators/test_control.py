@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
 from fhir.resources.STU3.operationoutcome import OperationOutcome
-from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
 
-from simulators.control import ControlState, FaultMiddleware
 from simulators.runner import RunningSources
 
 SOCIAL_PATH = "/people/P900001"
@@ -114,84 +109,3 @@ async def test_counters_count_each_path_and_unauthorised_calls(
         "/people/P900001/support-plans": 1,
         "/people/P900001": 1,
     }
-
-
-class _RecordingApp:
-    """An ASGI app that says when it was called and answers ``200 ok``."""
-
-    def __init__(self) -> None:
-        self.called = asyncio.Event()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.called.set()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-
-def _error(status: int, retry_after_s: int | None) -> Response:
-    return Response(b"failed", status_code=status)
-
-
-def _scope(method: str) -> Scope:
-    return {"type": "http", "method": method, "path": "/people/P900001", "headers": []}
-
-
-async def _nothing() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def test_a_read_is_answered_while_the_delay_runs_and_sent_after_it() -> None:
-    """The answer is made when the request arrives (the simulator's work overlaps the delay
-    instead of queueing after it); nothing is sent before the delay is over."""
-    app = _RecordingApp()
-    state = ControlState(latency_ms=60_000)
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    middleware = FaultMiddleware(app, state, _error)
-    task = asyncio.create_task(middleware(_scope("GET"), _nothing, send))
-    try:
-        await asyncio.wait_for(app.called.wait(), timeout=10)
-        assert sent == []  # made, not sent: the delay still runs
-        assert state.in_flight == 1
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    assert state.in_flight == 0
-
-
-async def test_a_delayed_read_sends_the_prepared_answer_or_the_failure() -> None:
-    app = _RecordingApp()
-    state = ControlState(latency_ms=1)
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await FaultMiddleware(app, state, _error)(_scope("GET"), _nothing, send)
-    assert [m.get("status") for m in sent] == [200, None]
-    assert sent[1]["body"] == b"ok"
-    sent.clear()
-    state.fail_status, state.fail_count = 503, 1
-    await FaultMiddleware(app, state, _error)(_scope("GET"), _nothing, send)
-    assert sent[0]["status"] == 503 and sent[1]["body"] == b"failed"
-
-
-async def test_a_delayed_write_is_made_only_after_the_delay() -> None:
-    app = _RecordingApp()
-    state = ControlState(latency_ms=60_000)
-
-    async def send(message: Message) -> None:
-        return None
-
-    task = asyncio.create_task(FaultMiddleware(app, state, _error)(_scope("POST"), _nothing, send))
-    try:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(app.called.wait()), timeout=0.2)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
