@@ -87,6 +87,24 @@ _OUTCOME_TEXT: Final[dict[str, str]] = {
 }
 
 
+# The text fields of an AuditRecord and the width each is stored in (clipped to it).
+_WIDTHS: Final = (
+    ("user_sub", SUB_MAX),
+    ("user_issuer", TEXT_MAX),
+    ("user_name", TEXT_MAX),
+    ("user_role", CODE_MAX),
+    ("user_org", ORG_MAX),
+    ("purpose", PURPOSE_MAX),
+    ("client_id", SUB_MAX),
+    ("client_address", CODE_MAX),
+    ("query", QUERY_MAX),
+    ("request_id", CODE_MAX),
+    ("break_glass_reason", TEXT_MAX),
+    ("resource_type", CODE_MAX),
+    ("operation", CODE_MAX),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One request as the HTTP layer saw it; everything :func:`build_audit_event` needs.
@@ -149,22 +167,8 @@ class AuditRecord:
             and len(reasons) <= 32
             and all(r and len(r) <= CODE_MAX for r in reasons)
             and all(
-                value is None or len(value) <= limit
-                for value, limit in (
-                    (self.user_sub, SUB_MAX),
-                    (self.user_issuer, TEXT_MAX),
-                    (self.user_name, TEXT_MAX),
-                    (self.user_role, CODE_MAX),
-                    (self.user_org, ORG_MAX),
-                    (self.purpose, PURPOSE_MAX),
-                    (self.client_id, SUB_MAX),
-                    (self.client_address, CODE_MAX),
-                    (self.query, QUERY_MAX),
-                    (self.request_id, CODE_MAX),
-                    (self.break_glass_reason, TEXT_MAX),
-                    (self.resource_type, CODE_MAX),
-                    (self.operation, CODE_MAX),
-                )
+                (value := getattr(self, name)) is None or len(value) <= limit
+                for name, limit in _WIDTHS
             )
         )
 
@@ -173,26 +177,15 @@ class AuditRecord:
         patient = self.patient_nhs
         if patient is not None and len(patient) != NHS_NUMBER_LEN:
             patient = None  # never a valid NHS number; the caller validated what it knew
+        clipped: dict[str, Any] = {n: clip(getattr(self, n), limit) for n, limit in _WIDTHS}
         return replace(
             self,
             outcome_desc=clip(
                 self.outcome_desc if self.status is None else http_summary(self), TEXT_MAX
             ),
-            user_sub=clip(self.user_sub, SUB_MAX),
-            user_issuer=clip(self.user_issuer, TEXT_MAX),
-            user_name=clip(self.user_name, TEXT_MAX),
-            user_role=clip(self.user_role, CODE_MAX),
-            user_org=clip(self.user_org, ORG_MAX),
-            purpose=clip(self.purpose, PURPOSE_MAX),
-            client_id=clip(self.client_id, SUB_MAX),
-            client_address=clip(self.client_address, CODE_MAX),
             patient_nhs=patient,
-            query=clip(self.query, QUERY_MAX),
-            request_id=clip(self.request_id, CODE_MAX),
             reasons=tuple(r for r in (clip(r, CODE_MAX) for r in self.reasons[:32]) if r),
-            break_glass_reason=clip(self.break_glass_reason, TEXT_MAX),
-            resource_type=clip(self.resource_type, CODE_MAX),
-            operation=clip(self.operation, CODE_MAX),
+            **clipped,
         )
 
 

@@ -46,7 +46,6 @@ _RECORDED_MARK: Final = f"~recorded-{_NONCE}~"
 _REQUEST_MARK: Final = f"~request-{_NONCE}~"
 _LONGEST_ID: Final = 36  # a UUID as text (gateway.ids.random_uuid)
 _LONGEST_INSTANT: Final = len("2026-01-01T00:00:00.000+00:00")
-_WHICH: Final = ("id", "recorded", "request_id")
 
 Build = Callable[[str, datetime, str], dict[str, Any]]
 """Builds the whole event from (event id, recorded, request id): the ordinary way."""
@@ -57,7 +56,7 @@ class _Template:
 
     def __init__(self, pieces: tuple[bytes, ...], order: tuple[int, ...], columns: dict[str, Any]):
         self.pieces = pieces  # the bytes between the markers, in the order they occur
-        self.order = order  # which value (an index into _WHICH) each gap takes
+        self.order = order  # which value each gap takes: 0 the id, 1 the time, 2 the request id
         self.columns = columns  # the index columns but "recorded"
 
     def fill(self, event_id: str, recorded: datetime, request_id: str) -> Prepared:
