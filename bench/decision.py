@@ -5,13 +5,11 @@ file holding two of the person's Consents (an objection withdrawn, then an inact
 are read and parsed, neither denies). Per call, µs, ``--rounds`` rounds of N calls each:
 
 * ``floor``          — the decision query alone (:class:`gateway.policy.hot_reads.HotReads`);
-* ``decide``         — :func:`consent.decide` on directives parsed in advance (no I/O): the
-  same arguments every call, so the decision remembered for them, as a warm read of an
-  unchanged record gets it;
-* ``decide afresh``  — the same decision made afresh every call (the rules walked; only the
-  labels' walk per contribution is still remembered);
+* ``decide``         — :func:`consent.decide` on directives parsed in advance (no I/O);
 * ``gateway``        — :class:`gateway.policy.decision.PolicyDecider` as ``serve`` wires it: one
-  query, parse, decide, the visible part of each source (:func:`to_verdict`);
+  query, then the verdict it remembers for the very same answers and directives in force
+  (decided and turned into the visible part of each source, :func:`to_verdict`, on the first
+  call);
 * ``two ORM reads``  — the same decider reading through the two stores' ``AsyncSession``s
   (what every request did before the one-query read).
 """
@@ -19,7 +17,6 @@ are read and parsed, neither denies). Per call, µs, ``--rounds`` rounds of N ca
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -39,7 +36,6 @@ from gateway.wiring import make_adapter
 from simulators.runner import source_configs, start_sources
 from tests.consent.factories import objection_body
 
-decide_module = importlib.import_module("consent.decide")  # the module, not the function
 CALLS = 400
 
 
@@ -90,13 +86,9 @@ async def _run(workdir: Path, rounds: int) -> dict[str, list[float]]:
     async def pure() -> None:
         decide(who, "TREAT", contrib, parsed, policy, datetime.now(UTC))
 
-    async def afresh() -> None:
-        decide_module._decide(who, "TREAT", contrib, parsed, policy, datetime.now(UTC), None)
-
     variants: dict[str, Callable[[], Awaitable[Any]]] = {
         "floor: the decision query": lambda: hot.decision_inputs(nhs, ctx.sub),
         "decide (pure, no I/O)": pure,
-        "decide afresh (nothing remembered but the label walk)": afresh,
         "gateway: one query + decide + verdict": lambda: fast(ctx, nhs, results),
         "two ORM reads + decide + verdict": lambda: slow(ctx, nhs, results),
     }

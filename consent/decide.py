@@ -110,88 +110,11 @@ def decide(
     themself (``client_kind`` ``patient``) is decided by :func:`consent.patient.decide_for_patient`
     and may reach only their own. Pure: same arguments, same decision.
 
-    Being pure, a decision is remembered (:func:`_remembered`): the time counts only through
-    which directives are in force and through break-glass, so where there is no break-glass
-    the same requester, purpose, policy, person, contributions and directives in force get
-    the decision made before, without the rules being walked again.
+    The time counts only through which directives are in force (:func:`in_force`) and through
+    break-glass (:func:`needs_the_time`): the gateway remembers a verdict by those.
     """
     if is_patient(requester):
         return decide_for_patient(requester, purpose, contributions, policy, person=person)
-    if needs_the_time(purpose, requester.break_glass_reason, prior_break_glass):
-        return _decide(
-            requester, purpose, contributions, directives, policy, now, prior_break_glass
-        )
-    return _remembered(
-        requester, purpose, contributions, in_force(directives, purpose, now), policy, now
-    )
-
-
-def in_force(
-    directives: Sequence[Directive], purpose: str | None, now: datetime
-) -> tuple[Directive, ...]:
-    """The directives in force for ``purpose`` at ``now``: through them alone, and through
-    break-glass, does the time count in a decision (see :func:`decide`)."""
-    return tuple(d for d in directives if purpose and d.in_force(purpose, now))
-
-
-def needs_the_time(purpose: str | None, reason: str | None, prior: datetime | None) -> bool:
-    """Whether a decision can turn on break-glass (purpose ``ETREAT`` with a ``reason``
-    stated, or an earlier grant ``prior``): then it depends on the time itself, not only on
-    :func:`in_force`, and is never remembered."""
-    return purpose == BREAK_GLASS_PURPOSE and (prior is not None or bool((reason or "").strip()))
-
-
-# Decisions made, by everything they depend on (bounded, oldest out). Contributions,
-# directives and the policy are keyed by identity, and held, so that an ``id`` is never
-# mistaken for a later object's: the gateway hands the very same resource tuples for an
-# unchanged cached record, and the same parsed directives for an unchanged stored Consent.
-_REMEMBERED = 1024
-_decided: dict[tuple[Any, ...], tuple[Policy, tuple[Any, ...], Decision]] = {}
-
-
-def _remembered(
-    requester: Requester,
-    purpose: str | None,
-    contributions: Sequence[SourceContribution],
-    in_force: tuple[Directive, ...],
-    policy: Policy,
-    now: datetime,
-) -> Decision:
-    """:func:`_decide` with only the directives in force at ``now`` and no break-glass: the
-    same decision at any other time at which the same directives are in force."""
-    held = (*(c.resources for c in contributions), *in_force)
-    key = (
-        requester,
-        purpose,
-        id(policy),
-        tuple((c.source, c.custodian, c.domain, id(c.resources)) for c in contributions),
-        tuple(map(id, in_force)),
-    )
-    seen = _decided.get(key)
-    if (
-        seen is not None
-        and seen[0] is policy
-        and len(seen[1]) == len(held)
-        and all(a is b for a, b in zip(seen[1], held, strict=True))
-    ):
-        return seen[2]
-    decision = _decide(requester, purpose, contributions, in_force, policy, now, None)
-    _decided[key] = (policy, held, decision)
-    while len(_decided) > _REMEMBERED:
-        del _decided[next(iter(_decided))]
-    return decision
-
-
-def _decide(
-    requester: Requester,
-    purpose: str | None,
-    contributions: Sequence[SourceContribution],
-    directives: Sequence[Directive],
-    policy: Policy,
-    now: datetime,
-    prior_break_glass: datetime | None,
-) -> Decision:
-    """The decision, made afresh (:func:`decide` says what it decides)."""
     version = policy.version
     rule = policy.rule_for(requester)
     denial = check_role_and_purpose(requester, purpose, rule)
@@ -233,16 +156,16 @@ def _decide(
             )
         overridden.append("no legitimate relationship")
 
-    in_force = [d for d in directives if d.in_force(purpose, now)]
+    active = in_force(directives, purpose, now)
 
-    objections = objection(in_force)
+    objections = objection(active)
     if objections:
         applied += [d.consent_id for d in objections]
         if bg is None or not policy.break_glass.overrides_objection:
             return deny(Reason.PATIENT_OBJECTED, "the person has objected to sharing")
         overridden.append("the person's objection")
 
-    refusals = recipient_refused(org, in_force)
+    refusals = recipient_refused(org, active)
     if refusals:
         applied += [d.consent_id for d in refusals]
         if bg is None or not policy.break_glass.overrides_recipient_refusal:
@@ -252,7 +175,7 @@ def _decide(
             )
         overridden.append(f"the person's refusal of {requester.org}")
 
-    dropped = withheld_sources(org, contributions, in_force)
+    dropped = withheld_sources(org, contributions, active)
     withheld: list[Withheld] = []
     for source, hits in dropped.items():
         applied += [d.consent_id for d in hits]
@@ -302,3 +225,18 @@ def _decide(
         break_glass_reason=bg_reason,
         break_glass_until=bg.until if bg is not None else None,
     )
+
+
+def in_force(
+    directives: Sequence[Directive], purpose: str | None, now: datetime
+) -> tuple[Directive, ...]:
+    """The directives in force for ``purpose`` at ``now``: through them alone, and through
+    break-glass, does the time count in a decision (see :func:`decide`)."""
+    return tuple(d for d in directives if purpose and d.in_force(purpose, now))
+
+
+def needs_the_time(purpose: str | None, reason: str | None, prior: datetime | None) -> bool:
+    """Whether a decision can turn on break-glass (purpose ``ETREAT`` with a ``reason``
+    stated, or an earlier grant ``prior``): then it depends on the time itself, not only on
+    :func:`in_force`."""
+    return purpose == BREAK_GLASS_PURPOSE and (prior is not None or bool((reason or "").strip()))

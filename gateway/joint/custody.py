@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from adapters.base import Domain, Outcome, Resource, SourceResult
 from consent.model import reference_key
@@ -42,20 +41,6 @@ def _domain(plan: Resource) -> Domain:
     return "health"
 
 
-# What split and join made, by the identity of what they were given (held, bounded): the
-# cache hands out the same joint answer for an unchanged entry, and the same parts give the
-# decision, the verdict and the merge the same objects to remember their work by.
-_REMEMBERED = 512
-_splits: dict[int, tuple[SourceResult, tuple[SourceResult, ...]]] = {}
-_joins: dict[tuple[int, ...], tuple[tuple[SourceResult, ...], SourceResult]] = {}
-
-
-def _keep(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    memo[key] = value
-    while len(memo) > _REMEMBERED:
-        del memo[next(iter(memo))]
-
-
 def split(results: Sequence[SourceResult]) -> list[SourceResult]:
     """``results`` with the ``joint`` answer replaced by one answer per author organisation."""
     out: list[SourceResult] = []
@@ -63,11 +48,6 @@ def split(results: Sequence[SourceResult]) -> list[SourceResult]:
         if result.source != JOINT_SOURCE or result.outcome is not Outcome.FOUND:
             out.append(result)
             continue
-        seen = _splits.get(id(result))
-        if seen is not None and seen[0] is result:
-            out.extend(seen[1])
-            continue
-        made = len(out)
         plans = [r for r in result.resources if r.get("resourceType") == "CarePlan"]
         owner = {f"CarePlan/{p['id']}": _author(p) for p in plans}
         groups: dict[str, list[Resource]] = {}
@@ -92,7 +72,6 @@ def split(results: Sequence[SourceResult]) -> list[SourceResult]:
                     issues=(),
                 )
             )
-        _keep(_splits, id(result), (result, tuple(out[made:])))
     return out
 
 
@@ -102,10 +81,6 @@ def join(verdict: Verdict) -> Verdict:
     if not parts:
         return verdict
     others = [r for r in verdict.visible if not r.source.startswith(_PREFIX)]
-    key = tuple(map(id, parts))
-    seen = _joins.get(key)
-    if seen is not None and all(a is b for a, b in zip(seen[0], parts, strict=True)):
-        return replace(verdict, visible=(*others, seen[1]))
     plans = [x for r in parts for x in r.resources if x.get("resourceType") == "CarePlan"]
     rest = [x for r in parts for x in r.resources if x.get("resourceType") != "CarePlan"]
     joined = SourceResult(
@@ -116,5 +91,4 @@ def join(verdict: Verdict) -> Verdict:
         resources=(*plans, *rest),
         fetched_at=parts[0].fetched_at,
     )
-    _keep(_joins, key, (tuple(parts), joined))
     return replace(verdict, visible=(*others, joined))

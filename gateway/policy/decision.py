@@ -128,38 +128,8 @@ def to_verdict(
     parts: tuple[SourceContribution, ...] | None = None,
 ) -> Verdict:
     """What ``decision`` lets out of ``results``; ``parts`` are their contributions
-    (:func:`contributions`) when the caller has them already.
-
-    Pure but for the operators' warnings below, so it is remembered (bounded) for the very
-    same decision and answers — the decision is itself remembered for unchanged inputs
-    (:func:`consent.decide`), and the cache hands out the same answers for an unchanged
-    entry. The arguments are held, so an ``id`` is never mistaken for a later object's."""
+    (:func:`contributions`) when the caller has them already."""
     warn_labelled(results)
-    key = (id(decision), *map(id, results))
-    seen = _verdicts.get(key)
-    if (
-        seen is not None
-        and seen[0] is decision
-        and len(seen[1]) == len(results)
-        and all(a is b for a, b in zip(seen[1], results, strict=True))
-    ):
-        return seen[2]
-    verdict = _to_verdict(decision, results, parts)
-    _verdicts[key] = (decision, tuple(results), verdict)
-    while len(_verdicts) > _VERDICTS_REMEMBERED:
-        del _verdicts[next(iter(_verdicts))]
-    return verdict
-
-
-_VERDICTS_REMEMBERED = 1024
-_verdicts: dict[tuple[int, ...], tuple[Decision, tuple[SourceResult, ...], Verdict]] = {}
-
-
-def _to_verdict(
-    decision: Decision,
-    results: Sequence[SourceResult],
-    parts: tuple[SourceContribution, ...] | None,
-) -> Verdict:
     parts = contributions(results) if parts is None else parts
     shown = {c.source: c for c in decision.visible(parts)}
     visible = tuple(
@@ -202,6 +172,9 @@ def _visible_part(result: SourceResult, shown: Sequence[Mapping[str, Any]]) -> S
         fetched_at=result.fetched_at,
     )
 
+
+VERDICTS_REMEMBERED = 1024
+"""Verdicts a :class:`PolicyDecider` keeps (oldest out): a caller and person each."""
 
 DecisionInputs = Callable[[str, str], Awaitable[tuple[tuple[Directive, ...], datetime | None]]]
 
@@ -300,7 +273,7 @@ class PolicyDecider:
         verdict = custody.join(to_verdict(decision, by_custodian, parts))
         if key is not None:
             self._verdicts[key] = (held, verdict)
-            while len(self._verdicts) > _VERDICTS_REMEMBERED:
+            while len(self._verdicts) > VERDICTS_REMEMBERED:
                 del self._verdicts[next(iter(self._verdicts))]
         return verdict
 

@@ -164,19 +164,3 @@ def test_a_finding_about_a_labelled_resource_left_out_never_goes_out() -> None:
     assert visible_issues(lascare, lascare.resources) == (GENDER, PLAN_STATUS)
     shown = without(lascare, "lascare.P1.SP2")
     assert visible_issues(lascare, shown) == (GENDER,)
-
-
-def test_a_verdict_is_remembered_only_for_the_very_same_decision_and_answers() -> None:
-    lascare, community = source("lascare", *ALL), source("community", *ALL)
-    plan = Withheld("CarePlan/lascare.P1.SP1", Reason.LABEL_RESTRICTED, "lascare")
-    withholding = decision(plan)
-    first = to_verdict(withholding, [lascare, community])
-    assert to_verdict(withholding, [lascare, community]) is first  # the same objects
-    other = to_verdict(decision(plan), [lascare, community])  # an equal, new decision
-    assert other is not first and other.visible == first.visible
-    anew = to_verdict(withholding, [source("lascare", *ALL), community])  # a new answer
-    assert anew is not first and anew.visible == first.visible
-    whole = to_verdict(decision(), [lascare, community])
-    assert {r["id"] for r in whole.visible[0].resources} > {
-        r["id"] for r in first.visible[0].resources
-    }

@@ -105,16 +105,3 @@ def test_joint_plans_are_split_by_author_and_joined_back() -> None:
     assert [r["id"] for r in parts["joint:LA883"].resources] == ["joint.def.plan", "joint.def.v1"]
     (joined,) = join(Verdict(Effect.PERMIT, tuple(parts.values()))).visible
     assert joined.source == "joint" and len(joined.resources) == 3
-    # The same answer splits into the very same parts, and they join into the same answer,
-    # so the decision, verdict and merge after them can remember their work; a new answer
-    # (an edited plan) is split afresh.
-    again = split([result])
-    assert all(a is b for a, b in zip(again, parts.values(), strict=True))
-    (rejoined,) = join(Verdict(Effect.PERMIT, tuple(again))).visible
-    assert rejoined is joined
-    edited = SourceResult("joint", JOINT_ORGANISATION, "health", Outcome.FOUND,
-                          ({**gp_plan, "title": "changed"}, council_plan, prov))  # fmt: skip
-    fresh = {r.source: r for r in split([edited])}
-    assert fresh["joint:F81001"].resources[0]["title"] == "changed"
-    (joined_anew,) = join(Verdict(Effect.PERMIT, tuple(fresh.values()))).visible
-    assert joined_anew is not joined and joined_anew.resources[0]["title"] == "changed"
